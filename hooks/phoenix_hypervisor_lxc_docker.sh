@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# phoenix built-in step: Docker, the NVIDIA container runtime (GPU nodes only) and the
+# Portainer server or agent (per portainer_role).
+#
+# Runs INSIDE the container (phoenix pushes it and runs it with `pct exec`). Idempotent:
+# every part checks before it acts.
+#
+# Environment (set by phoenix):
+#   PHOENIX_GPU               1 when the node has a GPU assignment, else 0
+#   PHOENIX_PORTAINER_ROLE    server | agent | none
+#   PHOENIX_PORTAINER_SERVER_IMAGE, PHOENIX_PORTAINER_AGENT_IMAGE
+#   PHOENIX_PORTAINER_SERVER_IP, PHOENIX_PORTAINER_AGENT_PORT (agent only)
+#   PHOENIX_NVIDIA_REPO_URL   (GPU only; the toolkit comes from NVIDIA's repository)
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+gpu=${PHOENIX_GPU:-0}
+role=${PHOENIX_PORTAINER_ROLE:-none}
+
+if ! command -v docker >/dev/null 2>&1; then
+    echo "docker: installing Docker Engine"
+    apt-get update -q
+    apt-get install -y -q ca-certificates curl gnupg
+    install -d -m 0755 /etc/apt/keyrings
+    . /etc/os-release
+    curl -fsSL "https://download.docker.com/linux/$ID/gpg" | gpg --dearmor -o /etc/apt/keyrings/docker.gpg
+    echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.gpg] https://download.docker.com/linux/$ID $VERSION_CODENAME stable" \
+        > /etc/apt/sources.list.d/docker.list
+    apt-get update -q
+    apt-get install -y -q docker-ce docker-ce-cli containerd.io docker-compose-plugin
+else
+    echo "docker: already installed ($(docker --version))"
+fi
+systemctl enable --now docker
+
+if [ "$gpu" = 1 ]; then
+    if ! command -v nvidia-ctk >/dev/null 2>&1; then
+        echo "docker: installing the NVIDIA container toolkit"
+        curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \
+            | gpg --dearmor -o /etc/apt/keyrings/nvidia-container-toolkit.gpg
+        curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+            | sed 's#deb https://#deb [signed-by=/etc/apt/keyrings/nvidia-container-toolkit.gpg] https://#' \
+            > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+        apt-get update -q
+        apt-get install -y -q nvidia-container-toolkit
+    fi
+    # Registers the runtime in /etc/docker/daemon.json (merging, not overwriting).
+    # LXC has no cgroup device control for nested containers.
+    nvidia-ctk runtime configure --runtime=docker
+    nvidia-ctk config --set nvidia-container-cli.no-cgroups --in-place
+    systemctl restart docker
+fi
+
+docker info >/dev/null
+
+running() { [ -n "$(docker ps -q --filter "name=^$1\$")" ]; }
+
+case "$role" in
+server)
+    image=${PHOENIX_PORTAINER_SERVER_IMAGE:?}
+    if running portainer; then
+        echo "portainer: server already running"
+    else
+        docker rm -f portainer >/dev/null 2>&1 || true
+        docker volume create portainer_data >/dev/null
+        docker run -d --name portainer --restart=always \
+            -p 9443:9443 -p 8000:8000 \
+            -v /var/run/docker.sock:/var/run/docker.sock \
+            -v portainer_data:/data "$image"
+    fi
+    ;;
+agent)
+    image=${PHOENIX_PORTAINER_AGENT_IMAGE:?}
+    if running portainer_agent; then
+        echo "portainer: agent already running"
+    else
+        docker rm -f portainer_agent >/dev/null 2>&1 || true
+        docker run -d --name portainer_agent --restart=always \
+            -p "${PHOENIX_PORTAINER_AGENT_PORT:-9001}:9001" \
+            -v /var/run/docker.sock:/var/run/docker.sock \
+            -v /var/lib/docker/volumes:/var/lib/docker/volumes "$image"
+    fi
+    ;;
+none) ;;
+*)
+    echo "docker: unknown portainer role '$role'" >&2
+    exit 2
+    ;;
+esac

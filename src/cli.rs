@@ -1,0 +1,286 @@
+//! The command line: argument parsing, and rendering of each command's result for a person
+//! or as JSON. The engine modules know nothing of this one.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{self, Ctid, Fleet, Paths};
+use crate::diag::{ProblemJson, Problems};
+use crate::exit;
+use crate::hash::{self, Hashed};
+
+/// Version of every JSON document phoenix prints; bumped on incompatible changes.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "phoenix",
+    version,
+    about = "Build fleets of Proxmox VE LXC containers and templates the way Nix builds packages",
+    after_help = "Exit codes: 0 ok, 1 build failed, 2 usage, 3 invalid config, 4 held, 5 locked, 6 host error, 7 unknown CTID."
+)]
+pub struct Cli {
+    /// Directory holding phoenix_lxc_configs.json and phoenix_hypervisor_config.json.
+    #[arg(long, global = true, env = "PHOENIX_CONFIG_DIR", default_value = config::DEFAULT_CONFIG_DIR)]
+    pub config_dir: PathBuf,
+    /// Directory holding the hooks (phoenix_hypervisor_setup_<CTID>.sh, lib/, step scripts).
+    #[arg(long, global = true, env = "PHOENIX_HOOKS_DIR", default_value = config::DEFAULT_HOOKS_DIR)]
+    pub hooks_dir: PathBuf,
+    /// Output for people, or JSON for programs.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Colour in human output.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check the configuration and hooks; report every problem with its location.
+    Validate,
+    /// Print the build graph.
+    Graph {
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print one node's manifest and hash.
+    Show { ctid: Ctid },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    run(cli)
+}
+
+pub fn run(cli: Cli) -> i32 {
+    let paths = Paths {
+        config_dir: cli.config_dir.clone(),
+        hooks_dir: cli.hooks_dir.clone(),
+    };
+    let color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let fleet = match config::load(&paths) {
+        Ok(f) => f,
+        Err(problems) => {
+            report_problems(&cli, &problems, color);
+            return exit::INVALID_CONFIG;
+        }
+    };
+    if !fleet.warnings.0.is_empty() && cli.output == Output::Human {
+        eprint!("{}", fleet.warnings.render(color));
+    }
+    match &cli.command {
+        Command::Validate => validate(&cli, &fleet),
+        Command::Graph { format } => graph(&cli, &fleet, *format),
+        Command::Show { ctid } => show(&cli, &fleet, *ctid),
+    }
+}
+
+fn report_problems(cli: &Cli, problems: &Problems, color: bool) {
+    match cli.output {
+        Output::Json => print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "valid": false,
+            "problems": problems.0.iter().map(ProblemJson::from).collect::<Vec<_>>(),
+        })),
+        Output::Human => {
+            eprint!("{}", problems.render(color));
+            let (e, w) = (problems.errors(), problems.warnings());
+            eprintln!(
+                "error: the configuration has {e} error{}{}; nothing was touched",
+                plural(e),
+                if w > 0 { format!(" and {w} warning{}", plural(w)) } else { String::new() }
+            );
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+fn validate(cli: &Cli, fleet: &Fleet) -> i32 {
+    let templates = fleet.nodes.values().filter(|n| n.is_template()).count();
+    match cli.output {
+        Output::Json => print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "valid": true,
+            "nodes": fleet.nodes.len(),
+            "templates": templates,
+            "problems": fleet.warnings.0.iter().map(ProblemJson::from).collect::<Vec<_>>(),
+        })),
+        Output::Human => println!(
+            "{}: valid — {} nodes ({} templates, {} containers), hooks from {}",
+            fleet.lxc_path().display(),
+            fleet.nodes.len(),
+            templates,
+            fleet.nodes.len() - templates,
+            fleet.hooks.dir.display()
+        ),
+    }
+    exit::OK
+}
+
+/// One node as `graph --format json` and `show --output json` print it.
+#[derive(Serialize)]
+pub struct NodeJson<'a> {
+    pub ctid: Ctid,
+    pub name: &'a str,
+    pub parent: Option<Ctid>,
+    pub children: &'a [Ctid],
+    pub is_template: bool,
+    pub hash: &'a str,
+    pub snapshot: String,
+    pub manifest: &'a hash::Manifest,
+}
+
+fn node_json<'a>(fleet: &'a Fleet, ctid: Ctid, h: &'a Hashed) -> NodeJson<'a> {
+    let node = &fleet.nodes[&ctid];
+    NodeJson {
+        ctid,
+        name: node.name(),
+        parent: fleet.graph.parent_of(ctid),
+        children: fleet.graph.children_of(ctid),
+        is_template: node.is_template(),
+        hash: h.hash.as_str(),
+        snapshot: h.hash.snapshot().to_string(),
+        manifest: &h.manifest,
+    }
+}
+
+fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
+    let hashes = hash::hash_fleet(fleet);
+    let format = if cli.output == Output::Json { GraphFormat::Json } else { format };
+    let label = |c: Ctid| {
+        let n = &fleet.nodes[&c];
+        let kind = if n.is_template() { "template" } else { "container" };
+        format!("{c} {}\\n{kind} {}", n.name(), &hashes[&c].hash.snapshot())
+    };
+    let mut out = String::new();
+    match format {
+        GraphFormat::Json => {
+            let nodes: Vec<NodeJson> = fleet
+                .graph
+                .order
+                .iter()
+                .map(|&c| node_json(fleet, c, &hashes[&c]))
+                .collect();
+            print_json(&json!({ "schema_version": JSON_SCHEMA_VERSION, "nodes": nodes }));
+            return exit::OK;
+        }
+        GraphFormat::Dot => {
+            out.push_str("digraph phoenix {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
+            for &c in &fleet.graph.order {
+                let shape = if fleet.nodes[&c].is_template() { "box" } else { "ellipse" };
+                out.push_str(&format!("  \"{c}\" [shape={shape}, label=\"{}\"];\n", label(c)));
+            }
+            for &c in &fleet.graph.order {
+                if let Some(p) = fleet.graph.parent_of(c) {
+                    out.push_str(&format!("  \"{p}\" -> \"{c}\";\n"));
+                }
+            }
+            out.push_str("}\n");
+        }
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for &c in &fleet.graph.order {
+                let text = label(c).replace("\\n", "<br/>");
+                if fleet.nodes[&c].is_template() {
+                    out.push_str(&format!("  n{c}[\"{text}\"]\n"));
+                } else {
+                    out.push_str(&format!("  n{c}([\"{text}\"])\n"));
+                }
+            }
+            for &c in &fleet.graph.order {
+                if let Some(p) = fleet.graph.parent_of(c) {
+                    out.push_str(&format!("  n{p} --> n{c}\n"));
+                }
+            }
+        }
+    }
+    print!("{out}");
+    exit::OK
+}
+
+fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
+    if fleet.node(ctid).is_none() {
+        eprintln!(
+            "error: CT {ctid} is not defined in {} (defined: {})",
+            fleet.lxc_path().display(),
+            fleet.nodes.keys().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        );
+        return exit::NOT_FOUND;
+    }
+    let hashes = hash::hash_fleet(fleet);
+    let h = &hashes[&ctid];
+    match cli.output {
+        Output::Json => print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "node": node_json(fleet, ctid, h),
+            "canonical": h.manifest.canonical(),
+        })),
+        Output::Human => {
+            let node = &fleet.nodes[&ctid];
+            println!("CT {ctid} {}{}", node.name(), if node.is_template() { " (template)" } else { "" });
+            println!("  defined at {}", fleet.line_of(&node.pointer));
+            match fleet.graph.parent_of(ctid) {
+                Some(p) => println!("  parent    {p} {}", fleet.nodes[&p].name()),
+                None => println!("  parent    none (created from {})", node.spec.template.as_deref().unwrap_or("?")),
+            }
+            println!("  hash      {}", h.hash);
+            println!("  snapshot  {}", h.hash.snapshot());
+            println!("manifest:");
+            let pretty = serde_json::to_string_pretty(&h.manifest).unwrap_or_default();
+            for line in pretty.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    exit::OK
+}

@@ -1,0 +1,679 @@
+//! Loading the fleet: the two config files of the original layout, the optional user
+//! schema beside them, and the hooks directory.
+//!
+//! Owns: reading files safely (size, encoding, BOM), parsing with locations, schema
+//! checks, typed [`Node`]s, and the scan of the hooks directory. Semantic rules live in
+//! [`crate::rules`]; nothing here touches a host.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{Problem, Problems, SourceFile};
+use crate::graph::Graph;
+use crate::json::{self, Span};
+use crate::{rules, schema};
+
+/// A Proxmox VMID.
+pub type Ctid = u32;
+
+pub const LXC_FILE: &str = "phoenix_lxc_configs.json";
+pub const HYPERVISOR_FILE: &str = "phoenix_hypervisor_config.json";
+pub const LXC_SCHEMA_FILE: &str = "phoenix_lxc_configs.schema.json";
+pub const HYPERVISOR_SCHEMA_FILE: &str = "phoenix_hypervisor_config.schema.json";
+pub const DEFAULT_CONFIG_DIR: &str = "/usr/local/phoenix_hypervisor/etc";
+pub const DEFAULT_HOOKS_DIR: &str = "/usr/local/phoenix_hypervisor/bin";
+
+/// Config files larger than this are refused: a fleet of 10,000 nodes is about 6 MiB.
+pub const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The node's own hook: `phoenix_hypervisor_setup_<CTID>.sh`.
+pub fn hook_file_name(ctid: Ctid) -> String {
+    format!("phoenix_hypervisor_setup_{ctid}.sh")
+}
+pub const NVIDIA_STEP_FILE: &str = "phoenix_hypervisor_lxc_nvidia.sh";
+pub const DOCKER_STEP_FILE: &str = "phoenix_hypervisor_lxc_docker.sh";
+const BUILTIN_NVIDIA: &[u8] = include_bytes!("../hooks/phoenix_hypervisor_lxc_nvidia.sh");
+const BUILTIN_DOCKER: &[u8] = include_bytes!("../hooks/phoenix_hypervisor_lxc_docker.sh");
+
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub hooks_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortainerRole {
+    Server,
+    Agent,
+    None,
+}
+
+/// Consent for replacing a standard container whose parent changed (DESIGN §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebuildPolicy {
+    Replace,
+    InPlace,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub bridge: String,
+    pub ip: String,
+    #[serde(default)]
+    pub gw: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum CtidRef {
+    Text(String),
+    Number(u64),
+}
+
+/// The fields of a block that phoenix itself acts on; the schema guarantees their types.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Block {
+    pub name: String,
+    pub memory_mb: u64,
+    pub cores: u64,
+    #[serde(default)]
+    pub template: Option<String>,
+    pub storage_pool: String,
+    pub storage_size_gb: u64,
+    #[serde(default)]
+    pub network_config: Option<NetworkConfig>,
+    #[serde(default)]
+    pub features: Option<String>,
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub gpu_assignment: Option<String>,
+    #[serde(default)]
+    pub portainer_role: Option<PortainerRole>,
+    #[serde(default)]
+    pub unprivileged: Option<bool>,
+    #[serde(default)]
+    pub is_template: Option<bool>,
+    #[serde(default)]
+    pub template_snapshot_name: Option<String>,
+    #[serde(default)]
+    clone_from_template_ctid: Option<CtidRef>,
+    #[serde(default)]
+    pub rebuild: Option<RebuildPolicy>,
+    #[serde(default)]
+    pub onboot: Option<bool>,
+}
+
+/// One template or container of the fleet: a build node.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub ctid: Ctid,
+    /// JSON pointer of the block: `/lxc_configs/950`.
+    pub pointer: String,
+    pub key_span: Span,
+    /// The block as written (types checked by the schema).
+    pub block: serde_json::Map<String, serde_json::Value>,
+    pub spec: Block,
+    pub parent: Option<Ctid>,
+}
+
+impl Node {
+    pub fn is_template(&self) -> bool {
+        self.spec.is_template == Some(true)
+    }
+    /// GPU indices assigned to the node (`"0,1"` → `[0, 1]`); empty for `none`.
+    pub fn gpus(&self) -> Vec<u32> {
+        match self.spec.gpu_assignment.as_deref() {
+            None | Some("none") => Vec::new(),
+            Some(list) => list.split(',').filter_map(|g| g.parse().ok()).collect(),
+        }
+    }
+    pub fn has_gpu(&self) -> bool {
+        !self.gpus().is_empty()
+    }
+    /// `features` contains `nesting=1`: the Docker step applies.
+    pub fn nesting(&self) -> bool {
+        self.spec
+            .features
+            .as_deref()
+            .is_some_and(|f| f.split(',').any(|kv| kv.trim() == "nesting=1"))
+    }
+    pub fn portainer_role(&self) -> PortainerRole {
+        self.spec.portainer_role.unwrap_or(PortainerRole::None)
+    }
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// Top-level NVIDIA settings of `phoenix_lxc_configs.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nvidia {
+    pub driver_version: Option<String>,
+    pub runfile_url: Option<String>,
+    pub repo_url: Option<String>,
+}
+
+/// What phoenix reads from `phoenix_hypervisor_config.json`. The rest is kept, untouched.
+#[derive(Clone, Debug)]
+pub struct Hypervisor {
+    pub file: Arc<SourceFile>,
+    pub tree: json::Value,
+    pub portainer_server_ip: Option<String>,
+    pub portainer_agent_port: u16,
+    pub portainer_server_image: String,
+    pub portainer_agent_image: String,
+}
+
+/// A script phoenix hashes: a node's hook, a `lib/` file, or a built-in step script.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// Where it was read from; `builtin:<name>` when the binary's own copy is used.
+    pub origin: String,
+    pub path: Option<PathBuf>,
+    pub bytes: Arc<Vec<u8>>,
+    pub digest: String,
+    pub mode: u32,
+}
+
+impl Script {
+    fn read(path: &Path) -> std::io::Result<Script> {
+        let bytes = fs::read(path)?;
+        let mode = fs::metadata(path)?.permissions().mode();
+        Ok(Script {
+            origin: path.display().to_string(),
+            path: Some(path.to_path_buf()),
+            digest: blake3::hash(&bytes).to_hex().to_string(),
+            bytes: Arc::new(bytes),
+            mode,
+        })
+    }
+    fn builtin(name: &str, bytes: &[u8]) -> Script {
+        Script {
+            origin: format!("builtin:{name}"),
+            path: None,
+            digest: blake3::hash(bytes).to_hex().to_string(),
+            bytes: Arc::new(bytes.to_vec()),
+            mode: 0o755,
+        }
+    }
+}
+
+/// The hooks directory, scanned once.
+#[derive(Clone, Debug)]
+pub struct Hooks {
+    pub dir: PathBuf,
+    pub node_hooks: BTreeMap<Ctid, Script>,
+    /// Every file under `lib/`, by path relative to `lib/`.
+    pub lib: BTreeMap<String, Script>,
+    pub nvidia_step: Script,
+    pub docker_step: Script,
+}
+
+/// A loaded, valid fleet.
+#[derive(Debug)]
+pub struct Fleet {
+    pub paths: Paths,
+    pub lxc_file: Arc<SourceFile>,
+    pub lxc_tree: json::Value,
+    pub hypervisor: Hypervisor,
+    pub nvidia: Nvidia,
+    pub nodes: BTreeMap<Ctid, Node>,
+    pub hooks: Hooks,
+    pub graph: Graph,
+    /// Warnings found while loading (errors make loading fail).
+    pub warnings: Problems,
+}
+
+impl Fleet {
+    pub fn node(&self, ctid: Ctid) -> Option<&Node> {
+        self.nodes.get(&ctid)
+    }
+    pub fn lxc_path(&self) -> &Path {
+        &self.lxc_file.path
+    }
+    /// `file:line` of a value in the fleet config, for messages that name the source.
+    pub fn line_of(&self, pointer: &str) -> String {
+        let span = self.lxc_tree.locate(pointer, false);
+        let (line, _) = self.lxc_file.line_col(span.start);
+        format!("{}:{line}", self.lxc_file.path.display())
+    }
+}
+
+/// Reads a config file, refusing what is not a reasonable UTF-8 JSON text.
+pub fn read_text(path: &Path, what: &str) -> Result<Arc<SourceFile>, Problem> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Problem::file(
+                "config::missing-file",
+                path,
+                format!("{what} not found"),
+                "create it, or point phoenix at the right directory with --config-dir or PHOENIX_CONFIG_DIR",
+            ))
+        }
+        Err(e) => {
+            return Err(Problem::file(
+                "config::unreadable-file",
+                path,
+                format!("cannot read {what}: {e}"),
+                "check the file's permissions",
+            ))
+        }
+    };
+    if meta.is_dir() {
+        return Err(Problem::file(
+            "config::unreadable-file",
+            path,
+            format!("{what} is a directory, not a file"),
+            "point phoenix at the directory that holds the config files",
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(Problem::file(
+            "config::file-too-large",
+            path,
+            format!(
+                "{what} is {:.1} MiB; phoenix reads config files up to {} MiB",
+                meta.len() as f64 / 1048576.0,
+                MAX_CONFIG_BYTES / 1048576
+            ),
+            "is this the right file? A config this large is almost certainly not a fleet definition",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    if let Err(e) = fs::File::open(path).and_then(|mut f| {
+        f.by_ref()
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+    }) {
+        return Err(Problem::file(
+            "config::unreadable-file",
+            path,
+            format!("cannot read {what}: {e}"),
+            "check the file's permissions",
+        ));
+    }
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(Problem::file(
+            "config::bom",
+            path,
+            format!("{what} starts with a UTF-8 byte-order mark, which JSON does not allow"),
+            "save the file as UTF-8 without BOM (e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' FILE`)",
+        ));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let prefix = String::from_utf8_lossy(&bytes[..valid]);
+            let line = prefix.matches('\n').count() + 1;
+            let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            return Err(Problem::file(
+                "config::not-utf8",
+                path,
+                format!(
+                    "{what} is not valid UTF-8 (byte {valid}, line {line}, column {col})"
+                ),
+                "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+            ));
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(Problem::file(
+            "config::empty-file",
+            path,
+            format!("{what} is empty"),
+            "write the configuration into it (see the README's config reference)",
+        ));
+    }
+    Ok(SourceFile::new(path, text))
+}
+
+/// Reads and parses one JSON file; `None` when it cannot be used (problems say why).
+fn read_json(path: &Path, what: &str, problems: &mut Problems) -> Option<(Arc<SourceFile>, json::Value)> {
+    let file = match read_text(path, what) {
+        Ok(f) => f,
+        Err(p) => {
+            problems.push(p);
+            return None;
+        }
+    };
+    match json::parse(&file.text) {
+        Ok(parsed) => {
+            for d in &parsed.duplicates {
+                let pointer = format!("{}/{}", d.object_pointer, d.key);
+                problems.push(
+                    Problem::error("json::duplicate-key", &file, d.second, &pointer)
+                        .message(format!("duplicate key `{}`", d.key))
+                        .label("second definition")
+                        .related(d.first, "first defined here")
+                        .help("a JSON object must not repeat a key (other tools silently keep the last one); merge or delete one"),
+                );
+            }
+            Some((file, parsed.value))
+        }
+        Err(e) => {
+            problems.push(
+                Problem::error("json::syntax", &file, e.span, "")
+                    .message(format!("invalid JSON: {}", e.message))
+                    .label("here")
+                    .help("fix the JSON syntax; `python3 -m json.tool FILE` shows the same spot"),
+            );
+            None
+        }
+    }
+}
+
+/// Loads and validates the whole fleet. Either a valid fleet (with warnings) or every
+/// problem found, sorted.
+pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
+    let mut problems = Problems::default();
+    let lxc_path = paths.config_dir.join(LXC_FILE);
+    let hv_path = paths.config_dir.join(HYPERVISOR_FILE);
+
+    let lxc = read_json(&lxc_path, LXC_FILE, &mut problems);
+    let hv = read_json(&hv_path, HYPERVISOR_FILE, &mut problems);
+
+    let mut lxc_schema_ok = false;
+    if let Some((file, tree)) = &lxc {
+        let plain = tree.to_plain();
+        let errs = schema::check(
+            schema::lxc_validator(),
+            "schema::phoenix",
+            "phoenix's schema",
+            file,
+            tree,
+            &plain,
+        );
+        lxc_schema_ok = errs.is_empty();
+        problems.extend(errs);
+        check_user_schema(&paths.config_dir.join(LXC_SCHEMA_FILE), file, tree, &plain, false, &mut problems);
+    }
+    let mut hypervisor = None;
+    if let Some((file, tree)) = &hv {
+        let plain = tree.to_plain();
+        let errs = schema::check(
+            schema::hypervisor_validator(),
+            "schema::phoenix",
+            "phoenix's schema",
+            file,
+            tree,
+            &plain,
+        );
+        let ok = errs.is_empty();
+        problems.extend(errs);
+        // The original never validated this file; its schema never accepted its own
+        // config. Its verdict is reported, as warnings.
+        check_user_schema(&paths.config_dir.join(HYPERVISOR_SCHEMA_FILE), file, tree, &plain, true, &mut problems);
+        if ok {
+            hypervisor = Some(read_hypervisor(file, tree));
+        }
+    }
+
+    let hooks = match scan_hooks(&paths.hooks_dir) {
+        Ok(h) => Some(h),
+        Err(p) => {
+            problems.push(p);
+            None
+        }
+    };
+
+    let (Some((lxc_file, lxc_tree)), Some(hypervisor), Some(hooks), true) =
+        (lxc, hypervisor, hooks, lxc_schema_ok)
+    else {
+        problems.sort();
+        return Err(problems);
+    };
+
+    let nvidia = Nvidia {
+        driver_version: lxc_tree.get("nvidia_driver_version").and_then(|v| v.as_str()).map(str::to_string),
+        runfile_url: lxc_tree.get("nvidia_runfile_url").and_then(|v| v.as_str()).map(str::to_string),
+        repo_url: lxc_tree.get("nvidia_repo_url").and_then(|v| v.as_str()).map(str::to_string),
+    };
+    let nodes = read_nodes(&lxc_file, &lxc_tree, &mut problems);
+    let graph = Graph::build(&nodes, &lxc_file, &lxc_tree, &mut problems);
+    let mut fleet = Fleet {
+        paths: paths.clone(),
+        lxc_file,
+        lxc_tree,
+        hypervisor,
+        nvidia,
+        nodes,
+        hooks,
+        graph,
+        warnings: Problems::default(),
+    };
+    problems.extend(rules::check(&fleet));
+    problems.sort();
+    if problems.has_errors() {
+        return Err(problems);
+    }
+    fleet.warnings = problems;
+    Ok(fleet)
+}
+
+fn check_user_schema(
+    schema_path: &Path,
+    file: &Arc<SourceFile>,
+    tree: &json::Value,
+    plain: &serde_json::Value,
+    as_warnings: bool,
+    problems: &mut Problems,
+) {
+    if !schema_path.exists() {
+        return;
+    }
+    let mut found = Problems::default();
+    if let Some((sfile, stree)) = read_json(schema_path, "schema", &mut found) {
+        match schema::user_validator(&sfile, &stree) {
+            Ok(v) => found.extend(schema::check(
+                &v,
+                "schema::user",
+                &schema_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                file,
+                tree,
+                plain,
+            )),
+            Err(p) => found.push(p),
+        }
+    }
+    for mut p in found.0 {
+        if as_warnings {
+            p = p.warning();
+        }
+        problems.push(p);
+    }
+}
+
+fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
+    let net = tree.get("network");
+    let docker = tree.get("docker");
+    let text = |v: Option<&json::Value>, k: &str| v.and_then(|v| v.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+    Hypervisor {
+        file: file.clone(),
+        tree: tree.clone(),
+        portainer_server_ip: text(net, "portainer_server_ip"),
+        portainer_agent_port: net
+            .and_then(|n| n.get("portainer_agent_port"))
+            .and_then(|v| v.as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(9001),
+        portainer_server_image: text(docker, "portainer_server_image")
+            .unwrap_or_else(|| "portainer/portainer-ce:lts".to_string()),
+        portainer_agent_image: text(docker, "portainer_agent_image")
+            .unwrap_or_else(|| "portainer/agent:lts".to_string()),
+    }
+}
+
+fn read_nodes(file: &Arc<SourceFile>, tree: &json::Value, problems: &mut Problems) -> BTreeMap<Ctid, Node> {
+    let mut nodes = BTreeMap::new();
+    let Some(configs) = tree.get("lxc_configs") else {
+        return nodes;
+    };
+    for m in configs.members() {
+        let pointer = format!("/lxc_configs/{}", m.key);
+        let ctid = match parse_ctid(&m.key) {
+            Some(c) => c,
+            None => {
+                problems.push(
+                    Problem::error("config::bad-ctid", file, m.key_span, &pointer)
+                        .message(format!("`{}` is not a valid CTID", m.key))
+                        .label("CTID")
+                        .help("a CTID is a Proxmox VMID: an integer from 100 to 999999999, without leading zeros (IDs below 100 are reserved by Proxmox)"),
+                );
+                continue;
+            }
+        };
+        let plain = m.value.to_plain();
+        let spec: Block = match serde_json::from_value(plain.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(
+                    Problem::error("config::bad-block", file, m.value.span, &pointer)
+                        .message(format!("block cannot be read: {e}"))
+                        .label("this block")
+                        .help("compare the block with the config reference in the README"),
+                );
+                continue;
+            }
+        };
+        let parent = match &spec.clone_from_template_ctid {
+            None => None,
+            Some(r) => {
+                let text = match r {
+                    CtidRef::Text(t) => t.clone(),
+                    CtidRef::Number(n) => n.to_string(),
+                };
+                match parse_ctid(&text) {
+                    Some(p) => Some(p),
+                    None => {
+                        let at = format!("{pointer}/clone_from_template_ctid");
+                        problems.push(
+                            Problem::error("config::bad-ctid", file, tree.locate(&at, false), &at)
+                                .message(format!("`{text}` is not a valid CTID"))
+                                .label("parent CTID")
+                                .help("name the CTID of a template in this file (100 to 999999999)"),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        let serde_json::Value::Object(block) = plain else { continue };
+        nodes.insert(
+            ctid,
+            Node {
+                ctid,
+                pointer,
+                key_span: m.key_span,
+                block,
+                spec,
+                parent,
+            },
+        );
+    }
+    nodes
+}
+
+/// `^[1-9][0-9]{2,8}$`: Proxmox's VMID rule (100 to 999999999).
+pub fn parse_ctid(text: &str) -> Option<Ctid> {
+    let ok = (3..=9).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && !text.starts_with('0');
+    if ok {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Scans the hooks directory: node hooks, `lib/`, and the step scripts (the binary's own
+/// copies when the directory has none).
+pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
+    let entries = fs::read_dir(dir).map_err(|e| {
+        Problem::file(
+            "config::hooks-dir",
+            dir,
+            format!("cannot read the hooks directory: {e}"),
+            "create it, or point phoenix at it with --hooks-dir or PHOENIX_HOOKS_DIR",
+        )
+    })?;
+    let unreadable = |path: &Path, e: std::io::Error| {
+        Problem::file(
+            "config::unreadable-hook",
+            path,
+            format!("cannot read this script: {e}"),
+            "check the file's permissions",
+        )
+    };
+    let mut node_hooks = BTreeMap::new();
+    let mut nvidia_step = None;
+    let mut docker_step = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if let Some(ctid) = name
+            .strip_prefix("phoenix_hypervisor_setup_")
+            .and_then(|r| r.strip_suffix(".sh"))
+            .and_then(parse_ctid)
+        {
+            node_hooks.insert(ctid, Script::read(&path).map_err(|e| unreadable(&path, e))?);
+        } else if name == NVIDIA_STEP_FILE {
+            nvidia_step = Some(Script::read(&path).map_err(|e| unreadable(&path, e))?);
+        } else if name == DOCKER_STEP_FILE {
+            docker_step = Some(Script::read(&path).map_err(|e| unreadable(&path, e))?);
+        }
+    }
+    let mut lib = BTreeMap::new();
+    let lib_dir = dir.join("lib");
+    if lib_dir.is_dir() {
+        let mut stack = vec![lib_dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).map_err(|e| unreadable(&d, e))?.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let rel = path
+                        .strip_prefix(&lib_dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned();
+                    lib.insert(rel, Script::read(&path).map_err(|e| unreadable(&path, e))?);
+                }
+            }
+        }
+    }
+    Ok(Hooks {
+        dir: dir.to_path_buf(),
+        node_hooks,
+        lib,
+        nvidia_step: nvidia_step.unwrap_or_else(|| Script::builtin(NVIDIA_STEP_FILE, BUILTIN_NVIDIA)),
+        docker_step: docker_step.unwrap_or_else(|| Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctid_follows_the_vmid_rule() {
+        assert_eq!(parse_ctid("100"), Some(100));
+        assert_eq!(parse_ctid("999999999"), Some(999_999_999));
+        for bad in ["99", "0100", "1000000000", "abc", "", "9 0", "-100"] {
+            assert_eq!(parse_ctid(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! phoenix builds fleets of Proxmox VE LXC containers and templates the way Nix builds
+//! packages: every template and container is a build node whose hash covers its inputs,
+//! and the snapshot taken when it is built is named by that hash.
+//!
+//! The layout follows the data: [`config`] (files → typed nodes, located problems) →
+//! [`graph`] (edges, order) → [`hash`] (manifests and hashes). The engine is pure and never
+//! calls a host; the command line lives in [`cli`].
+
+pub mod canon;
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod exit;
+pub mod graph;
+pub mod hash;
+pub mod json;
+pub mod rules;
+pub mod schema;
+pub mod snapshot;

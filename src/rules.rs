@@ -1,0 +1,219 @@
+//! Semantic rules of a fleet (DESIGN §2) beyond what a schema can say. Each rule returns
+//! located problems; all rules run, none stops at the first. Graph rules (unknown parent,
+//! cycle, parent that is not a template) live in [`crate::graph`].
+
+use std::collections::BTreeMap;
+
+use crate::config::{Ctid, Fleet, Node, PortainerRole};
+use crate::diag::Problem;
+use crate::snapshot::is_valid_snapshot_name;
+
+pub fn check(fleet: &Fleet) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for node in fleet.nodes.values() {
+        base_needs_os_template(fleet, node, &mut out);
+        privilege_matches_parent(fleet, node, &mut out);
+        disk_does_not_shrink(fleet, node, &mut out);
+        template_snapshot_name(fleet, node, &mut out);
+        agent_needs_server(fleet, node, &mut out);
+        hook_permissions(fleet, node, &mut out);
+        rebuild_policy(fleet, node, &mut out);
+    }
+    unique_addresses(fleet, &mut out);
+    runfile_matches_driver(fleet, &mut out);
+    out
+}
+
+fn at(fleet: &Fleet, node: &Node, field: &str, code: &'static str) -> Problem {
+    let pointer = format!("{}/{field}", node.pointer);
+    let span = if node.block.contains_key(field) {
+        fleet.lxc_tree.locate(&pointer, false)
+    } else {
+        node.key_span
+    };
+    Problem::error(code, &fleet.lxc_file, span, &pointer)
+}
+
+fn base_needs_os_template(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
+    if node.parent.is_none() && node.spec.template.is_none() {
+        out.push(
+            at(fleet, node, "template", "config::missing-os-template")
+                .message(format!("CT {} has no parent and no `template` to create it from", node.ctid))
+                .label("base node")
+                .help("add \"template\": \"local:vztmpl/<os template>.tar.zst\" (or a path), or clone it from a template with clone_from_template_ctid"),
+        );
+    }
+}
+
+/// Clones keep their source's privilege: PVE cannot change it on clone.
+fn privilege_matches_parent(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
+    let Some(parent) = node.parent.and_then(|p| fleet.node(p)) else { return };
+    let (Some(mine), theirs) = (node.spec.unprivileged, parent.spec.unprivileged.unwrap_or(true)) else {
+        return;
+    };
+    if mine != theirs {
+        let word = |u: bool| if u { "unprivileged" } else { "privileged" };
+        out.push(
+            at(fleet, node, "unprivileged", "config::privilege-mismatch")
+                .message(format!(
+                    "CT {} is declared {} but clones {} {}, which is {}",
+                    node.ctid,
+                    word(mine),
+                    parent.ctid,
+                    parent.name(),
+                    word(theirs)
+                ))
+                .label("differs from the parent")
+                .related(parent.key_span, "parent defined here")
+                .help(format!(
+                    "Proxmox cannot change privilege on clone: set \"unprivileged\": {theirs} here, or give the parent template \"unprivileged\": {mine}"
+                )),
+        );
+    }
+}
+
+fn disk_does_not_shrink(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
+    let Some(parent) = node.parent.and_then(|p| fleet.node(p)) else { return };
+    if node.spec.storage_size_gb < parent.spec.storage_size_gb {
+        out.push(
+            at(fleet, node, "storage_size_gb", "config::disk-shrink")
+                .message(format!(
+                    "CT {} asks for {} GB but its parent {} has {} GB; a clone's disk can grow, never shrink",
+                    node.ctid, node.spec.storage_size_gb, parent.ctid, parent.spec.storage_size_gb
+                ))
+                .label("smaller than the parent's disk")
+                .help(format!("use at least {}", parent.spec.storage_size_gb)),
+        );
+    }
+}
+
+/// The original cloned from the source's `template_snapshot_name`; a template that has
+/// clones keeps needing one, and it must be a name Proxmox accepts.
+fn template_snapshot_name(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
+    match &node.spec.template_snapshot_name {
+        Some(name) if !is_valid_snapshot_name(name) => out.push(
+            at(fleet, node, "template_snapshot_name", "config::bad-snapshot-name")
+                .message(format!("`{name}` is not a valid Proxmox snapshot name"))
+                .label("invalid name")
+                .help("2 to 40 characters: a letter first, then letters, digits, `_` or `-`"),
+        ),
+        Some(name) if name.starts_with("phx-") => out.push(
+            at(fleet, node, "template_snapshot_name", "config::bad-snapshot-name")
+                .message(format!("`{name}` uses the `phx-` prefix, which phoenix reserves for its build snapshots"))
+                .label("reserved prefix")
+                .help("choose another name"),
+        ),
+        None if node.is_template() && !fleet.graph.children_of(node.ctid).is_empty() => out.push(
+            at(fleet, node, "template_snapshot_name", "config::missing-snapshot-name")
+                .message(format!("template {} has clones but no template_snapshot_name", node.ctid))
+                .label("template with clones")
+                .help("add \"template_snapshot_name\": \"<name>\" (phoenix records it in the snapshot description; the original format requires it)"),
+        ),
+        _ => {}
+    }
+}
+
+fn agent_needs_server(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
+    if node.portainer_role() == PortainerRole::Agent && fleet.hypervisor.portainer_server_ip.is_none() {
+        out.push(
+            at(fleet, node, "portainer_role", "config::agent-without-server")
+                .message(format!("CT {} is a Portainer agent but no server address is configured", node.ctid))
+                .label("agent")
+                .help(format!(
+                    "set network.portainer_server_ip (and portainer_agent_port) in {}",
+                    fleet.hypervisor.file.path.display()
+                )),
+        );
+    }
+}
+
+fn hook_permissions(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
+    let Some(hook) = fleet.hooks.node_hooks.get(&node.ctid) else { return };
+    let path = hook.path.as_ref().map_or_else(String::new, |p| p.display().to_string());
+    if hook.mode & 0o111 == 0 {
+        out.push(
+            Problem::error("hooks::not-executable", &fleet.lxc_file, node.key_span, &node.pointer)
+                .message(format!("hook {path} of CT {} is not executable", node.ctid))
+                .label("this node's hook")
+                .help(format!("chmod 755 {path}")),
+        );
+    }
+    if hook.mode & 0o002 != 0 {
+        out.push(
+            Problem::error("hooks::world-writable", &fleet.lxc_file, node.key_span, &node.pointer)
+                .message(format!("hook {path} of CT {} is writable by any user, and phoenix runs it as root", node.ctid))
+                .label("this node's hook")
+                .help(format!("chmod o-w {path}")),
+        );
+    }
+}
+
+fn rebuild_policy(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
+    if node.is_template() && node.spec.rebuild.is_some() {
+        out.push(
+            at(fleet, node, "rebuild", "config::rebuild-on-template")
+                .message(format!("template {} sets `rebuild`, but templates are always replaced", node.ctid))
+                .label("ignored on a template")
+                .help("remove `rebuild`: it is the consent of a standard container"),
+        );
+    }
+}
+
+fn unique_addresses(fleet: &Fleet, out: &mut Vec<Problem>) {
+    let mut macs: BTreeMap<String, Ctid> = BTreeMap::new();
+    let mut ips: BTreeMap<String, Ctid> = BTreeMap::new();
+    for node in fleet.nodes.values() {
+        if let Some(mac) = &node.spec.mac_address {
+            let key = mac.to_ascii_lowercase();
+            match macs.get(&key) {
+                Some(&first) => out.push(duplicate(fleet, node, first, "mac_address", "config::duplicate-mac", mac)),
+                None => {
+                    macs.insert(key, node.ctid);
+                }
+            }
+        }
+        if let Some(net) = &node.spec.network_config {
+            if net.ip == "dhcp" || net.ip == "manual" {
+                continue;
+            }
+            let addr = net.ip.split('/').next().unwrap_or(&net.ip).to_string();
+            match ips.get(&addr) {
+                Some(&first) => out.push(duplicate(fleet, node, first, "network_config/ip", "config::duplicate-ip", &addr)),
+                None => {
+                    ips.insert(addr, node.ctid);
+                }
+            }
+        }
+    }
+}
+
+fn duplicate(fleet: &Fleet, node: &Node, first: Ctid, field: &str, code: &'static str, value: &str) -> Problem {
+    let first_ptr = format!("{}/{field}", fleet.nodes[&first].pointer);
+    at(fleet, node, field, code)
+        .message(format!("CT {} uses {value}, already used by CT {first}", node.ctid))
+        .label("duplicate")
+        .related(fleet.lxc_tree.locate(&first_ptr, false), format!("used by {first}"))
+        .help("every container needs its own address; change one of them")
+}
+
+/// Version-looking path segments of the runfile URL must equal the driver version.
+fn runfile_matches_driver(fleet: &Fleet, out: &mut Vec<Problem>) {
+    let (Some(version), Some(url)) = (&fleet.nvidia.driver_version, &fleet.nvidia.runfile_url) else {
+        return;
+    };
+    let named: Vec<&str> = url
+        .split(['/', '-'])
+        .map(|s| s.strip_suffix(".run").unwrap_or(s))
+        .filter(|s| s.split('.').count() >= 2 && s.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        .collect();
+    if let Some(other) = named.iter().find(|v| *v != version) {
+        let span = fleet.lxc_tree.locate("/nvidia_runfile_url", false);
+        out.push(
+            Problem::error("config::runfile-version", &fleet.lxc_file, span, "/nvidia_runfile_url")
+                .message(format!("runfile URL names driver {other}, but nvidia_driver_version is {version}"))
+                .label("other version")
+                .related(fleet.lxc_tree.locate("/nvidia_driver_version", false), "driver version")
+                .help("the userspace driver must equal the host's kernel driver: make both name the same version"),
+        );
+    }
+}
