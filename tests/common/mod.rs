@@ -1,0 +1,154 @@
+//! Fixture builder for integration tests: a config dir, a hooks dir and a state dir in a
+//! temporary directory, and a way to run the real `phoenix` binary against them.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub const LXC: &str = "phoenix_lxc_configs.json";
+pub const HV: &str = "phoenix_hypervisor_config.json";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/fixtures/upstream`, when this checkout has it.
+pub fn upstream() -> Option<PathBuf> {
+    let p = repo().join("../shared/fixtures/upstream");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent (upstream fixtures are not part of the repo)", p.display());
+        None
+    }
+}
+
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub config_dir: PathBuf,
+    pub hooks_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Fixture {
+    /// An empty fixture: empty hooks dir, no config files.
+    pub fn empty() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let config_dir = tmp.path().join("etc");
+        let hooks_dir = tmp.path().join("hooks");
+        let state_dir = tmp.path().join("state");
+        fs::create_dir_all(&config_dir).unwrap();
+        fs::create_dir_all(&hooks_dir).unwrap();
+        Fixture { tmp, config_dir, hooks_dir, state_dir }
+    }
+
+    /// The repo's example fleet (`etc/`, `hooks/`), copied.
+    pub fn example() -> Fixture {
+        let f = Fixture::empty();
+        copy_dir(&repo().join("etc"), &f.config_dir);
+        copy_dir(&repo().join("hooks"), &f.hooks_dir);
+        f
+    }
+
+    /// A fixture with these two documents and no hooks.
+    pub fn with(lxc: &Value, hv: &Value) -> Fixture {
+        let f = Fixture::empty();
+        f.write_lxc(lxc);
+        f.write_hv(hv);
+        f
+    }
+
+    pub fn lxc_path(&self) -> PathBuf {
+        self.config_dir.join(LXC)
+    }
+    pub fn lxc(&self) -> Value {
+        serde_json::from_str(&fs::read_to_string(self.lxc_path()).unwrap()).unwrap()
+    }
+    pub fn write_lxc(&self, v: &Value) {
+        self.write_text(LXC, &serde_json::to_string_pretty(v).unwrap());
+    }
+    pub fn write_hv(&self, v: &Value) {
+        self.write_text(HV, &serde_json::to_string_pretty(v).unwrap());
+    }
+    pub fn write_text(&self, name: &str, text: &str) {
+        fs::write(self.config_dir.join(name), text).unwrap();
+    }
+    /// Edits the fleet config in place (re-written pretty-printed).
+    pub fn edit_lxc(&self, f: impl FnOnce(&mut Value)) {
+        let mut v = self.lxc();
+        f(&mut v);
+        self.write_lxc(&v);
+    }
+    pub fn block(&self, ctid: u32) -> Value {
+        self.lxc()["lxc_configs"][ctid.to_string()].clone()
+    }
+    pub fn edit_block(&self, ctid: u32, f: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+        self.edit_lxc(|v| f(v["lxc_configs"][ctid.to_string()].as_object_mut().unwrap()));
+    }
+    /// Writes `phoenix_hypervisor_setup_<ctid>.sh` (mode 755).
+    pub fn write_hook(&self, ctid: u32, body: &str) -> PathBuf {
+        let p = self.hooks_dir.join(format!("phoenix_hypervisor_setup_{ctid}.sh"));
+        fs::write(&p, body).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+    pub fn hook_path(&self, ctid: u32) -> PathBuf {
+        self.hooks_dir.join(format!("phoenix_hypervisor_setup_{ctid}.sh"))
+    }
+
+    /// Runs `phoenix <args>` with this fixture's directories.
+    pub fn phoenix(&self, args: &[&str]) -> Run {
+        self.phoenix_env(args, &[])
+    }
+
+    pub fn phoenix_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
+        cmd.args(args)
+            .env("PHOENIX_CONFIG_DIR", &self.config_dir)
+            .env("PHOENIX_HOOKS_DIR", &self.hooks_dir)
+            .env("PHOENIX_STATE_DIR", &self.state_dir)
+            .env("NO_COLOR", "1")
+            .env_remove("PHOENIX_SIM_LATENCY")
+            .env_remove("PHOENIX_SIM_FAULTS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run phoenix");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
