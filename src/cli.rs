@@ -30,6 +30,12 @@ pub struct Cli {
     /// Directory holding the hooks (phoenix_hypervisor_setup_<CTID>.sh, lib/, step scripts).
     #[arg(long, global = true, env = "PHOENIX_HOOKS_DIR", default_value = config::DEFAULT_HOOKS_DIR)]
     pub hooks_dir: PathBuf,
+    /// Directory of phoenix's own state (manifests, logs, lock; the sim host).
+    #[arg(long, global = true, env = "PHOENIX_STATE_DIR", default_value = crate::state::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// The host to act on: `pve` (Proxmox's pct), `sim` (an embedded simulated host).
+    #[arg(long, global = true, env = "PHOENIX_BACKEND", value_enum, default_value_t = Backend::Pve)]
+    pub backend: Backend,
     /// Output for people, or JSON for programs.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -44,6 +50,13 @@ pub struct Cli {
 pub enum Output {
     Human,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Pve,
+    Lxc,
+    Sim,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,6 +77,52 @@ pub enum Command {
     },
     /// Print one node's manifest and hash.
     Show { ctid: Ctid },
+    /// Show what a build would do to each node, and why (changes nothing).
+    Plan {
+        /// Only these nodes and the ancestors they need.
+        targets: Vec<Ctid>,
+        #[command(flatten)]
+        consent: ConsentArgs,
+    },
+    /// Build what is not fresh: new nodes, changed nodes and their descendants.
+    Build {
+        /// Only these nodes and whatever of their ancestors is not fresh.
+        targets: Vec<Ctid>,
+        /// Nodes built at the same time.
+        #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// Start nothing new after the first failure.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Wait for another running build instead of exiting.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for a started CT to answer `pct exec`.
+        #[arg(long, default_value_t = 300)]
+        ready_timeout: u64,
+        #[command(flatten)]
+        consent: ConsentArgs,
+    },
+    /// Each node's built snapshot, state and age on the host.
+    Status,
+    /// Print a node's log from its latest build.
+    Log { ctid: Ctid },
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ConsentArgs {
+    /// Consent to replace this standard container (destroying its data) when its parent changed.
+    #[arg(long = "replace", value_name = "CTID")]
+    pub replace: Vec<Ctid>,
+    /// Consent to replace every standard container whose parent changed.
+    #[arg(long)]
+    pub replace_all: bool,
+}
+
+impl ConsentArgs {
+    fn consent(&self) -> crate::plan::Consent {
+        crate::plan::Consent { replace: self.replace.iter().copied().collect(), replace_all: self.replace_all }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,8 +132,13 @@ pub enum GraphFormat {
     Json,
 }
 
-/// Runs the command line; returns the process exit code.
+/// Runs the command line; returns the process exit code. Invoked as `pct` (the sim
+/// backend's shim for hooks), acts as `pct` on the simulated host.
 pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    if args.first().and_then(|a| std::path::Path::new(a).file_name()).is_some_and(|n| n == "pct") {
+        return crate::pct_shim::main(&args[1..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -109,6 +173,21 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate => validate(&cli, &fleet),
         Command::Graph { format } => graph(&cli, &fleet, *format),
         Command::Show { ctid } => show(&cli, &fleet, *ctid),
+        Command::Plan { targets, consent } => crate::commands::plan(&cli, &fleet, targets, &consent.consent()),
+        Command::Build { targets, jobs, fail_fast, wait, ready_timeout, consent } => crate::commands::build(
+            &cli,
+            &fleet,
+            &crate::build::BuildOptions {
+                targets: targets.clone(),
+                jobs: usize::from(*jobs),
+                fail_fast: *fail_fast,
+                consent: consent.consent(),
+                ready_timeout: std::time::Duration::from_secs(*ready_timeout),
+            },
+            *wait,
+        ),
+        Command::Status => crate::commands::status(&cli, &fleet),
+        Command::Log { ctid } => crate::commands::log(&cli, &fleet, *ctid),
     }
 }
 
@@ -131,7 +210,7 @@ fn report_problems(cli: &Cli, problems: &Problems, color: bool) {
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -139,7 +218,7 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn print_json<T: Serialize>(value: &T) {
+pub fn print_json<T: Serialize>(value: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);

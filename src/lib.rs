@@ -6,14 +6,25 @@
 //! [`graph`] (edges, order) → [`hash`] (manifests and hashes). The engine is pure and never
 //! calls a host; the command line lives in [`cli`].
 
+pub mod build;
 pub mod canon;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod diag;
+pub mod events;
 pub mod exit;
 pub mod graph;
 pub mod hash;
+pub mod host;
 pub mod json;
+pub mod pct_shim;
+pub mod plan;
+pub mod report;
 pub mod rules;
 pub mod schema;
+pub mod sim;
 pub mod snapshot;
+pub mod state;
+pub mod steps;
+pub mod walker;

@@ -1,0 +1,129 @@
+//! Typed events of a build. Every output (live display, plain lines, JSON lines, the
+//! summary) is rendered from these; the engine emits them and knows nothing of rendering.
+//!
+//! JSON lines (`--output json`): one object per line, tagged by `event`, each carrying
+//! `schema_version` (see `docs/events.md` in the README for the full schema).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Ctid;
+
+/// The steps of one node (DESIGN §5), in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Preflight,
+    Destroy,
+    Create,
+    Clone,
+    Settings,
+    Devices,
+    Start,
+    WaitReady,
+    Nvidia,
+    Docker,
+    Hook,
+    Shutdown,
+    Snapshot,
+    Restart,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::Destroy => "destroy",
+            Step::Create => "create",
+            Step::Clone => "clone",
+            Step::Settings => "settings",
+            Step::Devices => "devices",
+            Step::Start => "start",
+            Step::WaitReady => "wait_ready",
+            Step::Nvidia => "nvidia",
+            Step::Docker => "docker",
+            Step::Hook => "hook",
+            Step::Shutdown => "shutdown",
+            Step::Snapshot => "snapshot",
+            Step::Restart => "restart",
+        }
+    }
+}
+
+/// How a node ended in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeOutcome {
+    /// Built (created, rebuilt or updated).
+    Built,
+    /// Already fresh; nothing done.
+    Fresh,
+    Failed,
+    Held,
+    Blocked,
+    /// A CT phoenix did not create sits at this CTID.
+    Unmanaged,
+    /// Not started: the run stopped early (`--fail-fast`).
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run: String,
+        backend: String,
+        jobs: usize,
+        /// Nodes that get work in this run.
+        total: usize,
+    },
+    NodeStarted {
+        ctid: Ctid,
+        name: String,
+        action: String,
+    },
+    StepStarted {
+        ctid: Ctid,
+        step: Step,
+    },
+    Retry {
+        ctid: Ctid,
+        step: Step,
+        attempt: u32,
+        delay_ms: u64,
+        error: String,
+    },
+    NodeFinished {
+        ctid: Ctid,
+        name: String,
+        action: String,
+        outcome: NodeOutcome,
+        elapsed_ms: u64,
+        /// The step that failed and the host's or hook's words.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failed_step: Option<Step>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// The ancestor that blocked or held this node.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        blocked_by: Option<Ctid>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        log: Option<String>,
+    },
+    RunFinished {
+        elapsed_ms: u64,
+        /// Nodes per outcome.
+        counts: std::collections::BTreeMap<String, usize>,
+        /// Host calls made, per verb.
+        host_calls: std::collections::BTreeMap<String, u64>,
+        exit_code: i32,
+    },
+}
+
+/// One JSON line: the event plus the schema version.
+pub fn json_line(event: &Event) -> String {
+    let mut v = serde_json::to_value(event).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("schema_version".into(), crate::cli::JSON_SCHEMA_VERSION.into());
+    }
+    v.to_string()
+}

@@ -1,0 +1,166 @@
+//! phoenix's state directory (`/var/lib/phoenix`, `--state-dir`, `PHOENIX_STATE_DIR`).
+//!
+//! | path | what |
+//! |---|---|
+//! | `manifests/<hash>.json` | every manifest phoenix built, content-addressed, so `why` can show old → new |
+//! | `blobs/<blake3>` | the script contents those manifests name, for diffs |
+//! | `logs/<ctid>/<run>.log` | one log per node per run (`phoenix log <CTID>`) |
+//! | `phoenix.lock` | the host lock: one `build`/`gc` at a time; holds the holder's pid and start |
+//! | `sim/` | the `sim` backend's host |
+//!
+//! The host's snapshots are the truth about what is built; this directory only explains it.
+//! Every file is written atomically (temp file + rename).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Ctid, Fleet};
+use crate::hash::{Hashed, Manifest, NodeHash};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/phoenix";
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes a file atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    pub fn open(root: &Path) -> Result<StateDir, String> {
+        fs::create_dir_all(root)
+            .map_err(|e| format!("cannot create the state directory {}: {e}", root.display()))?;
+        Ok(StateDir { root: root.to_path_buf() })
+    }
+
+    fn manifest_path(&self, hash: &NodeHash) -> PathBuf {
+        self.root.join("manifests").join(format!("{hash}.json"))
+    }
+
+    /// Stores a manifest and the scripts it names (only what is not stored yet).
+    pub fn store_manifest(&self, fleet: &Fleet, ctid: Ctid, hashed: &Hashed) -> std::io::Result<()> {
+        let path = self.manifest_path(&hashed.hash);
+        if !path.exists() {
+            let bytes = serde_json::to_vec_pretty(&hashed.manifest).map_err(std::io::Error::other)?;
+            write_atomic(&path, &bytes)?;
+        }
+        let hooks = &fleet.hooks;
+        let mut scripts = vec![&hooks.nvidia_step, &hooks.docker_step];
+        scripts.extend(hooks.node_hooks.get(&ctid));
+        scripts.extend(hooks.lib.values());
+        for s in scripts {
+            let blob = self.root.join("blobs").join(&s.digest);
+            if !blob.exists() {
+                write_atomic(&blob, &s.bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored manifest by full hash, or by the 32-digit prefix a snapshot name carries.
+    pub fn manifest(&self, hash_or_prefix: &str) -> Option<(NodeHash, Manifest)> {
+        if let Some(h) = NodeHash::parse(hash_or_prefix) {
+            let bytes = fs::read(self.manifest_path(&h)).ok()?;
+            return serde_json::from_slice(&bytes).ok().map(|m| (h, m));
+        }
+        let dir = fs::read_dir(self.root.join("manifests")).ok()?;
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(hash_or_prefix) {
+                return self.manifest(name.trim_end_matches(".json"));
+            }
+        }
+        None
+    }
+
+    pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+        fs::read(self.root.join("blobs").join(digest)).ok()
+    }
+
+    pub fn log_dir(&self, ctid: Ctid) -> PathBuf {
+        self.root.join("logs").join(ctid.to_string())
+    }
+
+    /// The newest log of a node, if any.
+    pub fn latest_log(&self, ctid: Ctid) -> Option<PathBuf> {
+        let mut logs: Vec<PathBuf> = fs::read_dir(self.log_dir(ctid))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        logs.pop()
+    }
+}
+
+/// Who holds the host lock.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub started: u64,
+    pub command: String,
+}
+
+/// The host lock, held for the life of a `build` or `gc`. Released when dropped, or by the
+/// kernel when the process dies (so a killed run never leaves a stale lock).
+pub struct HostLock {
+    _file: File,
+}
+
+pub enum LockError {
+    Held(Option<Holder>),
+    Io(String),
+}
+
+impl HostLock {
+    pub fn acquire(state: &StateDir, command: &str, wait: bool) -> Result<HostLock, LockError> {
+        let path = state.root.join("phoenix.lock");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| LockError::Io(format!("cannot open {}: {e}", path.display())))?;
+        if wait {
+            file.lock().map_err(|e| LockError::Io(e.to_string()))?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    let _ = file.read_to_string(&mut text);
+                    return Err(LockError::Held(serde_json::from_str(&text).ok()));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e.to_string())),
+            }
+        }
+        let holder = Holder { pid: std::process::id(), started: now_secs(), command: command.to_string() };
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = file.write_all(&serde_json::to_vec(&holder).unwrap_or_default());
+        let _ = file.sync_all();
+        Ok(HostLock { _file: file })
+    }
+}

@@ -1,0 +1,254 @@
+//! A small scheduler for a dependency graph of tasks: it knows nothing about hosts.
+//!
+//! A task becomes ready when every task it depends on succeeded. `workers` threads run
+//! ready tasks, highest priority first (the longest remaining path of estimated cost, so
+//! the critical chain never waits behind short branches). A task may name a resource:
+//! tasks sharing one take turns (clones of one source), while everything else runs in
+//! parallel. A failed task blocks its dependents and nothing else; with `fail_fast`, no
+//! new task starts after the first failure.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Condvar, Mutex};
+
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub deps: Vec<usize>,
+    /// Tasks with the same resource never run at the same time.
+    pub resource: Option<String>,
+    /// Estimated cost (any unit); drives the priority.
+    pub cost: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// Not run: this task (an ancestor of it) failed or was blocked.
+    Blocked { by: usize },
+    /// Not run: the walk stopped early (`fail_fast`).
+    Cancelled,
+}
+
+/// Longest path of cost from each task to the end of the graph, itself included.
+pub fn priorities(tasks: &[Task]) -> Vec<u64> {
+    let mut dependents = vec![Vec::new(); tasks.len()];
+    for (i, t) in tasks.iter().enumerate() {
+        for &d in &t.deps {
+            dependents[d].push(i);
+        }
+    }
+    let order = topo_order(tasks);
+    let mut prio = vec![0u64; tasks.len()];
+    for &i in order.iter().rev() {
+        let tail = dependents[i].iter().map(|&d| prio[d]).max().unwrap_or(0);
+        prio[i] = tasks[i].cost + tail;
+    }
+    prio
+}
+
+fn topo_order(tasks: &[Task]) -> Vec<usize> {
+    let mut pending: Vec<usize> = tasks.iter().map(|t| t.deps.len()).collect();
+    let mut dependents = vec![Vec::new(); tasks.len()];
+    for (i, t) in tasks.iter().enumerate() {
+        for &d in &t.deps {
+            dependents[d].push(i);
+        }
+    }
+    let mut queue: VecDeque<usize> = (0..tasks.len()).filter(|&i| pending[i] == 0).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    while let Some(i) = queue.pop_front() {
+        out.push(i);
+        for &d in &dependents[i] {
+            pending[d] -= 1;
+            if pending[d] == 0 {
+                queue.push_back(d);
+            }
+        }
+    }
+    out
+}
+
+struct State {
+    outcome: Vec<Option<Outcome>>,
+    waiting_on: Vec<usize>,
+    ready: BTreeSet<(std::cmp::Reverse<u64>, usize)>,
+    busy: BTreeSet<String>,
+    running: usize,
+    stop: bool,
+}
+
+/// Runs every task; `run(i)` returns whether task `i` succeeded. Returns each task's outcome.
+pub fn walk<F>(tasks: &[Task], workers: usize, fail_fast: bool, run: F) -> Vec<Outcome>
+where
+    F: Fn(usize) -> bool + Sync,
+{
+    let prio = priorities(tasks);
+    let mut dependents = vec![Vec::new(); tasks.len()];
+    for (i, t) in tasks.iter().enumerate() {
+        for &d in &t.deps {
+            dependents[d].push(i);
+        }
+    }
+    let waiting_on: Vec<usize> = tasks.iter().map(|t| t.deps.len()).collect();
+    let ready = (0..tasks.len())
+        .filter(|&i| waiting_on[i] == 0)
+        .map(|i| (std::cmp::Reverse(prio[i]), i))
+        .collect();
+    let state = Mutex::new(State {
+        outcome: vec![None; tasks.len()],
+        waiting_on,
+        ready,
+        busy: BTreeSet::new(),
+        running: 0,
+        stop: false,
+    });
+    let wake = Condvar::new();
+
+    let block = |st: &mut State, from: usize| {
+        let mut stack = dependents[from].clone();
+        while let Some(d) = stack.pop() {
+            if st.outcome[d].is_none() {
+                st.outcome[d] = Some(Outcome::Blocked { by: from });
+                stack.extend(dependents[d].iter().copied());
+            }
+        }
+    };
+
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            scope.spawn(|| loop {
+                let mut st = state.lock().expect("walker state");
+                let task = loop {
+                    if st.stop && st.running == 0 {
+                        break None;
+                    }
+                    let pick = if st.stop {
+                        None
+                    } else {
+                        st.ready
+                            .iter()
+                            .find(|(_, i)| tasks[*i].resource.as_ref().is_none_or(|r| !st.busy.contains(r)))
+                            .copied()
+                    };
+                    if let Some(entry) = pick {
+                        st.ready.remove(&entry);
+                        break Some(entry.1);
+                    }
+                    if st.ready.is_empty() && st.running == 0 {
+                        break None;
+                    }
+                    st = wake.wait(st).expect("walker state");
+                };
+                let Some(i) = task else {
+                    wake.notify_all();
+                    return;
+                };
+                st.running += 1;
+                if let Some(r) = &tasks[i].resource {
+                    st.busy.insert(r.clone());
+                }
+                drop(st);
+
+                let ok = run(i);
+
+                let mut st = state.lock().expect("walker state");
+                st.running -= 1;
+                if let Some(r) = &tasks[i].resource {
+                    st.busy.remove(r);
+                }
+                if ok {
+                    st.outcome[i] = Some(Outcome::Succeeded);
+                    for &d in &dependents[i] {
+                        st.waiting_on[d] -= 1;
+                        if st.waiting_on[d] == 0 && st.outcome[d].is_none() {
+                            st.ready.insert((std::cmp::Reverse(prio[d]), d));
+                        }
+                    }
+                } else {
+                    st.outcome[i] = Some(Outcome::Failed);
+                    block(&mut st, i);
+                    if fail_fast {
+                        st.stop = true;
+                    }
+                }
+                drop(st);
+                wake.notify_all();
+            });
+        }
+    });
+
+    let st = state.into_inner().expect("walker state");
+    st.outcome
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Cancelled))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    fn t(deps: &[usize], cost: u64) -> Task {
+        Task { deps: deps.to_vec(), resource: None, cost }
+    }
+
+    #[test]
+    fn runs_parents_first_and_blocks_only_the_failed_subtree() {
+        // 0 → 1 → 2, 0 → 3; 1 fails
+        let tasks = vec![t(&[], 1), t(&[0], 1), t(&[1], 1), t(&[0], 1)];
+        let done = Mutex::new(Vec::new());
+        let out = walk(&tasks, 2, false, |i| {
+            done.lock().unwrap().push(i);
+            i != 1
+        });
+        assert_eq!(out, vec![Outcome::Succeeded, Outcome::Failed, Outcome::Blocked { by: 1 }, Outcome::Succeeded]);
+        let done = done.into_inner().unwrap();
+        assert_eq!(done[0], 0);
+        assert!(!done.contains(&2));
+    }
+
+    #[test]
+    fn fail_fast_starts_nothing_new() {
+        let tasks = vec![t(&[], 5), t(&[], 1), t(&[1], 1)];
+        let out = walk(&tasks, 1, true, |i| i != 0);
+        assert_eq!(out[0], Outcome::Failed);
+        assert_eq!(out[1], Outcome::Cancelled);
+        assert_eq!(out[2], Outcome::Cancelled);
+    }
+
+    #[test]
+    fn longest_remaining_path_goes_first() {
+        // a long chain 0→1→2 and a short independent task 3 with the same first cost
+        let tasks = vec![t(&[], 1), t(&[0], 1), t(&[1], 1), t(&[], 1)];
+        assert_eq!(priorities(&tasks), vec![3, 2, 1, 1]);
+        let order = Mutex::new(Vec::new());
+        walk(&tasks, 1, false, |i| {
+            order.lock().unwrap().push(i);
+            true
+        });
+        assert_eq!(order.into_inner().unwrap()[0], 0);
+    }
+
+    #[test]
+    fn a_resource_is_used_by_one_task_at_a_time() {
+        let tasks: Vec<Task> = (0..6)
+            .map(|i| Task { deps: vec![], resource: (i < 4).then(|| "clone:100".to_string()), cost: 1 })
+            .collect();
+        let inside = AtomicUsize::new(0);
+        let max = AtomicUsize::new(0);
+        let start = Instant::now();
+        walk(&tasks, 6, false, |i| {
+            if i < 4 {
+                let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                inside.fetch_sub(1, Ordering::SeqCst);
+            }
+            true
+        });
+        assert_eq!(max.load(Ordering::SeqCst), 1);
+        assert!(start.elapsed() >= Duration::from_millis(80));
+    }
+}
