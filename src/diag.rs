@@ -136,7 +136,12 @@ impl Problem {
     }
 
     fn sort_key(&self) -> (PathBuf, usize, Severity, &str) {
-        (self.path.clone(), self.span.start, self.severity, &self.message)
+        (
+            self.path.clone(),
+            self.span.start,
+            self.severity,
+            &self.message,
+        )
     }
 }
 
@@ -235,9 +240,8 @@ impl Problems {
     }
     pub fn sort(&mut self) {
         self.0.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        self.0.dedup_by(|a, b| {
-            a.path == b.path && a.span == b.span && a.message == b.message
-        });
+        self.0
+            .dedup_by(|a, b| a.path == b.path && a.span == b.span && a.message == b.message);
     }
 
     /// Renders every problem for a person, as miette reports.

@@ -217,11 +217,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     let value = p.value(0)?;
     p.skip_ws();
     if p.pos < p.bytes.len() {
-        return Err(p.error_at(
-            p.pos,
-            1,
-            "unexpected text after the end of the JSON value",
-        ));
+        return Err(p.error_at(p.pos, 1, "unexpected text after the end of the JSON value"));
     }
     Ok(Parsed {
         value,
@@ -361,7 +357,9 @@ impl Parser<'_> {
         let text = &self.text[start..i];
         text.parse::<serde_json::Number>()
             .map(Kind::Number)
-            .map_err(|_| self.error_at(start, i - start, format!("number `{text}` is out of range")))
+            .map_err(|_| {
+                self.error_at(start, i - start, format!("number `{text}` is out of range"))
+            })
     }
 
     fn string(&mut self) -> Result<String, SyntaxError> {
@@ -425,7 +423,11 @@ impl Parser<'_> {
                         self.pos += 2;
                         let lo = self.hex4()?;
                         if !(0xDC00..0xE000).contains(&lo) {
-                            return Err(self.error_at(start, self.pos - start, "invalid surrogate pair"));
+                            return Err(self.error_at(
+                                start,
+                                self.pos - start,
+                                "invalid surrogate pair",
+                            ));
                         }
                         0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
                     } else {
@@ -460,7 +462,11 @@ impl Parser<'_> {
                 self.pos += 4;
                 Ok(v)
             }
-            _ => Err(self.error_at(self.pos, 4.min(self.bytes.len() - self.pos), "expected 4 hex digits after \\u")),
+            _ => Err(self.error_at(
+                self.pos,
+                4.min(self.bytes.len() - self.pos),
+                "expected 4 hex digits after \\u",
+            )),
         }
     }
 
@@ -603,8 +609,23 @@ mod tests {
     #[test]
     fn rejects_what_json_does_not_allow() {
         for bad in [
-            "", "{", "{\"a\":1,}", "[1,]", "{'a':1}", "// c\n{}", "01", "1.", "\"\\x\"", "tru",
-            "{\"a\" 1}", "[1 2]", "\"\u{1}\"", "{} {}", "\"\\ud800\"", "-", "1e",
+            "",
+            "{",
+            "{\"a\":1,}",
+            "[1,]",
+            "{'a':1}",
+            "// c\n{}",
+            "01",
+            "1.",
+            "\"\\x\"",
+            "tru",
+            "{\"a\" 1}",
+            "[1 2]",
+            "\"\u{1}\"",
+            "{} {}",
+            "\"\\ud800\"",
+            "-",
+            "1e",
         ] {
             assert!(parse(bad).is_err(), "accepted {bad:?}");
         }
