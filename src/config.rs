@@ -324,7 +324,8 @@ pub fn read_text(path: &Path, what: &str) -> Result<Arc<SourceFile>, Problem> {
                 path,
                 format!("{what} is not valid UTF-8 (byte {valid}, line {line}, column {col})"),
                 "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
-            ));
+            )
+            .at_position(line, col));
         }
     };
     if text.trim().is_empty() {

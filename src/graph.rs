@@ -39,6 +39,11 @@ impl Graph {
             let at = format!("{}/clone_from_template_ctid", node.pointer);
             let span = tree.locate(&at, false);
             match nodes.get(&p) {
+                // Defined, but its block has its own problem (already reported).
+                None if tree
+                    .get("lxc_configs")
+                    .and_then(|c| c.get(&p.to_string()))
+                    .is_some() => {}
                 None => problems.push(
                     Problem::error("graph::unknown-parent", file, span, &at)
                         .message(format!(

@@ -356,7 +356,7 @@ impl Parser<'_> {
         self.pos = i;
         let text = &self.text[start..i];
         text.parse::<serde_json::Number>()
-            .map(Kind::Number)
+            .map(|n| Kind::Number(integral(n)))
             .map_err(|_| {
                 self.error_at(start, i - start, format!("number `{text}` is out of range"))
             })
@@ -568,6 +568,17 @@ impl Parser<'_> {
     }
 }
 
+/// `2048.0` and `2.048e3` are the integer 2048 (as JSON Schema's `integer` says): stored as
+/// an integer so that typed fields read them and hashes do not depend on the spelling.
+fn integral(n: serde_json::Number) -> serde_json::Number {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+            serde_json::Number::from(f as i64)
+        }
+        _ => n,
+    }
+}
+
 fn describe(c: char) -> String {
     match c {
         '\'' => "`'` (JSON strings use double quotes)".to_string(),
@@ -636,8 +647,20 @@ mod tests {
         let p = parse(r#" {"s": "a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00", "n": [-1, 1.5e3, 10], "t": true, "f": false, "z": null} "#).unwrap();
         assert_eq!(
             p.value.to_plain(),
-            serde_json::json!({"s": "a\"\\/\u{8}\u{c}\n\r\té😀", "n": [-1, 1500.0, 10], "t": true, "f": false, "z": null})
+            serde_json::json!({"s": "a\"\\/\u{8}\u{c}\n\r\té😀", "n": [-1, 1500, 10], "t": true, "f": false, "z": null})
         );
+    }
+
+    #[test]
+    fn integral_numbers_are_integers_whatever_their_spelling() {
+        let p = parse(r#"[2048, 2048.0, 2.048e3, 204800e-2, -0.0, 1.5, 1e300]"#).unwrap();
+        let plain = p.value.to_plain();
+        for i in 0..4 {
+            assert_eq!(plain[i].as_u64(), Some(2048), "{i}");
+        }
+        assert_eq!(plain[4].as_i64(), Some(0));
+        assert_eq!(plain[5].as_f64(), Some(1.5));
+        assert!(plain[6].is_f64());
     }
 
     #[test]

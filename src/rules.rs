@@ -26,7 +26,13 @@ pub fn check(fleet: &Fleet) -> Vec<Problem> {
 
 fn at(fleet: &Fleet, node: &Node, field: &str, code: &'static str) -> Problem {
     let pointer = format!("{}/{field}", node.pointer);
-    let span = if node.block.contains_key(field) {
+    // `field` may be nested (`network_config/ip`); a missing one is located at the block's key.
+    let mut parts = field.split('/');
+    let exists = parts
+        .next()
+        .and_then(|first| node.block.get(first))
+        .is_some_and(|v| parts.try_fold(v, |v, k| v.get(k)).is_some());
+    let span = if exists {
         fleet.lxc_tree.locate(&pointer, false)
     } else {
         node.key_span

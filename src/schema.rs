@@ -89,12 +89,18 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (String, Option<Strin
     match kind {
         K::AdditionalProperties { unexpected } => (
             format!(
-                "property {} is not allowed here",
+                "{} {} {} not allowed here",
+                if unexpected.len() == 1 {
+                    "property"
+                } else {
+                    "properties"
+                },
                 unexpected
                     .iter()
                     .map(|u| format!("`{u}`"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if unexpected.len() == 1 { "is" } else { "are" }
             ),
             unexpected.first().cloned(),
             "remove it, or check its spelling against the schema".into(),
