@@ -27,7 +27,10 @@ fn write(value: &Value, out: &mut String) {
                 if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
                     out.push_str(&(f as i64).to_string());
                 } else {
-                    out.push_str(&serde_json::Number::from_f64(f).map_or_else(|| "null".to_string(), |n| n.to_string()));
+                    out.push_str(
+                        &serde_json::Number::from_f64(f)
+                            .map_or_else(|| "null".to_string(), |n| n.to_string()),
+                    );
                 }
             }
         }
@@ -66,8 +69,13 @@ mod tests {
 
     #[test]
     fn sorted_compact_normalised() {
-        let v: Value = serde_json::from_str(r#"{ "b": [1.0, 1e2, 0.5], "a": {"z": "\u00e9\n", "y": null} }"#).unwrap();
-        assert_eq!(to_string(&v), r#"{"a":{"y":null,"z":"é\n"},"b":[1,100,0.5]}"#);
+        let v: Value =
+            serde_json::from_str(r#"{ "b": [1.0, 1e2, 0.5], "a": {"z": "\u00e9\n", "y": null} }"#)
+                .unwrap();
+        assert_eq!(
+            to_string(&v),
+            r#"{"a":{"y":null,"z":"é\n"},"b":[1,100,0.5]}"#
+        );
         assert_eq!(to_string(&json!(-0.0)), "0");
         assert_eq!(to_string(&json!(u64::MAX)), u64::MAX.to_string());
     }

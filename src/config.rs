@@ -322,11 +322,10 @@ pub fn read_text(path: &Path, what: &str) -> Result<Arc<SourceFile>, Problem> {
             return Err(Problem::file(
                 "config::not-utf8",
                 path,
-                format!(
-                    "{what} is not valid UTF-8 (byte {valid}, line {line}, column {col})"
-                ),
+                format!("{what} is not valid UTF-8 (byte {valid}, line {line}, column {col})"),
                 "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
-            ));
+            )
+            .at_position(line, col));
         }
     };
     if text.trim().is_empty() {
@@ -341,7 +340,11 @@ pub fn read_text(path: &Path, what: &str) -> Result<Arc<SourceFile>, Problem> {
 }
 
 /// Reads and parses one JSON file; `None` when it cannot be used (problems say why).
-fn read_json(path: &Path, what: &str, problems: &mut Problems) -> Option<(Arc<SourceFile>, json::Value)> {
+fn read_json(
+    path: &Path,
+    what: &str,
+    problems: &mut Problems,
+) -> Option<(Arc<SourceFile>, json::Value)> {
     let file = match read_text(path, what) {
         Ok(f) => f,
         Err(p) => {
@@ -403,7 +406,14 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
         );
         lxc_schema_ok = errs.is_empty();
         problems.extend(errs);
-        check_user_schema(&paths.config_dir.join(LXC_SCHEMA_FILE), file, tree, &plain, false, &mut problems);
+        check_user_schema(
+            &paths.config_dir.join(LXC_SCHEMA_FILE),
+            file,
+            tree,
+            &plain,
+            false,
+            &mut problems,
+        );
     }
     let mut hypervisor = None;
     if let Some((file, tree)) = &hv {
@@ -420,7 +430,14 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
         problems.extend(errs);
         // The original never validated this file; its schema never accepted its own
         // config. Its verdict is reported, as warnings.
-        check_user_schema(&paths.config_dir.join(HYPERVISOR_SCHEMA_FILE), file, tree, &plain, true, &mut problems);
+        check_user_schema(
+            &paths.config_dir.join(HYPERVISOR_SCHEMA_FILE),
+            file,
+            tree,
+            &plain,
+            true,
+            &mut problems,
+        );
         if ok {
             hypervisor = Some(read_hypervisor(file, tree));
         }
@@ -442,9 +459,18 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
     };
 
     let nvidia = Nvidia {
-        driver_version: lxc_tree.get("nvidia_driver_version").and_then(|v| v.as_str()).map(str::to_string),
-        runfile_url: lxc_tree.get("nvidia_runfile_url").and_then(|v| v.as_str()).map(str::to_string),
-        repo_url: lxc_tree.get("nvidia_repo_url").and_then(|v| v.as_str()).map(str::to_string),
+        driver_version: lxc_tree
+            .get("nvidia_driver_version")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        runfile_url: lxc_tree
+            .get("nvidia_runfile_url")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        repo_url: lxc_tree
+            .get("nvidia_repo_url")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
     };
     let nodes = read_nodes(&lxc_file, &lxc_tree, &mut problems);
     let graph = Graph::build(&nodes, &lxc_file, &lxc_tree, &mut problems);
@@ -485,7 +511,9 @@ fn check_user_schema(
             Ok(v) => found.extend(schema::check(
                 &v,
                 "schema::user",
-                &schema_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                &schema_path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                 file,
                 tree,
                 plain,
@@ -504,7 +532,11 @@ fn check_user_schema(
 fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
     let net = tree.get("network");
     let docker = tree.get("docker");
-    let text = |v: Option<&json::Value>, k: &str| v.and_then(|v| v.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+    let text = |v: Option<&json::Value>, k: &str| {
+        v.and_then(|v| v.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     Hypervisor {
         file: file.clone(),
         tree: tree.clone(),
@@ -521,7 +553,11 @@ fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
     }
 }
 
-fn read_nodes(file: &Arc<SourceFile>, tree: &json::Value, problems: &mut Problems) -> BTreeMap<Ctid, Node> {
+fn read_nodes(
+    file: &Arc<SourceFile>,
+    tree: &json::Value,
+    problems: &mut Problems,
+) -> BTreeMap<Ctid, Node> {
     let mut nodes = BTreeMap::new();
     let Some(configs) = tree.get("lxc_configs") else {
         return nodes;
@@ -568,14 +604,18 @@ fn read_nodes(file: &Arc<SourceFile>, tree: &json::Value, problems: &mut Problem
                             Problem::error("config::bad-ctid", file, tree.locate(&at, false), &at)
                                 .message(format!("`{text}` is not a valid CTID"))
                                 .label("parent CTID")
-                                .help("name the CTID of a template in this file (100 to 999999999)"),
+                                .help(
+                                    "name the CTID of a template in this file (100 to 999999999)",
+                                ),
                         );
                         continue;
                     }
                 }
             }
         };
-        let serde_json::Value::Object(block) = plain else { continue };
+        let serde_json::Value::Object(block) = plain else {
+            continue;
+        };
         nodes.insert(
             ctid,
             Node {
@@ -664,8 +704,10 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
         dir: dir.to_path_buf(),
         node_hooks,
         lib,
-        nvidia_step: nvidia_step.unwrap_or_else(|| Script::builtin(NVIDIA_STEP_FILE, BUILTIN_NVIDIA)),
-        docker_step: docker_step.unwrap_or_else(|| Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER)),
+        nvidia_step: nvidia_step
+            .unwrap_or_else(|| Script::builtin(NVIDIA_STEP_FILE, BUILTIN_NVIDIA)),
+        docker_step: docker_step
+            .unwrap_or_else(|| Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER)),
     })
 }
 

@@ -68,6 +68,8 @@ pub struct Problem {
     pub help: Option<String>,
     /// Other places that explain this one (the first of two duplicates, a cycle's members).
     pub related: Vec<(Span, String)>,
+    /// Line and column in a file that has no usable text (where its bytes stop being UTF-8).
+    pub position: Option<(usize, usize)>,
 }
 
 impl Problem {
@@ -83,6 +85,7 @@ impl Problem {
             label: String::new(),
             help: None,
             related: Vec::new(),
+            position: None,
         }
     }
 
@@ -99,6 +102,7 @@ impl Problem {
             label: String::new(),
             help: Some(help.to_string()),
             related: Vec::new(),
+            position: None,
         }
     }
 
@@ -118,15 +122,22 @@ impl Problem {
         self.related.push((span, label.into()));
         self
     }
+    /// Line and column of a file-level problem, when it has one.
+    pub fn at_position(mut self, line: usize, column: usize) -> Self {
+        self.position = Some((line, column));
+        self
+    }
     pub fn warning(mut self) -> Self {
         self.severity = Severity::Warning;
         self
     }
 
     pub fn line_col(&self) -> (usize, usize) {
-        self.source
-            .as_ref()
-            .map_or((1, 1), |s| s.line_col(self.span.start))
+        match (&self.source, self.position) {
+            (Some(s), _) => s.line_col(self.span.start),
+            (None, Some(p)) => p,
+            (None, None) => (1, 1),
+        }
     }
 
     /// `file:line:col`
@@ -136,7 +147,12 @@ impl Problem {
     }
 
     fn sort_key(&self) -> (PathBuf, usize, Severity, &str) {
-        (self.path.clone(), self.span.start, self.severity, &self.message)
+        (
+            self.path.clone(),
+            self.span.start,
+            self.severity,
+            &self.message,
+        )
     }
 }
 
@@ -235,9 +251,8 @@ impl Problems {
     }
     pub fn sort(&mut self) {
         self.0.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        self.0.dedup_by(|a, b| {
-            a.path == b.path && a.span == b.span && a.message == b.message
-        });
+        self.0
+            .dedup_by(|a, b| a.path == b.path && a.span == b.span && a.message == b.message);
     }
 
     /// Renders every problem for a person, as miette reports.
@@ -283,6 +298,8 @@ impl fmt::Display for NamedProblem<'_> {
             } else {
                 write!(f, "{}: {}", self.inner.pointer, self.inner.message)
             }
+        } else if self.inner.position.is_some() {
+            write!(f, "{}: {}", self.inner.location(), self.inner.message)
         } else {
             write!(f, "{}: {}", self.inner.path.display(), self.inner.message)
         }

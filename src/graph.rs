@@ -32,26 +32,44 @@ impl Graph {
         problems: &mut Problems,
     ) -> Graph {
         let mut g: DiGraph<Ctid, ()> = DiGraph::with_capacity(nodes.len(), nodes.len());
-        let index: BTreeMap<Ctid, NodeIndex> =
-            nodes.keys().map(|&c| (c, g.add_node(c))).collect();
+        let index: BTreeMap<Ctid, NodeIndex> = nodes.keys().map(|&c| (c, g.add_node(c))).collect();
         let mut graph = Graph::default();
         for node in nodes.values() {
             let Some(p) = node.parent else { continue };
             let at = format!("{}/clone_from_template_ctid", node.pointer);
             let span = tree.locate(&at, false);
             match nodes.get(&p) {
+                // Defined, but its block has its own problem (already reported).
+                None if tree
+                    .get("lxc_configs")
+                    .and_then(|c| c.get(&p.to_string()))
+                    .is_some() => {}
                 None => problems.push(
                     Problem::error("graph::unknown-parent", file, span, &at)
-                        .message(format!("CT {} clones from {p}, which is not defined in this file", node.ctid))
+                        .message(format!(
+                            "CT {} clones from {p}, which is not defined in this file",
+                            node.ctid
+                        ))
                         .label("no such CTID")
-                        .help(format!("define {p} under lxc_configs, or name an existing template")),
+                        .help(format!(
+                            "define {p} under lxc_configs, or name an existing template"
+                        )),
                 ),
                 Some(parent) if !parent.is_template() => problems.push(
                     Problem::error("graph::parent-not-template", file, span, &at)
-                        .message(format!("CT {} clones from {p} ({}), which is not a template", node.ctid, parent.name()))
+                        .message(format!(
+                            "CT {} clones from {p} ({}), which is not a template",
+                            node.ctid,
+                            parent.name()
+                        ))
                         .label("not a template")
-                        .related(parent.key_span, "defined here without \"is_template\": true")
-                        .help(format!("set \"is_template\": true on {p}, or clone from a template")),
+                        .related(
+                            parent.key_span,
+                            "defined here without \"is_template\": true",
+                        )
+                        .help(format!(
+                            "set \"is_template\": true on {p}, or clone from a template"
+                        )),
                 ),
                 Some(_) => {
                     g.add_edge(index[&p], index[&node.ctid], ());
@@ -82,7 +100,11 @@ impl Graph {
             }
             path.push(start);
             path.reverse();
-            let text = path.iter().map(u32::to_string).collect::<Vec<_>>().join(" → ");
+            let text = path
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" → ");
             let node = &nodes[&start];
             let at = format!("{}/clone_from_template_ctid", node.pointer);
             let mut problem = Problem::error("graph::cycle", file, tree.locate(&at, false), &at)

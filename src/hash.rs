@@ -48,7 +48,15 @@ pub const RUNTIME_FIELDS: &[&str] = &[
     "clone_from_template_ctid",
 ];
 
-const SECRET_MARKERS: &[&str] = &["password", "passwd", "secret", "token", "api_key", "apikey", "private_key"];
+const SECRET_MARKERS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+];
 
 /// A field whose value must never be hashed, stored or printed.
 pub fn is_secret_field(name: &str) -> bool {
@@ -63,7 +71,11 @@ pub struct NodeHash(String);
 
 impl NodeHash {
     pub fn of(manifest: &Manifest) -> NodeHash {
-        NodeHash(blake3::hash(manifest.canonical().as_bytes()).to_hex().to_string())
+        NodeHash(
+            blake3::hash(manifest.canonical().as_bytes())
+                .to_hex()
+                .to_string(),
+        )
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -175,10 +187,16 @@ fn manifest(
     };
     let mut steps = BTreeMap::new();
     if node.has_gpu() {
-        steps.insert("nvidia".to_string(), script_ref(&fleet.hooks.nvidia_step, crate::config::NVIDIA_STEP_FILE));
+        steps.insert(
+            "nvidia".to_string(),
+            script_ref(&fleet.hooks.nvidia_step, crate::config::NVIDIA_STEP_FILE),
+        );
     }
     if node.nesting() {
-        steps.insert("docker".to_string(), script_ref(&fleet.hooks.docker_step, crate::config::DOCKER_STEP_FILE));
+        steps.insert(
+            "docker".to_string(),
+            script_ref(&fleet.hooks.docker_step, crate::config::DOCKER_STEP_FILE),
+        );
     }
     Manifest {
         recipe: RECIPE,
@@ -205,7 +223,9 @@ fn strip_secrets(v: &serde_json::Value) -> serde_json::Value {
                 .map(|(k, v)| (k.clone(), strip_secrets(v)))
                 .collect(),
         ),
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(strip_secrets).collect()),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(strip_secrets).collect())
+        }
         other => other.clone(),
     }
 }

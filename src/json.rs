@@ -217,11 +217,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     let value = p.value(0)?;
     p.skip_ws();
     if p.pos < p.bytes.len() {
-        return Err(p.error_at(
-            p.pos,
-            1,
-            "unexpected text after the end of the JSON value",
-        ));
+        return Err(p.error_at(p.pos, 1, "unexpected text after the end of the JSON value"));
     }
     Ok(Parsed {
         value,
@@ -360,8 +356,10 @@ impl Parser<'_> {
         self.pos = i;
         let text = &self.text[start..i];
         text.parse::<serde_json::Number>()
-            .map(Kind::Number)
-            .map_err(|_| self.error_at(start, i - start, format!("number `{text}` is out of range")))
+            .map(|n| Kind::Number(integral(n)))
+            .map_err(|_| {
+                self.error_at(start, i - start, format!("number `{text}` is out of range"))
+            })
     }
 
     fn string(&mut self) -> Result<String, SyntaxError> {
@@ -425,7 +423,11 @@ impl Parser<'_> {
                         self.pos += 2;
                         let lo = self.hex4()?;
                         if !(0xDC00..0xE000).contains(&lo) {
-                            return Err(self.error_at(start, self.pos - start, "invalid surrogate pair"));
+                            return Err(self.error_at(
+                                start,
+                                self.pos - start,
+                                "invalid surrogate pair",
+                            ));
                         }
                         0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
                     } else {
@@ -460,7 +462,11 @@ impl Parser<'_> {
                 self.pos += 4;
                 Ok(v)
             }
-            _ => Err(self.error_at(self.pos, 4.min(self.bytes.len() - self.pos), "expected 4 hex digits after \\u")),
+            _ => Err(self.error_at(
+                self.pos,
+                4.min(self.bytes.len() - self.pos),
+                "expected 4 hex digits after \\u",
+            )),
         }
     }
 
@@ -562,6 +568,17 @@ impl Parser<'_> {
     }
 }
 
+/// `2048.0` and `2.048e3` are the integer 2048 (as JSON Schema's `integer` says): stored as
+/// an integer so that typed fields read them and hashes do not depend on the spelling.
+fn integral(n: serde_json::Number) -> serde_json::Number {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+            serde_json::Number::from(f as i64)
+        }
+        _ => n,
+    }
+}
+
 fn describe(c: char) -> String {
     match c {
         '\'' => "`'` (JSON strings use double quotes)".to_string(),
@@ -603,8 +620,23 @@ mod tests {
     #[test]
     fn rejects_what_json_does_not_allow() {
         for bad in [
-            "", "{", "{\"a\":1,}", "[1,]", "{'a':1}", "// c\n{}", "01", "1.", "\"\\x\"", "tru",
-            "{\"a\" 1}", "[1 2]", "\"\u{1}\"", "{} {}", "\"\\ud800\"", "-", "1e",
+            "",
+            "{",
+            "{\"a\":1,}",
+            "[1,]",
+            "{'a':1}",
+            "// c\n{}",
+            "01",
+            "1.",
+            "\"\\x\"",
+            "tru",
+            "{\"a\" 1}",
+            "[1 2]",
+            "\"\u{1}\"",
+            "{} {}",
+            "\"\\ud800\"",
+            "-",
+            "1e",
         ] {
             assert!(parse(bad).is_err(), "accepted {bad:?}");
         }
@@ -615,8 +647,20 @@ mod tests {
         let p = parse(r#" {"s": "a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00", "n": [-1, 1.5e3, 10], "t": true, "f": false, "z": null} "#).unwrap();
         assert_eq!(
             p.value.to_plain(),
-            serde_json::json!({"s": "a\"\\/\u{8}\u{c}\n\r\té😀", "n": [-1, 1500.0, 10], "t": true, "f": false, "z": null})
+            serde_json::json!({"s": "a\"\\/\u{8}\u{c}\n\r\té😀", "n": [-1, 1500, 10], "t": true, "f": false, "z": null})
         );
+    }
+
+    #[test]
+    fn integral_numbers_are_integers_whatever_their_spelling() {
+        let p = parse(r#"[2048, 2048.0, 2.048e3, 204800e-2, -0.0, 1.5, 1e300]"#).unwrap();
+        let plain = p.value.to_plain();
+        for i in 0..4 {
+            assert_eq!(plain[i].as_u64(), Some(2048), "{i}");
+        }
+        assert_eq!(plain[4].as_i64(), Some(0));
+        assert_eq!(plain[5].as_f64(), Some(1.5));
+        assert!(plain[6].is_f64());
     }
 
     #[test]

@@ -26,7 +26,13 @@ pub fn check(fleet: &Fleet) -> Vec<Problem> {
 
 fn at(fleet: &Fleet, node: &Node, field: &str, code: &'static str) -> Problem {
     let pointer = format!("{}/{field}", node.pointer);
-    let span = if node.block.contains_key(field) {
+    // `field` may be nested (`network_config/ip`); a missing one is located at the block's key.
+    let mut parts = field.split('/');
+    let exists = parts
+        .next()
+        .and_then(|first| node.block.get(first))
+        .is_some_and(|v| parts.try_fold(v, |v, k| v.get(k)).is_some());
+    let span = if exists {
         fleet.lxc_tree.locate(&pointer, false)
     } else {
         node.key_span
@@ -47,8 +53,13 @@ fn base_needs_os_template(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
 
 /// Clones keep their source's privilege: PVE cannot change it on clone.
 fn privilege_matches_parent(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
-    let Some(parent) = node.parent.and_then(|p| fleet.node(p)) else { return };
-    let (Some(mine), theirs) = (node.spec.unprivileged, parent.spec.unprivileged.unwrap_or(true)) else {
+    let Some(parent) = node.parent.and_then(|p| fleet.node(p)) else {
+        return;
+    };
+    let (Some(mine), theirs) = (
+        node.spec.unprivileged,
+        parent.spec.unprivileged.unwrap_or(true),
+    ) else {
         return;
     };
     if mine != theirs {
@@ -73,7 +84,9 @@ fn privilege_matches_parent(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) 
 }
 
 fn disk_does_not_shrink(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
-    let Some(parent) = node.parent.and_then(|p| fleet.node(p)) else { return };
+    let Some(parent) = node.parent.and_then(|p| fleet.node(p)) else {
+        return;
+    };
     if node.spec.storage_size_gb < parent.spec.storage_size_gb {
         out.push(
             at(fleet, node, "storage_size_gb", "config::disk-shrink")
@@ -114,36 +127,64 @@ fn template_snapshot_name(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
 }
 
 fn agent_needs_server(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
-    if node.portainer_role() == PortainerRole::Agent && fleet.hypervisor.portainer_server_ip.is_none() {
+    if node.portainer_role() == PortainerRole::Agent
+        && fleet.hypervisor.portainer_server_ip.is_none()
+    {
         out.push(
-            at(fleet, node, "portainer_role", "config::agent-without-server")
-                .message(format!("CT {} is a Portainer agent but no server address is configured", node.ctid))
-                .label("agent")
-                .help(format!(
-                    "set network.portainer_server_ip (and portainer_agent_port) in {}",
-                    fleet.hypervisor.file.path.display()
-                )),
+            at(
+                fleet,
+                node,
+                "portainer_role",
+                "config::agent-without-server",
+            )
+            .message(format!(
+                "CT {} is a Portainer agent but no server address is configured",
+                node.ctid
+            ))
+            .label("agent")
+            .help(format!(
+                "set network.portainer_server_ip (and portainer_agent_port) in {}",
+                fleet.hypervisor.file.path.display()
+            )),
         );
     }
 }
 
 fn hook_permissions(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
-    let Some(hook) = fleet.hooks.node_hooks.get(&node.ctid) else { return };
-    let path = hook.path.as_ref().map_or_else(String::new, |p| p.display().to_string());
+    let Some(hook) = fleet.hooks.node_hooks.get(&node.ctid) else {
+        return;
+    };
+    let path = hook
+        .path
+        .as_ref()
+        .map_or_else(String::new, |p| p.display().to_string());
     if hook.mode & 0o111 == 0 {
         out.push(
-            Problem::error("hooks::not-executable", &fleet.lxc_file, node.key_span, &node.pointer)
-                .message(format!("hook {path} of CT {} is not executable", node.ctid))
-                .label("this node's hook")
-                .help(format!("chmod 755 {path}")),
+            Problem::error(
+                "hooks::not-executable",
+                &fleet.lxc_file,
+                node.key_span,
+                &node.pointer,
+            )
+            .message(format!("hook {path} of CT {} is not executable", node.ctid))
+            .label("this node's hook")
+            .help(format!("chmod 755 {path}")),
         );
     }
     if hook.mode & 0o002 != 0 {
         out.push(
-            Problem::error("hooks::world-writable", &fleet.lxc_file, node.key_span, &node.pointer)
-                .message(format!("hook {path} of CT {} is writable by any user, and phoenix runs it as root", node.ctid))
-                .label("this node's hook")
-                .help(format!("chmod o-w {path}")),
+            Problem::error(
+                "hooks::world-writable",
+                &fleet.lxc_file,
+                node.key_span,
+                &node.pointer,
+            )
+            .message(format!(
+                "hook {path} of CT {} is writable by any user, and phoenix runs it as root",
+                node.ctid
+            ))
+            .label("this node's hook")
+            .help(format!("chmod o-w {path}")),
         );
     }
 }
@@ -152,7 +193,10 @@ fn rebuild_policy(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
     if node.is_template() && node.spec.rebuild.is_some() {
         out.push(
             at(fleet, node, "rebuild", "config::rebuild-on-template")
-                .message(format!("template {} sets `rebuild`, but templates are always replaced", node.ctid))
+                .message(format!(
+                    "template {} sets `rebuild`, but templates are always replaced",
+                    node.ctid
+                ))
                 .label("ignored on a template")
                 .help("remove `rebuild`: it is the consent of a standard container"),
         );
@@ -166,7 +210,14 @@ fn unique_addresses(fleet: &Fleet, out: &mut Vec<Problem>) {
         if let Some(mac) = &node.spec.mac_address {
             let key = mac.to_ascii_lowercase();
             match macs.get(&key) {
-                Some(&first) => out.push(duplicate(fleet, node, first, "mac_address", "config::duplicate-mac", mac)),
+                Some(&first) => out.push(duplicate(
+                    fleet,
+                    node,
+                    first,
+                    "mac_address",
+                    "config::duplicate-mac",
+                    mac,
+                )),
                 None => {
                     macs.insert(key, node.ctid);
                 }
@@ -178,7 +229,14 @@ fn unique_addresses(fleet: &Fleet, out: &mut Vec<Problem>) {
             }
             let addr = net.ip.split('/').next().unwrap_or(&net.ip).to_string();
             match ips.get(&addr) {
-                Some(&first) => out.push(duplicate(fleet, node, first, "network_config/ip", "config::duplicate-ip", &addr)),
+                Some(&first) => out.push(duplicate(
+                    fleet,
+                    node,
+                    first,
+                    "network_config/ip",
+                    "config::duplicate-ip",
+                    &addr,
+                )),
                 None => {
                     ips.insert(addr, node.ctid);
                 }
@@ -187,24 +245,42 @@ fn unique_addresses(fleet: &Fleet, out: &mut Vec<Problem>) {
     }
 }
 
-fn duplicate(fleet: &Fleet, node: &Node, first: Ctid, field: &str, code: &'static str, value: &str) -> Problem {
+fn duplicate(
+    fleet: &Fleet,
+    node: &Node,
+    first: Ctid,
+    field: &str,
+    code: &'static str,
+    value: &str,
+) -> Problem {
     let first_ptr = format!("{}/{field}", fleet.nodes[&first].pointer);
     at(fleet, node, field, code)
-        .message(format!("CT {} uses {value}, already used by CT {first}", node.ctid))
+        .message(format!(
+            "CT {} uses {value}, already used by CT {first}",
+            node.ctid
+        ))
         .label("duplicate")
-        .related(fleet.lxc_tree.locate(&first_ptr, false), format!("used by {first}"))
+        .related(
+            fleet.lxc_tree.locate(&first_ptr, false),
+            format!("used by {first}"),
+        )
         .help("every container needs its own address; change one of them")
 }
 
 /// Version-looking path segments of the runfile URL must equal the driver version.
 fn runfile_matches_driver(fleet: &Fleet, out: &mut Vec<Problem>) {
-    let (Some(version), Some(url)) = (&fleet.nvidia.driver_version, &fleet.nvidia.runfile_url) else {
+    let (Some(version), Some(url)) = (&fleet.nvidia.driver_version, &fleet.nvidia.runfile_url)
+    else {
         return;
     };
     let named: Vec<&str> = url
         .split(['/', '-'])
         .map(|s| s.strip_suffix(".run").unwrap_or(s))
-        .filter(|s| s.split('.').count() >= 2 && s.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|s| {
+            s.split('.').count() >= 2
+                && s.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     if let Some(other) = named.iter().find(|v| *v != version) {
         let span = fleet.lxc_tree.locate("/nvidia_runfile_url", false);

@@ -15,7 +15,8 @@ use crate::diag::{Problem, SourceFile};
 use crate::json;
 
 pub const LXC_SCHEMA: &str = include_str!("../schemas/phoenix_lxc_configs.schema.json");
-pub const HYPERVISOR_SCHEMA: &str = include_str!("../schemas/phoenix_hypervisor_config.schema.json");
+pub const HYPERVISOR_SCHEMA: &str =
+    include_str!("../schemas/phoenix_hypervisor_config.schema.json");
 
 fn compile(schema: &serde_json::Value) -> Result<Validator, String> {
     jsonschema::options()
@@ -44,10 +45,7 @@ pub fn hypervisor_validator() -> &'static Validator {
 }
 
 /// Compiles a user's schema file. A schema that does not compile is itself a problem.
-pub fn user_validator(
-    file: &Arc<SourceFile>,
-    schema: &json::Value,
-) -> Result<Validator, Problem> {
+pub fn user_validator(file: &Arc<SourceFile>, schema: &json::Value) -> Result<Validator, Problem> {
     compile(&schema.to_plain()).map_err(|e| {
         Problem::error("schema::invalid-schema", file, schema.span, "")
             .message(format!("this JSON Schema does not compile: {e}"))
@@ -91,12 +89,18 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (String, Option<Strin
     match kind {
         K::AdditionalProperties { unexpected } => (
             format!(
-                "property {} is not allowed here",
+                "{} {} {} not allowed here",
+                if unexpected.len() == 1 {
+                    "property"
+                } else {
+                    "properties"
+                },
                 unexpected
                     .iter()
                     .map(|u| format!("`{u}`"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if unexpected.len() == 1 { "is" } else { "are" }
             ),
             unexpected.first().cloned(),
             "remove it, or check its spelling against the schema".into(),
@@ -107,11 +111,7 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (String, Option<Strin
             format!("add {property} to this object"),
         ),
         K::Type { .. } => (fallback.to_string(), None, "change the value's type".into()),
-        K::Enum { options } => (
-            fallback.to_string(),
-            None,
-            format!("use one of {options}"),
-        ),
+        K::Enum { options } => (fallback.to_string(), None, format!("use one of {options}")),
         K::Pattern { pattern } => (
             fallback.to_string(),
             None,
@@ -122,9 +122,15 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (String, Option<Strin
             None,
             format!("write a valid `{format}`"),
         ),
-        K::Minimum { .. } | K::Maximum { .. } => {
-            (fallback.to_string(), None, "use a value inside the allowed range".into())
-        }
-        _ => (fallback.to_string(), None, "see the schema for what is allowed".into()),
+        K::Minimum { .. } | K::Maximum { .. } => (
+            fallback.to_string(),
+            None,
+            "use a value inside the allowed range".into(),
+        ),
+        _ => (
+            fallback.to_string(),
+            None,
+            "see the schema for what is allowed".into(),
+        ),
     }
 }

@@ -56,7 +56,17 @@ mod tests {
         for ok in ["s1", "base-snapshot", "A_b-9", &"a".repeat(40)] {
             assert!(is_valid_snapshot_name(ok), "{ok}");
         }
-        for bad in ["a", "2024-01-01", "with space", "dot.ted", &"a".repeat(41), "current", "vzdump", "-x", ""] {
+        for bad in [
+            "a",
+            "2024-01-01",
+            "with space",
+            "dot.ted",
+            &"a".repeat(41),
+            "current",
+            "vzdump",
+            "-x",
+            "",
+        ] {
             assert!(!is_valid_snapshot_name(bad), "{bad}");
         }
     }

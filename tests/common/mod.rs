@@ -22,7 +22,10 @@ pub fn upstream() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("skipped: {} is absent (upstream fixtures are not part of the repo)", p.display());
+        eprintln!(
+            "skipped: {} is absent (upstream fixtures are not part of the repo)",
+            p.display()
+        );
         None
     }
 }
@@ -43,9 +46,89 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
+
+    /// Asserts the run rejected the configuration (exit 3) without panicking.
+    pub fn assert_invalid(&self) -> &Self {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "phoenix panicked:\n{}",
+            self.stderr
+        );
+        assert_eq!(
+            self.code, 3,
+            "expected exit 3 (invalid config)\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// The `problems` of a `--output json` document.
+    pub fn problems(&self) -> Vec<Value> {
+        self.json()["problems"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The one problem with this code (panics listing every problem otherwise).
+    pub fn problem(&self, code: &str) -> Value {
+        let all = self.problems();
+        let found: Vec<&Value> = all.iter().filter(|p| p["code"] == code).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one `{code}` problem, got:\n{}",
+            serde_json::to_string_pretty(&all).unwrap()
+        );
+        found[0].clone()
+    }
+
+    /// Codes of every problem, in reported order.
+    pub fn codes(&self) -> Vec<String> {
+        self.problems()
+            .iter()
+            .map(|p| p["code"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+/// Line and column of the last of `needles`, each searched after the one before it:
+/// `locate(text, &["\"950\": {", "\"cores\": ", "8"])` is the `8` of 950's cores.
+pub fn locate(text: &str, needles: &[&str]) -> (usize, usize) {
+    let mut at = 0;
+    let mut start = 0;
+    for n in needles {
+        let i = text[at..]
+            .find(n)
+            .unwrap_or_else(|| panic!("`{n}` not found after byte {at} in:\n{text}"));
+        start = at + i;
+        at = start + n.len();
+    }
+    line_col(text, start)
+}
+
+/// Asserts a JSON problem sits at this line and column.
+pub fn assert_at(problem: &Value, (line, column): (usize, usize)) {
+    assert_eq!(
+        (problem["line"].as_u64(), problem["column"].as_u64()),
+        (Some(line as u64), Some(column as u64)),
+        "problem located elsewhere: {problem:#}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -70,7 +153,12 @@ impl Fixture {
         let state_dir = tmp.path().join("state");
         fs::create_dir_all(&config_dir).unwrap();
         fs::create_dir_all(&hooks_dir).unwrap();
-        Fixture { tmp, config_dir, hooks_dir, state_dir }
+        Fixture {
+            tmp,
+            config_dir,
+            hooks_dir,
+            state_dir,
+        }
     }
 
     /// The repo's example fleet (`etc/`, `hooks/`), copied.
@@ -91,6 +179,21 @@ impl Fixture {
 
     pub fn lxc_path(&self) -> PathBuf {
         self.config_dir.join(LXC)
+    }
+    pub fn hv_path(&self) -> PathBuf {
+        self.config_dir.join(HV)
+    }
+    pub fn lxc_text(&self) -> String {
+        fs::read_to_string(self.lxc_path()).unwrap()
+    }
+    pub fn hv(&self) -> Value {
+        serde_json::from_str(&fs::read_to_string(self.hv_path()).unwrap()).unwrap()
+    }
+    /// Edits the host settings in place (re-written pretty-printed).
+    pub fn edit_hv(&self, f: impl FnOnce(&mut Value)) {
+        let mut v = self.hv();
+        f(&mut v);
+        self.write_hv(&v);
     }
     pub fn lxc(&self) -> Value {
         serde_json::from_str(&fs::read_to_string(self.lxc_path()).unwrap()).unwrap()
@@ -118,13 +221,25 @@ impl Fixture {
     }
     /// Writes `phoenix_hypervisor_setup_<ctid>.sh` (mode 755).
     pub fn write_hook(&self, ctid: u32, body: &str) -> PathBuf {
-        let p = self.hooks_dir.join(format!("phoenix_hypervisor_setup_{ctid}.sh"));
+        let p = self
+            .hooks_dir
+            .join(format!("phoenix_hypervisor_setup_{ctid}.sh"));
         fs::write(&p, body).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         p
     }
     pub fn hook_path(&self, ctid: u32) -> PathBuf {
-        self.hooks_dir.join(format!("phoenix_hypervisor_setup_{ctid}.sh"))
+        self.hooks_dir
+            .join(format!("phoenix_hypervisor_setup_{ctid}.sh"))
+    }
+
+    pub fn set_mode(&self, path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// `phoenix validate --output json`.
+    pub fn validate_json(&self) -> Run {
+        self.phoenix(&["validate", "--output", "json"])
     }
 
     /// Runs `phoenix <args>` with this fixture's directories.

@@ -1,0 +1,832 @@
+//! `phoenix validate` against broken configurations: every rule of DESIGN §2 rejects the
+//! config with exit code 3, names the problem's code, and locates it at `file:line:col`
+//! with its JSON pointer. Every problem of a run is reported, sorted; nothing panics.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use common::{assert_at, locate, Fixture, Run};
+use serde_json::{json, Value};
+
+/// Runs `validate --output json`, asserts exit 3, returns the one problem with `code`.
+fn rejected(f: &Fixture, code: &str) -> (Run, Value) {
+    let run = f.validate_json();
+    run.assert_invalid();
+    let p = run.problem(code);
+    assert_eq!(p["severity"], "error", "{p:#}");
+    (run, p)
+}
+
+/// Human output names `file:line:col` (miette's source header) and the help line.
+fn assert_human(f: &Fixture, file: &std::path::Path, (line, col): (usize, usize), help: &str) {
+    let run = f.phoenix(&["validate"]);
+    run.assert_invalid();
+    let at = format!("{}:{line}:{col}", file.display());
+    assert!(
+        run.stderr.contains(&at),
+        "stderr does not name {at}:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("help: {help}")),
+        "stderr lacks `help: {help}`:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was touched"), "{}", run.stderr);
+}
+
+fn lxc_file(f: &Fixture) -> String {
+    f.lxc_path().display().to_string()
+}
+
+// ---------------------------------------------------------------- graph rules
+
+#[test]
+fn unknown_parent_is_located_at_the_reference() {
+    let f = Fixture::example();
+    f.edit_block(910, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("777"));
+    });
+    let (run, p) = rejected(&f, "graph::unknown-parent");
+    assert_eq!(run.codes(), ["graph::unknown-parent"]);
+    assert_eq!(p["file"], lxc_file(&f));
+    assert_eq!(p["pointer"], "/lxc_configs/910/clone_from_template_ctid");
+    assert!(p["message"].as_str().unwrap().contains("777"), "{p:#}");
+    let at = locate(&f.lxc_text(), &["\"777\""]);
+    assert_at(&p, at);
+    assert_human(&f, &f.lxc_path(), at, "define 777 under lxc_configs");
+}
+
+#[test]
+fn a_two_node_cycle_is_reported_with_its_whole_path() {
+    let f = Fixture::example();
+    f.edit_block(901, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("902"));
+    });
+    f.edit_block(902, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("901"));
+    });
+    let (run, p) = rejected(&f, "graph::cycle");
+    assert_eq!(
+        run.codes(),
+        ["graph::cycle"],
+        "descendants of a cycle add no noise"
+    );
+    assert_eq!(p["message"], "clone cycle: 901 → 902 → 901");
+    assert_eq!(p["pointer"], "/lxc_configs/901/clone_from_template_ctid");
+    let at = locate(
+        &f.lxc_text(),
+        &["\"901\": {", "\"clone_from_template_ctid\": ", "\"902\""],
+    );
+    assert_at(&p, at);
+    assert_human(
+        &f,
+        &f.lxc_path(),
+        at,
+        "a template cannot descend from itself",
+    );
+}
+
+#[test]
+fn a_longer_cycle_is_spelled_parent_to_child() {
+    let f = Fixture::example();
+    // 901 → 902 → 903 → 901 (parent → child)
+    f.edit_block(901, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("903"));
+    });
+    f.edit_block(902, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("901"));
+    });
+    let (_, p) = rejected(&f, "graph::cycle");
+    assert_eq!(p["message"], "clone cycle: 901 → 902 → 903 → 901");
+}
+
+#[test]
+fn a_node_cloned_from_itself_is_a_cycle() {
+    let f = Fixture::example();
+    f.edit_block(920, |b| {
+        b.insert("clone_from_template_ctid".into(), json!(920));
+    });
+    let (_, p) = rejected(&f, "graph::cycle");
+    assert_eq!(p["message"], "clone cycle: 920 → 920");
+    assert_eq!(p["pointer"], "/lxc_configs/920/clone_from_template_ctid");
+}
+
+#[test]
+fn parent_that_is_not_a_template_is_located_at_the_child_reference() {
+    let f = Fixture::example();
+    f.edit_block(920, |b| {
+        b.insert("is_template".into(), json!(false));
+    });
+    let (run, p) = rejected(&f, "graph::parent-not-template");
+    assert_eq!(run.codes(), ["graph::parent-not-template"]);
+    assert_eq!(p["pointer"], "/lxc_configs/950/clone_from_template_ctid");
+    assert!(p["message"].as_str().unwrap().contains("920"), "{p:#}");
+    let at = locate(
+        &f.lxc_text(),
+        &["\"950\": {", "\"clone_from_template_ctid\": ", "\"920\""],
+    );
+    assert_at(&p, at);
+    assert_human(&f, &f.lxc_path(), at, "set \"is_template\": true on 920");
+}
+
+// ---------------------------------------------------------------- duplicate keys
+
+#[test]
+fn duplicate_key_in_the_fleet_config_is_an_error_at_the_second_key() {
+    let f = Fixture::example();
+    let text = f.lxc_text();
+    assert_eq!(text.matches("\"cores\": 8,").count(), 1);
+    f.write_text(
+        common::LXC,
+        &text.replace("\"cores\": 8,", "\"cores\": 8,\n            \"cores\": 16,"),
+    );
+    let (run, p) = rejected(&f, "json::duplicate-key");
+    assert_eq!(run.codes(), ["json::duplicate-key"]);
+    assert_eq!(p["pointer"], "/lxc_configs/950/cores");
+    assert_eq!(p["message"], "duplicate key `cores`");
+    let at = locate(&f.lxc_text(), &["\"cores\": 8,", "\"cores\""]);
+    assert_at(&p, at);
+    let human = f.phoenix(&["validate"]);
+    assert!(
+        human.stderr.contains("first defined here"),
+        "{}",
+        human.stderr
+    );
+    assert_human(&f, &f.lxc_path(), at, "a JSON object must not repeat a key");
+}
+
+#[test]
+fn duplicate_key_in_the_hypervisor_config_is_an_error_too() {
+    let f = Fixture::example();
+    let text = fs::read_to_string(f.hv_path()).unwrap();
+    let text = text.replace(
+        "\"portainer_agent_port\": 9001",
+        "\"portainer_agent_port\": 9001,\n        \"portainer_agent_port\": 9002",
+    );
+    f.write_text(common::HV, &text);
+    let (_, p) = rejected(&f, "json::duplicate-key");
+    assert_eq!(p["file"], f.hv_path().display().to_string());
+    assert_eq!(p["pointer"], "/network/portainer_agent_port");
+    let at = locate(&text, &["9001,", "\"portainer_agent_port\""]);
+    assert_at(&p, at);
+}
+
+// ---------------------------------------------------------------- CTIDs
+
+#[test]
+fn ctid_outside_the_vmid_range_is_located_at_its_key() {
+    for bad in ["99", "1000000000", "0100", "12a"] {
+        let f = Fixture::example();
+        f.edit_lxc(|v| {
+            let configs = v["lxc_configs"].as_object_mut().unwrap();
+            let block = configs.remove("910").unwrap();
+            configs.insert(bad.to_string(), block);
+        });
+        let (_, p) = rejected(&f, "config::bad-ctid");
+        assert_eq!(p["pointer"], format!("/lxc_configs/{bad}"));
+        assert!(
+            p["message"].as_str().unwrap().contains(&format!("`{bad}`")),
+            "{p:#}"
+        );
+        assert!(
+            p["help"].as_str().unwrap().contains("100 to 999999999"),
+            "{p:#}"
+        );
+        assert_at(&p, locate(&f.lxc_text(), &[&format!("\"{bad}\": {{")]));
+    }
+}
+
+#[test]
+fn parent_reference_outside_the_vmid_range_is_located_at_the_value() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("0920"));
+    });
+    let (_, p) = rejected(&f, "config::bad-ctid");
+    assert_eq!(p["pointer"], "/lxc_configs/950/clone_from_template_ctid");
+    assert_at(&p, locate(&f.lxc_text(), &["\"0920\""]));
+}
+
+#[test]
+fn a_parent_whose_block_is_broken_is_not_also_unknown() {
+    // 902's parent reference is bad; its children must not be told 902 does not exist.
+    let f = Fixture::example();
+    f.edit_block(902, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("0900"));
+    });
+    let run = f.validate_json();
+    run.assert_invalid();
+    assert_eq!(run.codes(), ["config::bad-ctid"]);
+}
+
+#[test]
+fn numeric_parent_reference_is_accepted() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("clone_from_template_ctid".into(), json!(920));
+    });
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+// ---------------------------------------------------------------- block rules
+
+#[test]
+fn clone_whose_privilege_differs_from_its_parent() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("unprivileged".into(), json!(false));
+    });
+    let (run, p) = rejected(&f, "config::privilege-mismatch");
+    assert_eq!(run.codes(), ["config::privilege-mismatch"]);
+    assert_eq!(p["pointer"], "/lxc_configs/950/unprivileged");
+    assert!(p["message"].as_str().unwrap().contains("920"), "{p:#}");
+    let at = locate(&f.lxc_text(), &["\"unprivileged\": ", "false"]);
+    assert_at(&p, at);
+    assert_human(
+        &f,
+        &f.lxc_path(),
+        at,
+        "Proxmox cannot change privilege on clone",
+    );
+}
+
+#[test]
+fn template_with_clones_needs_a_snapshot_name() {
+    let f = Fixture::example();
+    f.edit_block(920, |b| {
+        b.remove("template_snapshot_name");
+    });
+    let (run, p) = rejected(&f, "config::missing-snapshot-name");
+    assert_eq!(run.codes(), ["config::missing-snapshot-name"]);
+    assert_eq!(p["pointer"], "/lxc_configs/920/template_snapshot_name");
+    // the field is absent: located at the block's key
+    assert_at(&p, locate(&f.lxc_text(), &["\"920\": {"]));
+}
+
+#[test]
+fn template_without_clones_needs_no_snapshot_name() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.remove("rebuild");
+        b.insert("is_template".into(), json!(true));
+    });
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn invalid_snapshot_name() {
+    for (bad, words) in [
+        ("base snapshot", "not a valid Proxmox snapshot name"),
+        ("9lives", "not a valid"),
+        ("phx-mine", "reserves"),
+    ] {
+        let f = Fixture::example();
+        f.edit_block(920, |b| {
+            b.insert("template_snapshot_name".into(), json!(bad));
+        });
+        let (_, p) = rejected(&f, "config::bad-snapshot-name");
+        assert_eq!(p["pointer"], "/lxc_configs/920/template_snapshot_name");
+        assert!(
+            p["message"].as_str().unwrap().contains(words),
+            "{bad}: {p:#}"
+        );
+        assert_at(&p, locate(&f.lxc_text(), &[&format!("\"{bad}\"")]));
+    }
+}
+
+#[test]
+fn duplicate_mac_address_ignores_case() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("mac_address".into(), json!("52:54:00:67:89:99"));
+    });
+    f.edit_block(910, |b| {
+        b.insert(
+            "mac_address".into(),
+            json!("52:54:00:67:89:99".to_uppercase()),
+        );
+    });
+    let (_, p) = rejected(&f, "config::duplicate-mac");
+    assert_eq!(p["pointer"], "/lxc_configs/950/mac_address");
+    assert!(p["message"].as_str().unwrap().contains("CT 910"), "{p:#}");
+    assert_at(
+        &p,
+        locate(&f.lxc_text(), &["\"950\": {", "\"mac_address\": ", "\"52"]),
+    );
+}
+
+#[test]
+fn duplicate_ip_address_ignores_the_prefix_length() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b["network_config"]["ip"] = json!("10.0.0.99/16");
+    });
+    let (_, p) = rejected(&f, "config::duplicate-ip");
+    assert_eq!(p["pointer"], "/lxc_configs/950/network_config/ip");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("10.0.0.99, already used by CT 910"),
+        "{p:#}"
+    );
+    let at = locate(&f.lxc_text(), &["\"10.0.0.99/16\""]);
+    assert_at(&p, at);
+    assert_human(
+        &f,
+        &f.lxc_path(),
+        at,
+        "every container needs its own address",
+    );
+}
+
+#[test]
+fn dhcp_is_not_a_duplicate_address() {
+    let f = Fixture::example();
+    for ctid in [910, 950] {
+        f.edit_block(ctid, |b| {
+            b["network_config"]["ip"] = json!("dhcp");
+        });
+    }
+    assert_eq!(f.phoenix(&["validate"]).code, 0);
+}
+
+#[test]
+fn runfile_url_naming_another_driver_version() {
+    let f = Fixture::example();
+    f.edit_lxc(|v| {
+        v["nvidia_runfile_url"] =
+            json!("https://us.download.nvidia.com/XFree86/Linux-x86_64/580.82.07/NVIDIA-Linux-x86_64-580.82.07.run");
+    });
+    let (run, p) = rejected(&f, "config::runfile-version");
+    assert_eq!(run.codes(), ["config::runfile-version"]);
+    assert_eq!(p["pointer"], "/nvidia_runfile_url");
+    let m = p["message"].as_str().unwrap();
+    assert!(m.contains("580.82.07") && m.contains("580.76.05"), "{m}");
+    assert_at(
+        &p,
+        locate(&f.lxc_text(), &["\"nvidia_runfile_url\": ", "\"https"]),
+    );
+}
+
+#[test]
+fn clone_disk_smaller_than_its_parent() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("storage_size_gb".into(), json!(10));
+    });
+    let (run, p) = rejected(&f, "config::disk-shrink");
+    assert_eq!(run.codes(), ["config::disk-shrink"]);
+    assert_eq!(p["pointer"], "/lxc_configs/950/storage_size_gb");
+    assert!(p["help"].as_str().unwrap().contains("at least 64"), "{p:#}");
+    assert_at(
+        &p,
+        locate(
+            &f.lxc_text(),
+            &["\"950\": {", "\"storage_size_gb\": ", "10"],
+        ),
+    );
+}
+
+#[test]
+fn hook_that_is_not_executable() {
+    let f = Fixture::example();
+    f.set_mode(&f.hook_path(950), 0o644);
+    let (run, p) = rejected(&f, "hooks::not-executable");
+    assert_eq!(run.codes(), ["hooks::not-executable"]);
+    assert_eq!(p["pointer"], "/lxc_configs/950");
+    let hook = f.hook_path(950).display().to_string();
+    assert!(p["message"].as_str().unwrap().contains(&hook), "{p:#}");
+    let at = locate(&f.lxc_text(), &["\"950\": {"]);
+    assert_at(&p, at);
+    assert_human(&f, &f.lxc_path(), at, &format!("chmod 755 {hook}"));
+}
+
+#[test]
+fn hook_writable_by_others() {
+    let f = Fixture::example();
+    f.set_mode(&f.hook_path(903), 0o757);
+    let (run, p) = rejected(&f, "hooks::world-writable");
+    assert_eq!(run.codes(), ["hooks::world-writable"]);
+    assert_eq!(p["pointer"], "/lxc_configs/903");
+    assert!(
+        p["help"].as_str().unwrap().starts_with("chmod o-w "),
+        "{p:#}"
+    );
+    assert_at(&p, locate(&f.lxc_text(), &["\"903\": {"]));
+}
+
+#[test]
+fn hook_that_cannot_be_read() {
+    let f = Fixture::example();
+    let hook = f.hook_path(950);
+    fs::remove_file(&hook).unwrap();
+    symlink(&hook, &hook).unwrap();
+    let (_, p) = rejected(&f, "config::unreadable-hook");
+    assert_eq!(p["file"], hook.display().to_string());
+}
+
+#[test]
+fn portainer_agent_without_a_server_address() {
+    let f = Fixture::example();
+    f.edit_hv(|v| {
+        v["network"]
+            .as_object_mut()
+            .unwrap()
+            .remove("portainer_server_ip");
+    });
+    let (run, p) = rejected(&f, "config::agent-without-server");
+    assert_eq!(run.codes(), ["config::agent-without-server"]);
+    assert_eq!(p["pointer"], "/lxc_configs/950/portainer_role");
+    assert!(
+        p["help"]
+            .as_str()
+            .unwrap()
+            .contains("network.portainer_server_ip"),
+        "{p:#}"
+    );
+    assert_at(&p, locate(&f.lxc_text(), &["\"agent\""]));
+}
+
+#[test]
+fn base_node_without_an_os_template() {
+    let f = Fixture::example();
+    f.edit_block(900, |b| {
+        b.remove("template");
+    });
+    let (run, p) = rejected(&f, "config::missing-os-template");
+    assert_eq!(run.codes(), ["config::missing-os-template"]);
+    assert_eq!(p["pointer"], "/lxc_configs/900/template");
+    assert_at(&p, locate(&f.lxc_text(), &["\"900\": {"]));
+}
+
+#[test]
+fn clones_need_no_os_template() {
+    let f = Fixture::example();
+    for ctid in [901, 902, 903, 910, 920, 950] {
+        f.edit_block(ctid, |b| {
+            b.remove("template");
+        });
+    }
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn rebuild_policy_on_a_template() {
+    let f = Fixture::example();
+    f.edit_block(920, |b| {
+        b.insert("rebuild".into(), json!("replace"));
+    });
+    let (run, p) = rejected(&f, "config::rebuild-on-template");
+    assert_eq!(run.codes(), ["config::rebuild-on-template"]);
+    assert_eq!(p["pointer"], "/lxc_configs/920/rebuild");
+    assert_at(&p, locate(&f.lxc_text(), &["\"replace\""]));
+}
+
+// ---------------------------------------------------------------- syntax and schema
+
+#[test]
+fn json_syntax_error_is_located() {
+    let f = Fixture::example();
+    let text = f.lxc_text().replace("\"cores\": 8,", "\"cores\": 8");
+    f.write_text(common::LXC, &text);
+    let (run, p) = rejected(&f, "json::syntax");
+    assert_eq!(run.codes(), ["json::syntax"]);
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected `,` or `}`"),
+        "{p:#}"
+    );
+    // the first character after `8` that is not whitespace
+    let at = locate(&text, &["\"cores\": 8", "\""]);
+    assert_at(&p, at);
+    assert_human(&f, &f.lxc_path(), at, "fix the JSON syntax");
+}
+
+#[test]
+fn comments_and_single_quotes_are_syntax_errors() {
+    for (bad, words) in [
+        ("// fleet\n{}", "JSON has no comments"),
+        ("{'a': 1}", "double quotes"),
+        ("{\"a\": 1,}", "trailing comma"),
+    ] {
+        let f = Fixture::example();
+        f.write_text(common::LXC, bad);
+        let (_, p) = rejected(&f, "json::syntax");
+        assert!(
+            p["message"].as_str().unwrap().contains(words),
+            "{bad:?}: {p:#}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_sorted_by_file_and_position() {
+    let f = Fixture::example();
+    f.edit_block(910, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("777"));
+    });
+    f.edit_block(950, |b| {
+        b.insert("unprivileged".into(), json!(false));
+        b.insert("storage_size_gb".into(), json!(8));
+        b["network_config"]["ip"] = json!("10.0.0.220/24");
+    });
+    f.edit_block(920, |b| {
+        b.insert("template_snapshot_name".into(), json!("no good"));
+    });
+    let hv = fs::read_to_string(f.hv_path()).unwrap().replace(
+        "\"debug_mode\": false",
+        "\"debug_mode\": false,\n        \"debug_mode\": true",
+    );
+    f.write_text(common::HV, &hv);
+
+    let run = f.validate_json();
+    run.assert_invalid();
+    let problems = run.problems();
+    let mut codes = run.codes();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            "config::bad-snapshot-name",
+            "config::disk-shrink",
+            "config::duplicate-ip",
+            "config::privilege-mismatch",
+            "graph::unknown-parent",
+            "json::duplicate-key",
+        ]
+    );
+    let keys: Vec<(String, u64, u64)> = problems
+        .iter()
+        .map(|p| {
+            (
+                p["file"].as_str().unwrap().to_string(),
+                p["line"].as_u64().unwrap(),
+                p["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "problems are not sorted by file and position");
+    assert_eq!(keys[0].0, f.hv_path().display().to_string());
+
+    let human = f.phoenix(&["validate"]);
+    assert!(
+        human
+            .stderr
+            .contains("the configuration has 6 errors; nothing was touched"),
+        "{}",
+        human.stderr
+    );
+}
+
+#[test]
+fn schema_type_error_is_located_at_the_value() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("memory_mb".into(), json!("lots"));
+    });
+    let (_, p) = rejected(&f, "schema::phoenix");
+    assert_eq!(p["pointer"], "/lxc_configs/950/memory_mb");
+    assert!(p["message"].as_str().unwrap().contains("\"lots\""), "{p:#}");
+    let at = locate(&f.lxc_text(), &["\"lots\""]);
+    assert_at(&p, at);
+    assert_human(&f, &f.lxc_path(), at, "change the value's type");
+}
+
+#[test]
+fn schema_missing_field_is_located_at_its_object() {
+    let f = Fixture::example();
+    f.edit_block(910, |b| {
+        b.remove("cores");
+    });
+    f.edit_block(950, |b| {
+        b.insert("portainer_role".into(), json!("observer"));
+    });
+    let run = f.validate_json();
+    run.assert_invalid();
+    let problems = run.problems();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    let missing = &problems[0];
+    assert_eq!(missing["code"], "schema::phoenix");
+    assert_eq!(missing["pointer"], "/lxc_configs/910");
+    assert!(
+        missing["message"].as_str().unwrap().contains("\"cores\""),
+        "{missing:#}"
+    );
+    assert_at(missing, locate(&f.lxc_text(), &["\"910\": ", "{"]));
+    let role = &problems[1];
+    assert_eq!(role["pointer"], "/lxc_configs/950/portainer_role");
+    assert!(
+        role["help"].as_str().unwrap().contains("\"agent\""),
+        "{role:#}"
+    );
+    assert_at(role, locate(&f.lxc_text(), &["\"observer\""]));
+}
+
+#[test]
+fn user_schema_unexpected_property_is_located_at_its_key() {
+    let f = Fixture::example();
+    f.write_text(
+        "phoenix_lxc_configs.schema.json",
+        &json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "properties": {
+                "$schema": {}, "nvidia_driver_version": {}, "nvidia_repo_url": {},
+                "nvidia_runfile_url": {}, "lxc_configs": {}
+            },
+            "additionalProperties": false
+        })
+        .to_string(),
+    );
+    f.edit_lxc(|v| v["colour"] = json!("blue"));
+    let (_, p) = rejected(&f, "schema::user");
+    assert_eq!(p["pointer"], "");
+    assert!(p["message"].as_str().unwrap().contains("`colour`"), "{p:#}");
+    assert_at(&p, locate(&f.lxc_text(), &["\"colour\""]));
+}
+
+#[test]
+fn user_schema_that_does_not_compile() {
+    let f = Fixture::example();
+    f.write_text(
+        "phoenix_lxc_configs.schema.json",
+        r#"{"type": "no-such-type"}"#,
+    );
+    let (_, p) = rejected(&f, "schema::invalid-schema");
+    assert!(
+        p["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("phoenix_lxc_configs.schema.json"),
+        "{p:#}"
+    );
+}
+
+#[test]
+fn integers_may_be_spelled_as_floats() {
+    // JSON Schema's `integer` accepts 2048.0; so does phoenix.
+    let f = Fixture::example();
+    let text = f
+        .lxc_text()
+        .replace("\"memory_mb\": 2048,", "\"memory_mb\": 2048.0,")
+        .replace("\"cores\": 8,", "\"cores\": 8e0,");
+    f.write_text(common::LXC, &text);
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+// ---------------------------------------------------------------- files
+
+/// A file-level problem: exit 3, no panic, the file named, a clear message and help.
+fn file_problem(f: &Fixture, code: &str, file: &std::path::Path, words: &str) -> Value {
+    let (_, p) = rejected(f, code);
+    assert_eq!(p["file"], file.display().to_string());
+    assert!(
+        p["message"].as_str().unwrap().contains(words),
+        "expected `{words}` in {p:#}"
+    );
+    assert!(p["help"].as_str().is_some_and(|h| !h.is_empty()), "{p:#}");
+    let human = f.phoenix(&["validate"]);
+    human.assert_invalid();
+    assert!(
+        human.stderr.contains(&file.display().to_string()),
+        "{}",
+        human.stderr
+    );
+    assert!(human.stderr.contains(words), "{}", human.stderr);
+    assert!(human.stderr.contains("help: "), "{}", human.stderr);
+    p
+}
+
+#[test]
+fn missing_config_file() {
+    let f = Fixture::example();
+    fs::remove_file(f.lxc_path()).unwrap();
+    file_problem(&f, "config::missing-file", &f.lxc_path(), "not found");
+}
+
+#[test]
+fn missing_hypervisor_file() {
+    let f = Fixture::example();
+    fs::remove_file(f.hv_path()).unwrap();
+    file_problem(&f, "config::missing-file", &f.hv_path(), "not found");
+}
+
+#[test]
+fn missing_config_dir_reports_both_files() {
+    let f = Fixture::example();
+    fs::remove_dir_all(&f.config_dir).unwrap();
+    let run = f.validate_json();
+    run.assert_invalid();
+    assert_eq!(
+        run.codes(),
+        ["config::missing-file", "config::missing-file"]
+    );
+}
+
+#[test]
+fn directory_instead_of_a_file() {
+    let f = Fixture::example();
+    fs::remove_file(f.lxc_path()).unwrap();
+    fs::create_dir(f.lxc_path()).unwrap();
+    file_problem(
+        &f,
+        "config::unreadable-file",
+        &f.lxc_path(),
+        "is a directory",
+    );
+}
+
+#[test]
+fn symlink_loop() {
+    let f = Fixture::example();
+    fs::remove_file(f.lxc_path()).unwrap();
+    symlink(common::LXC, f.lxc_path()).unwrap();
+    file_problem(&f, "config::unreadable-file", &f.lxc_path(), "cannot read");
+}
+
+#[test]
+fn empty_file() {
+    let f = Fixture::example();
+    f.write_text(common::LXC, "");
+    file_problem(&f, "config::empty-file", &f.lxc_path(), "is empty");
+}
+
+#[test]
+fn whitespace_only_file() {
+    let f = Fixture::example();
+    f.write_text(common::HV, " \n\t\r\n  ");
+    file_problem(&f, "config::empty-file", &f.hv_path(), "is empty");
+}
+
+#[test]
+fn invalid_utf8_names_line_and_column() {
+    let f = Fixture::example();
+    fs::write(f.lxc_path(), b"{\n  \"a\": \"caf\xe9\"\n}\n").unwrap();
+    let p = file_problem(&f, "config::not-utf8", &f.lxc_path(), "line 2, column 12");
+    assert_at(&p, (2, 12));
+    let human = f.phoenix(&["validate"]);
+    assert!(
+        human
+            .stderr
+            .contains(&format!("{}:2:12", f.lxc_path().display())),
+        "{}",
+        human.stderr
+    );
+}
+
+#[test]
+fn utf8_byte_order_mark() {
+    let f = Fixture::example();
+    let mut bytes = vec![0xEF, 0xBB, 0xBF];
+    bytes.extend(f.lxc_text().into_bytes());
+    fs::write(f.lxc_path(), bytes).unwrap();
+    file_problem(&f, "config::bom", &f.lxc_path(), "byte-order mark");
+}
+
+#[test]
+fn a_50_mib_file_is_too_large() {
+    let f = Fixture::example();
+    let mut text = f.lxc_text();
+    text.push_str(&" ".repeat(50 * 1024 * 1024 - text.len()));
+    f.write_text(common::LXC, &text);
+    let p = file_problem(&f, "config::file-too-large", &f.lxc_path(), "50.0 MiB");
+    assert!(
+        p["message"].as_str().unwrap().contains("up to 32 MiB"),
+        "{p:#}"
+    );
+}
+
+#[test]
+fn missing_hooks_dir() {
+    let f = Fixture::example();
+    fs::remove_dir_all(&f.hooks_dir).unwrap();
+    file_problem(
+        &f,
+        "config::hooks-dir",
+        &f.hooks_dir,
+        "cannot read the hooks directory",
+    );
+}
+
+#[test]
+fn deeply_nested_json_is_an_error_not_a_crash() {
+    let f = Fixture::example();
+    f.write_text(common::LXC, &"[".repeat(1_000_000));
+    let (_, p) = rejected(&f, "json::syntax");
+    assert!(
+        p["message"].as_str().unwrap().contains("nesting deeper"),
+        "{p:#}"
+    );
+}
