@@ -33,7 +33,10 @@ pub struct Counting<'a> {
 
 impl<'a> Counting<'a> {
     pub fn new(inner: &'a dyn Host) -> Self {
-        Counting { inner, counts: Mutex::new(BTreeMap::new()) }
+        Counting {
+            inner,
+            counts: Mutex::new(BTreeMap::new()),
+        }
     }
     fn count(&self, verb: &str) {
         if let Ok(mut c) = self.counts.lock() {
@@ -61,9 +64,17 @@ impl Host for Counting<'_> {
         self.count("create");
         self.inner.create(ctid, spec)
     }
-    fn clone_ct(&self, source: Ctid, snapname: &str, target: Ctid, hostname: &str, storage: &str) -> HostResult<()> {
+    fn clone_ct(
+        &self,
+        source: Ctid,
+        snapname: &str,
+        target: Ctid,
+        hostname: &str,
+        storage: &str,
+    ) -> HostResult<()> {
         self.count("clone");
-        self.inner.clone_ct(source, snapname, target, hostname, storage)
+        self.inner
+            .clone_ct(source, snapname, target, hostname, storage)
     }
     fn set(&self, ctid: Ctid, options: &[(String, String)]) -> HostResult<()> {
         self.count("set");
@@ -125,7 +136,8 @@ pub fn make_plan(
 ) -> HostResult<(BTreeMap<Ctid, Hashed>, BTreeMap<Ctid, CtInfo>, Plan)> {
     let hashes = hash::hash_fleet(fleet);
     let inventory = host.inventory()?;
-    let targets: Option<BTreeSet<Ctid>> = (!targets.is_empty()).then(|| targets.iter().copied().collect());
+    let targets: Option<BTreeSet<Ctid>> =
+        (!targets.is_empty()).then(|| targets.iter().copied().collect());
     let plan = plan::plan(fleet, &hashes, &inventory, consent, targets.as_ref());
     Ok((hashes, inventory, plan))
 }
@@ -166,12 +178,26 @@ pub fn run(
     let started = Instant::now();
     let counting = Counting::new(host);
     let host: &dyn Host = &counting;
-    let (hashes, inventory, plan) =
-        make_plan(fleet, host, &opts.consent, &opts.targets).map_err(|e| format!("cannot read the host: {e}"))?;
-    let building: Vec<Ctid> = plan.entries.iter().filter(|e| e.action.builds()).map(|e| e.ctid).collect();
+    let (hashes, inventory, plan) = make_plan(fleet, host, &opts.consent, &opts.targets)
+        .map_err(|e| format!("cannot read the host: {e}"))?;
+    let building: Vec<Ctid> = plan
+        .entries
+        .iter()
+        .filter(|e| e.action.builds())
+        .map(|e| e.ctid)
+        .collect();
     let needs_gpu = building.iter().any(|c| fleet.nodes[c].has_gpu());
-    let facts = if needs_gpu { host.facts().map_err(|e| format!("cannot read host facts: {e}"))? } else { HostFacts::default() };
-    let gpu_blocker = if needs_gpu { gpu_blocker(fleet, &facts) } else { None };
+    let facts = if needs_gpu {
+        host.facts()
+            .map_err(|e| format!("cannot read host facts: {e}"))?
+    } else {
+        HostFacts::default()
+    };
+    let gpu_blocker = if needs_gpu {
+        gpu_blocker(fleet, &facts)
+    } else {
+        None
+    };
 
     emit(Event::RunStarted {
         run: run_id.to_string(),
@@ -210,12 +236,25 @@ pub fn run(
         let node = &fleet.nodes[&ctid];
         let parent_dep: Vec<usize> = entry
             .parent
-            .and_then(|p| exec.entries.get(&p).filter(|e| e.action.snapshots()).map(|_| p))
+            .and_then(|p| {
+                exec.entries
+                    .get(&p)
+                    .filter(|e| e.action.snapshots())
+                    .map(|_| p)
+            })
             .and_then(|p| finish_task.get(&p).copied())
             .into_iter()
             .collect();
-        let provisioned = matches!(entry.action, Action::Create | Action::Rebuild { mode: plan::RebuildMode::Replace, .. });
-        let mut finish_cost = est("set") + est("start") + 2 * est("exec") + est("shutdown") + est("snapshot");
+        let provisioned = matches!(
+            entry.action,
+            Action::Create
+                | Action::Rebuild {
+                    mode: plan::RebuildMode::Replace,
+                    ..
+                }
+        );
+        let mut finish_cost =
+            est("set") + est("start") + 2 * est("exec") + est("shutdown") + est("snapshot");
         if node.has_gpu() {
             finish_cost += est("set_raw_lxc") + 2 * est("exec") + est("push");
         }
@@ -230,13 +269,21 @@ pub fn run(
                 Some(p) => ("clone", Some(format!("clone-source:{p}"))),
                 None => ("create", None),
             };
-            tasks.push(Task { deps: parent_dep, resource, cost: est(verb) });
+            tasks.push(Task {
+                deps: parent_dep,
+                resource,
+                cost: est(verb),
+            });
             parts.push((ctid, Part::Provision));
             vec![tasks.len() - 1]
         } else {
             parent_dep
         };
-        tasks.push(Task { deps: finish_deps, resource: None, cost: finish_cost });
+        tasks.push(Task {
+            deps: finish_deps,
+            resource: None,
+            cost: finish_cost,
+        });
         parts.push((ctid, Part::Finish));
         finish_task.insert(ctid, tasks.len() - 1);
     }
@@ -264,13 +311,18 @@ pub fn run(
     };
     let outcomes = walker::walk(&tasks, opts.jobs, opts.fail_fast, |i| {
         let (ctid, part) = parts[i];
-        let first = matches!(part, Part::Provision) || !matches!(parts.get(i.wrapping_sub(1)), Some((c, Part::Provision)) if *c == ctid);
+        let first = matches!(part, Part::Provision)
+            || !matches!(parts.get(i.wrapping_sub(1)), Some((c, Part::Provision)) if *c == ctid);
         if first {
             if let Ok(mut m) = node_started.lock() {
                 m.insert(ctid, Instant::now());
             }
             let entry = exec.entries[&ctid];
-            emit(Event::NodeStarted { ctid, name: entry.name.clone(), action: entry.action.name().to_string() });
+            emit(Event::NodeStarted {
+                ctid,
+                name: entry.name.clone(),
+                action: entry.action.name().to_string(),
+            });
         }
         let r = match part {
             Part::Provision => exec.provision(ctid),
@@ -322,7 +374,8 @@ pub fn run(
             Outcome::Cancelled => NodeOutcome::Cancelled,
         };
         let slot = result.entry(ctid).or_insert(out);
-        if out == NodeOutcome::Failed || (*slot == NodeOutcome::Built && out != NodeOutcome::Built) {
+        if out == NodeOutcome::Failed || (*slot == NodeOutcome::Built && out != NodeOutcome::Built)
+        {
             *slot = out;
         }
     }
@@ -344,7 +397,8 @@ pub fn run(
             outcome,
             elapsed_ms: 0,
             failed_step: None,
-            error: (outcome == NodeOutcome::Unmanaged || outcome == NodeOutcome::Held).then(|| e.reason.clone()),
+            error: (outcome == NodeOutcome::Unmanaged || outcome == NodeOutcome::Held)
+                .then(|| e.reason.clone()),
             blocked_by: by,
             log: None,
         });
@@ -352,16 +406,20 @@ pub fn run(
     }
 
     let has = |o: NodeOutcome| result.values().any(|&x| x == o);
-    let exit_code = if has(NodeOutcome::Failed) || has(NodeOutcome::Unmanaged) || has(NodeOutcome::Cancelled) {
-        exit::BUILD_FAILED
-    } else if has(NodeOutcome::Held) {
-        exit::HELD
-    } else {
-        exit::OK
-    };
+    let exit_code =
+        if has(NodeOutcome::Failed) || has(NodeOutcome::Unmanaged) || has(NodeOutcome::Cancelled) {
+            exit::BUILD_FAILED
+        } else if has(NodeOutcome::Held) {
+            exit::HELD
+        } else {
+            exit::OK
+        };
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for o in result.values() {
-        let name = serde_json::to_value(o).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let name = serde_json::to_value(o)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         *counts.entry(name).or_insert(0) += 1;
     }
     emit(Event::RunFinished {
@@ -371,7 +429,11 @@ pub fn run(
         exit_code,
     });
     let _ = Step::Preflight;
-    Ok(RunResult { exit_code, plan, outcomes: result })
+    Ok(RunResult {
+        exit_code,
+        plan,
+        outcomes: result,
+    })
 }
 
 /// The failed node at the top of a blocked chain.

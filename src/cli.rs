@@ -121,7 +121,10 @@ pub struct ConsentArgs {
 
 impl ConsentArgs {
     fn consent(&self) -> crate::plan::Consent {
-        crate::plan::Consent { replace: self.replace.iter().copied().collect(), replace_all: self.replace_all }
+        crate::plan::Consent {
+            replace: self.replace.iter().copied().collect(),
+            replace_all: self.replace_all,
+        }
     }
 }
 
@@ -136,14 +139,22 @@ pub enum GraphFormat {
 /// backend's shim for hooks), acts as `pct` on the simulated host.
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().collect();
-    if args.first().and_then(|a| std::path::Path::new(a).file_name()).is_some_and(|n| n == "pct") {
+    if args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "pct")
+    {
         return crate::pct_shim::main(&args[1..]);
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     run(cli)
@@ -173,8 +184,17 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate => validate(&cli, &fleet),
         Command::Graph { format } => graph(&cli, &fleet, *format),
         Command::Show { ctid } => show(&cli, &fleet, *ctid),
-        Command::Plan { targets, consent } => crate::commands::plan(&cli, &fleet, targets, &consent.consent()),
-        Command::Build { targets, jobs, fail_fast, wait, ready_timeout, consent } => crate::commands::build(
+        Command::Plan { targets, consent } => {
+            crate::commands::plan(&cli, &fleet, targets, &consent.consent())
+        }
+        Command::Build {
+            targets,
+            jobs,
+            fail_fast,
+            wait,
+            ready_timeout,
+            consent,
+        } => crate::commands::build(
             &cli,
             &fleet,
             &crate::build::BuildOptions {
@@ -204,7 +224,11 @@ fn report_problems(cli: &Cli, problems: &Problems, color: bool) {
             eprintln!(
                 "error: the configuration has {e} error{}{}; nothing was touched",
                 plural(e),
-                if w > 0 { format!(" and {w} warning{}", plural(w)) } else { String::new() }
+                if w > 0 {
+                    format!(" and {w} warning{}", plural(w))
+                } else {
+                    String::new()
+                }
             );
         }
     }
@@ -275,10 +299,18 @@ fn node_json<'a>(fleet: &'a Fleet, ctid: Ctid, h: &'a Hashed) -> NodeJson<'a> {
 
 fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
     let hashes = hash::hash_fleet(fleet);
-    let format = if cli.output == Output::Json { GraphFormat::Json } else { format };
+    let format = if cli.output == Output::Json {
+        GraphFormat::Json
+    } else {
+        format
+    };
     let label = |c: Ctid| {
         let n = &fleet.nodes[&c];
-        let kind = if n.is_template() { "template" } else { "container" };
+        let kind = if n.is_template() {
+            "template"
+        } else {
+            "container"
+        };
         format!("{c} {}\\n{kind} {}", n.name(), &hashes[&c].hash.snapshot())
     };
     let mut out = String::new();
@@ -296,8 +328,15 @@ fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
         GraphFormat::Dot => {
             out.push_str("digraph phoenix {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
             for &c in &fleet.graph.order {
-                let shape = if fleet.nodes[&c].is_template() { "box" } else { "ellipse" };
-                out.push_str(&format!("  \"{c}\" [shape={shape}, label=\"{}\"];\n", label(c)));
+                let shape = if fleet.nodes[&c].is_template() {
+                    "box"
+                } else {
+                    "ellipse"
+                };
+                out.push_str(&format!(
+                    "  \"{c}\" [shape={shape}, label=\"{}\"];\n",
+                    label(c)
+                ));
             }
             for &c in &fleet.graph.order {
                 if let Some(p) = fleet.graph.parent_of(c) {
@@ -332,7 +371,12 @@ fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
         eprintln!(
             "error: CT {ctid} is not defined in {} (defined: {})",
             fleet.lxc_path().display(),
-            fleet.nodes.keys().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            fleet
+                .nodes
+                .keys()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         return exit::NOT_FOUND;
     }
@@ -346,11 +390,22 @@ fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
         })),
         Output::Human => {
             let node = &fleet.nodes[&ctid];
-            println!("CT {ctid} {}{}", node.name(), if node.is_template() { " (template)" } else { "" });
+            println!(
+                "CT {ctid} {}{}",
+                node.name(),
+                if node.is_template() {
+                    " (template)"
+                } else {
+                    ""
+                }
+            );
             println!("  defined at {}", fleet.line_of(&node.pointer));
             match fleet.graph.parent_of(ctid) {
                 Some(p) => println!("  parent    {p} {}", fleet.nodes[&p].name()),
-                None => println!("  parent    none (created from {})", node.spec.template.as_deref().unwrap_or("?")),
+                None => println!(
+                    "  parent    none (created from {})",
+                    node.spec.template.as_deref().unwrap_or("?")
+                ),
             }
             println!("  hash      {}", h.hash);
             println!("  snapshot  {}", h.hash.snapshot());

@@ -33,10 +33,18 @@ fn fail(msg: &str, code: i32) -> i32 {
 }
 
 fn unknown_targets(fleet: &Fleet, targets: &[Ctid]) -> Option<i32> {
-    let unknown: Vec<String> = targets.iter().filter(|c| fleet.node(**c).is_none()).map(u32::to_string).collect();
+    let unknown: Vec<String> = targets
+        .iter()
+        .filter(|c| fleet.node(**c).is_none())
+        .map(u32::to_string)
+        .collect();
     (!unknown.is_empty()).then(|| {
         fail(
-            &format!("CT {} not defined in {}", unknown.join(", "), fleet.lxc_path().display()),
+            &format!(
+                "CT {} not defined in {}",
+                unknown.join(", "),
+                fleet.lxc_path().display()
+            ),
             exit::NOT_FOUND,
         )
     })
@@ -65,20 +73,38 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> i3
             println!("{:<10} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
             for e in &plan.entries {
                 let action = match &e.action {
-                    Action::Rebuild { mode, .. } => format!("rebuild/{}", serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()),
+                    Action::Rebuild { mode, .. } => format!(
+                        "rebuild/{}",
+                        serde_json::to_value(mode)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    ),
                     a => a.name().to_string(),
                 };
                 println!("{action:<10} {:>9}  {:<24} {}", e.ctid, e.name, e.reason);
             }
             let counts = plan.counts();
-            let parts: Vec<String> = ["create", "rebuild", "update", "held", "blocked", "unmanaged", "fresh"]
-                .iter()
-                .filter_map(|a| counts.get(a).map(|n| format!("{n} {a}")))
-                .collect();
+            let parts: Vec<String> = [
+                "create",
+                "rebuild",
+                "update",
+                "held",
+                "blocked",
+                "unmanaged",
+                "fresh",
+            ]
+            .iter()
+            .filter_map(|a| counts.get(a).map(|n| format!("{n} {a}")))
+            .collect();
             println!("plan: {}", parts.join(", "));
         }
     }
-    if plan.entries.iter().any(|e| matches!(e.action, Action::Held { .. })) {
+    if plan
+        .entries
+        .iter()
+        .any(|e| matches!(e.action, Action::Held { .. }))
+    {
         exit::HELD
     } else {
         exit::OK
@@ -97,14 +123,24 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> i32 {
         Ok(l) => l,
         Err(LockError::Held(holder)) => {
             let who = holder.map_or("another phoenix process".to_string(), |h| {
-                format!("phoenix {} (pid {}, started {} s ago)", h.command, h.pid, now_secs().saturating_sub(h.started))
+                format!(
+                    "phoenix {} (pid {}, started {} s ago)",
+                    h.command,
+                    h.pid,
+                    now_secs().saturating_sub(h.started)
+                )
             });
             return fail(
-                &format!("{who} holds the host lock {}; wait for it, or pass --wait", state.root.join("phoenix.lock").display()),
+                &format!(
+                    "{who} holds the host lock {}; wait for it, or pass --wait",
+                    state.root.join("phoenix.lock").display()
+                ),
                 exit::LOCKED,
             );
         }
-        Err(LockError::Io(e)) => return fail(&format!("cannot take the host lock: {e}"), exit::HOST),
+        Err(LockError::Io(e)) => {
+            return fail(&format!("cannot take the host lock: {e}"), exit::HOST)
+        }
     };
     let host = match open_host(cli) {
         Ok(h) => h,
@@ -112,7 +148,11 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> i32 {
     };
     let mode = match cli.output {
         Output::Json => Mode::Json,
-        Output::Human if std::io::stderr().is_terminal() && std::env::var_os("PHOENIX_NO_LIVE").is_none() => Mode::Live,
+        Output::Human
+            if std::io::stderr().is_terminal() && std::env::var_os("PHOENIX_NO_LIVE").is_none() =>
+        {
+            Mode::Live
+        }
         Output::Human => Mode::Plain,
     };
     let reporter = Reporter::new(mode);
@@ -129,7 +169,10 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> i32 {
     match result {
         Ok(r) => {
             if cli.output == Output::Human {
-                print!("{}", report::summary(&events.lock().map(|v| v.clone()).unwrap_or_default()));
+                print!(
+                    "{}",
+                    report::summary(&events.lock().map(|v| v.clone()).unwrap_or_default())
+                );
             }
             r.exit_code
         }
@@ -142,10 +185,11 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> i32 {
         Ok(h) => h,
         Err(e) => return fail(&e, exit::HOST),
     };
-    let (hashes, inventory, plan) = match build::make_plan(fleet, host.as_ref(), &Consent::default(), &[]) {
-        Ok(p) => p,
-        Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
-    };
+    let (hashes, inventory, plan) =
+        match build::make_plan(fleet, host.as_ref(), &Consent::default(), &[]) {
+            Ok(p) => p,
+            Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
+        };
     let now = now_secs();
     let rows: Vec<serde_json::Value> = fleet
         .graph
@@ -173,9 +217,14 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> i32 {
         })
         .collect();
     match cli.output {
-        Output::Json => print_json(&json!({ "schema_version": JSON_SCHEMA_VERSION, "backend": host.name(), "nodes": rows })),
+        Output::Json => print_json(
+            &json!({ "schema_version": JSON_SCHEMA_VERSION, "backend": host.name(), "nodes": rows }),
+        ),
         Output::Human => {
-            println!("{:>9}  {:<24} {:<8} {:<37} {:>8}  PLAN", "CTID", "NAME", "STATE", "BUILT", "AGE");
+            println!(
+                "{:>9}  {:<24} {:<8} {:<37} {:>8}  PLAN",
+                "CTID", "NAME", "STATE", "BUILT", "AGE"
+            );
             for r in &rows {
                 let age = r["age_s"].as_u64().map_or("-".to_string(), human_age);
                 println!(
@@ -206,12 +255,16 @@ pub fn log(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
     if let Some(code) = unknown_targets(fleet, &[ctid]) {
         return code;
     }
-    let state = StateDir { root: cli.state_dir.clone() };
+    let state = StateDir {
+        root: cli.state_dir.clone(),
+    };
     match state.latest_log(ctid) {
         Some(path) => match std::fs::read_to_string(&path) {
             Ok(text) => {
                 if cli.output == Output::Json {
-                    print_json(&json!({"schema_version": JSON_SCHEMA_VERSION, "ctid": ctid, "path": path, "log": text}));
+                    print_json(
+                        &json!({"schema_version": JSON_SCHEMA_VERSION, "ctid": ctid, "path": path, "log": text}),
+                    );
                 } else {
                     eprintln!("==> {} <==", path.display());
                     print!("{text}");
@@ -220,6 +273,12 @@ pub fn log(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
             }
             Err(e) => fail(&format!("cannot read {}: {e}", path.display()), exit::HOST),
         },
-        None => fail(&format!("CT {ctid} has no build log in {} yet", state.log_dir(ctid).display()), exit::NOT_FOUND),
+        None => fail(
+            &format!(
+                "CT {ctid} has no build log in {} yet",
+                state.log_dir(ctid).display()
+            ),
+            exit::NOT_FOUND,
+        ),
     }
 }

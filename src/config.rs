@@ -384,8 +384,10 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
     let mut problems = Problems::default();
     // Hooks run with the hooks directory as their working directory: keep paths absolute.
     let paths = &Paths {
-        config_dir: std::path::absolute(&paths.config_dir).unwrap_or_else(|_| paths.config_dir.clone()),
-        hooks_dir: std::path::absolute(&paths.hooks_dir).unwrap_or_else(|_| paths.hooks_dir.clone()),
+        config_dir: std::path::absolute(&paths.config_dir)
+            .unwrap_or_else(|_| paths.config_dir.clone()),
+        hooks_dir: std::path::absolute(&paths.hooks_dir)
+            .unwrap_or_else(|_| paths.hooks_dir.clone()),
     };
     let lxc_path = paths.config_dir.join(LXC_FILE);
     let hv_path = paths.config_dir.join(HYPERVISOR_FILE);

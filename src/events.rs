@@ -123,7 +123,10 @@ pub enum Event {
 pub fn json_line(event: &Event) -> String {
     let mut v = serde_json::to_value(event).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("schema_version".into(), crate::cli::JSON_SCHEMA_VERSION.into());
+        obj.insert(
+            "schema_version".into(),
+            crate::cli::JSON_SCHEMA_VERSION.into(),
+        );
     }
     v.to_string()
 }

@@ -75,7 +75,9 @@ impl CtInfo {
             } else if let Some(t) = size.strip_suffix('T') {
                 t.parse::<u64>().ok().map(|t| t * 1024)
             } else {
-                size.strip_suffix('M').and_then(|m| m.parse::<u64>().ok()).map(|m| m.div_ceil(1024))
+                size.strip_suffix('M')
+                    .and_then(|m| m.parse::<u64>().ok())
+                    .map(|m| m.div_ceil(1024))
             }
         })
     }
@@ -97,7 +99,11 @@ pub struct HostFacts {
 pub fn parse_nvidia_version(text: &str) -> Option<String> {
     let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
     line.split_whitespace()
-        .find(|w| w.split('.').count() >= 2 && w.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        .find(|w| {
+            w.split('.').count() >= 2
+                && w.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
         .map(str::to_string)
 }
 
@@ -157,13 +163,22 @@ pub struct HostError {
 
 impl HostError {
     pub fn failed(message: impl Into<String>) -> Self {
-        HostError { kind: ErrorKind::Failed, message: message.into() }
+        HostError {
+            kind: ErrorKind::Failed,
+            message: message.into(),
+        }
     }
     pub fn transient(message: impl Into<String>) -> Self {
-        HostError { kind: ErrorKind::Transient, message: message.into() }
+        HostError {
+            kind: ErrorKind::Transient,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        HostError { kind: ErrorKind::NotFound, message: message.into() }
+        HostError {
+            kind: ErrorKind::NotFound,
+            message: message.into(),
+        }
     }
     /// Classifies a Proxmox error text (pct-spec §0, §5).
     pub fn from_pve_text(message: impl Into<String>) -> Self {
@@ -194,7 +209,14 @@ pub trait Host: Send + Sync {
     fn facts(&self) -> HostResult<HostFacts>;
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
     /// Full clone of `source` at `snapname` into `target`.
-    fn clone_ct(&self, source: Ctid, snapname: &str, target: Ctid, hostname: &str, storage: &str) -> HostResult<()>;
+    fn clone_ct(
+        &self,
+        source: Ctid,
+        snapname: &str,
+        target: Ctid,
+        hostname: &str,
+        storage: &str,
+    ) -> HostResult<()>;
     /// `pct set`: each pair is `--key value`.
     fn set(&self, ctid: Ctid, options: &[(String, String)]) -> HostResult<()>;
     /// Grows a disk (`pct resize <ctid> rootfs <N>G`).
@@ -225,7 +247,12 @@ pub trait Host: Send + Sync {
 
 impl fmt::Display for CtInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CT {} ({})", self.ctid, if self.running { "running" } else { "stopped" })
+        write!(
+            f,
+            "CT {} ({})",
+            self.ctid,
+            if self.running { "running" } else { "stopped" }
+        )
     }
 }
 
@@ -247,11 +274,20 @@ mod tests {
 
     #[test]
     fn transient_errors_are_recognised() {
-        assert_eq!(HostError::from_pve_text("CT is locked (disk)").kind, ErrorKind::Transient);
         assert_eq!(
-            HostError::from_pve_text("can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout").kind,
+            HostError::from_pve_text("CT is locked (disk)").kind,
             ErrorKind::Transient
         );
-        assert_eq!(HostError::from_pve_text("snapshot name 'x' already used").kind, ErrorKind::Failed);
+        assert_eq!(
+            HostError::from_pve_text(
+                "can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout"
+            )
+            .kind,
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            HostError::from_pve_text("snapshot name 'x' already used").kind,
+            ErrorKind::Failed
+        );
     }
 }

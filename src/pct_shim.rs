@@ -24,7 +24,11 @@ struct Args {
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args { positional: Vec::new(), options: BTreeMap::new(), rest: Vec::new() };
+    let mut a = Args {
+        positional: Vec::new(),
+        options: BTreeMap::new(),
+        rest: Vec::new(),
+    };
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -32,13 +36,19 @@ fn parse(args: &[String]) -> Result<Args, String> {
             a.rest = args[i + 1..].to_vec();
             break;
         }
-        if let Some(opt) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-').filter(|o| !o.is_empty())) {
+        if let Some(opt) = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-').filter(|o| !o.is_empty()))
+        {
             match opt.split_once('=') {
                 Some((k, v)) => {
                     a.options.insert(k.to_string(), v.to_string());
                 }
                 None => {
-                    let value = args.get(i + 1).cloned().ok_or_else(|| "400 unable to parse option".to_string())?;
+                    let value = args
+                        .get(i + 1)
+                        .cloned()
+                        .ok_or_else(|| "400 unable to parse option".to_string())?;
                     a.options.insert(opt.to_string(), value);
                     i += 1;
                 }
@@ -52,7 +62,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
 }
 
 fn vmid(a: &Args, usage: &str) -> Result<Ctid, String> {
-    let v = a.positional.first().ok_or_else(|| format!("400 not enough arguments\n{usage}"))?;
+    let v = a
+        .positional
+        .first()
+        .ok_or_else(|| format!("400 not enough arguments\n{usage}"))?;
     crate::config::parse_ctid(v).ok_or_else(|| {
         format!("400 Parameter verification failed.\nvmid: invalid format - value does not look like a valid VM ID\n\n{usage}")
     })
@@ -60,7 +73,8 @@ fn vmid(a: &Args, usage: &str) -> Result<Ctid, String> {
 
 /// Runs `pct <args>`; returns the exit code.
 pub fn main(args: &[String]) -> i32 {
-    let state = std::env::var_os("PHOENIX_STATE_DIR").unwrap_or_else(|| crate::state::DEFAULT_STATE_DIR.into());
+    let state = std::env::var_os("PHOENIX_STATE_DIR")
+        .unwrap_or_else(|| crate::state::DEFAULT_STATE_DIR.into());
     let host = match SimHost::open(Path::new(&state)) {
         Ok(h) => h,
         Err(e) => {
@@ -89,15 +103,29 @@ fn run(host: &SimHost, args: &[String]) -> Result<i32, String> {
     let out = &mut std::io::stdout().lock();
     match cmd.as_str() {
         "status" => {
-            let ct = host.ct_info(vmid(&a, "pct status <vmid> [OPTIONS]")?).map_err(host_err)?;
-            let _ = writeln!(out, "status: {}", if ct.running { "running" } else { "stopped" });
+            let ct = host
+                .ct_info(vmid(&a, "pct status <vmid> [OPTIONS]")?)
+                .map_err(host_err)?;
+            let _ = writeln!(
+                out,
+                "status: {}",
+                if ct.running { "running" } else { "stopped" }
+            );
         }
         "list" => {
             let inv = host.inventory().map_err(host_err)?;
             if !inv.is_empty() {
-                let _ = writeln!(out, "{:<10} {:<10} {:<12} {:<20}", "VMID", "Status", "Lock", "Name");
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<10} {:<12} {:<20}",
+                    "VMID", "Status", "Lock", "Name"
+                );
                 for ct in inv.values() {
-                    let name = ct.config.get("hostname").cloned().unwrap_or_else(|| format!("CT{}", ct.ctid));
+                    let name = ct
+                        .config
+                        .get("hostname")
+                        .cloned()
+                        .unwrap_or_else(|| format!("CT{}", ct.ctid));
                     let _ = writeln!(
                         out,
                         "{:<10} {:<10} {:<12} {:<20}",
@@ -110,7 +138,9 @@ fn run(host: &SimHost, args: &[String]) -> Result<i32, String> {
             }
         }
         "config" => {
-            let ct = host.ct_info(vmid(&a, "pct config <vmid> [OPTIONS]")?).map_err(host_err)?;
+            let ct = host
+                .ct_info(vmid(&a, "pct config <vmid> [OPTIONS]")?)
+                .map_err(host_err)?;
             let _ = write!(out, "{}", render_config(&ct));
         }
         "exec" => {
@@ -126,25 +156,37 @@ fn run(host: &SimHost, args: &[String]) -> Result<i32, String> {
         "push" => {
             let id = vmid(&a, "pct push <vmid> <file> <destination> [OPTIONS]")?;
             let (Some(file), Some(dest)) = (a.positional.get(1), a.positional.get(2)) else {
-                return Err("400 not enough arguments\npct push <vmid> <file> <destination> [OPTIONS]".into());
+                return Err(
+                    "400 not enough arguments\npct push <vmid> <file> <destination> [OPTIONS]"
+                        .into(),
+                );
             };
-            host.push(id, Path::new(file), dest, 0o644).map_err(host_err)?;
+            host.push(id, Path::new(file), dest, 0o644)
+                .map_err(host_err)?;
         }
         "pull" => {
             let id = vmid(&a, "pct pull <vmid> <path> <destination> [OPTIONS]")?;
             let (Some(path), Some(dest)) = (a.positional.get(1), a.positional.get(2)) else {
-                return Err("400 not enough arguments\npct pull <vmid> <path> <destination> [OPTIONS]".into());
+                return Err(
+                    "400 not enough arguments\npct pull <vmid> <path> <destination> [OPTIONS]"
+                        .into(),
+                );
             };
             let content = host.pull(id, path).map_err(host_err)?;
-            std::fs::write(dest, content).map_err(|e| format!("failed to create file: {dest}: {e}"))?;
+            std::fs::write(dest, content)
+                .map_err(|e| format!("failed to create file: {dest}: {e}"))?;
         }
         "set" => {
             let id = vmid(&a, "pct set <vmid> [OPTIONS]")?;
             let opts: Vec<(String, String)> = a.options.clone().into_iter().collect();
             host.set(id, &opts).map_err(host_err)?;
         }
-        "start" => host.start(vmid(&a, "pct start <vmid> [OPTIONS]")?).map_err(host_err)?,
-        "shutdown" | "stop" => host.shutdown(vmid(&a, "pct shutdown <vmid> [OPTIONS]")?, 60).map_err(host_err)?,
+        "start" => host
+            .start(vmid(&a, "pct start <vmid> [OPTIONS]")?)
+            .map_err(host_err)?,
+        "shutdown" | "stop" => host
+            .shutdown(vmid(&a, "pct shutdown <vmid> [OPTIONS]")?, 60)
+            .map_err(host_err)?,
         "snapshot" => {
             let id = vmid(&a, "pct snapshot <vmid> <snapname> [OPTIONS]")?;
             let name = a
@@ -163,10 +205,16 @@ fn run(host: &SimHost, args: &[String]) -> Result<i32, String> {
             host.delete_snapshot(id, name).map_err(host_err)?;
         }
         "listsnapshot" => {
-            let ct = host.ct_info(vmid(&a, "pct listsnapshot <vmid>")?).map_err(host_err)?;
+            let ct = host
+                .ct_info(vmid(&a, "pct listsnapshot <vmid>")?)
+                .map_err(host_err)?;
             let _ = write!(out, "{}", render_snapshot_tree(&ct));
         }
-        other => return Err(format!("ERROR: unknown command 'pct {other}'\nUSAGE: pct <COMMAND> [ARGS] [OPTIONS]")),
+        other => {
+            return Err(format!(
+                "ERROR: unknown command 'pct {other}'\nUSAGE: pct <COMMAND> [ARGS] [OPTIONS]"
+            ))
+        }
     }
     Ok(0)
 }
@@ -183,7 +231,11 @@ pub fn render_config(ct: &CtInfo) -> String {
     }
     let mut out = String::new();
     for (k, v) in &keys {
-        let v = if k == "description" { escape_text(v) } else { v.clone() };
+        let v = if k == "description" {
+            escape_text(v)
+        } else {
+            v.clone()
+        };
         out.push_str(&format!("{k}: {v}\n"));
     }
     for l in &ct.raw_lxc {
@@ -225,20 +277,39 @@ pub fn render_snapshot_tree(ct: &CtInfo) -> String {
     for s in &ct.snapshots {
         children.entry(s.parent.clone()).or_default().push(s);
     }
-    fn walk(out: &mut String, parent: Option<String>, depth: usize, children: &BTreeMap<Option<String>, Vec<&SnapshotInfo>>, ct: &CtInfo, time: &dyn Fn(u64) -> String) {
+    fn walk(
+        out: &mut String,
+        parent: Option<String>,
+        depth: usize,
+        children: &BTreeMap<Option<String>, Vec<&SnapshotInfo>>,
+        ct: &CtInfo,
+        time: &dyn Fn(u64) -> String,
+    ) {
         let mut kids = children.get(&parent).cloned().unwrap_or_default();
         kids.sort_by_key(|s| s.snaptime);
         for s in kids {
             let prefix = format!("{}`->", " ".repeat(depth));
             let width = 30usize.saturating_sub(prefix.len());
-            let desc = s.description.lines().next().filter(|l| !l.is_empty()).unwrap_or("no-description");
-            out.push_str(&format!("{prefix} {:<width$} {:<23} {desc}\n", s.name, time(s.snaptime)));
+            let desc = s
+                .description
+                .lines()
+                .next()
+                .filter(|l| !l.is_empty())
+                .unwrap_or("no-description");
+            out.push_str(&format!(
+                "{prefix} {:<width$} {:<23} {desc}\n",
+                s.name,
+                time(s.snaptime)
+            ));
             walk(out, Some(s.name.clone()), depth + 1, children, ct, time);
         }
         if parent == ct.parent_snapshot {
             let prefix = format!("{}`->", " ".repeat(depth));
             let width = 30usize.saturating_sub(prefix.len());
-            out.push_str(&format!("{prefix} {:<width$} {:<23} You are here!\n", "current", ""));
+            out.push_str(&format!(
+                "{prefix} {:<width$} {:<23} You are here!\n",
+                "current", ""
+            ));
         }
     }
     walk(&mut out, None, 0, &children, ct, &time);

@@ -61,11 +61,24 @@ pub struct Change {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Fresh,
-    Update { changes: Vec<Change> },
+    Update {
+        changes: Vec<Change>,
+    },
     Create,
-    Rebuild { mode: RebuildMode, #[serde(flatten)] cause: Cause, built: String },
-    Held { #[serde(flatten)] cause: Cause, built: String },
-    Blocked { by: Ctid },
+    Rebuild {
+        mode: RebuildMode,
+        #[serde(flatten)]
+        cause: Cause,
+        built: String,
+    },
+    Held {
+        #[serde(flatten)]
+        cause: Cause,
+        built: String,
+    },
+    Blocked {
+        by: Ctid,
+    },
     Unmanaged,
 }
 
@@ -83,7 +96,10 @@ impl Action {
     }
     /// The node gets work in this run.
     pub fn builds(&self) -> bool {
-        matches!(self, Action::Update { .. } | Action::Create | Action::Rebuild { .. })
+        matches!(
+            self,
+            Action::Update { .. } | Action::Create | Action::Rebuild { .. }
+        )
     }
     /// The node's snapshot is (re)taken in this run, so its descendants' clone source moves.
     pub fn snapshots(&self) -> bool {
@@ -143,7 +159,10 @@ pub fn runtime_settings(node: &Node) -> BTreeMap<String, String> {
         out.insert("net0".to_string(), v);
     }
     if let Some(onboot) = s.onboot {
-        out.insert("onboot".to_string(), if onboot { "1" } else { "0" }.to_string());
+        out.insert(
+            "onboot".to_string(),
+            if onboot { "1" } else { "0" }.to_string(),
+        );
     }
     out
 }
@@ -164,13 +183,18 @@ pub fn runtime_changes(node: &Node, ct: &CtInfo) -> Vec<Change> {
             ("net0", Some(h)) => {
                 let (w, h) = (props(&want), props(h));
                 // A MAC the config leaves open is whatever Proxmox assigned.
-                w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| hv.eq_ignore_ascii_case(v)))
+                w.iter()
+                    .all(|(k, v)| h.get(k).is_some_and(|hv| hv.eq_ignore_ascii_case(v)))
             }
             (_, Some(h)) => *h == want,
             (_, None) => false,
         };
         if !same {
-            out.push(Change { key, old: have.cloned(), new: want });
+            out.push(Change {
+                key,
+                old: have.cloned(),
+                new: want,
+            });
         }
     }
     if let Some(gb) = ct.rootfs_gb() {
@@ -202,9 +226,8 @@ pub fn plan(
     consent: &Consent,
     targets: Option<&BTreeSet<Ctid>>,
 ) -> Plan {
-    let selected: Option<BTreeSet<Ctid>> = targets.map(|t| {
-        t.iter().flat_map(|&c| fleet.graph.ancestry(c)).collect()
-    });
+    let selected: Option<BTreeSet<Ctid>> =
+        targets.map(|t| t.iter().flat_map(|&c| fleet.graph.ancestry(c)).collect());
     let mut actions: BTreeMap<Ctid, Entry> = BTreeMap::new();
     for &ctid in &fleet.graph.order {
         if selected.as_ref().is_some_and(|s| !s.contains(&ctid)) {
@@ -215,7 +238,14 @@ pub fn plan(
         let want = hashed.hash.snapshot();
         let parent = fleet.graph.parent_of(ctid);
         let parent_entry = parent.and_then(|p| actions.get(&p));
-        let (action, reason) = decide(fleet, node, hashed, inventory.get(&ctid), parent_entry, consent);
+        let (action, reason) = decide(
+            fleet,
+            node,
+            hashed,
+            inventory.get(&ctid),
+            parent_entry,
+            consent,
+        );
         actions.insert(
             ctid,
             Entry {
@@ -237,7 +267,13 @@ pub fn plan(
         Action::Unmanaged => 3,
         Action::Fresh => 4,
     };
-    let position: BTreeMap<Ctid, usize> = fleet.graph.order.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    let position: BTreeMap<Ctid, usize> = fleet
+        .graph
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (c, i))
+        .collect();
     let mut entries: Vec<Entry> = actions.into_values().collect();
     entries.sort_by_key(|e| (rank(&e.action), position[&e.ctid]));
     Plan { entries }
@@ -258,7 +294,17 @@ fn decide(
             _ => None,
         };
         if let Some(by) = stopped_by {
-            return (Action::Blocked { by }, format!("ancestor {by} is {}", if by == p.ctid { p.action.name() } else { "not built" }));
+            return (
+                Action::Blocked { by },
+                format!(
+                    "ancestor {by} is {}",
+                    if by == p.ctid {
+                        p.action.name()
+                    } else {
+                        "not built"
+                    }
+                ),
+            );
         }
     }
     let want = hashed.hash.snapshot();
@@ -278,17 +324,29 @@ fn decide(
             return (Action::Fresh, format!("up to date ({want})"));
         }
         let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-        return (Action::Update { changes: changes.clone() }, format!("runtime settings changed: {}", keys.join(", ")));
+        return (
+            Action::Update {
+                changes: changes.clone(),
+            },
+            format!("runtime settings changed: {}", keys.join(", ")),
+        );
     }
     let Some(built) = built else {
         return (
-            Action::Rebuild { mode: RebuildMode::Replace, cause: Cause::Unfinished, built: String::new() },
+            Action::Rebuild {
+                mode: RebuildMode::Replace,
+                cause: Cause::Unfinished,
+                built: String::new(),
+            },
             "an earlier build never reached its snapshot: replaced".to_string(),
         );
     };
     let built_name = built.name.clone();
     // Did the parent change? The snapshot's description records the parent it was built on.
-    let cause = match (described_parent(&built.description), &hashed.manifest.parent) {
+    let cause = match (
+        described_parent(&built.description),
+        &hashed.manifest.parent,
+    ) {
         (None, _) => Cause::Unknown,
         (Some(old), new) => {
             let parent_rebuilt = parent.is_some_and(|p| p.action.snapshots());
@@ -296,7 +354,9 @@ fn decide(
             if same_parent && !parent_rebuilt {
                 Cause::OwnInputs
             } else {
-                Cause::ParentChanged { parent: new.as_ref().map_or(0, |p| p.ctid) }
+                Cause::ParentChanged {
+                    parent: new.as_ref().map_or(0, |p| p.ctid),
+                }
             }
         }
     };
@@ -307,13 +367,21 @@ fn decide(
             _ => "built from unrecorded inputs".to_string(),
         };
         return (
-            Action::Rebuild { mode: RebuildMode::Replace, cause, built: built_name.clone() },
+            Action::Rebuild {
+                mode: RebuildMode::Replace,
+                cause,
+                built: built_name.clone(),
+            },
             format!("template replaced: {why} ({built_name} → {want})"),
         );
     }
     if cause == Cause::OwnInputs {
         return (
-            Action::Rebuild { mode: RebuildMode::InPlace, cause, built: built_name.clone() },
+            Action::Rebuild {
+                mode: RebuildMode::InPlace,
+                cause,
+                built: built_name.clone(),
+            },
             format!("in place: its own inputs changed ({built_name} → {want})"),
         );
     }
@@ -321,16 +389,31 @@ fn decide(
         Cause::ParentChanged { parent } => format!("parent {parent} changed"),
         _ => "the previous build's parent is unknown".to_string(),
     };
-    if consent.replace_all || consent.replace.contains(&node.ctid) || node.spec.rebuild == Some(RebuildPolicy::Replace) {
-        let by = if node.spec.rebuild == Some(RebuildPolicy::Replace) { "\"rebuild\": \"replace\"" } else { "consent given" };
+    if consent.replace_all
+        || consent.replace.contains(&node.ctid)
+        || node.spec.rebuild == Some(RebuildPolicy::Replace)
+    {
+        let by = if node.spec.rebuild == Some(RebuildPolicy::Replace) {
+            "\"rebuild\": \"replace\""
+        } else {
+            "consent given"
+        };
         return (
-            Action::Rebuild { mode: RebuildMode::Replace, cause, built: built_name },
+            Action::Rebuild {
+                mode: RebuildMode::Replace,
+                cause,
+                built: built_name,
+            },
             format!("replace: {what} ({by}; its data is discarded)"),
         );
     }
     if node.spec.rebuild == Some(RebuildPolicy::InPlace) {
         return (
-            Action::Rebuild { mode: RebuildMode::InPlace, cause, built: built_name },
+            Action::Rebuild {
+                mode: RebuildMode::InPlace,
+                cause,
+                built: built_name,
+            },
             format!("in place: {what} (\"rebuild\": \"in-place\" converges the live CT)"),
         );
     }

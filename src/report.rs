@@ -65,7 +65,12 @@ impl Reporter {
                 }
             })
         });
-        Reporter { mode, live, stop, ticker }
+        Reporter {
+            mode,
+            live,
+            stop,
+            ticker,
+        }
     }
 
     pub fn event(&self, e: &Event) {
@@ -87,7 +92,8 @@ impl Reporter {
                 match e {
                     Event::RunStarted { total, .. } => l.total = *total,
                     Event::NodeStarted { ctid, name, .. } => {
-                        l.running.insert(*ctid, (name.clone(), Step::Preflight, Instant::now()));
+                        l.running
+                            .insert(*ctid, (name.clone(), Step::Preflight, Instant::now()));
                     }
                     Event::StepStarted { ctid, step } => {
                         if let Some(r) = l.running.get_mut(ctid) {
@@ -96,7 +102,10 @@ impl Reporter {
                     }
                     Event::NodeFinished { ctid, outcome, .. } => {
                         if l.running.remove(ctid).is_some() || *outcome == NodeOutcome::Blocked {
-                            if matches!(outcome, NodeOutcome::Built | NodeOutcome::Failed | NodeOutcome::Blocked) {
+                            if matches!(
+                                outcome,
+                                NodeOutcome::Built | NodeOutcome::Failed | NodeOutcome::Blocked
+                            ) {
                                 l.done += 1;
                             }
                             l.finished.push(e.clone());
@@ -139,11 +148,22 @@ fn redraw(l: &mut Live) {
     }
     let mut drawn = 0;
     for (ctid, (name, step, since)) in &l.running {
-        let _ = writeln!(out, "  {ctid:>9} {name:<24} {:<11} {:>6.1}s", step.name(), since.elapsed().as_secs_f64());
+        let _ = writeln!(
+            out,
+            "  {ctid:>9} {name:<24} {:<11} {:>6.1}s",
+            step.name(),
+            since.elapsed().as_secs_f64()
+        );
         drawn += 1;
     }
     if l.total > 0 {
-        let _ = writeln!(out, "[{}/{}] building, {} running", l.done, l.total, l.running.len());
+        let _ = writeln!(
+            out,
+            "[{}/{}] building, {} running",
+            l.done,
+            l.total,
+            l.running.len()
+        );
         drawn += 1;
     }
     l.drawn = drawn;
@@ -153,23 +173,55 @@ fn redraw(l: &mut Live) {
 /// The plain-text line of an event (`None`: not shown without a terminal).
 pub fn plain_line(e: &Event) -> Option<String> {
     Some(match e {
-        Event::RunStarted { run, backend, jobs, total } => {
+        Event::RunStarted {
+            run,
+            backend,
+            jobs,
+            total,
+        } => {
             format!("phoenix build {run}: {total} node(s) to build on {backend}, {jobs} worker(s)")
         }
-        Event::NodeStarted { ctid, name, action } => format!("{ctid:>9} {name:<24} {action} started"),
-        Event::StepStarted { .. } => return None,
-        Event::Retry { ctid, step, attempt, delay_ms, error } => {
-            format!("{ctid:>9} retry {} (attempt {attempt}, in {delay_ms} ms): {error}", step.name())
+        Event::NodeStarted { ctid, name, action } => {
+            format!("{ctid:>9} {name:<24} {action} started")
         }
-        Event::NodeFinished { ctid, name, action, outcome, elapsed_ms, failed_step, error, blocked_by, .. } => match outcome {
-            NodeOutcome::Built => format!("{ctid:>9} {name:<24} {action} done in {}", secs(*elapsed_ms)),
+        Event::StepStarted { .. } => return None,
+        Event::Retry {
+            ctid,
+            step,
+            attempt,
+            delay_ms,
+            error,
+        } => {
+            format!(
+                "{ctid:>9} retry {} (attempt {attempt}, in {delay_ms} ms): {error}",
+                step.name()
+            )
+        }
+        Event::NodeFinished {
+            ctid,
+            name,
+            action,
+            outcome,
+            elapsed_ms,
+            failed_step,
+            error,
+            blocked_by,
+            ..
+        } => match outcome {
+            NodeOutcome::Built => format!(
+                "{ctid:>9} {name:<24} {action} done in {}",
+                secs(*elapsed_ms)
+            ),
             NodeOutcome::Failed => format!(
                 "{ctid:>9} {name:<24} FAILED at {} after {}: {}",
                 failed_step.map_or("?", |s| s.name()),
                 secs(*elapsed_ms),
                 error.as_deref().unwrap_or("")
             ),
-            NodeOutcome::Blocked => format!("{ctid:>9} {name:<24} blocked by {}", blocked_by.map_or("?".into(), |b| b.to_string())),
+            NodeOutcome::Blocked => format!(
+                "{ctid:>9} {name:<24} blocked by {}",
+                blocked_by.map_or("?".into(), |b| b.to_string())
+            ),
             NodeOutcome::Fresh => return None,
             o => format!("{ctid:>9} {name:<24} {}", outcome_word(*o)),
         },
@@ -187,23 +239,60 @@ pub fn summary(events: &[Event]) -> String {
     let mut unmanaged = Vec::new();
     let mut actions: BTreeMap<String, usize> = BTreeMap::new();
     for e in events {
-        if let Event::NodeFinished { ctid, name, action, outcome, failed_step, error, blocked_by, .. } = e {
+        if let Event::NodeFinished {
+            ctid,
+            name,
+            action,
+            outcome,
+            failed_step,
+            error,
+            blocked_by,
+            ..
+        } = e
+        {
             match outcome {
                 NodeOutcome::Built => *actions.entry(action.clone()).or_insert(0) += 1,
                 NodeOutcome::Fresh => *actions.entry("fresh".into()).or_insert(0) += 1,
-                NodeOutcome::Failed => failed.push((*ctid, name.clone(), *failed_step, error.clone())),
-                NodeOutcome::Blocked => blocked.entry(blocked_by.unwrap_or(0)).or_default().push(*ctid),
+                NodeOutcome::Failed => {
+                    failed.push((*ctid, name.clone(), *failed_step, error.clone()))
+                }
+                NodeOutcome::Blocked => blocked
+                    .entry(blocked_by.unwrap_or(0))
+                    .or_default()
+                    .push(*ctid),
                 NodeOutcome::Held => held.push((*ctid, error.clone().unwrap_or_default())),
-                NodeOutcome::Unmanaged => unmanaged.push((*ctid, error.clone().unwrap_or_default())),
+                NodeOutcome::Unmanaged => {
+                    unmanaged.push((*ctid, error.clone().unwrap_or_default()))
+                }
                 NodeOutcome::Cancelled => *actions.entry("cancelled".into()).or_insert(0) += 1,
             }
         }
     }
     let mut parts: Vec<String> = ["create", "rebuild", "update", "fresh", "cancelled"]
         .iter()
-        .filter_map(|a| actions.get(*a).map(|n| format!("{n} {}", if *a == "create" { "created" } else if *a == "rebuild" { "rebuilt" } else if *a == "update" { "updated" } else { a })))
+        .filter_map(|a| {
+            actions.get(*a).map(|n| {
+                format!(
+                    "{n} {}",
+                    if *a == "create" {
+                        "created"
+                    } else if *a == "rebuild" {
+                        "rebuilt"
+                    } else if *a == "update" {
+                        "updated"
+                    } else {
+                        a
+                    }
+                )
+            })
+        })
         .collect();
-    for (word, n) in [("failed", failed.len()), ("held", held.len()), ("blocked", blocked.values().map(Vec::len).sum()), ("unmanaged", unmanaged.len())] {
+    for (word, n) in [
+        ("failed", failed.len()),
+        ("held", held.len()),
+        ("blocked", blocked.values().map(Vec::len).sum()),
+        ("unmanaged", unmanaged.len()),
+    ] {
         if n > 0 {
             parts.push(format!("{n} {word}"));
         }
@@ -212,7 +301,15 @@ pub fn summary(events: &[Event]) -> String {
         Event::RunFinished { elapsed_ms, .. } => Some(*elapsed_ms),
         _ => None,
     });
-    out.push_str(&format!("summary: {}{}\n", if parts.is_empty() { "nothing to do".into() } else { parts.join(", ") }, elapsed.map_or(String::new(), |ms| format!(" in {}", secs(ms)))));
+    out.push_str(&format!(
+        "summary: {}{}\n",
+        if parts.is_empty() {
+            "nothing to do".into()
+        } else {
+            parts.join(", ")
+        },
+        elapsed.map_or(String::new(), |ms| format!(" in {}", secs(ms)))
+    ));
     for (ctid, name, step, error) in &failed {
         out.push_str(&format!(
             "  ✗ {ctid} {name}: failed at {}: {}\n",
@@ -220,20 +317,29 @@ pub fn summary(events: &[Event]) -> String {
             error.as_deref().unwrap_or("")
         ));
         if let Some(b) = blocked.get(ctid) {
-            out.push_str(&format!("      blocked by it: {}\n", b.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")));
+            out.push_str(&format!(
+                "      blocked by it: {}\n",
+                b.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ));
         }
         out.push_str(&format!("      log: phoenix log {ctid}\n"));
     }
     for (ctid, why) in &unmanaged {
         out.push_str(&format!("  ✗ {ctid}: {why}\n"));
         if let Some(b) = blocked.get(ctid) {
-            out.push_str(&format!("      blocked by it: {}\n", b.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")));
+            out.push_str(&format!(
+                "      blocked by it: {}\n",
+                b.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ));
         }
     }
     for (ctid, why) in &held {
         out.push_str(&format!("  ⏸ {ctid}: {why}\n"));
         if let Some(b) = blocked.get(ctid) {
-            out.push_str(&format!("      waiting with it: {}\n", b.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")));
+            out.push_str(&format!(
+                "      waiting with it: {}\n",
+                b.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ));
         }
     }
     out

@@ -44,7 +44,8 @@ const NODE: &str = "sim";
 /// `/proc/devices` of a host with the NVIDIA driver loaded.
 const PROC_DEVICES: &str = include_str!("../tests/fixtures/host/proc-devices.txt");
 /// `/proc/driver/nvidia/version` of such a host; the version is replaced by the sim's.
-const PROC_NVIDIA_VERSION: &str = include_str!("../tests/fixtures/host/proc-driver-nvidia-version.txt");
+const PROC_NVIDIA_VERSION: &str =
+    include_str!("../tests/fixtures/host/proc-driver-nvidia-version.txt");
 pub const DEFAULT_NVIDIA_VERSION: &str = "580.76.05";
 
 /// A snapshot: its listing entry and the CT as it was.
@@ -161,11 +162,15 @@ pub struct SimHost {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn missing(ctid: Ctid) -> HostError {
-    HostError::not_found(format!("Configuration file 'nodes/{NODE}/lxc/{ctid}.conf' does not exist"))
+    HostError::not_found(format!(
+        "Configuration file 'nodes/{NODE}/lxc/{ctid}.conf' does not exist"
+    ))
 }
 
 /// A MAC in Proxmox's default `BC:24:11` range, derived from the CT and a counter so that
@@ -177,7 +182,11 @@ fn new_mac(ctid: Ctid, salt: usize) -> String {
 }
 
 fn with_hwaddr(net: &str, mac: &str) -> String {
-    let mut parts: Vec<String> = net.split(',').filter(|p| !p.starts_with("hwaddr=")).map(str::to_string).collect();
+    let mut parts: Vec<String> = net
+        .split(',')
+        .filter(|p| !p.starts_with("hwaddr="))
+        .map(str::to_string)
+        .collect();
     parts.push(format!("hwaddr={mac}"));
     parts.join(",")
 }
@@ -186,10 +195,15 @@ impl SimHost {
     /// Opens (creating if needed) the simulated host under `<state_dir>/sim`.
     pub fn open(state_dir: &Path) -> Result<SimHost, String> {
         let dir = state_dir.join("sim");
-        fs::create_dir_all(dir.join("lxc")).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir.join("lxc"))
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let latency = parse_latency(&std::env::var("PHOENIX_SIM_LATENCY").unwrap_or_default())?;
         let faults = parse_faults(&std::env::var("PHOENIX_SIM_FAULTS").unwrap_or_default())?;
-        Ok(SimHost { dir, latency, faults })
+        Ok(SimHost {
+            dir,
+            latency,
+            faults,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -208,7 +222,8 @@ impl SimHost {
             .write(true)
             .open(self.dir.join("host.lock"))
             .map_err(|e| HostError::failed(format!("sim: cannot open host lock: {e}")))?;
-        file.lock().map_err(|e| HostError::failed(format!("sim: cannot lock host: {e}")))?;
+        file.lock()
+            .map_err(|e| HostError::failed(format!("sim: cannot lock host: {e}")))?;
         let r = f();
         let _ = file.unlock();
         r
@@ -220,7 +235,9 @@ impl SimHost {
                 .map(Some)
                 .map_err(|e| HostError::failed(format!("sim: CT {ctid} state is corrupt: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(HostError::failed(format!("sim: cannot read CT {ctid}: {e}"))),
+            Err(e) => Err(HostError::failed(format!(
+                "sim: cannot read CT {ctid}: {e}"
+            ))),
         }
     }
 
@@ -242,7 +259,8 @@ impl SimHost {
     }
 
     fn remove(&self, ctid: Ctid) -> HostResult<()> {
-        fs::remove_file(self.ct_path(ctid)).map_err(|e| HostError::failed(format!("sim: cannot remove CT {ctid}: {e}")))
+        fs::remove_file(self.ct_path(ctid))
+            .map_err(|e| HostError::failed(format!("sim: cannot remove CT {ctid}: {e}")))
     }
 
     /// Records the call, applies its latency and any injected fault.
@@ -253,14 +271,23 @@ impl SimHost {
 
     fn record(&self, verb: &str, ctid: Option<Ctid>, mutating: bool) {
         let line = serde_json::json!({"verb": verb, "ctid": ctid, "mutating": mutating, "pid": std::process::id()});
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(self.dir.join("calls.log")) {
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("calls.log"))
+        {
             let _ = writeln!(f, "{line}");
         }
     }
 
     /// The time a verb takes, and the faults injected into it. An `exitN` fault is returned.
     fn effects(&self, verb: &str, ctid: Option<Ctid>) -> HostResult<Option<i32>> {
-        let ms = self.latency.get(verb).or_else(|| self.latency.get("*")).copied().unwrap_or(0);
+        let ms = self
+            .latency
+            .get(verb)
+            .or_else(|| self.latency.get("*"))
+            .copied()
+            .unwrap_or(0);
         if ms > 0 {
             sleep(Duration::from_millis(ms));
         }
@@ -275,7 +302,12 @@ impl SimHost {
                 }
             }
             match fault.effect {
-                Effect::Fail => return Err(HostError::failed(format!("simulated failure ({})", fault.spec))),
+                Effect::Fail => {
+                    return Err(HostError::failed(format!(
+                        "simulated failure ({})",
+                        fault.spec
+                    )))
+                }
                 Effect::Locked => return Err(HostError::transient("CT is locked (disk)")),
                 Effect::Exit(n) => exit = Some(n),
                 Effect::Sleep(ms) => sleep(Duration::from_millis(ms)),
@@ -288,8 +320,10 @@ impl SimHost {
     fn count_fault(&self, spec: &str, limit: u64) -> HostResult<bool> {
         self.locked(|| {
             let path = self.dir.join("faults.json");
-            let mut counts: BTreeMap<String, u64> =
-                fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            let mut counts: BTreeMap<String, u64> = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
             let n = counts.entry(spec.to_string()).or_insert(0);
             let fire = *n < limit;
             if fire {
@@ -313,10 +347,9 @@ impl SimHost {
         if !ct.running {
             return Err(HostError::failed("can only pull files from a running VM"));
         }
-        ct.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| HostError::failed(format!("failed to open {path}: No such file or directory")))
+        ct.files.get(path).cloned().ok_or_else(|| {
+            HostError::failed(format!("failed to open {path}: No such file or directory"))
+        })
     }
 
     /// Commands recorded inside a CT (tests compare host states with it).
@@ -346,10 +379,14 @@ impl Host for SimHost {
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         self.call("inventory", None, false)?;
         let mut out = BTreeMap::new();
-        let entries = fs::read_dir(self.dir.join("lxc")).map_err(|e| HostError::failed(format!("sim: {e}")))?;
+        let entries = fs::read_dir(self.dir.join("lxc"))
+            .map_err(|e| HostError::failed(format!("sim: {e}")))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(ctid) = name.strip_suffix(".json").and_then(|n| n.parse::<Ctid>().ok()) else {
+            let Some(ctid) = name
+                .strip_suffix(".json")
+                .and_then(|n| n.parse::<Ctid>().ok())
+            else {
                 continue;
             };
             if let Some(ct) = self.load(ctid)? {
@@ -366,36 +403,60 @@ impl Host for SimHost {
             Ok(v) if !v.is_empty() => Some(v),
             _ => Some(DEFAULT_NVIDIA_VERSION.to_string()),
         };
-        let nvidia_driver = version.and_then(|v| parse_nvidia_version(&PROC_NVIDIA_VERSION.replace("580.76.05", &v)));
+        let nvidia_driver = version
+            .and_then(|v| parse_nvidia_version(&PROC_NVIDIA_VERSION.replace("580.76.05", &v)));
         let (char_majors, nvidia_devices) = if nvidia_driver.is_some() {
             (
                 parse_char_majors(PROC_DEVICES),
-                ["nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"]
-                    .iter()
-                    .map(|d| format!("/dev/{d}"))
-                    .collect(),
+                [
+                    "nvidia0",
+                    "nvidia1",
+                    "nvidiactl",
+                    "nvidia-uvm",
+                    "nvidia-uvm-tools",
+                    "nvidia-modeset",
+                ]
+                .iter()
+                .map(|d| format!("/dev/{d}"))
+                .collect(),
             )
         } else {
             (BTreeMap::new(), Vec::new())
         };
-        Ok(HostFacts { nvidia_driver, char_majors, nvidia_devices })
+        Ok(HostFacts {
+            nvidia_driver,
+            char_majors,
+            nvidia_devices,
+        })
     }
 
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         self.call("create", Some(ctid), true)?;
         self.locked(|| {
             if self.load(ctid)?.is_some() {
-                return Err(HostError::failed(format!("CT {ctid} already exists on node '{NODE}'")));
+                return Err(HostError::failed(format!(
+                    "CT {ctid} already exists on node '{NODE}'"
+                )));
             }
             let mut config = spec.options.clone();
             config.insert("arch".into(), "amd64".into());
             config.insert("ostype".into(), "ubuntu".into());
-            config.entry("hostname".into()).or_insert_with(|| format!("CT{ctid}"));
-            config.entry("memory".into()).or_insert_with(|| "512".into());
-            config.insert("unprivileged".into(), if spec.unprivileged { "1" } else { "0" }.into());
+            config
+                .entry("hostname".into())
+                .or_insert_with(|| format!("CT{ctid}"));
+            config
+                .entry("memory".into())
+                .or_insert_with(|| "512".into());
+            config.insert(
+                "unprivileged".into(),
+                if spec.unprivileged { "1" } else { "0" }.into(),
+            );
             config.insert(
                 "rootfs".into(),
-                format!("{}:subvol-{ctid}-disk-0,size={}G", spec.storage, spec.rootfs_gb),
+                format!(
+                    "{}:subvol-{ctid}-disk-0,size={}G",
+                    spec.storage, spec.rootfs_gb
+                ),
             );
             if let Some(net) = config.get("net0").cloned() {
                 if !net.contains("hwaddr=") {
@@ -416,21 +477,32 @@ impl Host for SimHost {
         })
     }
 
-    fn clone_ct(&self, source: Ctid, snapname: &str, target: Ctid, hostname: &str, storage: &str) -> HostResult<()> {
+    fn clone_ct(
+        &self,
+        source: Ctid,
+        snapname: &str,
+        target: Ctid,
+        hostname: &str,
+        storage: &str,
+    ) -> HostResult<()> {
         // Pre-fork: lock the source, create the target with `lock: create` (PVE order).
         self.record("clone", Some(target), true);
         self.locked(|| {
             let mut src = self.get(source)?;
             src.check_lock()?;
             if self.load(target)?.is_some() {
-                return Err(HostError::failed(format!("CT {target} already exists on node '{NODE}'")));
+                return Err(HostError::failed(format!(
+                    "CT {target} already exists on node '{NODE}'"
+                )));
             }
             let snap = src
                 .snapshots
                 .iter()
                 .find(|s| s.info.name == snapname)
                 .cloned()
-                .ok_or_else(|| HostError::failed(format!("snapshot '{snapname}' does not exist")))?;
+                .ok_or_else(|| {
+                    HostError::failed(format!("snapshot '{snapname}' does not exist"))
+                })?;
             src.lock = Some("disk".into());
             self.save(&src)?;
             let mut config = snap.config.clone();
@@ -469,8 +541,15 @@ impl Host for SimHost {
                 }
             }
             if let Some(rootfs) = ct.config.get("rootfs").cloned() {
-                let size = rootfs.split(',').find(|p| p.starts_with("size=")).unwrap_or("size=4G").to_string();
-                ct.config.insert("rootfs".into(), format!("{storage}:subvol-{target}-disk-0,{size}"));
+                let size = rootfs
+                    .split(',')
+                    .find(|p| p.starts_with("size="))
+                    .unwrap_or("size=4G")
+                    .to_string();
+                ct.config.insert(
+                    "rootfs".into(),
+                    format!("{storage}:subvol-{target}-disk-0,{size}"),
+                );
             }
             self.save(&ct)
         })
@@ -486,7 +565,9 @@ impl Host for SimHost {
             ct.check_lock()?;
             for (k, v) in options {
                 if k == "unprivileged" {
-                    return Err(HostError::failed("unable to modify read-only option: 'unprivileged'"));
+                    return Err(HostError::failed(
+                        "unable to modify read-only option: 'unprivileged'",
+                    ));
                 }
                 if k == "delete" {
                     for key in v.split(',') {
@@ -505,17 +586,20 @@ impl Host for SimHost {
         self.locked(|| {
             let mut ct = self.get(ctid)?;
             ct.check_lock()?;
-            let vol = ct
-                .config
-                .get(disk)
-                .cloned()
-                .ok_or_else(|| HostError::failed(format!("unable to parse volume ID for '{disk}'")))?;
+            let vol = ct.config.get(disk).cloned().ok_or_else(|| {
+                HostError::failed(format!("unable to parse volume ID for '{disk}'"))
+            })?;
             let current = ct.info().rootfs_gb().unwrap_or(0);
             if size_gb < current {
                 return Err(HostError::failed("unable to shrink disk size"));
             }
-            let base = vol.split(',').filter(|p| !p.starts_with("size=")).collect::<Vec<_>>().join(",");
-            ct.config.insert(disk.to_string(), format!("{base},size={size_gb}G"));
+            let base = vol
+                .split(',')
+                .filter(|p| !p.starts_with("size="))
+                .collect::<Vec<_>>()
+                .join(",");
+            ct.config
+                .insert(disk.to_string(), format!("{base},size={size_gb}G"));
             self.save(&ct)
         })
     }
@@ -525,7 +609,8 @@ impl Host for SimHost {
         self.locked(|| {
             let mut ct = self.get(ctid)?;
             ct.check_lock()?;
-            ct.raw_lxc.retain(|l| !prefixes.iter().any(|p| l.starts_with(p)));
+            ct.raw_lxc
+                .retain(|l| !prefixes.iter().any(|p| l.starts_with(p)));
             ct.raw_lxc.extend(lines.iter().cloned());
             self.save(&ct)
         })
@@ -552,7 +637,9 @@ impl Host for SimHost {
     fn shutdown(&self, ctid: Ctid, _timeout_s: u64) -> HostResult<()> {
         self.call("shutdown", Some(ctid), true)?;
         self.locked(|| {
-            let mut ct = self.load(ctid)?.ok_or_else(|| HostError::failed(format!("CT {ctid} not running")))?;
+            let mut ct = self
+                .load(ctid)?
+                .ok_or_else(|| HostError::failed(format!("CT {ctid} not running")))?;
             if !ct.running {
                 return Err(HostError::failed(format!("CT {ctid} not running")));
             }
@@ -570,7 +657,9 @@ impl Host for SimHost {
         self.locked(|| {
             let mut ct = self.get(ctid)?;
             if !ct.running {
-                return Err(HostError::failed(format!("container '{ctid}' not running!")));
+                return Err(HostError::failed(format!(
+                    "container '{ctid}' not running!"
+                )));
             }
             ct.history.push(argv.join(" "));
             self.save(&ct)
@@ -583,18 +672,23 @@ impl Host for SimHost {
     }
 
     fn push(&self, ctid: Ctid, local: &Path, dest: &str, _perms: u32) -> HostResult<()> {
-        let content = fs::read(local).map_err(|_| HostError::failed(format!("failed to open {} for reading", local.display())))?;
+        let content = fs::read(local).map_err(|_| {
+            HostError::failed(format!("failed to open {} for reading", local.display()))
+        })?;
         self.push_content(ctid, dest, String::from_utf8_lossy(&content).into_owned())
     }
 
     fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()> {
         self.call("snapshot", Some(ctid), true)?;
         if name == "current" || name == "vzdump" {
-            return Err(HostError::failed(format!("unable to use snapshot name '{name}' (reserved name)")));
+            return Err(HostError::failed(format!(
+                "unable to use snapshot name '{name}' (reserved name)"
+            )));
         }
         if !is_valid_snapshot_name(name) {
             return Err(HostError::failed(if name.len() > 40 {
-                "400 Parameter verification failed.\nsnapname: value may only be 40 characters long".to_string()
+                "400 Parameter verification failed.\nsnapname: value may only be 40 characters long"
+                    .to_string()
             } else {
                 format!("400 Parameter verification failed.\nsnapname: invalid format - invalid configuration ID '{name}'")
             }));
@@ -602,11 +696,15 @@ impl Host for SimHost {
         self.locked(|| {
             let mut ct = self.get(ctid)?;
             if ct.config.get("template").is_some_and(|t| t == "1") {
-                return Err(HostError::failed("you can't take a snapshot if it's a template"));
+                return Err(HostError::failed(
+                    "you can't take a snapshot if it's a template",
+                ));
             }
             ct.check_lock()?;
             if ct.snapshots.iter().any(|s| s.info.name == name) {
-                return Err(HostError::failed(format!("snapshot name '{name}' already used")));
+                return Err(HostError::failed(format!(
+                    "snapshot name '{name}' already used"
+                )));
             }
             ct.snapshots.push(SimSnapshot {
                 info: SnapshotInfo {
@@ -630,7 +728,9 @@ impl Host for SimHost {
         self.locked(|| {
             let mut ct = self.get(ctid)?;
             let Some(pos) = ct.snapshots.iter().position(|s| s.info.name == name) else {
-                return Err(HostError::failed(format!("snapshot '{name}' does not exist")));
+                return Err(HostError::failed(format!(
+                    "snapshot '{name}' does not exist"
+                )));
             };
             ct.check_lock()?;
             let removed = ct.snapshots.remove(pos);
@@ -652,7 +752,9 @@ impl Host for SimHost {
             let ct = self.get(ctid)?;
             ct.check_lock()?;
             if ct.running {
-                return Err(HostError::failed(format!("unable to destroy CT {ctid} - container is running")));
+                return Err(HostError::failed(format!(
+                    "unable to destroy CT {ctid} - container is running"
+                )));
             }
             self.remove(ctid)
         })
@@ -673,7 +775,12 @@ impl Host for SimHost {
     }
 
     fn estimate_ms(&self, verb: &str) -> u64 {
-        self.latency.get(verb).or_else(|| self.latency.get("*")).copied().unwrap_or(1).max(1)
+        self.latency
+            .get(verb)
+            .or_else(|| self.latency.get("*"))
+            .copied()
+            .unwrap_or(1)
+            .max(1)
     }
 
     fn hook_env(&self) -> Vec<(String, String)> {
@@ -688,33 +795,68 @@ mod tests {
 
     fn host() -> (tempfile::TempDir, SimHost) {
         let t = tempfile::tempdir().unwrap();
-        let h = SimHost { dir: t.path().join("sim"), latency: BTreeMap::new(), faults: Vec::new() };
+        let h = SimHost {
+            dir: t.path().join("sim"),
+            latency: BTreeMap::new(),
+            faults: Vec::new(),
+        };
         fs::create_dir_all(h.dir.join("lxc")).unwrap();
         (t, h)
     }
 
     fn spec() -> CreateSpec {
-        CreateSpec { ostemplate: "local:vztmpl/x.tar.zst".into(), storage: "local-zfs".into(), rootfs_gb: 8, unprivileged: true, options: BTreeMap::new() }
+        CreateSpec {
+            ostemplate: "local:vztmpl/x.tar.zst".into(),
+            storage: "local-zfs".into(),
+            rootfs_gb: 8,
+            unprivileged: true,
+            options: BTreeMap::new(),
+        }
     }
 
     #[test]
     fn behaves_like_pve_where_phoenix_depends_on_it() {
         let (_t, h) = host();
         h.create(100, &spec()).unwrap();
-        assert!(h.create(100, &spec()).unwrap_err().message.contains("already exists on node"));
+        assert!(h
+            .create(100, &spec())
+            .unwrap_err()
+            .message
+            .contains("already exists on node"));
         let mut log = Vec::new();
-        assert!(h.exec(100, &["true".into()], &mut log).unwrap_err().message.contains("not running"));
-        assert!(h.snapshot(100, "2024-01-01", "").unwrap_err().message.contains("invalid configuration ID"));
+        assert!(h
+            .exec(100, &["true".into()], &mut log)
+            .unwrap_err()
+            .message
+            .contains("not running"));
+        assert!(h
+            .snapshot(100, "2024-01-01", "")
+            .unwrap_err()
+            .message
+            .contains("invalid configuration ID"));
         h.snapshot(100, "phx-abc", "d").unwrap();
-        assert!(h.snapshot(100, "phx-abc", "d").unwrap_err().message.contains("already used"));
+        assert!(h
+            .snapshot(100, "phx-abc", "d")
+            .unwrap_err()
+            .message
+            .contains("already used"));
         // clone from the snapshot: stopped, new MAC, source unlocked afterwards
-        h.clone_ct(100, "phx-abc", 101, "child", "local-zfs").unwrap();
+        h.clone_ct(100, "phx-abc", 101, "child", "local-zfs")
+            .unwrap();
         let inv = h.inventory().unwrap();
         assert!(!inv[&101].running);
         assert_eq!(inv[&100].lock, None);
-        assert!(h.clone_ct(100, "nope", 102, "x", "local-zfs").unwrap_err().message.contains("does not exist"));
+        assert!(h
+            .clone_ct(100, "nope", 102, "x", "local-zfs")
+            .unwrap_err()
+            .message
+            .contains("does not exist"));
         h.start(101).unwrap();
-        assert!(h.destroy(101).unwrap_err().message.contains("container is running"));
+        assert!(h
+            .destroy(101)
+            .unwrap_err()
+            .message
+            .contains("container is running"));
         assert!(h.get(999).unwrap_err().kind == crate::host::ErrorKind::NotFound);
     }
 
@@ -725,7 +867,10 @@ mod tests {
         h.create(100, &spec()).unwrap();
         h.snapshot(100, "s1", "").unwrap();
         let h = std::sync::Arc::new(h);
-        let a = { let h = h.clone(); std::thread::spawn(move || h.clone_ct(100, "s1", 101, "a", "local-zfs")) };
+        let a = {
+            let h = h.clone();
+            std::thread::spawn(move || h.clone_ct(100, "s1", 101, "a", "local-zfs"))
+        };
         std::thread::sleep(Duration::from_millis(50));
         let b = h.clone_ct(100, "s1", 102, "b", "local-zfs");
         assert!(a.join().unwrap().is_ok());

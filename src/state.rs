@@ -24,7 +24,9 @@ use crate::hash::{Hashed, Manifest, NodeHash};
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/phoenix";
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Writes a file atomically.
@@ -50,7 +52,9 @@ impl StateDir {
     pub fn open(root: &Path) -> Result<StateDir, String> {
         fs::create_dir_all(root)
             .map_err(|e| format!("cannot create the state directory {}: {e}", root.display()))?;
-        Ok(StateDir { root: root.to_path_buf() })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+        })
     }
 
     fn manifest_path(&self, hash: &NodeHash) -> PathBuf {
@@ -58,10 +62,16 @@ impl StateDir {
     }
 
     /// Stores a manifest and the scripts it names (only what is not stored yet).
-    pub fn store_manifest(&self, fleet: &Fleet, ctid: Ctid, hashed: &Hashed) -> std::io::Result<()> {
+    pub fn store_manifest(
+        &self,
+        fleet: &Fleet,
+        ctid: Ctid,
+        hashed: &Hashed,
+    ) -> std::io::Result<()> {
         let path = self.manifest_path(&hashed.hash);
         if !path.exists() {
-            let bytes = serde_json::to_vec_pretty(&hashed.manifest).map_err(std::io::Error::other)?;
+            let bytes =
+                serde_json::to_vec_pretty(&hashed.manifest).map_err(std::io::Error::other)?;
             write_atomic(&path, &bytes)?;
         }
         let hooks = &fleet.hooks;
@@ -156,7 +166,11 @@ impl HostLock {
                 Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e.to_string())),
             }
         }
-        let holder = Holder { pid: std::process::id(), started: now_secs(), command: command.to_string() };
+        let holder = Holder {
+            pid: std::process::id(),
+            started: now_secs(),
+            command: command.to_string(),
+        };
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = file.write_all(&serde_json::to_vec(&holder).unwrap_or_default());

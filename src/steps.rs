@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use crate::config::{Ctid, Fleet, Node, PortainerRole, Script};
 use crate::events::{Event, Step};
 use crate::hash::Hashed;
-use crate::host::{CreateSpec, CtInfo, ErrorKind, Host, HostError, HostFacts, HostResult, MANAGED_TAG};
+use crate::host::{
+    CreateSpec, CtInfo, ErrorKind, Host, HostError, HostFacts, HostResult, MANAGED_TAG,
+};
 use crate::plan::{runtime_settings, Action, Entry, RebuildMode};
 use crate::state::{now_secs, StateDir};
 
@@ -47,8 +49,14 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        let ms = std::env::var("PHOENIX_RETRY_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
-        Retry { attempts: 6, first_delay: Duration::from_millis(ms) }
+        let ms = std::env::var("PHOENIX_RETRY_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500);
+        Retry {
+            attempts: 6,
+            first_delay: Duration::from_millis(ms),
+        }
     }
 }
 
@@ -89,13 +97,21 @@ impl NodeLog {
 
 impl Executor<'_> {
     pub fn log_path(&self, ctid: Ctid) -> PathBuf {
-        self.state.log_dir(ctid).join(format!("{}.log", self.run_id))
+        self.state
+            .log_dir(ctid)
+            .join(format!("{}.log", self.run_id))
     }
 
     fn open_log(&self, ctid: Ctid) -> NodeLog {
         let path = self.log_path(ctid);
         let _ = fs::create_dir_all(path.parent().unwrap_or(&path));
-        NodeLog { file: OpenOptions::new().create(true).append(true).open(&path).ok() }
+        NodeLog {
+            file: OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .ok(),
+        }
     }
 
     fn node(&self, ctid: Ctid) -> &Node {
@@ -103,14 +119,25 @@ impl Executor<'_> {
     }
 
     /// Runs a host call, retrying transient errors with exponential backoff.
-    fn call<T>(&self, ctid: Ctid, step: Step, log: &mut NodeLog, what: &str, mut f: impl FnMut() -> HostResult<T>) -> StepResult<T> {
+    fn call<T>(
+        &self,
+        ctid: Ctid,
+        step: Step,
+        log: &mut NodeLog,
+        what: &str,
+        mut f: impl FnMut() -> HostResult<T>,
+    ) -> StepResult<T> {
         log.line(&format!("$ {what}"));
         let mut delay = self.retry.first_delay;
         for attempt in 1.. {
             match f() {
                 Ok(v) => return Ok(v),
                 Err(e) if e.kind == ErrorKind::Transient && attempt < self.retry.attempts => {
-                    log.line(&format!("  transient error (attempt {attempt}): {}; retrying in {} ms", e.message, delay.as_millis()));
+                    log.line(&format!(
+                        "  transient error (attempt {attempt}): {}; retrying in {} ms",
+                        e.message,
+                        delay.as_millis()
+                    ));
                     (self.emit)(Event::Retry {
                         ctid,
                         step,
@@ -123,7 +150,10 @@ impl Executor<'_> {
                 }
                 Err(e) => {
                     log.line(&format!("  error: {}", e.message));
-                    return Err(StepError { step, message: format!("{what}: {}", e.message) });
+                    return Err(StepError {
+                        step,
+                        message: format!("{what}: {}", e.message),
+                    });
                 }
             }
         }
@@ -131,7 +161,11 @@ impl Executor<'_> {
     }
 
     fn step(&self, ctid: Ctid, step: Step, log: &mut NodeLog) {
-        log.line(&format!("== {} ({})", step.name(), crate::state::now_secs()));
+        log.line(&format!(
+            "== {} ({})",
+            step.name(),
+            crate::state::now_secs()
+        ));
         (self.emit)(Event::StepStarted { ctid, step });
     }
 
@@ -140,25 +174,56 @@ impl Executor<'_> {
         let entry = self.entries[&ctid];
         let node = self.node(ctid);
         let mut log = self.open_log(ctid);
-        log.line(&format!("# phoenix run {}: CT {ctid} {} — {}", self.run_id, node.name(), entry.reason));
+        log.line(&format!(
+            "# phoenix run {}: CT {ctid} {} — {}",
+            self.run_id,
+            node.name(),
+            entry.reason
+        ));
         if node.has_gpu() {
             if let Some(why) = &self.gpu_blocker {
                 self.step(ctid, Step::Preflight, &mut log);
                 log.line(why);
-                return Err(StepError { step: Step::Preflight, message: why.clone() });
+                return Err(StepError {
+                    step: Step::Preflight,
+                    message: why.clone(),
+                });
             }
         }
-        let replace = matches!(entry.action, Action::Rebuild { mode: RebuildMode::Replace, .. });
+        let replace = matches!(
+            entry.action,
+            Action::Rebuild {
+                mode: RebuildMode::Replace,
+                ..
+            }
+        );
         if replace {
             if let Some(ct) = self.inventory.get(&ctid) {
                 if !ct.is_managed() {
-                    return Err(StepError { step: Step::Destroy, message: format!("CT {ctid} was not created by phoenix; refusing to destroy it") });
+                    return Err(StepError {
+                        step: Step::Destroy,
+                        message: format!(
+                            "CT {ctid} was not created by phoenix; refusing to destroy it"
+                        ),
+                    });
                 }
                 self.step(ctid, Step::Destroy, &mut log);
                 if ct.running {
-                    self.call(ctid, Step::Destroy, &mut log, &format!("pct stop {ctid}"), || self.host.shutdown(ctid, 60))?;
+                    self.call(
+                        ctid,
+                        Step::Destroy,
+                        &mut log,
+                        &format!("pct stop {ctid}"),
+                        || self.host.shutdown(ctid, 60),
+                    )?;
                 }
-                self.call(ctid, Step::Destroy, &mut log, &format!("pct destroy {ctid}"), || self.host.destroy(ctid))?;
+                self.call(
+                    ctid,
+                    Step::Destroy,
+                    &mut log,
+                    &format!("pct destroy {ctid}"),
+                    || self.host.destroy(ctid),
+                )?;
             }
         }
         if !matches!(entry.action, Action::Create) && !replace {
@@ -168,7 +233,13 @@ impl Executor<'_> {
             None => {
                 self.step(ctid, Step::Create, &mut log);
                 let spec = self.create_spec(node);
-                self.call(ctid, Step::Create, &mut log, &format!("pct create {ctid} {}", spec.ostemplate), || self.host.create(ctid, &spec))
+                self.call(
+                    ctid,
+                    Step::Create,
+                    &mut log,
+                    &format!("pct create {ctid} {}", spec.ostemplate),
+                    || self.host.create(ctid, &spec),
+                )
             }
             Some(parent) => {
                 self.step(ctid, Step::Clone, &mut log);
@@ -177,8 +248,20 @@ impl Executor<'_> {
                     ctid,
                     Step::Clone,
                     &mut log,
-                    &format!("pct clone {parent} {ctid} --snapname {snap} --hostname {} --storage {}", node.name(), node.spec.storage_pool),
-                    || self.host.clone_ct(parent, snap.as_str(), ctid, node.name(), &node.spec.storage_pool),
+                    &format!(
+                        "pct clone {parent} {ctid} --snapname {snap} --hostname {} --storage {}",
+                        node.name(),
+                        node.spec.storage_pool
+                    ),
+                    || {
+                        self.host.clone_ct(
+                            parent,
+                            snap.as_str(),
+                            ctid,
+                            node.name(),
+                            &node.spec.storage_pool,
+                        )
+                    },
                 )
             }
         }
@@ -215,25 +298,53 @@ impl Executor<'_> {
         let mut log = self.open_log(ctid);
         if let Action::Update { changes } = &entry.action {
             self.step(ctid, Step::Settings, &mut log);
-            let opts: Vec<(String, String)> = changes.iter().filter(|c| c.key != "rootfs").map(|c| (c.key.clone(), c.new.clone())).collect();
+            let opts: Vec<(String, String)> = changes
+                .iter()
+                .filter(|c| c.key != "rootfs")
+                .map(|c| (c.key.clone(), c.new.clone()))
+                .collect();
             if !opts.is_empty() {
-                self.call(ctid, Step::Settings, &mut log, &format!("pct set {ctid} {}", show_opts(&opts)), || self.host.set(ctid, &opts))?;
+                self.call(
+                    ctid,
+                    Step::Settings,
+                    &mut log,
+                    &format!("pct set {ctid} {}", show_opts(&opts)),
+                    || self.host.set(ctid, &opts),
+                )?;
             }
             if changes.iter().any(|c| c.key == "rootfs") {
                 let gb = node.spec.storage_size_gb;
-                self.call(ctid, Step::Settings, &mut log, &format!("pct resize {ctid} rootfs {gb}G"), || self.host.resize(ctid, "rootfs", gb))?;
+                self.call(
+                    ctid,
+                    Step::Settings,
+                    &mut log,
+                    &format!("pct resize {ctid} rootfs {gb}G"),
+                    || self.host.resize(ctid, "rootfs", gb),
+                )?;
             }
             return Ok(());
         }
-        let in_place = matches!(entry.action, Action::Rebuild { mode: RebuildMode::InPlace, .. });
+        let in_place = matches!(
+            entry.action,
+            Action::Rebuild {
+                mode: RebuildMode::InPlace,
+                ..
+            }
+        );
         if in_place && node.has_gpu() {
             if let Some(why) = &self.gpu_blocker {
                 self.step(ctid, Step::Preflight, &mut log);
-                return Err(StepError { step: Step::Preflight, message: why.clone() });
+                return Err(StepError {
+                    step: Step::Preflight,
+                    message: why.clone(),
+                });
             }
         }
         if in_place && !self.inventory.get(&ctid).is_some_and(CtInfo::is_managed) {
-            return Err(StepError { step: Step::Settings, message: format!("CT {ctid} was not created by phoenix; refusing to rebuild it") });
+            return Err(StepError {
+                step: Step::Settings,
+                message: format!("CT {ctid} was not created by phoenix; refusing to rebuild it"),
+            });
         }
 
         // Settings: runtime fields, features, the phoenix marker; grow the disk.
@@ -244,43 +355,94 @@ impl Executor<'_> {
             // Features apply at the next start; keep them out of a live update.
             opts.retain(|(k, _)| k != "features");
         }
-        self.call(ctid, Step::Settings, &mut log, &format!("pct set {ctid} {}", show_opts(&opts)), || self.host.set(ctid, &opts))?;
-        if current.rootfs_gb().is_some_and(|gb| gb < node.spec.storage_size_gb) {
+        self.call(
+            ctid,
+            Step::Settings,
+            &mut log,
+            &format!("pct set {ctid} {}", show_opts(&opts)),
+            || self.host.set(ctid, &opts),
+        )?;
+        if current
+            .rootfs_gb()
+            .is_some_and(|gb| gb < node.spec.storage_size_gb)
+        {
             let gb = node.spec.storage_size_gb;
-            self.call(ctid, Step::Settings, &mut log, &format!("pct resize {ctid} rootfs {gb}G"), || self.host.resize(ctid, "rootfs", gb))?;
+            self.call(
+                ctid,
+                Step::Settings,
+                &mut log,
+                &format!("pct resize {ctid} rootfs {gb}G"),
+                || self.host.resize(ctid, "rootfs", gb),
+            )?;
         }
 
         // Host-side GPU passthrough.
         if node.has_gpu() {
             self.step(ctid, Step::Devices, &mut log);
-            let lines = gpu_config_lines(node, self.facts).map_err(|m| StepError { step: Step::Devices, message: m })?;
-            let prefixes = ["lxc.cgroup2.devices.allow: c ", "lxc.mount.entry: /dev/nvidia"];
+            let lines = gpu_config_lines(node, self.facts).map_err(|m| StepError {
+                step: Step::Devices,
+                message: m,
+            })?;
+            let prefixes = [
+                "lxc.cgroup2.devices.allow: c ",
+                "lxc.mount.entry: /dev/nvidia",
+            ];
             for l in &lines {
                 log.line(&format!("  {l}"));
             }
-            self.call(ctid, Step::Devices, &mut log, &format!("write {} device lines to CT {ctid}'s config", lines.len()), || {
-                self.host.set_raw_lxc(ctid, &prefixes, &lines)
-            })?;
+            self.call(
+                ctid,
+                Step::Devices,
+                &mut log,
+                &format!("write {} device lines to CT {ctid}'s config", lines.len()),
+                || self.host.set_raw_lxc(ctid, &prefixes, &lines),
+            )?;
         }
 
         // Start (restart a running CT so new device entries apply), wait until ready.
         self.step(ctid, Step::Start, &mut log);
         if current.running {
-            self.call(ctid, Step::Start, &mut log, &format!("pct shutdown {ctid}"), || self.host.shutdown(ctid, 60))?;
+            self.call(
+                ctid,
+                Step::Start,
+                &mut log,
+                &format!("pct shutdown {ctid}"),
+                || self.host.shutdown(ctid, 60),
+            )?;
         }
-        self.call(ctid, Step::Start, &mut log, &format!("pct start {ctid}"), || self.host.start(ctid))?;
+        self.call(
+            ctid,
+            Step::Start,
+            &mut log,
+            &format!("pct start {ctid}"),
+            || self.host.start(ctid),
+        )?;
         self.step(ctid, Step::WaitReady, &mut log);
         self.wait_ready(ctid, node, &mut log)?;
 
         if node.has_gpu() {
             self.step(ctid, Step::Nvidia, &mut log);
             let env = self.nvidia_env();
-            self.run_script(ctid, Step::Nvidia, &self.fleet.hooks.nvidia_step, "/tmp/phoenix-step-nvidia.sh", &env, &mut log)?;
+            self.run_script(
+                ctid,
+                Step::Nvidia,
+                &self.fleet.hooks.nvidia_step,
+                "/tmp/phoenix-step-nvidia.sh",
+                &env,
+                &mut log,
+            )?;
         }
         if node.nesting() {
             self.step(ctid, Step::Docker, &mut log);
             let env = self.docker_env(node);
-            self.run_script(ctid, Step::Docker, &self.fleet.hooks.docker_step, "/tmp/phoenix-step-docker.sh", &env, &mut log)?;
+            self.run_script(
+                ctid,
+                Step::Docker,
+                &self.fleet.hooks.docker_step,
+                "/tmp/phoenix-step-docker.sh",
+                &env,
+                &mut log,
+            )?;
         }
         if let Some(hook) = self.fleet.hooks.node_hooks.get(&ctid) {
             self.step(ctid, Step::Hook, &mut log);
@@ -292,32 +454,71 @@ impl Executor<'_> {
         self.step(ctid, Step::Shutdown, &mut log);
         self.state
             .store_manifest(self.fleet, ctid, &self.hashes[&ctid])
-            .map_err(|e| StepError { step: Step::Snapshot, message: format!("cannot store the manifest in {}: {e}", self.state.root.display()) })?;
-        self.call(ctid, Step::Shutdown, &mut log, &format!("pct shutdown {ctid}"), || match self.host.shutdown(ctid, 120) {
-            Err(e) if e.message.contains("not running") => Ok(()),
-            other => other,
-        })?;
+            .map_err(|e| StepError {
+                step: Step::Snapshot,
+                message: format!(
+                    "cannot store the manifest in {}: {e}",
+                    self.state.root.display()
+                ),
+            })?;
+        self.call(
+            ctid,
+            Step::Shutdown,
+            &mut log,
+            &format!("pct shutdown {ctid}"),
+            || match self.host.shutdown(ctid, 120) {
+                Err(e) if e.message.contains("not running") => Ok(()),
+                other => other,
+            },
+        )?;
         self.step(ctid, Step::Snapshot, &mut log);
         let snap = self.hashes[&ctid].hash.snapshot();
         let after = self.host_ct(ctid, &mut log)?;
         if after.snapshot(snap.as_str()).is_some() {
             // An older generation with this name (a reverted config): Proxmox refuses a
             // used name, and the live CT holds newer work, so the old one goes.
-            self.call(ctid, Step::Snapshot, &mut log, &format!("pct delsnapshot {ctid} {snap}"), || self.host.delete_snapshot(ctid, snap.as_str()))?;
+            self.call(
+                ctid,
+                Step::Snapshot,
+                &mut log,
+                &format!("pct delsnapshot {ctid} {snap}"),
+                || self.host.delete_snapshot(ctid, snap.as_str()),
+            )?;
         }
         let description = self.snapshot_description(ctid);
-        self.call(ctid, Step::Snapshot, &mut log, &format!("pct snapshot {ctid} {snap}"), || self.host.snapshot(ctid, snap.as_str(), &description))?;
+        self.call(
+            ctid,
+            Step::Snapshot,
+            &mut log,
+            &format!("pct snapshot {ctid} {snap}"),
+            || self.host.snapshot(ctid, snap.as_str(), &description),
+        )?;
         if !node.is_template() {
             self.step(ctid, Step::Restart, &mut log);
-            self.call(ctid, Step::Restart, &mut log, &format!("pct start {ctid}"), || self.host.start(ctid))?;
+            self.call(
+                ctid,
+                Step::Restart,
+                &mut log,
+                &format!("pct start {ctid}"),
+                || self.host.start(ctid),
+            )?;
         }
         log.line("# built");
         Ok(())
     }
 
     fn host_ct(&self, ctid: Ctid, log: &mut NodeLog) -> StepResult<CtInfo> {
-        let inv = self.call(ctid, Step::Settings, log, &format!("read CT {ctid}"), || self.host.inventory())?;
-        inv.get(&ctid).cloned().ok_or_else(|| StepError { step: Step::Settings, message: format!("CT {ctid} vanished from the host") })
+        let inv = self.call(
+            ctid,
+            Step::Settings,
+            log,
+            &format!("read CT {ctid}"),
+            || self.host.inventory(),
+        )?;
+        inv.get(&ctid).cloned().ok_or_else(|| StepError {
+            step: Step::Settings,
+            message: format!("CT {ctid} vanished from the host"),
+        })
     }
 
     pub fn snapshot_description(&self, ctid: Ctid) -> String {
@@ -328,7 +529,10 @@ impl Executor<'_> {
             env!("CARGO_PKG_VERSION"),
             node.name(),
             h.hash,
-            h.manifest.parent.as_ref().map_or("-".to_string(), |p| p.hash.to_string()),
+            h.manifest
+                .parent
+                .as_ref()
+                .map_or("-".to_string(), |p| p.hash.to_string()),
             now_secs()
         );
         if let Some(label) = &node.spec.template_snapshot_name {
@@ -349,7 +553,11 @@ impl Executor<'_> {
                 let r = self.host.exec(ctid, &probe, &mut sink);
                 match r {
                     Ok(0) => break,
-                    Ok(_) | Err(HostError { kind: ErrorKind::Transient | ErrorKind::Failed, .. }) if Instant::now() < deadline => {
+                    Ok(_)
+                    | Err(HostError {
+                        kind: ErrorKind::Transient | ErrorKind::Failed,
+                        ..
+                    }) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(500));
                     }
                     other => {
@@ -376,9 +584,18 @@ impl Executor<'_> {
     fn nvidia_env(&self) -> Vec<(String, String)> {
         let n = &self.fleet.nvidia;
         vec![
-            ("PHOENIX_NVIDIA_DRIVER_VERSION".into(), n.driver_version.clone().unwrap_or_default()),
-            ("PHOENIX_NVIDIA_RUNFILE_URL".into(), n.runfile_url.clone().unwrap_or_default()),
-            ("PHOENIX_NVIDIA_REPO_URL".into(), n.repo_url.clone().unwrap_or_default()),
+            (
+                "PHOENIX_NVIDIA_DRIVER_VERSION".into(),
+                n.driver_version.clone().unwrap_or_default(),
+            ),
+            (
+                "PHOENIX_NVIDIA_RUNFILE_URL".into(),
+                n.runfile_url.clone().unwrap_or_default(),
+            ),
+            (
+                "PHOENIX_NVIDIA_REPO_URL".into(),
+                n.repo_url.clone().unwrap_or_default(),
+            ),
         ]
     }
 
@@ -390,12 +607,27 @@ impl Executor<'_> {
             PortainerRole::None => "none",
         };
         let mut env = vec![
-            ("PHOENIX_GPU".into(), if node.has_gpu() { "1" } else { "0" }.into()),
+            (
+                "PHOENIX_GPU".into(),
+                if node.has_gpu() { "1" } else { "0" }.into(),
+            ),
             ("PHOENIX_PORTAINER_ROLE".into(), role.into()),
-            ("PHOENIX_PORTAINER_SERVER_IMAGE".into(), hv.portainer_server_image.clone()),
-            ("PHOENIX_PORTAINER_AGENT_IMAGE".into(), hv.portainer_agent_image.clone()),
-            ("PHOENIX_PORTAINER_SERVER_IP".into(), hv.portainer_server_ip.clone().unwrap_or_default()),
-            ("PHOENIX_PORTAINER_AGENT_PORT".into(), hv.portainer_agent_port.to_string()),
+            (
+                "PHOENIX_PORTAINER_SERVER_IMAGE".into(),
+                hv.portainer_server_image.clone(),
+            ),
+            (
+                "PHOENIX_PORTAINER_AGENT_IMAGE".into(),
+                hv.portainer_agent_image.clone(),
+            ),
+            (
+                "PHOENIX_PORTAINER_SERVER_IP".into(),
+                hv.portainer_server_ip.clone().unwrap_or_default(),
+            ),
+            (
+                "PHOENIX_PORTAINER_AGENT_PORT".into(),
+                hv.portainer_agent_port.to_string(),
+            ),
         ];
         if node.has_gpu() {
             env.extend(self.nvidia_env());
@@ -404,13 +636,29 @@ impl Executor<'_> {
     }
 
     /// Pushes a built-in step script into the CT and runs it there.
-    fn run_script(&self, ctid: Ctid, step: Step, script: &Script, dest: &str, env: &[(String, String)], log: &mut NodeLog) -> StepResult {
+    fn run_script(
+        &self,
+        ctid: Ctid,
+        step: Step,
+        script: &Script,
+        dest: &str,
+        env: &[(String, String)],
+        log: &mut NodeLog,
+    ) -> StepResult {
         let local = self.state.root.join("scripts").join(&script.digest);
         if !local.exists() {
-            crate::state::write_atomic(&local, &script.bytes)
-                .map_err(|e| StepError { step, message: format!("cannot stage {}: {e}", script.origin) })?;
+            crate::state::write_atomic(&local, &script.bytes).map_err(|e| StepError {
+                step,
+                message: format!("cannot stage {}: {e}", script.origin),
+            })?;
         }
-        self.call(ctid, step, log, &format!("pct push {ctid} {} {dest}", script.origin), || self.host.push(ctid, &local, dest, 0o755))?;
+        self.call(
+            ctid,
+            step,
+            log,
+            &format!("pct push {ctid} {} {dest}", script.origin),
+            || self.host.push(ctid, &local, dest, 0o755),
+        )?;
         let mut argv: Vec<String> = vec!["env".into()];
         argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
         argv.push("bash".into());
@@ -424,7 +672,10 @@ impl Executor<'_> {
         log.bytes(&output);
         log.line(&format!("  exit {code}"));
         if code != 0 {
-            return Err(StepError { step, message: format!("{} exited with code {code} inside CT {ctid}", script.origin) });
+            return Err(StepError {
+                step,
+                message: format!("{} exited with code {code} inside CT {ctid}", script.origin),
+            });
         }
         Ok(())
     }
@@ -440,13 +691,27 @@ impl Executor<'_> {
             .stdin(Stdio::null())
             .env("PHOENIX_CTID", ctid.to_string())
             .env("PHOENIX_NAME", node.name())
-            .env("PHOENIX_IS_TEMPLATE", if node.is_template() { "1" } else { "0" })
-            .env("PHOENIX_PARENT_CTID", parent.map(|p| p.to_string()).unwrap_or_default())
-            .env("PHOENIX_PARENT_SNAPSHOT", parent.map(|p| self.hashes[&p].hash.snapshot().to_string()).unwrap_or_default())
+            .env(
+                "PHOENIX_IS_TEMPLATE",
+                if node.is_template() { "1" } else { "0" },
+            )
+            .env(
+                "PHOENIX_PARENT_CTID",
+                parent.map(|p| p.to_string()).unwrap_or_default(),
+            )
+            .env(
+                "PHOENIX_PARENT_SNAPSHOT",
+                parent
+                    .map(|p| self.hashes[&p].hash.snapshot().to_string())
+                    .unwrap_or_default(),
+            )
             .env("PHOENIX_SNAPSHOT", h.hash.snapshot().to_string())
             .env("PHOENIX_HASH", h.hash.as_str())
             .env("PHOENIX_CONFIG_FILE", self.fleet.lxc_path())
-            .env("PHOENIX_CONFIG_BLOCK", serde_json::Value::Object(node.block.clone()).to_string())
+            .env(
+                "PHOENIX_CONFIG_BLOCK",
+                serde_json::Value::Object(node.block.clone()).to_string(),
+            )
             .env("PHOENIX_BACKEND", self.host.name())
             .env("PHOENIX_HOOKS_DIR", &self.fleet.hooks.dir);
         for (k, v) in self.nvidia_env() {
@@ -470,22 +735,34 @@ impl Executor<'_> {
         };
         cmd.stdout(out).stderr(err);
         log.line(&format!("$ {} {ctid}", path.display()));
-        let status = cmd
-            .status()
-            .map_err(|e| StepError { step: Step::Hook, message: format!("cannot run hook {}: {e}", path.display()) })?;
+        let status = cmd.status().map_err(|e| StepError {
+            step: Step::Hook,
+            message: format!("cannot run hook {}: {e}", path.display()),
+        })?;
         if status.success() {
             Ok(())
         } else {
-            let code = status.code().map_or_else(|| "a signal".to_string(), |c| format!("code {c}"));
+            let code = status
+                .code()
+                .map_or_else(|| "a signal".to_string(), |c| format!("code {c}"));
             log.line(&format!("  hook exited with {code}"));
-            Err(StepError { step: Step::Hook, message: format!("hook {} exited with {code}", path.display()) })
+            Err(StepError {
+                step: Step::Hook,
+                message: format!("hook {} exited with {code}", path.display()),
+            })
         }
     }
 }
 
 fn show_opts(opts: &[(String, String)]) -> String {
     opts.iter()
-        .map(|(k, v)| if v.contains(' ') { format!("--{k} '{v}'") } else { format!("--{k} {v}") })
+        .map(|(k, v)| {
+            if v.contains(' ') {
+                format!("--{k} '{v}'")
+            } else {
+                format!("--{k} {v}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -493,9 +770,17 @@ fn show_opts(opts: &[(String, String)]) -> String {
 /// Raw LXC lines that pass the node's GPUs through: device majors read from the host's
 /// `/proc/devices`, never assumed.
 pub fn gpu_config_lines(node: &Node, facts: &HostFacts) -> Result<Vec<String>, String> {
-    let major = |names: &[&str]| names.iter().find_map(|n| facts.char_majors.get(*n).copied());
-    let nvidia = major(&["nvidia-frontend", "nvidia"]).ok_or("the host's /proc/devices lists no `nvidia` character device: is the NVIDIA driver loaded?")?;
-    let uvm = major(&["nvidia-uvm"]).ok_or("the host's /proc/devices lists no `nvidia-uvm` device: load it with `modprobe nvidia-uvm`")?;
+    let major = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| facts.char_majors.get(*n).copied())
+    };
+    let nvidia = major(&["nvidia-frontend", "nvidia"]).ok_or(
+        "the host's /proc/devices lists no `nvidia` character device: is the NVIDIA driver loaded?",
+    )?;
+    let uvm = major(&["nvidia-uvm"]).ok_or(
+        "the host's /proc/devices lists no `nvidia-uvm` device: load it with `modprobe nvidia-uvm`",
+    )?;
     let mut lines = vec![
         format!("lxc.cgroup2.devices.allow: c {nvidia}:* rwm"),
         format!("lxc.cgroup2.devices.allow: c {uvm}:* rwm"),
@@ -507,17 +792,28 @@ pub fn gpu_config_lines(node: &Node, facts: &HostFacts) -> Result<Vec<String>, S
     for g in node.gpus() {
         let dev = format!("/dev/nvidia{g}");
         if !facts.nvidia_devices.contains(&dev) {
-            return Err(format!("CT {} is assigned GPU {g}, but the host has no {dev}", node.ctid));
+            return Err(format!(
+                "CT {} is assigned GPU {g}, but the host has no {dev}",
+                node.ctid
+            ));
         }
         devices.push(dev);
     }
-    for d in ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"] {
+    for d in [
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia-uvm-tools",
+        "/dev/nvidia-modeset",
+    ] {
         if facts.nvidia_devices.iter().any(|x| x == d) {
             devices.push(d.to_string());
         }
     }
     for d in devices {
-        lines.push(format!("lxc.mount.entry: {d} {} none bind,optional,create=file", d.trim_start_matches('/')));
+        lines.push(format!(
+            "lxc.mount.entry: {d} {} none bind,optional,create=file",
+            d.trim_start_matches('/')
+        ));
     }
     Ok(lines)
 }

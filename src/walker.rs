@@ -24,7 +24,9 @@ pub enum Outcome {
     Succeeded,
     Failed,
     /// Not run: this task (an ancestor of it) failed or was blocked.
-    Blocked { by: usize },
+    Blocked {
+        by: usize,
+    },
     /// Not run: the walk stopped early (`fail_fast`).
     Cancelled,
 }
@@ -127,7 +129,12 @@ where
                     } else {
                         st.ready
                             .iter()
-                            .find(|(_, i)| tasks[*i].resource.as_ref().is_none_or(|r| !st.busy.contains(r)))
+                            .find(|(_, i)| {
+                                tasks[*i]
+                                    .resource
+                                    .as_ref()
+                                    .is_none_or(|r| !st.busy.contains(r))
+                            })
                             .copied()
                     };
                     if let Some(entry) = pick {
@@ -191,7 +198,11 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn t(deps: &[usize], cost: u64) -> Task {
-        Task { deps: deps.to_vec(), resource: None, cost }
+        Task {
+            deps: deps.to_vec(),
+            resource: None,
+            cost,
+        }
     }
 
     #[test]
@@ -203,7 +214,15 @@ mod tests {
             done.lock().unwrap().push(i);
             i != 1
         });
-        assert_eq!(out, vec![Outcome::Succeeded, Outcome::Failed, Outcome::Blocked { by: 1 }, Outcome::Succeeded]);
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Succeeded,
+                Outcome::Failed,
+                Outcome::Blocked { by: 1 },
+                Outcome::Succeeded
+            ]
+        );
         let done = done.into_inner().unwrap();
         assert_eq!(done[0], 0);
         assert!(!done.contains(&2));
@@ -234,7 +253,11 @@ mod tests {
     #[test]
     fn a_resource_is_used_by_one_task_at_a_time() {
         let tasks: Vec<Task> = (0..6)
-            .map(|i| Task { deps: vec![], resource: (i < 4).then(|| "clone:100".to_string()), cost: 1 })
+            .map(|i| Task {
+                deps: vec![],
+                resource: (i < 4).then(|| "clone:100".to_string()),
+                cost: 1,
+            })
             .collect();
         let inside = AtomicUsize::new(0);
         let max = AtomicUsize::new(0);

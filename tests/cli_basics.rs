@@ -6,7 +6,12 @@ fn example_fleet_is_valid() {
     let f = Fixture::example();
     let r = f.phoenix(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("valid — 7 nodes (5 templates, 2 containers)"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("valid — 7 nodes (5 templates, 2 containers)"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -22,7 +27,10 @@ fn graph_json_has_the_documented_fields() {
     assert_eq!(n950["is_template"], false);
     let hash = n950["hash"].as_str().unwrap();
     assert_eq!(hash.len(), 64);
-    assert_eq!(n950["snapshot"].as_str().unwrap(), format!("phx-{}", &hash[..32]));
+    assert_eq!(
+        n950["snapshot"].as_str().unwrap(),
+        format!("phx-{}", &hash[..32])
+    );
     assert_eq!(n950["manifest"]["parent"]["ctid"], 920);
     let n900 = nodes.iter().find(|n| n["ctid"] == 900).unwrap();
     assert!(n900["parent"].is_null());
