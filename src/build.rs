@@ -116,6 +116,10 @@ impl Host for Counting<'_> {
         self.count("destroy");
         self.inner.destroy(ctid)
     }
+    fn unlock(&self, ctid: Ctid) -> HostResult<()> {
+        self.count("unlock");
+        self.inner.unlock(ctid)
+    }
     fn pct_dir(&self) -> Option<std::path::PathBuf> {
         self.inner.pct_dir()
     }
@@ -127,19 +131,29 @@ impl Host for Counting<'_> {
     }
 }
 
+/// Locks that phoenix's own tasks set (pct-spec §5), and so may find left over.
+const STALE_LOCKS: &[&str] = &["create", "disk", "snapshot", "snapshot-delete"];
+
+/// The fleet's hashes, the host as read, and the plan decided from both.
+pub struct Planned {
+    pub hashes: BTreeMap<Ctid, Hashed>,
+    pub inventory: BTreeMap<Ctid, CtInfo>,
+    pub plan: Plan,
+}
+
 /// Reads the host and decides the plan (the `plan` command, and the first half of `build`).
 pub fn make_plan(
     fleet: &Fleet,
     host: &dyn Host,
     consent: &Consent,
     targets: &[Ctid],
-) -> HostResult<(BTreeMap<Ctid, Hashed>, BTreeMap<Ctid, CtInfo>, Plan)> {
+) -> HostResult<Planned> {
     let hashes = hash::hash_fleet(fleet);
     let inventory = host.inventory()?;
     let targets: Option<BTreeSet<Ctid>> =
         (!targets.is_empty()).then(|| targets.iter().copied().collect());
     let plan = plan::plan(fleet, &hashes, &inventory, consent, targets.as_ref());
-    Ok((hashes, inventory, plan))
+    Ok(Planned { hashes, inventory, plan })
 }
 
 /// Why GPU nodes cannot be built here, if they cannot (DESIGN §5 step 4).
@@ -178,8 +192,37 @@ pub fn run(
     let started = Instant::now();
     let counting = Counting::new(host);
     let host: &dyn Host = &counting;
-    let (hashes, inventory, plan) = make_plan(fleet, host, &opts.consent, &opts.targets)
-        .map_err(|e| format!("cannot read the host: {e}"))?;
+    let read = || {
+        make_plan(fleet, host, &opts.consent, &opts.targets)
+            .map_err(|e| format!("cannot read the host: {e}"))
+    };
+    let mut planned = read()?;
+    // phoenix holds the host lock, so a lock on one of its own CTs was left by a run that
+    // was killed mid-task (its task died with it). Remove it, then read the host again.
+    let stale: Vec<(Ctid, String)> = planned
+        .inventory
+        .values()
+        .filter(|ct| ct.is_managed() && fleet.node(ct.ctid).is_some())
+        .filter_map(|ct| {
+            ct.lock
+                .clone()
+                .filter(|l| STALE_LOCKS.contains(&l.as_str()))
+                .map(|l| (ct.ctid, l))
+        })
+        .collect();
+    if !stale.is_empty() {
+        for (ctid, lock) in stale {
+            host.unlock(ctid)
+                .map_err(|e| format!("cannot remove the stale lock '{lock}' of CT {ctid}: {e}"))?;
+            emit(Event::StaleLock { ctid, lock });
+        }
+        planned = read()?;
+    }
+    let Planned {
+        hashes,
+        inventory,
+        plan,
+    } = planned;
     let building: Vec<Ctid> = plan
         .entries
         .iter()

@@ -58,8 +58,8 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> i3
         Ok(h) => h,
         Err(e) => return fail(&e, exit::HOST),
     };
-    let (_, _, plan) = match build::make_plan(fleet, host.as_ref(), consent, targets) {
-        Ok(p) => p,
+    let plan = match build::make_plan(fleet, host.as_ref(), consent, targets) {
+        Ok(p) => p.plan,
         Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
     };
     match cli.output {
@@ -185,7 +185,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> i32 {
         Ok(h) => h,
         Err(e) => return fail(&e, exit::HOST),
     };
-    let (hashes, inventory, plan) =
+    let build::Planned { hashes, inventory, plan } =
         match build::make_plan(fleet, host.as_ref(), &Consent::default(), &[]) {
             Ok(p) => p,
             Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),

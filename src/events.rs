@@ -85,6 +85,11 @@ pub enum Event {
         ctid: Ctid,
         step: Step,
     },
+    /// A lock that an interrupted phoenix run left on one of its CTs was removed.
+    StaleLock {
+        ctid: Ctid,
+        lock: String,
+    },
     Retry {
         ctid: Ctid,
         step: Step,

@@ -233,6 +233,8 @@ pub trait Host: Send + Sync {
     fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()>;
     fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()>;
     fn destroy(&self, ctid: Ctid) -> HostResult<()>;
+    /// `pct unlock`: removes a lock left behind by an interrupted task.
+    fn unlock(&self, ctid: Ctid) -> HostResult<()>;
     /// A directory to put first on a hook's `PATH`: it holds a `pct` that acts on this host.
     /// `None` when the real `pct` is already on `PATH`.
     fn pct_dir(&self) -> Option<PathBuf>;

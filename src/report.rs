@@ -111,7 +111,7 @@ impl Reporter {
                             l.finished.push(e.clone());
                         }
                     }
-                    Event::Retry { .. } => l.finished.push(e.clone()),
+                    Event::Retry { .. } | Event::StaleLock { .. } => l.finished.push(e.clone()),
                     Event::RunFinished { .. } => {}
                 }
                 redraw(&mut l);
@@ -185,6 +185,9 @@ pub fn plain_line(e: &Event) -> Option<String> {
             format!("{ctid:>9} {name:<24} {action} started")
         }
         Event::StepStarted { .. } => return None,
+        Event::StaleLock { ctid, lock } => {
+            format!("{ctid:>9} removed stale lock '{lock}' (left by an interrupted run)")
+        }
         Event::Retry {
             ctid,
             step,

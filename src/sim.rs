@@ -251,8 +251,9 @@ impl SimHost {
         let bytes = serde_json::to_vec_pretty(ct).map_err(|e| HostError::failed(e.to_string()))?;
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
+            // Rename makes the write atomic for every reader and survives a killed
+            // process; a simulated host needs no fsync.
             f.write_all(&bytes)?;
-            f.sync_all()?;
             fs::rename(&tmp, &path)
         };
         write().map_err(|e| HostError::failed(format!("sim: cannot write CT {}: {e}", ct.ctid)))
@@ -276,7 +277,8 @@ impl SimHost {
             .append(true)
             .open(self.dir.join("calls.log"))
         {
-            let _ = writeln!(f, "{line}");
+            // One write per line: appends from threads and processes never interleave.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
 
@@ -757,6 +759,17 @@ impl Host for SimHost {
                 )));
             }
             self.remove(ctid)
+        })
+    }
+
+    fn unlock(&self, ctid: Ctid) -> HostResult<()> {
+        self.call("unlock", Some(ctid), true)?;
+        self.locked(|| {
+            let mut ct = self.get(ctid)?;
+            if ct.lock.take().is_none() {
+                return Err(HostError::failed("no lock found trying to remove any lock"));
+            }
+            self.save(&ct)
         })
     }
 

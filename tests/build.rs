@@ -1,0 +1,799 @@
+//! `phoenix plan` and `phoenix build` on the embedded simulated host, driven through the
+//! real binary: what each change to a fleet rebuilds, and what it leaves alone.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Fixture, Run};
+use serde_json::{json, Value};
+
+const SIM: &[(&str, &str)] = &[("PHOENIX_BACKEND", "sim"), ("PHOENIX_RETRY_DELAY_MS", "5")];
+
+fn sim(f: &Fixture, args: &[&str]) -> Run {
+    sim_env(f, args, &[])
+}
+
+fn sim_env(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let mut env: Vec<(&str, &str)> = SIM.to_vec();
+    env.extend_from_slice(extra);
+    f.phoenix_env(args, &env)
+}
+
+/// JSON lines of a `--output json` build.
+fn events(r: &Run) -> Vec<Value> {
+    r.stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{}", r.stderr))
+        })
+        .collect()
+}
+
+/// ctid → (action, outcome) of every node a JSON build reported.
+fn finished(r: &Run) -> BTreeMap<u64, (String, String)> {
+    events(r)
+        .iter()
+        .filter(|e| e["event"] == "node_finished")
+        .map(|e| {
+            (
+                e["ctid"].as_u64().unwrap(),
+                (
+                    e["action"].as_str().unwrap().to_string(),
+                    e["outcome"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn built(r: &Run) -> BTreeSet<u64> {
+    finished(r)
+        .into_iter()
+        .filter(|(_, (_, o))| o == "built")
+        .map(|(c, _)| c)
+        .collect()
+}
+
+fn outcome_of(r: &Run, outcome: &str) -> BTreeSet<u64> {
+    finished(r)
+        .into_iter()
+        .filter(|(_, (_, o))| o == outcome)
+        .map(|(c, _)| c)
+        .collect()
+}
+
+fn set(ctids: &[u64]) -> BTreeSet<u64> {
+    ctids.iter().copied().collect()
+}
+
+/// Plan actions by CTID.
+fn plan(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, Value> {
+    let mut args = vec!["plan", "--output", "json"];
+    args.extend_from_slice(extra);
+    let r = sim(f, &args);
+    assert!(r.code == 0 || r.code == 4, "plan failed: {}", r.stderr);
+    r.json()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["ctid"].as_u64().unwrap(), e.clone()))
+        .collect()
+}
+
+fn actions(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, String> {
+    plan(f, extra)
+        .into_iter()
+        .map(|(c, e)| (c, e["action"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn build_json(f: &Fixture, extra: &[&str]) -> Run {
+    let mut args = vec!["build", "--output", "json"];
+    args.extend_from_slice(extra);
+    sim(f, &args)
+}
+
+/// The simulated host's record of one CT.
+fn ct(f: &Fixture, ctid: u32) -> Option<Value> {
+    let p = f.state_dir.join(format!("sim/lxc/{ctid}.json"));
+    fs::read(p)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+fn snapshot_names(f: &Fixture, ctid: u32) -> Vec<String> {
+    ct(f, ctid).unwrap()["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["info"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Host calls recorded by the sim (all processes, hooks' `pct` included).
+fn calls(f: &Fixture) -> Vec<Value> {
+    fs::read_to_string(f.state_dir.join("sim/calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A comparable picture of the whole host: per CT, its state, config and snapshot names.
+fn host_state(state_dir: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for e in fs::read_dir(state_dir.join("sim/lxc")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+            let snaps: Vec<Value> = v["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["info"]["name"].clone())
+                .collect();
+            out.insert(
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                json!({"running": v["running"], "lock": v["lock"], "config": v["config"], "raw_lxc": v["raw_lxc"], "snapshots": snaps, "parent": v["parent"]}),
+            );
+        }
+    }
+    out
+}
+
+const ALL: &[u64] = &[900, 901, 902, 903, 910, 920, 950];
+
+#[test]
+fn first_build_creates_every_node_and_the_second_is_all_fresh_without_mutating_calls() {
+    let f = Fixture::example();
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(built(&r), set(ALL));
+    assert!(finished(&r).values().all(|(a, _)| a == "create"));
+
+    let before = calls(&f).len();
+    let r2 = build_json(&f, &[]);
+    assert_eq!(r2.code, 0, "{}", r2.stderr);
+    assert_eq!(outcome_of(&r2, "fresh"), set(ALL));
+    let new_calls = &calls(&f)[before..];
+    assert!(
+        new_calls.iter().all(|c| c["mutating"] == false),
+        "{new_calls:?}"
+    );
+    // One bulk read, whatever the fleet's size.
+    assert_eq!(new_calls.len(), 1, "{new_calls:?}");
+    let finished_event = events(&r2)
+        .into_iter()
+        .find(|e| e["event"] == "run_finished")
+        .unwrap();
+    assert_eq!(finished_event["host_calls"], json!({"inventory": 1}));
+
+    // Human output says so too.
+    let r3 = sim(&f, &["build"]);
+    assert_eq!(r3.code, 0);
+    assert!(r3.stdout.contains("summary: 7 fresh"), "{}", r3.stdout);
+}
+
+#[test]
+fn templates_are_left_stopped_and_containers_started() {
+    let f = Fixture::example();
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    for c in [900, 901, 902, 903, 920] {
+        assert_eq!(ct(&f, c).unwrap()["running"], false, "template {c}");
+    }
+    for c in [910, 950] {
+        assert_eq!(ct(&f, c).unwrap()["running"], true, "container {c}");
+    }
+    // Every CT is marked as phoenix's and carries exactly its phx- snapshot.
+    let graph = f.phoenix(&["graph", "--format", "json"]).json();
+    for n in graph["nodes"].as_array().unwrap() {
+        let c = n["ctid"].as_u64().unwrap() as u32;
+        assert_eq!(ct(&f, c).unwrap()["config"]["tags"], "phoenix");
+        assert_eq!(
+            snapshot_names(&f, c),
+            vec![n["snapshot"].as_str().unwrap().to_string()]
+        );
+    }
+}
+
+#[test]
+fn plan_and_build_agree() {
+    let f = Fixture::example();
+    // A host with history: built, then changed in several ways.
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    f.edit_block(910, |b| {
+        b.insert("memory_mb".into(), json!(8192));
+    });
+    f.edit_block(950, |b| {
+        b.remove("rebuild");
+    });
+    let hook = fs::read_to_string(f.hook_path(903)).unwrap();
+    f.write_hook(903, &format!("{hook}\n# changed\n"));
+
+    let planned = actions(&f, &[]);
+    let r = build_json(&f, &[]);
+    let ran: BTreeMap<u64, String> = finished(&r).into_iter().map(|(c, (a, _))| (c, a)).collect();
+    assert_eq!(planned, ran);
+    assert_eq!(planned[&910], "update");
+    assert_eq!(planned[&903], "rebuild");
+    assert_eq!(planned[&920], "rebuild");
+    assert_eq!(planned[&950], "held");
+    assert_eq!(planned[&900], "fresh");
+    assert_eq!(r.code, 4, "held exits 4: {}", r.stderr);
+}
+
+#[test]
+fn a_template_hook_edit_rebuilds_its_template_subtree_and_holds_its_containers() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.remove("rebuild");
+    });
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    let hook = fs::read_to_string(f.hook_path(902)).unwrap();
+    f.write_hook(902, &format!("{hook}\necho one more line\n"));
+
+    let p = plan(&f, &[]);
+    assert_eq!(p[&902]["action"], "rebuild");
+    assert_eq!(p[&902]["mode"], "replace");
+    assert_eq!(p[&910]["action"], "held");
+    assert_eq!(p[&950]["action"], "held");
+    assert!(
+        p[&910]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--replace 910"),
+        "{}",
+        p[&910]["reason"]
+    );
+
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(built(&r), set(&[902, 903, 920]));
+    assert_eq!(outcome_of(&r, "held"), set(&[910, 950]));
+    assert_eq!(outcome_of(&r, "fresh"), set(&[900, 901]));
+
+    // Held containers are untouched: same snapshot as before.
+    let r = sim(&f, &["build", "--replace-all"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let r = build_json(&f, &[]);
+    assert_eq!(outcome_of(&r, "fresh"), set(ALL));
+}
+
+#[test]
+fn replace_names_one_container() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.remove("rebuild");
+    });
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    f.edit_block(902, |b| {
+        b.insert("features".into(), json!("nesting=1,keyctl=1,fuse=1"));
+    });
+    let r = build_json(&f, &["--replace", "910"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(built(&r).contains(&910));
+    assert_eq!(outcome_of(&r, "held"), set(&[950]));
+}
+
+#[test]
+fn a_driver_bump_touches_exactly_the_gpu_subtree() {
+    let f = Fixture::example();
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    f.edit_lxc(|v| {
+        v["nvidia_driver_version"] = json!("580.82.07");
+        v["nvidia_runfile_url"] =
+            json!("https://us.download.nvidia.com/XFree86/Linux-x86_64/580.82.07/NVIDIA-Linux-x86_64-580.82.07.run");
+    });
+    let env = [("PHOENIX_SIM_NVIDIA_VERSION", "580.82.07")];
+    let r = sim_env(&f, &["build", "--output", "json"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // 950 says "rebuild": "in-place" in the example: converged in place.
+    assert_eq!(built(&r), set(&[901, 903, 920, 950]));
+    assert_eq!(outcome_of(&r, "fresh"), set(&[900, 902, 910]));
+}
+
+#[test]
+fn a_driver_that_differs_from_the_host_stops_the_gpu_subtree_only() {
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_NVIDIA_VERSION", "570.172.08")];
+    let r = sim_env(&f, &["build", "--output", "json"], &env);
+    assert_eq!(r.code, 1);
+    assert_eq!(built(&r), set(&[900, 902, 910]));
+    assert_eq!(outcome_of(&r, "failed"), set(&[901, 903]));
+    assert_eq!(outcome_of(&r, "blocked"), set(&[920, 950]));
+    let err = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 901 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(err["failed_step"], "preflight");
+    assert!(
+        err["error"].as_str().unwrap().contains("570.172.08"),
+        "{err}"
+    );
+    // No GPU node was even created.
+    assert!(ct(&f, 901).is_none());
+}
+
+#[test]
+fn a_memory_change_is_an_update_not_a_rebuild() {
+    let f = Fixture::example();
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    let snaps_before = snapshot_names(&f, 910);
+    f.edit_block(910, |b| {
+        b.insert("memory_mb".into(), json!(6144));
+    });
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "update");
+    assert_eq!(
+        p[&910]["changes"],
+        json!([{"key": "memory", "old": "4096", "new": "6144"}])
+    );
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0);
+    assert_eq!(built(&r), set(&[910]));
+    assert_eq!(ct(&f, 910).unwrap()["config"]["memory"], "6144");
+    assert_eq!(snapshot_names(&f, 910), snaps_before);
+    assert_eq!(ct(&f, 910).unwrap()["running"], true);
+}
+
+#[test]
+fn a_failing_hook_blocks_exactly_its_subtree() {
+    let f = Fixture::example();
+    f.write_hook(
+        903,
+        "#!/bin/sh\necho 'driver check failed: no GPU visible' >&2\nexit 7\n",
+    );
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(outcome_of(&r, "failed"), set(&[903]));
+    assert_eq!(outcome_of(&r, "blocked"), set(&[920, 950]));
+    assert_eq!(built(&r), set(&[900, 901, 902, 910]));
+    let blocked = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 950 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(blocked["blocked_by"], 903);
+
+    // The human summary names the root cause first and the command to read its log.
+    let r = sim(&f, &["build"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("✗ 903 BaseTemplateDockerGPU: failed at hook"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("blocked by it: 920, 950"), "{}", r.stdout);
+    assert!(r.stdout.contains("log: phoenix log 903"), "{}", r.stdout);
+    let log = sim(&f, &["log", "903"]);
+    assert_eq!(log.code, 0);
+    assert!(
+        log.stdout.contains("driver check failed: no GPU visible"),
+        "{}",
+        log.stdout
+    );
+    assert!(
+        log.stdout.contains("hook exited with code 7"),
+        "{}",
+        log.stdout
+    );
+    // No snapshot for the failed node: the next run redoes it.
+    assert!(snapshot_names(&f, 903).is_empty());
+}
+
+#[test]
+fn fail_fast_starts_nothing_after_the_first_failure() {
+    let f = Fixture::example();
+    f.write_hook(900, "#!/bin/sh\nexit 1\n");
+    let r = build_json(&f, &["--fail-fast", "-j", "1"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(outcome_of(&r, "failed"), set(&[900]));
+    assert!(built(&r).is_empty());
+}
+
+#[test]
+fn a_target_builds_itself_and_the_ancestors_it_needs_nothing_else() {
+    let f = Fixture::example();
+    let r = build_json(&f, &["950"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(built(&r), set(&[900, 902, 903, 920, 950]));
+    assert!(ct(&f, 901).is_none() && ct(&f, 910).is_none());
+    let r = build_json(&f, &["910"]);
+    assert_eq!(built(&r), set(&[910]));
+    assert_eq!(outcome_of(&r, "fresh"), set(&[900, 902]));
+    // An unknown target is an error naming it.
+    let r = sim(&f, &["build", "123"]);
+    assert_eq!(r.code, 7);
+    assert!(r.stderr.contains("CT 123 not defined"), "{}", r.stderr);
+}
+
+#[test]
+fn transient_host_errors_are_retried() {
+    let f = Fixture::example();
+    let env = [(
+        "PHOENIX_SIM_FAULTS",
+        "clone:910=locked*2,snapshot:900=locked*1",
+    )];
+    let r = sim_env(&f, &["build", "--output", "json"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let retries: Vec<Value> = events(&r)
+        .into_iter()
+        .filter(|e| e["event"] == "retry")
+        .collect();
+    assert_eq!(retries.len(), 3, "{retries:?}");
+    assert!(retries.iter().all(|e| e["error"] == "CT is locked (disk)"));
+    assert_eq!(built(&r), set(ALL));
+}
+
+#[test]
+fn a_permanent_host_error_fails_the_node() {
+    let f = Fixture::example();
+    let r = sim_env(
+        &f,
+        &["build", "--output", "json"],
+        &[("PHOENIX_SIM_FAULTS", "start:902=fail")],
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(outcome_of(&r, "failed"), set(&[902]));
+    assert_eq!(outcome_of(&r, "blocked"), set(&[903, 910, 920, 950]));
+}
+
+#[test]
+fn a_ct_phoenix_did_not_create_is_never_touched() {
+    let f = Fixture::example();
+    // Somebody's own CT 910, created by hand on the host.
+    let host = phoenix::sim::SimHost::open(&f.state_dir).unwrap();
+    use phoenix::host::Host;
+    let spec = phoenix::host::CreateSpec {
+        ostemplate: "local:vztmpl/debian-12.tar.zst".into(),
+        storage: "local-zfs".into(),
+        rootfs_gb: 8,
+        unprivileged: true,
+        options: [("hostname".to_string(), "precious".to_string())]
+            .into_iter()
+            .collect(),
+    };
+    host.create(910, &spec).unwrap();
+    let before = ct(&f, 910).unwrap();
+    let calls_before = calls(&f).len();
+
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "unmanaged");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(outcome_of(&r, "unmanaged"), set(&[910]));
+    assert_eq!(built(&r), set(&[900, 901, 902, 903, 920, 950]));
+    assert_eq!(ct(&f, 910).unwrap(), before, "CT 910 was modified");
+    assert!(!calls(&f)[calls_before..]
+        .iter()
+        .any(|c| c["ctid"] == 910 && c["mutating"] == true));
+}
+
+#[test]
+fn reverting_a_config_after_an_in_place_rebuild_is_a_rebuild() {
+    let f = Fixture::example();
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    let original = fs::read_to_string(f.hook_path(910)).unwrap();
+    let a = snapshot_names(&f, 910);
+    f.write_hook(910, &format!("{original}\n# v2\n"));
+    let r = build_json(&f, &[]);
+    assert_eq!(built(&r), set(&[910]));
+    let p_mode: Vec<Value> = events(&r)
+        .into_iter()
+        .filter(|e| e["event"] == "node_started")
+        .collect();
+    assert_eq!(p_mode[0]["action"], "rebuild");
+    let ab = snapshot_names(&f, 910);
+    assert_eq!(ab.len(), 2, "in place keeps the older generation: {ab:?}");
+
+    f.write_hook(910, &original);
+    let p = plan(&f, &[]);
+    assert_eq!(
+        p[&910]["action"], "rebuild",
+        "an older generation does not make it fresh"
+    );
+    assert_eq!(p[&910]["mode"], "in-place");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(built(&r), set(&[910]));
+    let after = snapshot_names(&f, 910);
+    assert_eq!(after.len(), 2);
+    assert_eq!(
+        ct(&f, 910).unwrap()["parent"],
+        a[0].as_str(),
+        "the live CT now descends from a fresh {}",
+        a[0]
+    );
+    assert_eq!(actions(&f, &[])[&910], "fresh");
+}
+
+#[test]
+fn the_hook_contract() {
+    let f = Fixture::example();
+    // The hook's content is in the hash it checks, so the expected values live in files.
+    let out = f.tmp.path().join("contract.txt");
+    let expected_dir = f.tmp.path().join("expected");
+    fs::create_dir_all(&expected_dir).unwrap();
+    let script = format!(
+        r#"#!/usr/bin/env bash
+set -eu
+fail() {{ echo "contract: $*" >&2; exit 9; }}
+e() {{ cat "{dir}/$1"; }}
+[ "$#" = 1 ] && [ "$1" = 950 ] || fail "argument: $*"
+[ "$PHOENIX_CTID" = 950 ] || fail CTID
+[ "$PHOENIX_NAME" = vllmQwen3Coder ] || fail NAME
+[ "$PHOENIX_IS_TEMPLATE" = 0 ] || fail IS_TEMPLATE
+[ "$PHOENIX_PARENT_CTID" = 920 ] || fail PARENT_CTID
+[ "$PHOENIX_PARENT_SNAPSHOT" = "$(e parent_snapshot)" ] || fail PARENT_SNAPSHOT
+[ "$PHOENIX_SNAPSHOT" = "$(e snapshot)" ] || fail "SNAPSHOT $PHOENIX_SNAPSHOT"
+[ "$PHOENIX_HASH" = "$(e hash)" ] || fail HASH
+[ "$PHOENIX_CONFIG_FILE" = "{config}" ] || fail CONFIG_FILE
+echo "$PHOENIX_CONFIG_BLOCK" | grep -q '"vllm_tensor_parallel_size":1' || fail CONFIG_BLOCK
+[ "$PHOENIX_NVIDIA_DRIVER_VERSION" = 580.76.05 ] || fail NVIDIA_DRIVER_VERSION
+case "$PHOENIX_NVIDIA_RUNFILE_URL" in *580.76.05.run) ;; *) fail RUNFILE ;; esac
+case "$PHOENIX_NVIDIA_REPO_URL" in https://*) ;; *) fail REPO ;; esac
+[ "$PHOENIX_BACKEND" = sim ] || fail BACKEND
+[ "$(pwd)" = "$PHOENIX_HOOKS_DIR" ] || fail "cwd $(pwd)"
+[ "$(pct status 950)" = "status: running" ] || fail "pct status"
+pct config 950 | grep -q '^hostname: vllmQwen3Coder$' || fail "pct config"
+pct listsnapshot 920 | grep -q "$(e parent_snapshot)" || fail "pct listsnapshot"
+echo hello > "{out}.in"
+pct push 950 "{out}.in" /root/hello.txt
+pct pull 950 /root/hello.txt "{out}"
+pct exec 950 -- ls -la /root
+pct snapshot 950 hook-made
+pct delsnapshot 950 hook-made
+if pct status 99999 2>/dev/null; then fail "status of a missing CT"; fi
+echo contract-ok
+"#,
+        dir = expected_dir.display(),
+        config = f.lxc_path().display(),
+        out = out.display(),
+    );
+    f.write_hook(950, &script);
+    let graph = f.phoenix(&["graph", "--format", "json"]).json();
+    let node = |c: u64| {
+        graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["ctid"] == c)
+            .unwrap()
+            .clone()
+    };
+    fs::write(
+        expected_dir.join("snapshot"),
+        node(950)["snapshot"].as_str().unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        expected_dir.join("hash"),
+        node(950)["hash"].as_str().unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        expected_dir.join("parent_snapshot"),
+        node(920)["snapshot"].as_str().unwrap(),
+    )
+    .unwrap();
+
+    let r = sim(&f, &["build", "950"]);
+    let log = sim(&f, &["log", "950"]).stdout;
+    assert_eq!(r.code, 0, "{}\n{}\n{log}", r.stdout, r.stderr);
+    assert!(log.contains("contract-ok"), "{log}");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "hello\n");
+}
+
+#[test]
+fn a_second_build_while_one_runs_exits_with_the_holders_pid() {
+    let f = Fixture::example();
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["build"])
+        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+        .env("PHOENIX_STATE_DIR", &f.state_dir)
+        .env("PHOENIX_BACKEND", "sim")
+        .env("PHOENIX_SIM_LATENCY", "*=100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = f.state_dir.join("phoenix.lock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(&lock)
+        .map(|s| s.is_empty())
+        .unwrap_or(true)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = sim(&f, &["build"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--wait"), "{}", r.stderr);
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_step_then_a_rerun_reaches_the_same_host_state() {
+    // The reference: an uninterrupted build.
+    let reference = Fixture::example();
+    assert_eq!(sim(&reference, &["build"]).code, 0);
+    let want = host_state(&reference.state_dir);
+
+    for kill_after_ms in [150u64, 450, 900] {
+        let f = Fixture::example();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["build", "-j", "2"])
+            .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+            .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+            .env("PHOENIX_STATE_DIR", &f.state_dir)
+            .env("PHOENIX_BACKEND", "sim")
+            .env("PHOENIX_SIM_LATENCY", "*=10,clone=120,exec=40")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let pending = actions(&f, &[])
+            .into_values()
+            .filter(|a| a != "fresh")
+            .count();
+        assert!(
+            pending > 0,
+            "the build had finished before the kill at {kill_after_ms} ms"
+        );
+        let r = sim(&f, &["build"]);
+        assert_eq!(
+            r.code, 0,
+            "rerun after kill at {kill_after_ms} ms:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        let got = host_state(&f.state_dir);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
+        for (k, v) in &want {
+            let mut g = got[k].clone();
+            let mut w = v.clone();
+            // Snapshot descriptions carry build times; everything else must match.
+            for x in [&mut g, &mut w] {
+                x["config"].as_object_mut().unwrap().remove("description");
+            }
+            assert_eq!(g, w, "{k} after kill at {kill_after_ms} ms");
+        }
+        let r = build_json(&f, &[]);
+        assert_eq!(outcome_of(&r, "fresh"), set(ALL));
+    }
+}
+
+#[test]
+fn json_events_are_one_object_per_line_with_a_schema_version() {
+    let f = Fixture::example();
+    let r = build_json(&f, &[]);
+    let evs = events(&r);
+    assert_eq!(evs.first().unwrap()["event"], "run_started");
+    assert_eq!(evs.last().unwrap()["event"], "run_finished");
+    assert!(evs.iter().all(|e| e["schema_version"] == 1));
+    let kinds: BTreeSet<&str> = evs.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "node_finished",
+            "node_started",
+            "run_finished",
+            "run_started",
+            "step_started"
+        ]
+        .into_iter()
+        .collect()
+    );
+    let steps: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["event"] == "step_started" && e["ctid"] == 950)
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "clone",
+            "settings",
+            "devices",
+            "start",
+            "wait_ready",
+            "nvidia",
+            "docker",
+            "hook",
+            "shutdown",
+            "snapshot",
+            "restart"
+        ]
+    );
+}
+
+#[test]
+fn status_shows_each_nodes_build_state_and_age() {
+    let f = Fixture::example();
+    assert_eq!(sim(&f, &["build", "910"]).code, 0);
+    let s = sim(&f, &["status", "--output", "json"]).json();
+    let rows: BTreeMap<u64, Value> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["ctid"].as_u64().unwrap(), n.clone()))
+        .collect();
+    assert_eq!(rows[&910]["state"], "running");
+    assert_eq!(rows[&902]["state"], "stopped");
+    assert_eq!(rows[&950]["state"], "missing");
+    assert_eq!(rows[&910]["built_snapshot"], rows[&910]["wanted_snapshot"]);
+    assert!(rows[&910]["age_s"].as_u64().unwrap() < 60);
+    assert_eq!(rows[&950]["action"], "create");
+    let human = sim(&f, &["status"]);
+    assert!(human.stdout.contains("Portainer"), "{}", human.stdout);
+}
+
+#[test]
+fn plan_on_an_empty_host_and_the_pve_backend_message() {
+    let f = Fixture::example();
+    let r = sim(&f, &["plan"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("plan: 7 create"), "{}", r.stdout);
+    let r = f.phoenix_env(&["plan"], &[("PHOENIX_BACKEND", "pve")]);
+    assert_eq!(r.code, 6);
+    assert!(r.stderr.contains("--backend sim"), "{}", r.stderr);
+}
+
+#[test]
+fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
+    let reference = Fixture::example();
+    assert_eq!(sim(&reference, &["build"]).code, 0);
+    let want = host_state(&reference.state_dir);
+
+    let f = Fixture::example();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["build", "-j", "1"])
+        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+        .env("PHOENIX_STATE_DIR", &f.state_dir)
+        .env("PHOENIX_BACKEND", "sim")
+        .env("PHOENIX_SIM_LATENCY", "*=1,clone=5000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first clone holds its source's lock, then kill.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ct(&f, 900).is_none_or(|c| c["lock"] != "disk") {
+        assert!(Instant::now() < deadline, "no clone started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(ct(&f, 900).unwrap()["lock"], "disk");
+
+    let r = sim(&f, &["build"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("900 removed stale lock 'disk'"), "{}", r.stdout);
+    assert!(r.stdout.contains("removed stale lock 'create'"), "{}", r.stdout);
+    let got = host_state(&f.state_dir);
+    for (k, v) in &want {
+        let (mut g, mut w) = (got[k].clone(), v.clone());
+        for x in [&mut g, &mut w] {
+            x["config"].as_object_mut().unwrap().remove("description");
+        }
+        assert_eq!(g, w, "{k}");
+    }
+}
