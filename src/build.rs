@@ -153,7 +153,11 @@ pub fn make_plan(
     let targets: Option<BTreeSet<Ctid>> =
         (!targets.is_empty()).then(|| targets.iter().copied().collect());
     let plan = plan::plan(fleet, &hashes, &inventory, consent, targets.as_ref());
-    Ok(Planned { hashes, inventory, plan })
+    Ok(Planned {
+        hashes,
+        inventory,
+        plan,
+    })
 }
 
 /// Why GPU nodes cannot be built here, if they cannot (DESIGN §5 step 4).

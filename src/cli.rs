@@ -107,6 +107,33 @@ pub enum Command {
     Status,
     /// Print a node's log from its latest build.
     Log { ctid: Ctid },
+    /// Explain why a node would rebuild (root cause first), or, without a CTID, the plan's root causes.
+    Why {
+        ctid: Option<Ctid>,
+        /// Show script changes as unified diffs.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Remove phx-* snapshots that no current node needs (and, with --orphans, phoenix's CTs that left the config).
+    Gc {
+        /// List what would be removed and what is kept, and why; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Generations kept per CT besides the current and the wanted one.
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+        /// Keep snapshots younger than this (90s, 30m, 12h, 7d, 2w).
+        #[arg(long, default_value = "0s")]
+        older_than: String,
+        /// Also destroy phoenix-managed CTs that are no longer in the config.
+        #[arg(long)]
+        orphans: bool,
+        /// Wait for a running build instead of exiting.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A CT's phx-* snapshots, newest first, with what each was built from.
+    Generations { ctid: Ctid },
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -208,6 +235,25 @@ pub fn run(cli: Cli) -> i32 {
         ),
         Command::Status => crate::commands::status(&cli, &fleet),
         Command::Log { ctid } => crate::commands::log(&cli, &fleet, *ctid),
+        Command::Why { ctid, verbose } => crate::commands::why(&cli, &fleet, *ctid, *verbose),
+        Command::Gc {
+            dry_run,
+            keep,
+            older_than,
+            orphans,
+            wait,
+        } => crate::commands::gc(
+            &cli,
+            &fleet,
+            &crate::commands::GcArgs {
+                dry_run: *dry_run,
+                keep: *keep,
+                older_than: older_than.clone(),
+                orphans: *orphans,
+                wait: *wait,
+            },
+        ),
+        Command::Generations { ctid } => crate::commands::generations(&cli, &fleet, *ctid),
     }
 }
 

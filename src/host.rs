@@ -65,6 +65,32 @@ impl CtInfo {
         }
         None
     }
+    /// The CT's `phx-*` snapshots, newest generation first: the chain from the current
+    /// state back to the root, then any others by time. (Snapshot times have one-second
+    /// resolution; the chain does not.)
+    pub fn generations(&self) -> Vec<&SnapshotInfo> {
+        let is_phx = |s: &SnapshotInfo| crate::snapshot::SnapshotName::parse(&s.name).is_some();
+        let mut out: Vec<&SnapshotInfo> = Vec::new();
+        let mut cur = self.parent_snapshot.as_deref();
+        while let Some(snap) = cur.and_then(|n| self.snapshot(n)) {
+            if out.iter().any(|s| s.name == snap.name) {
+                break;
+            }
+            if is_phx(snap) {
+                out.push(snap);
+            }
+            cur = snap.parent.as_deref();
+        }
+        let mut rest: Vec<&SnapshotInfo> = self
+            .snapshots
+            .iter()
+            .filter(|s| is_phx(s) && !out.iter().any(|o| o.name == s.name))
+            .collect();
+        rest.sort_by(|a, b| b.snaptime.cmp(&a.snaptime).then(b.name.cmp(&a.name)));
+        out.extend(rest);
+        out
+    }
+
     /// rootfs size in GiB from `rootfs: <vol>,size=8G`.
     pub fn rootfs_gb(&self) -> Option<u64> {
         let rootfs = self.config.get("rootfs")?;

@@ -257,21 +257,6 @@ fn escape_text(v: &str) -> String {
 
 /// `pct listsnapshot`: the tree of snapshots with `current` under its parent.
 pub fn render_snapshot_tree(ct: &CtInfo) -> String {
-    fn time(t: u64) -> String {
-        let days = t / 86400;
-        let (h, m, s) = ((t % 86400) / 3600, (t % 3600) / 60, t % 60);
-        // civil-from-days (Howard Hinnant's algorithm)
-        let z = days as i64 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(mo <= 2);
-        format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
-    }
     let mut out = String::new();
     let mut children: BTreeMap<Option<String>, Vec<&SnapshotInfo>> = BTreeMap::new();
     for s in &ct.snapshots {
@@ -312,6 +297,6 @@ pub fn render_snapshot_tree(ct: &CtInfo) -> String {
             ));
         }
     }
-    walk(&mut out, None, 0, &children, ct, &time);
+    walk(&mut out, None, 0, &children, ct, &crate::state::utc);
     out
 }

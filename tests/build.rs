@@ -786,8 +786,16 @@ fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
 
     let r = sim(&f, &["build"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("900 removed stale lock 'disk'"), "{}", r.stdout);
-    assert!(r.stdout.contains("removed stale lock 'create'"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("900 removed stale lock 'disk'"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("removed stale lock 'create'"),
+        "{}",
+        r.stdout
+    );
     let got = host_state(&f.state_dir);
     for (k, v) in &want {
         let (mut g, mut w) = (got[k].clone(), v.clone());
