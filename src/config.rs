@@ -395,7 +395,8 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
     let lxc = read_json(&lxc_path, LXC_FILE, &mut problems);
     let hv = read_json(&hv_path, HYPERVISOR_FILE, &mut problems);
 
-    let mut lxc_schema_ok = false;
+    // The fleet without positions: validated by the schemas, then taken apart into nodes.
+    let mut lxc_plain = None;
     if let Some((file, tree)) = &lxc {
         let plain = tree.to_plain();
         let errs = schema::check(
@@ -406,7 +407,7 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
             tree,
             &plain,
         );
-        lxc_schema_ok = errs.is_empty();
+        let schema_ok = errs.is_empty();
         problems.extend(errs);
         check_user_schema(
             &paths.config_dir.join(LXC_SCHEMA_FILE),
@@ -416,6 +417,7 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
             false,
             &mut problems,
         );
+        lxc_plain = schema_ok.then_some(plain);
     }
     let mut hypervisor = None;
     if let Some((file, tree)) = &hv {
@@ -453,8 +455,8 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
         }
     };
 
-    let (Some((lxc_file, lxc_tree)), Some(hypervisor), Some(hooks), true) =
-        (lxc, hypervisor, hooks, lxc_schema_ok)
+    let (Some((lxc_file, lxc_tree)), Some(hypervisor), Some(hooks), Some(lxc_plain)) =
+        (lxc, hypervisor, hooks, lxc_plain)
     else {
         problems.sort();
         return Err(problems);
@@ -474,7 +476,7 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
             .and_then(|v| v.as_str())
             .map(str::to_string),
     };
-    let nodes = read_nodes(&lxc_file, &lxc_tree, &mut problems);
+    let nodes = read_nodes(&lxc_file, &lxc_tree, lxc_plain, &mut problems);
     let graph = Graph::build(&nodes, &lxc_file, &lxc_tree, &mut problems);
     let mut fleet = Fleet {
         paths: paths.clone(),
@@ -555,13 +557,20 @@ fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
     }
 }
 
+/// Reads the blocks of `lxc_configs`: `tree` locates them, `plain` (the same document
+/// without positions) is taken apart into the nodes' blocks, so that no block is copied.
 fn read_nodes(
     file: &Arc<SourceFile>,
     tree: &json::Value,
+    plain: serde_json::Value,
     problems: &mut Problems,
 ) -> BTreeMap<Ctid, Node> {
     let mut nodes = BTreeMap::new();
-    let Some(configs) = tree.get("lxc_configs") else {
+    let (Some(configs), serde_json::Value::Object(mut top)) = (tree.get("lxc_configs"), plain)
+    else {
+        return nodes;
+    };
+    let Some(serde_json::Value::Object(mut plain_configs)) = top.remove("lxc_configs") else {
         return nodes;
     };
     for m in configs.members() {
@@ -578,8 +587,10 @@ fn read_nodes(
                 continue;
             }
         };
-        let plain = m.value.to_plain();
-        let spec: Block = match serde_json::from_value(plain.clone()) {
+        let Some(plain) = plain_configs.remove(&m.key) else {
+            continue;
+        };
+        let spec = match Block::deserialize(&plain) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(

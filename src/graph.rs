@@ -37,7 +37,8 @@ impl Graph {
         for node in nodes.values() {
             let Some(p) = node.parent else { continue };
             let at = format!("{}/clone_from_template_ctid", node.pointer);
-            let span = tree.locate(&at, false);
+            // Located only when reported: a lookup walks the whole fleet map.
+            let span = || tree.locate(&at, false);
             match nodes.get(&p) {
                 // Defined, but its block has its own problem (already reported).
                 None if tree
@@ -45,7 +46,7 @@ impl Graph {
                     .and_then(|c| c.get(&p.to_string()))
                     .is_some() => {}
                 None => problems.push(
-                    Problem::error("graph::unknown-parent", file, span, &at)
+                    Problem::error("graph::unknown-parent", file, span(), &at)
                         .message(format!(
                             "CT {} clones from {p}, which is not defined in this file",
                             node.ctid
@@ -56,7 +57,7 @@ impl Graph {
                         )),
                 ),
                 Some(parent) if !parent.is_template() => problems.push(
-                    Problem::error("graph::parent-not-template", file, span, &at)
+                    Problem::error("graph::parent-not-template", file, span(), &at)
                         .message(format!(
                             "CT {} clones from {p} ({}), which is not a template",
                             node.ctid,

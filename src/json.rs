@@ -199,6 +199,9 @@ pub struct Parsed {
     pub duplicates: Vec<DuplicateKey>,
 }
 
+/// Objects with fewer members than this find duplicate keys without a hash index.
+const SMALL_OBJECT: usize = 16;
+
 /// Deep enough for any config; shallow enough never to exhaust the stack.
 const MAX_DEPTH: usize = 128;
 
@@ -506,8 +509,9 @@ impl Parser<'_> {
     fn object(&mut self, depth: usize) -> Result<Kind, SyntaxError> {
         self.pos += 1;
         let mut members: Vec<Member> = Vec::new();
-        // Index of keys seen, for large objects (the fleet map can hold thousands).
-        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        // Index of keys, built once an object is large (the fleet map can hold thousands);
+        // a small one is searched directly, which costs less than hashing.
+        let mut index: Option<std::collections::HashMap<String, usize>> = None;
         self.skip_ws();
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;
@@ -529,19 +533,40 @@ impl Parser<'_> {
             self.skip_ws();
             let saved = self.path.len();
             self.path.push('/');
-            self.path
-                .push_str(&key.replace('~', "~0").replace('/', "~1"));
+            for c in key.chars() {
+                match c {
+                    '~' => self.path.push_str("~0"),
+                    '/' => self.path.push_str("~1"),
+                    c => self.path.push(c),
+                }
+            }
             let value = self.value(depth + 1)?;
             self.path.truncate(saved);
-            match seen.get(&key) {
-                Some(&first) => self.duplicates.push(DuplicateKey {
+            let first = if members.len() < SMALL_OBJECT {
+                members.iter().position(|m| m.key == key)
+            } else {
+                index
+                    .get_or_insert_with(|| {
+                        members
+                            .iter()
+                            .enumerate()
+                            .map(|(i, m)| (m.key.clone(), i))
+                            .collect()
+                    })
+                    .get(&key)
+                    .copied()
+            };
+            match first {
+                Some(first) => self.duplicates.push(DuplicateKey {
                     key,
                     object_pointer: self.path.clone(),
                     first: members[first].key_span,
                     second: key_span,
                 }),
                 None => {
-                    seen.insert(key.clone(), members.len());
+                    if let Some(index) = index.as_mut() {
+                        index.insert(key.clone(), members.len());
+                    }
                     members.push(Member {
                         key,
                         key_span,
@@ -649,6 +674,24 @@ mod tests {
             p.value.to_plain(),
             serde_json::json!({"s": "a\"\\/\u{8}\u{c}\n\r\té😀", "n": [-1, 1500, 10], "t": true, "f": false, "z": null})
         );
+    }
+
+    #[test]
+    fn duplicates_are_found_in_small_and_large_objects() {
+        let mut text = String::from("{");
+        for i in 0..40 {
+            text.push_str(&format!("\"k{i}\": {i}, "));
+        }
+        text.push_str("\"k3\": 0, \"k39\": 0, \"a/b~\": {\"x\": 1, \"x\": 2}}");
+        let p = parse(&text).unwrap();
+        let dups: Vec<(&str, &str)> = p
+            .duplicates
+            .iter()
+            .map(|d| (d.key.as_str(), d.object_pointer.as_str()))
+            .collect();
+        assert_eq!(dups, [("k3", ""), ("k39", ""), ("x", "/a~1b~0")]);
+        assert_eq!(p.value.get("k3").unwrap().as_u64(), Some(3));
+        assert_eq!(p.value.members().len(), 41);
     }
 
     #[test]

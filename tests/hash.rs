@@ -772,3 +772,65 @@ mod spelling {
         }
     }
 }
+
+// ---------------------------------------------------------------- pinned values
+
+/// A small fleet written entirely by this test (its own hooks, lib and step scripts), so
+/// that its hashes depend on phoenix alone.
+fn pinned_fixture() -> Fixture {
+    let f = Fixture::with(
+        &json!({
+            "nvidia_driver_version": "580.76.05",
+            "nvidia_repo_url": "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/",
+            "nvidia_runfile_url": "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.76.05/NVIDIA-Linux-x86_64-580.76.05.run",
+            "lxc_configs": {
+                "100": {
+                    "name": "base", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs",
+                    "storage_size_gb": 8, "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+                    "unprivileged": true, "is_template": true, "template_snapshot_name": "base",
+                    "features": "nesting=1", "x_extra": {"b": [1, 2.5, "é\n"], "a": null}
+                },
+                "200": {
+                    "name": "gpu", "memory_mb": 4096, "cores": 4, "storage_pool": "local-zfs",
+                    "storage_size_gb": 16, "clone_from_template_ctid": "100", "unprivileged": true,
+                    "gpu_assignment": "0", "portainer_role": "agent", "hf_token": "not hashed"
+                }
+            }
+        }),
+        &json!({"network": {"portainer_server_ip": "10.0.0.2"}}),
+    );
+    f.write_hook(100, "#!/bin/sh\necho base\n");
+    fs::create_dir_all(f.hooks_dir.join("lib")).unwrap();
+    fs::write(f.hooks_dir.join("lib/lib.sh"), "x() { :; }\n").unwrap();
+    fs::write(
+        f.hooks_dir.join("phoenix_hypervisor_lxc_nvidia.sh"),
+        "#!/bin/sh\necho nvidia\n",
+    )
+    .unwrap();
+    fs::write(
+        f.hooks_dir.join("phoenix_hypervisor_lxc_docker.sh"),
+        "#!/bin/sh\necho docker\n",
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn hashes_are_pinned() {
+    // A change here rebuilds every user's fleet. If it is intended (the manifest or the
+    // canonical form changed meaning), bump phoenix::hash::RECIPE and update these values.
+    let hashes = hashes(&pinned_fixture());
+    assert_eq!(
+        hashes,
+        BTreeMap::from([
+            (
+                100,
+                "ceb233213b748da91077efa5305c840b3734de1d9ee20baa64b93f3c2c126b88".to_string()
+            ),
+            (
+                200,
+                "fd262c1b5fe772bee2bd8d6c721f75cd832841bc02461492de563072e75f92d8".to_string()
+            ),
+        ])
+    );
+}
