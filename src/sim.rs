@@ -159,6 +159,8 @@ pub struct SimHost {
     dir: PathBuf,
     latency: BTreeMap<String, u64>,
     faults: Vec<Fault>,
+    /// `<dir>/bin`, holding the `pct` link, made once per process.
+    pct_dir: std::sync::OnceLock<Option<PathBuf>>,
 }
 
 fn now() -> u64 {
@@ -203,6 +205,7 @@ impl SimHost {
             dir,
             latency,
             faults,
+            pct_dir: std::sync::OnceLock::new(),
         })
     }
 
@@ -774,32 +777,32 @@ impl Host for SimHost {
     }
 
     fn pct_dir(&self) -> Option<PathBuf> {
-        let bin = self.dir.join("bin");
-        let link = bin.join("pct");
-        let exe = std::env::current_exe().ok()?;
-        let _ = fs::create_dir_all(&bin);
-        if fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
-            let tmp = bin.join(format!(".pct.{}", std::process::id()));
-            let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(&exe, &tmp).ok()?;
-            fs::rename(&tmp, &link).ok()?;
-        }
-        Some(bin)
-    }
-
-    fn estimate_ms(&self, verb: &str) -> u64 {
-        self.latency
-            .get(verb)
-            .or_else(|| self.latency.get("*"))
-            .copied()
-            .unwrap_or(1)
-            .max(1)
+        self.pct_dir.get_or_init(|| link_pct(&self.dir.join("bin"))).clone()
     }
 
     fn hook_env(&self) -> Vec<(String, String)> {
         let state = self.dir.parent().unwrap_or(&self.dir);
         vec![("PHOENIX_STATE_DIR".into(), state.display().to_string())]
     }
+}
+
+/// Makes `<bin>/pct` a link to this binary (which acts as `pct` under that name).
+fn link_pct(bin: &Path) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // A binary replaced while it runs (an upgrade) reads as "<path> (deleted)".
+    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(s) => PathBuf::from(s),
+        None => exe,
+    };
+    fs::create_dir_all(bin).ok()?;
+    let link = bin.join("pct");
+    if fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
+        let tmp = bin.join(format!(".pct.{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&exe, &tmp).ok()?;
+        fs::rename(&tmp, &link).ok()?;
+    }
+    Some(bin.to_path_buf())
 }
 
 #[cfg(test)]
@@ -812,6 +815,7 @@ mod tests {
             dir: t.path().join("sim"),
             latency: BTreeMap::new(),
             faults: Vec::new(),
+            pct_dir: std::sync::OnceLock::new(),
         };
         fs::create_dir_all(h.dir.join("lxc")).unwrap();
         (t, h)
