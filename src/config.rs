@@ -356,13 +356,16 @@ fn read_json(
         Ok(parsed) => {
             for d in &parsed.duplicates {
                 let pointer = format!("{}/{}", d.object_pointer, d.key);
-                problems.push(
-                    Problem::error("json::duplicate-key", &file, d.second, &pointer)
-                        .message(format!("duplicate key `{}`", d.key))
-                        .label("second definition")
-                        .related(d.first, "first defined here")
-                        .help("a JSON object must not repeat a key (other tools silently keep the last one); merge or delete one"),
-                );
+                let problem = Problem::error("json::duplicate-key", &file, d.second, &pointer)
+                    .message(format!("duplicate key `{}`", d.key))
+                    .label("second definition")
+                    .related(d.first, "first defined here")
+                    .help("a JSON object must not repeat a key (other tools silently keep the last one); merge or delete one");
+                problems.push(if pointer.split('/').any(crate::hash::is_secret_field) {
+                    problem.without_snippet()
+                } else {
+                    problem
+                });
             }
             Some((file, parsed.value))
         }

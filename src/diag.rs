@@ -127,6 +127,15 @@ impl Problem {
         self.position = Some((line, column));
         self
     }
+    /// Keeps the line and column but shows none of the file's text (for a problem about a
+    /// value that must not be printed, such as a secret).
+    pub fn without_snippet(mut self) -> Self {
+        if let Some(s) = self.source.take() {
+            self.position = Some(s.line_col(self.span.start));
+            self.related.clear();
+        }
+        self
+    }
     pub fn warning(mut self) -> Self {
         self.severity = Severity::Warning;
         self

@@ -12,6 +12,7 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Validator};
 
 use crate::diag::{Problem, SourceFile};
+use crate::hash::is_secret_field;
 use crate::json;
 
 pub const LXC_SCHEMA: &str = include_str!("../schemas/phoenix_lxc_configs.schema.json");
@@ -75,12 +76,36 @@ pub fn check(
                 pointer_for_span.push_str(&extra.replace('~', "~0").replace('/', "~1"));
             }
             let span = value.locate(&pointer_for_span, at_key.is_some());
-            Problem::error(code, file, span, &pointer)
-                .message(message)
+            let problem = Problem::error(code, file, span, &pointer)
                 .label(format!("rejected by {origin}"))
-                .help(help)
+                .help(help);
+            if holds_secret(plain, &pointer) {
+                // Neither the value (echoed by most messages) nor the file's text around it.
+                let message = match err.kind() {
+                    ValidationErrorKind::AdditionalProperties { .. }
+                    | ValidationErrorKind::Required { .. } => message,
+                    _ => format!("value rejected by {origin} (not shown: it holds a secret)"),
+                };
+                problem.message(message).without_snippet()
+            } else {
+                problem.message(message)
+            }
         })
         .collect()
+}
+
+/// The value at `pointer` is, or contains, a field that must never be printed.
+fn holds_secret(plain: &serde_json::Value, pointer: &str) -> bool {
+    fn contains(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.iter().any(|(k, v)| is_secret_field(k) || contains(v))
+            }
+            serde_json::Value::Array(items) => items.iter().any(contains),
+            _ => false,
+        }
+    }
+    pointer.split('/').any(is_secret_field) || plain.pointer(pointer).is_some_and(contains)
 }
 
 /// A sentence for each kind of schema error, whether to point at a key, and a help line.

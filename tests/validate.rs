@@ -830,3 +830,67 @@ fn deeply_nested_json_is_an_error_not_a_crash() {
         "{p:#}"
     );
 }
+
+// ---------------------------------------------------------------- secrets stay hidden
+
+#[test]
+fn schema_problems_about_secrets_do_not_print_them() {
+    let f = Fixture::example();
+    f.write_text(
+        "phoenix_lxc_configs.schema.json",
+        &json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "properties": {"lxc_configs": {"additionalProperties": {
+                "properties": {
+                    "hf_token": {"type": "string", "pattern": "^hf_"},
+                    "vllm_engine": {"type": "string"}
+                }
+            }}}
+        })
+        .to_string(),
+    );
+    f.edit_block(950, |b| {
+        b.insert("hf_token".into(), json!("SECRET-token-value"));
+        b.insert(
+            "vllm_engine".into(),
+            json!({"port": 8000, "api_key": "SECRET-api-key"}),
+        );
+    });
+    let run = f.validate_json();
+    run.assert_invalid();
+    let problems = run.problems();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems[0]["pointer"], "/lxc_configs/950/hf_token");
+    assert_at(
+        &problems[0],
+        locate(&f.lxc_text(), &["\"SECRET-token-value\""]),
+    );
+    assert_eq!(problems[1]["pointer"], "/lxc_configs/950/vllm_engine");
+    let human = f.phoenix(&["validate"]);
+    human.assert_invalid();
+    for out in [&run.stdout, &human.stderr] {
+        assert!(!out.contains("SECRET"), "a secret was printed:\n{out}");
+    }
+    assert!(
+        human
+            .stderr
+            .contains(&format!("{}:", f.lxc_path().display())),
+        "{}",
+        human.stderr
+    );
+}
+
+#[test]
+fn a_duplicated_secret_key_is_reported_without_its_values() {
+    let f = Fixture::example();
+    let text = f.lxc_text().replace(
+        "\"cores\": 8,",
+        "\"cores\": 8,\n            \"admin_password\": \"SECRET-1\",\n            \"admin_password\": \"SECRET-2\",",
+    );
+    f.write_text(common::LXC, &text);
+    let (_, p) = rejected(&f, "json::duplicate-key");
+    assert_eq!(p["pointer"], "/lxc_configs/950/admin_password");
+    assert_at(&p, locate(&text, &["SECRET-1", "\"admin_password\""]));
+    let human = f.phoenix(&["validate"]);
+    assert!(!human.stderr.contains("SECRET"), "{}", human.stderr);
+}
