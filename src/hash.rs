@@ -7,11 +7,12 @@
 //!
 //! | input | in the hash | why |
 //! |---|---|---|
-//! | build fields of the block: `template` (base nodes only; clones ignore it), `storage_pool`, `unprivileged`, `features`, `gpu_assignment`, `portainer_role`, `vllm_*`, `is_template`, any unknown field | yes | they change what is inside the container |
+//! | build fields of the block: `template` (base nodes only; clones ignore it), `storage_pool`, `unprivileged`, `features`, `gpu_assignment`, `portainer_role`, `vllm_*`, `is_template`, any unknown field — a field written with its default value (`"gpu_assignment": "none"`, `"portainer_role": "none"`, `"features": ""`, `"is_template": false`, `"unprivileged": true`, `null`) counts as absent, and `features` as a set | yes | they change what is inside the container |
 //! | runtime fields: `memory_mb`, `cores`, `name`, `network_config`, `mac_address`, `storage_size_gb`, `onboot`, and the labels `static_ip`, `template_snapshot_name`, `rebuild` | **no** | applied with `pct set` / `pct resize` as an in-place update; a change is an *update*, never a rebuild |
 //! | the CTID | yes | hooks receive it as their argument |
 //! | content of the node's hook `phoenix_hypervisor_setup_<CTID>.sh` and of every file under the hooks `lib/` | yes | scripts are code |
 //! | content of the built-in step scripts that apply (NVIDIA for GPU nodes, Docker for `nesting=1`) | yes | ditto |
+//! | the Portainer settings of `phoenix_hypervisor_config.json` a node's role uses: the server image (role `server`); the agent image, server address and agent port (role `agent`) — only on `nesting=1` nodes | yes | the Docker step starts that container with them |
 //! | NVIDIA driver version, runfile URL, repo URL — **only if the node or an ancestor has a GPU** | yes | a driver bump rebuilds exactly the GPU subtree |
 //! | the parent's CTID and hash | yes | Merkle chain: a changed template rebuilds its descendants |
 //! | [`RECIPE`], phoenix's recipe version | yes | bumped when a built-in step changes meaning |
@@ -26,7 +27,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::canon;
-use crate::config::{Ctid, Fleet, Node, Nvidia};
+use crate::config::{Ctid, Fleet, Node, Nvidia, PortainerRole};
 use crate::snapshot::SnapshotName;
 
 /// Bumped whenever a built-in step changes what it does to a container.
@@ -126,6 +127,9 @@ pub struct Manifest {
     /// NVIDIA settings, present only in GPU subtrees.
     pub nvidia: Option<Nvidia>,
     pub parent: Option<ParentRef>,
+    /// Host-wide settings the node's Portainer role uses (absent when it has none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub portainer: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -179,8 +183,32 @@ fn manifest(
         .iter()
         .filter(|(k, _)| !RUNTIME_FIELDS.contains(&k.as_str()) && !is_secret_field(k))
         .filter(|(k, _)| !(k.as_str() == "template" && parent.is_some()))
-        .map(|(k, v)| (k.clone(), strip_secrets(v)))
+        .filter_map(|(k, v)| normalise(k, v).map(|v| (k.clone(), v)))
         .collect();
+    let hv = &fleet.hypervisor;
+    let mut portainer = BTreeMap::new();
+    if node.nesting() {
+        match node.portainer_role() {
+            PortainerRole::Server => {
+                portainer.insert(
+                    "server_image".to_string(),
+                    hv.portainer_server_image.clone(),
+                );
+            }
+            PortainerRole::Agent => {
+                portainer.insert("agent_image".to_string(), hv.portainer_agent_image.clone());
+                portainer.insert(
+                    "server_ip".to_string(),
+                    hv.portainer_server_ip.clone().unwrap_or_default(),
+                );
+                portainer.insert(
+                    "agent_port".to_string(),
+                    hv.portainer_agent_port.to_string(),
+                );
+            }
+            PortainerRole::None => {}
+        }
+    }
     let script_ref = |s: &crate::config::Script, name: &str| ScriptRef {
         name: name.to_string(),
         blake3: s.digest.clone(),
@@ -211,7 +239,35 @@ fn manifest(
         steps,
         nvidia: in_gpu_subtree.then(|| fleet.nvidia.clone()),
         parent,
+        portainer,
     }
+}
+
+/// A build field as hashed: secrets removed, defaults dropped, `features` as a sorted set.
+fn normalise(key: &str, v: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value as V;
+    let is_default = match (key, v) {
+        (_, V::Null) => true,
+        ("gpu_assignment" | "portainer_role", V::String(s)) => s == "none",
+        ("features", V::String(s)) => s.is_empty(),
+        ("is_template", V::Bool(b)) => !b,
+        ("unprivileged", V::Bool(b)) => *b,
+        _ => false,
+    };
+    if is_default {
+        return None;
+    }
+    if let ("features", V::String(s)) = (key, v) {
+        let mut parts: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        parts.sort_unstable();
+        parts.dedup();
+        return Some(V::String(parts.join(",")));
+    }
+    Some(strip_secrets(v))
 }
 
 /// Removes secret-named members at any depth of a build field.

@@ -321,7 +321,16 @@ fn decide(
     if built.is_some_and(|s| s.name == want.as_str()) {
         let changes = runtime_changes(node, ct);
         if changes.is_empty() {
-            return (Action::Fresh, format!("up to date ({want})"));
+            let shrink = ct
+                .rootfs_gb()
+                .filter(|&gb| gb > node.spec.storage_size_gb)
+                .map_or(String::new(), |gb| {
+                    format!(
+                        "; storage_size_gb {} is below the disk's {gb} GB, and disks never shrink: kept at {gb} GB",
+                        node.spec.storage_size_gb
+                    )
+                });
+            return (Action::Fresh, format!("up to date ({want}){shrink}"));
         }
         let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
         return (

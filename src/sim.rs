@@ -777,7 +777,9 @@ impl Host for SimHost {
     }
 
     fn pct_dir(&self) -> Option<PathBuf> {
-        self.pct_dir.get_or_init(|| link_pct(&self.dir.join("bin"))).clone()
+        self.pct_dir
+            .get_or_init(|| link_pct(&self.dir.join("bin")))
+            .clone()
     }
 
     fn hook_env(&self) -> Vec<(String, String)> {

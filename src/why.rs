@@ -66,6 +66,12 @@ pub enum Reason {
         #[serde(skip_serializing_if = "Option::is_none")]
         at: Option<String>,
     },
+    /// A host-wide Portainer setting the node's role uses (`phoenix_hypervisor_config.json`).
+    Portainer {
+        setting: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// The node entered or left a GPU subtree (NVIDIA settings now count, or no longer).
     GpuScope { now_in_gpu_subtree: bool },
     /// phoenix's recipe version changed: built-in steps mean something new.
@@ -155,6 +161,11 @@ impl Reason {
                 o(old),
                 o(new),
                 at.as_ref().map_or(String::new(), |a| format!(" ({a})"))
+            ),
+            Reason::Portainer { setting, old, new } => format!(
+                "Portainer {setting} (phoenix_hypervisor_config.json): {} → {}",
+                o(old),
+                o(new)
             ),
             Reason::GpuScope { now_in_gpu_subtree } => {
                 if *now_in_gpu_subtree {
@@ -279,6 +290,19 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Reason> {
             now_in_gpu_subtree: false,
         }),
         (None, None) => {}
+    }
+    let mut settings: Vec<&String> = old.portainer.keys().chain(new.portainer.keys()).collect();
+    settings.sort();
+    settings.dedup();
+    for s in settings {
+        let (a, b) = (old.portainer.get(s), new.portainer.get(s));
+        if a != b {
+            out.push(Reason::Portainer {
+                setting: s.clone(),
+                old: a.cloned(),
+                new: b.cloned(),
+            });
+        }
     }
     let (op, np) = (old.parent.as_ref(), new.parent.as_ref());
     if op.map(|p| p.ctid) != np.map(|p| p.ctid) {

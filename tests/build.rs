@@ -805,3 +805,38 @@ fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
         assert_eq!(g, w, "{k}");
     }
 }
+
+#[test]
+fn a_smaller_disk_is_never_shrunk_and_the_plan_says_so() {
+    let f = Fixture::example();
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    f.edit_block(910, |b| {
+        b.insert("storage_size_gb".into(), json!(40));
+    });
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "fresh");
+    assert!(
+        p[&910]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("disks never shrink: kept at 64 GB"),
+        "{}",
+        p[&910]["reason"]
+    );
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0);
+    assert!(ct(&f, 910).unwrap()["config"]["rootfs"]
+        .as_str()
+        .unwrap()
+        .ends_with("size=64G"));
+    // Growing it is an update.
+    f.edit_block(910, |b| {
+        b.insert("storage_size_gb".into(), json!(80));
+    });
+    assert_eq!(actions(&f, &[])[&910], "update");
+    assert_eq!(build_json(&f, &[]).code, 0);
+    assert!(ct(&f, 910).unwrap()["config"]["rootfs"]
+        .as_str()
+        .unwrap()
+        .ends_with("size=80G"));
+}

@@ -825,12 +825,90 @@ fn hashes_are_pinned() {
         BTreeMap::from([
             (
                 100,
-                "ceb233213b748da91077efa5305c840b3734de1d9ee20baa64b93f3c2c126b88".to_string()
+                "143d1ce4ab39a4e0f66111a4a6eb9f405d0820c36dcecfcc5c3c7ecaec266e38".to_string()
             ),
             (
                 200,
-                "fd262c1b5fe772bee2bd8d6c721f75cd832841bc02461492de563072e75f92d8".to_string()
+                "5cd438eed24b664e5936e8fee3918bdd1741a1974056cac7090b96aef58c3f5a".to_string()
             ),
         ])
+    );
+}
+
+// ---------------------------------------------------------------- defaults and host settings
+
+#[test]
+fn a_field_written_with_its_default_value_counts_as_absent() {
+    let f = Fixture::example();
+    let before = hashes(&f);
+    f.edit_block(900, |b| {
+        // 900 says "features": "", "gpu_assignment": "none", "portainer_role": "none",
+        // "unprivileged": true in the example: leaving them out is the same node.
+        for k in [
+            "features",
+            "gpu_assignment",
+            "portainer_role",
+            "unprivileged",
+        ] {
+            b.remove(k);
+        }
+        b.insert("vllm_model".into(), json!(null));
+    });
+    f.edit_block(910, |b| {
+        b.insert("is_template".into(), json!(false));
+        // features are a set
+        b.insert("features".into(), json!("keyctl=1,nesting=1"));
+    });
+    assert_eq!(hashes(&f), before);
+}
+
+#[test]
+fn portainer_settings_change_exactly_the_nodes_whose_role_uses_them() {
+    let f = Fixture::example();
+    let before = hashes(&f);
+    let edit_hv = |key: &str, value: Value| {
+        let path = f.config_dir.join(common::HV);
+        let mut hv: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let (section, field) = key.split_once('.').unwrap();
+        hv[section][field] = value;
+        fs::write(&path, serde_json::to_string_pretty(&hv).unwrap()).unwrap();
+    };
+    edit_hv(
+        "docker.portainer_server_image",
+        json!("portainer/portainer-ce:2.34.0-lts"),
+    );
+    let after = hashes(&f);
+    let changed: Vec<u32> = before
+        .keys()
+        .filter(|c| before[c] != after[c])
+        .copied()
+        .collect();
+    assert_eq!(
+        changed,
+        vec![910],
+        "the server image is used by the server only"
+    );
+
+    edit_hv(
+        "docker.portainer_agent_image",
+        json!("portainer/agent:2.34.0-lts"),
+    );
+    let after2 = hashes(&f);
+    let changed: Vec<u32> = after
+        .keys()
+        .filter(|c| after[c] != after2[c])
+        .copied()
+        .collect();
+    assert_eq!(
+        changed,
+        vec![950],
+        "the agent image is used by the agent only"
+    );
+
+    edit_hv("network.portainer_server_port", json!(9444));
+    assert_eq!(
+        hashes(&f),
+        after2,
+        "the server's web port is not passed to any container"
     );
 }
