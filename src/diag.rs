@@ -118,6 +118,14 @@ impl Problem {
         self.help = Some(h.into());
         self
     }
+    /// A related span within a few lines of the primary one (shown in the same snippet).
+    fn is_near(&self, other: Span) -> bool {
+        const NEAR_LINES: usize = 6;
+        self.source.as_ref().is_some_and(|f| {
+            let (a, b) = (f.line_col(self.span.start).0, f.line_col(other.start).0);
+            a.abs_diff(b) <= NEAR_LINES
+        })
+    }
     pub fn related(mut self, span: Span, label: impl Into<String>) -> Self {
         self.related.push((span, label.into()));
         self
@@ -188,9 +196,26 @@ impl Diagnostic for Problem {
         })
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        // Related places too far away to show in the snippet are named here instead.
+        let far: Vec<String> = self
+            .related
+            .iter()
+            .filter(|(s, _)| !self.is_near(*s))
+            .map(|(s, l)| {
+                let line = self.source.as_ref().map_or(1, |f| f.line_col(s.start).0);
+                format!("{l}: line {line}")
+            })
+            .collect();
+        match (&self.help, far.is_empty()) {
+            (None, true) => None,
+            (Some(h), true) => Some(Box::new(h)),
+            (h, false) => Some(Box::new(format!(
+                "{}{}see also {}",
+                h.as_deref().unwrap_or(""),
+                if h.is_some() { "\n" } else { "" },
+                far.join("; ")
+            ))),
+        }
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         self.source.as_ref().map(|s| &s.text as &dyn SourceCode)
@@ -198,9 +223,12 @@ impl Diagnostic for Problem {
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         self.source.as_ref()?;
         let primary = LabeledSpan::new_primary_with_span(Some(self.label.clone()), self.span);
+        // A label far from the primary one would make miette print every line between
+        // (noise, and possibly secrets): those are named in the help instead.
         let others = self
             .related
             .iter()
+            .filter(|(s, _)| self.is_near(*s))
             .map(|(s, l)| LabeledSpan::new_with_span(Some(l.clone()), *s));
         Some(Box::new(std::iter::once(primary).chain(others)))
     }

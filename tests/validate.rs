@@ -252,6 +252,20 @@ fn clone_whose_privilege_differs_from_its_parent() {
         at,
         "Proxmox cannot change privilege on clone",
     );
+    // The parent's block is far away: named by line, not printed in the snippet (which
+    // would show every line between, secrets included).
+    let human = f.phoenix(&["validate", "--color", "never"]).stderr;
+    let parent_line = f
+        .lxc_text()
+        .lines()
+        .position(|l| l.contains("\"920\": {"))
+        .unwrap()
+        + 1;
+    assert!(
+        human.contains(&format!("see also parent defined here: line {parent_line}")),
+        "{human}"
+    );
+    assert!(!human.contains("vllm-base-snapshot"), "{human}");
 }
 
 #[test]
