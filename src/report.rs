@@ -128,7 +128,9 @@ impl Reporter {
         }
         if self.mode == Mode::Live {
             if let Ok(mut l) = self.live.lock() {
+                // Leave finished lines only: the summary follows.
                 l.running.clear();
+                l.total = 0;
                 redraw(&mut l);
             }
         }

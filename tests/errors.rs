@@ -1,0 +1,114 @@
+//! Error paths of the command line that a user can reach, each with its exit code and a
+//! message that says what to do.
+
+mod common;
+
+use common::Fixture;
+
+fn sim(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> common::Run {
+    let mut all = vec![("PHOENIX_BACKEND", "sim")];
+    all.extend_from_slice(env);
+    f.phoenix_env(args, &all)
+}
+
+#[test]
+fn unknown_ctids_on_the_command_line() {
+    let f = Fixture::example();
+    for args in [
+        &["show", "123"][..],
+        &["plan", "123"],
+        &["build", "123"],
+        &["why", "123"],
+        &["log", "123"],
+        &["generations", "123"],
+    ] {
+        let r = sim(&f, args, &[]);
+        assert_eq!(r.code, 7, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("123") && r.stderr.contains("not defined"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn log_before_any_build_and_generations_of_a_missing_ct() {
+    let f = Fixture::example();
+    let r = sim(&f, &["log", "950"], &[]);
+    assert_eq!(r.code, 7);
+    assert!(r.stderr.contains("no build log"), "{}", r.stderr);
+    let r = sim(&f, &["generations", "950"], &[]);
+    assert_eq!(r.code, 7);
+    assert!(
+        r.stderr.contains("does not exist on the host"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_simulator_knobs_are_named() {
+    let f = Fixture::example();
+    let r = sim(&f, &["plan"], &[("PHOENIX_SIM_LATENCY", "clone")]);
+    assert_eq!(r.code, 6);
+    assert!(
+        r.stderr.contains("PHOENIX_SIM_LATENCY") && r.stderr.contains("clone"),
+        "{}",
+        r.stderr
+    );
+    let r = sim(&f, &["build"], &[("PHOENIX_SIM_FAULTS", "exec=3")]);
+    assert_eq!(r.code, 6);
+    assert!(r.stderr.contains("PHOENIX_SIM_FAULTS"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_command_lines_exit_2() {
+    let f = Fixture::example();
+    for args in [
+        &["build", "-j", "0"][..],
+        &["build", "abc"],
+        &["graph", "--format", "png"],
+        &["frobnicate"],
+    ] {
+        let r = sim(&f, args, &[]);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn an_unusable_state_directory() {
+    let f = Fixture::example();
+    let file = f.tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let r = f.phoenix_env(
+        &["build"],
+        &[
+            ("PHOENIX_BACKEND", "sim"),
+            ("PHOENIX_STATE_DIR", file.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("state directory"), "{}", r.stderr);
+}
+
+#[test]
+fn an_invalid_config_touches_nothing() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("clone_from_template_ctid".into(), serde_json::json!("999"));
+    });
+    for cmd in ["plan", "build", "gc", "why", "status"] {
+        let r = sim(&f, &[cmd], &[]);
+        assert_eq!(r.code, 3, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("nothing was touched"),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        !f.state_dir.exists(),
+        "the state directory was created for an invalid config"
+    );
+}
