@@ -300,3 +300,84 @@ pub fn render_snapshot_tree(ct: &CtInfo) -> String {
     walk(&mut out, None, 0, &children, ct, &crate::state::utc);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ct(snaps: &[(&str, Option<&str>, u64, &str)], parent: Option<&str>) -> CtInfo {
+        CtInfo {
+            ctid: 100,
+            running: false,
+            lock: None,
+            config: [
+                ("hostname".to_string(), "web01".to_string()),
+                ("description".to_string(), "a: 50%\nb".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            raw_lxc: vec!["lxc.cgroup2.devices.allow: c 195:* rwm".into()],
+            snapshots: snaps
+                .iter()
+                .map(|(n, p, t, d)| SnapshotInfo {
+                    name: n.to_string(),
+                    parent: p.map(str::to_string),
+                    snaptime: *t,
+                    description: d.to_string(),
+                })
+                .collect(),
+            parent_snapshot: parent.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn listsnapshot_prints_pves_tree() {
+        // pct-spec §1 listsnapshot: `printf("%s %-Ls %-23s %s\n")` with L = 30 - len(prefix).
+        let c = ct(
+            &[
+                ("s1", None, 1_704_103_200, ""),
+                ("s2", Some("s1"), 1_704_106_800, "before upgrade\nmore"),
+            ],
+            Some("s2"),
+        );
+        assert_eq!(
+            render_snapshot_tree(&c),
+            "`-> s1                          2024-01-01 10:00:00     no-description\n \
+             `-> s2                         2024-01-01 11:00:00     before upgrade\n  \
+             `-> current                                           You are here!\n"
+        );
+        let empty = ct(&[], None);
+        assert_eq!(
+            render_snapshot_tree(&empty),
+            format!("`-> {:<27} {:<23} You are here!\n", "current", "")
+        );
+    }
+
+    #[test]
+    fn config_is_sorted_with_escaped_description_then_raw_lines() {
+        let c = ct(&[("s1", None, 0, "")], Some("s1"));
+        assert_eq!(
+            render_config(&c),
+            "description: a%3A 50%25%0Ab\nhostname: web01\nparent: s1\nlxc.cgroup2.devices.allow: c 195:* rwm\n"
+        );
+    }
+
+    #[test]
+    fn options_parse_like_pct() {
+        let a = parse(&[
+            "100".into(),
+            "--perms=0644".into(),
+            "-user".into(),
+            "root".into(),
+            "--".into(),
+            "ls".into(),
+            "-la".into(),
+        ])
+        .unwrap();
+        assert_eq!(a.positional, vec!["100"]);
+        assert_eq!(a.options["perms"], "0644");
+        assert_eq!(a.options["user"], "root");
+        assert_eq!(a.rest, vec!["ls", "-la"]);
+        assert!(parse(&["--description".into()]).is_err());
+    }
+}
