@@ -350,11 +350,18 @@ impl Executor<'_> {
         // Settings: runtime fields, features, the phoenix marker; grow the disk.
         self.step(ctid, Step::Settings, &mut log);
         let current = self.host_ct(ctid, &mut log)?;
-        let mut opts = self.managed_settings(node);
         if current.running {
-            // Features apply at the next start; keep them out of a live update.
-            opts.retain(|(k, _)| k != "features");
+            // An in-place rebuild: stop first, so that features and device entries are
+            // applied as configured (Proxmox defers them on a running CT).
+            self.call(
+                ctid,
+                Step::Settings,
+                &mut log,
+                &format!("pct shutdown {ctid}"),
+                || self.host.shutdown(ctid, 120),
+            )?;
         }
+        let opts = self.managed_settings(node);
         self.call(
             ctid,
             Step::Settings,
@@ -399,17 +406,8 @@ impl Executor<'_> {
             )?;
         }
 
-        // Start (restart a running CT so new device entries apply), wait until ready.
+        // Start, wait until ready.
         self.step(ctid, Step::Start, &mut log);
-        if current.running {
-            self.call(
-                ctid,
-                Step::Start,
-                &mut log,
-                &format!("pct shutdown {ctid}"),
-                || self.host.shutdown(ctid, 60),
-            )?;
-        }
         self.call(
             ctid,
             Step::Start,

@@ -840,3 +840,25 @@ fn a_smaller_disk_is_never_shrunk_and_the_plan_says_so() {
         .unwrap()
         .ends_with("size=80G"));
 }
+
+#[test]
+fn an_in_place_rebuild_applies_changed_features_and_keeps_the_ct() {
+    let f = Fixture::example();
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    let before = snapshot_names(&f, 910);
+    f.edit_block(910, |b| {
+        b.insert("features".into(), json!("nesting=1,keyctl=1,fuse=1"));
+    });
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "rebuild");
+    assert_eq!(p[&910]["mode"], "in-place");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let c = ct(&f, 910).unwrap();
+    assert_eq!(c["config"]["features"], "nesting=1,keyctl=1,fuse=1");
+    assert_eq!(c["running"], true);
+    // The same CT: its earlier generation is still there, under the new one.
+    let after = snapshot_names(&f, 910);
+    assert_eq!(after.len(), 2);
+    assert!(after.contains(&before[0]));
+}
