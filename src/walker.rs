@@ -156,7 +156,9 @@ where
                 }
                 drop(st);
 
-                let ok = run(i);
+                // A task that panics fails like any other instead of stalling the walk.
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i)))
+                    .unwrap_or(false);
 
                 let mut st = state.lock().expect("walker state");
                 st.running -= 1;
@@ -226,6 +228,25 @@ mod tests {
         let done = done.into_inner().unwrap();
         assert_eq!(done[0], 0);
         assert!(!done.contains(&2));
+    }
+
+    #[test]
+    fn a_panicking_task_fails_without_stalling_the_others() {
+        let tasks = vec![t(&[], 1), t(&[0], 1), t(&[], 1)];
+        let out = walk(&tasks, 2, false, |i| {
+            if i == 0 {
+                panic!("task 0 panics");
+            }
+            true
+        });
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Failed,
+                Outcome::Blocked { by: 0 },
+                Outcome::Succeeded
+            ]
+        );
     }
 
     #[test]
