@@ -34,6 +34,32 @@ fn fail(msg: &str, code: i32) -> i32 {
     code
 }
 
+/// Opens the state directory and takes the host lock (one `build` or `gc` at a time).
+fn lock_host(cli: &Cli, command: &str, wait: bool) -> Result<(StateDir, HostLock), i32> {
+    let state = StateDir::open(&cli.state_dir).map_err(|e| fail(&e, exit::HOST))?;
+    match HostLock::acquire(&state, command, wait) {
+        Ok(lock) => Ok((state, lock)),
+        Err(LockError::Held(holder)) => {
+            let who = holder.map_or("another phoenix process".to_string(), |h| {
+                format!(
+                    "phoenix {} (pid {}, started {} s ago)",
+                    h.command,
+                    h.pid,
+                    now_secs().saturating_sub(h.started)
+                )
+            });
+            Err(fail(
+                &format!(
+                    "{who} holds the host lock {}; wait for it, or pass --wait",
+                    state.root.join("phoenix.lock").display()
+                ),
+                exit::LOCKED,
+            ))
+        }
+        Err(LockError::Io(e)) => Err(fail(&format!("cannot take the host lock: {e}"), exit::HOST)),
+    }
+}
+
 fn unknown_targets(fleet: &Fleet, targets: &[Ctid]) -> Option<i32> {
     let unknown: Vec<String> = targets
         .iter()
@@ -117,32 +143,9 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> i32 {
     if let Some(code) = unknown_targets(fleet, &opts.targets) {
         return code;
     }
-    let state = match StateDir::open(&cli.state_dir) {
-        Ok(s) => s,
-        Err(e) => return fail(&e, exit::HOST),
-    };
-    let _lock = match HostLock::acquire(&state, "build", wait) {
-        Ok(l) => l,
-        Err(LockError::Held(holder)) => {
-            let who = holder.map_or("another phoenix process".to_string(), |h| {
-                format!(
-                    "phoenix {} (pid {}, started {} s ago)",
-                    h.command,
-                    h.pid,
-                    now_secs().saturating_sub(h.started)
-                )
-            });
-            return fail(
-                &format!(
-                    "{who} holds the host lock {}; wait for it, or pass --wait",
-                    state.root.join("phoenix.lock").display()
-                ),
-                exit::LOCKED,
-            );
-        }
-        Err(LockError::Io(e)) => {
-            return fail(&format!("cannot take the host lock: {e}"), exit::HOST)
-        }
+    let (state, _lock) = match lock_host(cli, "build", wait) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let host = match open_host(cli) {
         Ok(h) => h,
@@ -635,29 +638,9 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&format!("--older-than: {e}"), exit::USAGE),
     };
-    let state = match StateDir::open(&cli.state_dir) {
-        Ok(s) => s,
-        Err(e) => return fail(&e, exit::HOST),
-    };
-    let _lock = match HostLock::acquire(&state, "gc", args.wait) {
-        Ok(l) => l,
-        Err(LockError::Held(holder)) => {
-            let who = holder.map_or("another phoenix process".to_string(), |h| {
-                format!(
-                    "phoenix {} (pid {}, started {} s ago)",
-                    h.command,
-                    h.pid,
-                    now_secs().saturating_sub(h.started)
-                )
-            });
-            return fail(
-                &format!("{who} holds the host lock; wait for it, or pass --wait"),
-                exit::LOCKED,
-            );
-        }
-        Err(LockError::Io(e)) => {
-            return fail(&format!("cannot take the host lock: {e}"), exit::HOST)
-        }
+    let (_state, _lock) = match lock_host(cli, "gc", args.wait) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let host = match open_host(cli) {
         Ok(h) => h,

@@ -313,14 +313,7 @@ impl Executor<'_> {
                 )?;
             }
             if changes.iter().any(|c| c.key == "rootfs") {
-                let gb = node.spec.storage_size_gb;
-                self.call(
-                    ctid,
-                    Step::Settings,
-                    &mut log,
-                    &format!("pct resize {ctid} rootfs {gb}G"),
-                    || self.host.resize(ctid, "rootfs", gb),
-                )?;
+                self.grow_disk(ctid, node, &mut log)?;
             }
             return Ok(());
         }
@@ -373,14 +366,7 @@ impl Executor<'_> {
             .rootfs_gb()
             .is_some_and(|gb| gb < node.spec.storage_size_gb)
         {
-            let gb = node.spec.storage_size_gb;
-            self.call(
-                ctid,
-                Step::Settings,
-                &mut log,
-                &format!("pct resize {ctid} rootfs {gb}G"),
-                || self.host.resize(ctid, "rootfs", gb),
-            )?;
+            self.grow_disk(ctid, node, &mut log)?;
         }
 
         // Host-side GPU passthrough.
@@ -503,6 +489,17 @@ impl Executor<'_> {
         }
         log.line("# built");
         Ok(())
+    }
+
+    fn grow_disk(&self, ctid: Ctid, node: &Node, log: &mut NodeLog) -> StepResult {
+        let gb = node.spec.storage_size_gb;
+        self.call(
+            ctid,
+            Step::Settings,
+            log,
+            &format!("pct resize {ctid} rootfs {gb}G"),
+            || self.host.resize(ctid, "rootfs", gb),
+        )
     }
 
     fn host_ct(&self, ctid: Ctid, log: &mut NodeLog) -> StepResult<CtInfo> {

@@ -196,6 +196,22 @@ impl Reason {
     }
 }
 
+/// The keys of either map whose values differ, sorted, with both sides.
+fn changed<'a, V: PartialEq>(
+    a: &'a BTreeMap<String, V>,
+    b: &'a BTreeMap<String, V>,
+) -> Vec<(&'a String, Option<&'a V>, Option<&'a V>)> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (a.get(k), b.get(k));
+            (x != y).then_some((k, x, y))
+        })
+        .collect()
+}
+
 /// Compares the manifest a node was built from with today's.
 pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Reason> {
     let mut out = Vec::new();
@@ -205,19 +221,13 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Reason> {
             new: new.recipe,
         });
     }
-    let mut fields: Vec<&String> = old.build.keys().chain(new.build.keys()).collect();
-    fields.sort();
-    fields.dedup();
-    for f in fields {
-        let (a, b) = (old.build.get(f), new.build.get(f));
-        if a != b {
-            out.push(Reason::Field {
-                field: f.clone(),
-                old: a.cloned().unwrap_or(Value::Null),
-                new: b.cloned().unwrap_or(Value::Null),
-                at: None,
-            });
-        }
+    for (f, a, b) in changed(&old.build, &new.build) {
+        out.push(Reason::Field {
+            field: f.clone(),
+            old: a.cloned().unwrap_or(Value::Null),
+            new: b.cloned().unwrap_or(Value::Null),
+            at: None,
+        });
     }
     let script = |kind, name: &str, a: Option<&String>, b: Option<&String>| Reason::Script {
         script: kind,
@@ -238,33 +248,17 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Reason> {
             nh.map(|h| &h.blake3),
         ));
     }
-    let mut libs: Vec<&String> = old.lib.keys().chain(new.lib.keys()).collect();
-    libs.sort();
-    libs.dedup();
-    for l in libs {
-        if old.lib.get(l) != new.lib.get(l) {
-            out.push(script(
-                ScriptKind::Lib,
-                &format!("lib/{l}"),
-                old.lib.get(l),
-                new.lib.get(l),
-            ));
-        }
+    for (l, a, b) in changed(&old.lib, &new.lib) {
+        out.push(script(ScriptKind::Lib, &format!("lib/{l}"), a, b));
     }
-    let mut steps: Vec<&String> = old.steps.keys().chain(new.steps.keys()).collect();
-    steps.sort();
-    steps.dedup();
-    for s in steps {
-        let (a, b) = (old.steps.get(s), new.steps.get(s));
-        if a.map(|x| &x.blake3) != b.map(|x| &x.blake3) {
-            let name = b.or(a).map_or(s.clone(), |x| x.name.clone());
-            out.push(script(
-                ScriptKind::Step,
-                &name,
-                a.map(|x| &x.blake3),
-                b.map(|x| &x.blake3),
-            ));
-        }
+    for (step, a, b) in changed(&old.steps, &new.steps) {
+        let name = b.or(a).map_or(step.clone(), |x| x.name.clone());
+        out.push(script(
+            ScriptKind::Step,
+            &name,
+            a.map(|x| &x.blake3),
+            b.map(|x| &x.blake3),
+        ));
     }
     match (&old.nvidia, &new.nvidia) {
         (Some(a), Some(b)) => {
@@ -291,18 +285,12 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Reason> {
         }),
         (None, None) => {}
     }
-    let mut settings: Vec<&String> = old.portainer.keys().chain(new.portainer.keys()).collect();
-    settings.sort();
-    settings.dedup();
-    for s in settings {
-        let (a, b) = (old.portainer.get(s), new.portainer.get(s));
-        if a != b {
-            out.push(Reason::Portainer {
-                setting: s.clone(),
-                old: a.cloned(),
-                new: b.cloned(),
-            });
-        }
+    for (setting, a, b) in changed(&old.portainer, &new.portainer) {
+        out.push(Reason::Portainer {
+            setting: setting.clone(),
+            old: a.cloned(),
+            new: b.cloned(),
+        });
     }
     let (op, np) = (old.parent.as_ref(), new.parent.as_ref());
     if op.map(|p| p.ctid) != np.map(|p| p.ctid) {

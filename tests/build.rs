@@ -592,17 +592,7 @@ echo contract-ok
 #[test]
 fn a_second_build_while_one_runs_exits_with_the_holders_pid() {
     let f = Fixture::example();
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["build"])
-        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
-        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
-        .env("PHOENIX_STATE_DIR", &f.state_dir)
-        .env("PHOENIX_BACKEND", "sim")
-        .env("PHOENIX_SIM_LATENCY", "*=100")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = f.spawn_sim(&["build"], &[("PHOENIX_SIM_LATENCY", "*=100")]);
     let lock = f.state_dir.join("phoenix.lock");
     let deadline = Instant::now() + Duration::from_secs(10);
     while fs::read_to_string(&lock)
@@ -633,17 +623,10 @@ fn sigkill_in_the_middle_of_a_step_then_a_rerun_reaches_the_same_host_state() {
 
     for kill_after_ms in [150u64, 450, 900] {
         let f = Fixture::example();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args(["build", "-j", "2"])
-            .env("PHOENIX_CONFIG_DIR", &f.config_dir)
-            .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
-            .env("PHOENIX_STATE_DIR", &f.state_dir)
-            .env("PHOENIX_BACKEND", "sim")
-            .env("PHOENIX_SIM_LATENCY", "*=10,clone=120,exec=40")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = f.spawn_sim(
+            &["build", "-j", "2"],
+            &[("PHOENIX_SIM_LATENCY", "*=10,clone=120,exec=40")],
+        );
         std::thread::sleep(Duration::from_millis(kill_after_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -763,17 +746,10 @@ fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
     let want = host_state(&reference.state_dir);
 
     let f = Fixture::example();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["build", "-j", "1"])
-        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
-        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
-        .env("PHOENIX_STATE_DIR", &f.state_dir)
-        .env("PHOENIX_BACKEND", "sim")
-        .env("PHOENIX_SIM_LATENCY", "*=1,clone=5000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = f.spawn_sim(
+        &["build", "-j", "1"],
+        &[("PHOENIX_SIM_LATENCY", "*=1,clone=5000")],
+    );
     // Wait until the first clone holds its source's lock, then kill.
     let deadline = Instant::now() + Duration::from_secs(20);
     while ct(&f, 900).is_none_or(|c| c["lock"] != "disk") {

@@ -515,17 +515,10 @@ fn gc_orphans_only_with_the_flag() {
 #[test]
 fn gc_takes_the_build_lock() {
     let f = built();
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["build", "--replace-all"])
-        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
-        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
-        .env("PHOENIX_STATE_DIR", &f.state_dir)
-        .env("PHOENIX_BACKEND", "sim")
-        .env("PHOENIX_SIM_LATENCY", "*=200")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = f.spawn_sim(
+        &["build", "--replace-all"],
+        &[("PHOENIX_SIM_LATENCY", "*=200")],
+    );
     append_to_hook(&f, 900, "# force work");
     let lock = f.state_dir.join("phoenix.lock");
     let t0 = std::time::Instant::now();

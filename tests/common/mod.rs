@@ -242,6 +242,23 @@ impl Fixture {
         self.phoenix(&["validate", "--output", "json"])
     }
 
+    /// Starts `phoenix <args>` on the sim backend in the background, output discarded.
+    pub fn spawn_sim(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
+        cmd.args(args)
+            .env("PHOENIX_CONFIG_DIR", &self.config_dir)
+            .env("PHOENIX_HOOKS_DIR", &self.hooks_dir)
+            .env("PHOENIX_STATE_DIR", &self.state_dir)
+            .env("PHOENIX_BACKEND", "sim")
+            .env_remove("PHOENIX_SIM_FAULTS")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("start phoenix")
+    }
+
     /// Runs `phoenix <args>` with this fixture's directories.
     pub fn phoenix(&self, args: &[&str]) -> Run {
         self.phoenix_env(args, &[])
