@@ -30,8 +30,8 @@ fn ctid(i: usize) -> u32 {
 }
 
 fn block(i: usize, parent: Option<usize>, template: bool) -> Value {
-    let gpu = i % 7 == 0;
-    let nesting = i % 3 == 0;
+    let gpu = i.is_multiple_of(7);
+    let nesting = i.is_multiple_of(3);
     let mut b = Map::new();
     b.insert("name".into(), json!(format!("node-{}", ctid(i))));
     b.insert("memory_mb".into(), json!(2048 + (i % 8) * 1024));
@@ -71,7 +71,7 @@ fn block(i: usize, parent: Option<usize>, template: bool) -> Value {
         "gpu_assignment".into(),
         json!(if gpu { "0" } else { "none" }),
     );
-    let role = if i % 50 == 0 && !template {
+    let role = if i.is_multiple_of(50) && !template {
         "agent"
     } else {
         "none"
@@ -95,7 +95,7 @@ fn block(i: usize, parent: Option<usize>, template: bool) -> Value {
         );
         b.insert("vllm_tensor_parallel_size".into(), json!(1));
     }
-    if i % 97 == 0 {
+    if i.is_multiple_of(97) {
         b.insert(
             "x_custom".into(),
             json!({"tier": i % 3, "labels": ["a", "b"], "api_token": "secret"}),
