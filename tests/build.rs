@@ -593,15 +593,7 @@ echo contract-ok
 fn a_second_build_while_one_runs_exits_with_the_holders_pid() {
     let f = Fixture::example();
     let mut first = f.spawn_sim(&["build"], &[("PHOENIX_SIM_LATENCY", "*=100")]);
-    let lock = f.state_dir.join("phoenix.lock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fs::read_to_string(&lock)
-        .map(|s| s.is_empty())
-        .unwrap_or(true)
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    f.wait_for_lock_holder(first.id());
     let r = sim(&f, &["build"]);
     first.kill().unwrap();
     first.wait().unwrap();

@@ -515,18 +515,14 @@ fn gc_orphans_only_with_the_flag() {
 #[test]
 fn gc_takes_the_build_lock() {
     let f = built();
+    append_to_hook(&f, 900, "# force work: the whole fleet rebuilds, slowly");
     let mut first = f.spawn_sim(
         &["build", "--replace-all"],
         &[("PHOENIX_SIM_LATENCY", "*=200")],
     );
-    append_to_hook(&f, 900, "# force work");
+    f.wait_for_lock_holder(first.id());
     let lock = f.state_dir.join("phoenix.lock");
-    let t0 = std::time::Instant::now();
-    let mut r = sim(&f, &["gc", "--dry-run"]);
-    while r.code != 5 && t0.elapsed() < std::time::Duration::from_secs(5) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        r = sim(&f, &["gc", "--dry-run"]);
-    }
+    let r = sim(&f, &["gc", "--dry-run"]);
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(r.code, 5, "{}", r.stderr);

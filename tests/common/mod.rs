@@ -259,6 +259,25 @@ impl Fixture {
         cmd.spawn().expect("start phoenix")
     }
 
+    /// Waits until process `pid` holds the host lock (its pid is written in the lock file).
+    pub fn wait_for_lock_holder(&self, pid: u32) {
+        let lock = self.state_dir.join("phoenix.lock");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let holder: Option<Value> = fs::read_to_string(&lock)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            if holder.is_some_and(|h| h["pid"] == pid) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} never took the host lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Runs `phoenix <args>` with this fixture's directories.
     pub fn phoenix(&self, args: &[&str]) -> Run {
         self.phoenix_env(args, &[])
