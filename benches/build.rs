@@ -13,7 +13,8 @@
 //!
 //! Run: `cargo bench --bench build` (two to three minutes), or the smoke run
 //! `cargo bench --bench build -- --quick` (or `PHOENIX_BENCH_QUICK=1`): 50 nodes with
-//! latencies ten times smaller, a few seconds. Knobs: `PHOENIX_BENCH_NODES`,
+//! latencies ten times smaller, a few seconds; `cargo test --benches` (no `--bench`
+//! argument) runs that too. Knobs: `PHOENIX_BENCH_NODES`,
 //! `PHOENIX_BENCH_JOBS=1,4,8,16`, `PHOENIX_BENCH_LATENCY`, `PHOENIX_BENCH_KEEP=1` (keep the
 //! temporary directory), `PHOENIX_BENCH_RACE=1` (see [`prestage`]). The makespan target
 //! (within 10 % of the bound) is reported, not enforced: the process fails only when a
@@ -719,7 +720,10 @@ fn noop(
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick")
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`) run the smoke run.
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick")
+        || !args.iter().any(|a| a == "--bench")
         || std::env::var_os("PHOENIX_BENCH_QUICK").is_some_and(|v| v != "0");
     let n: usize = std::env::var("PHOENIX_BENCH_NODES")
         .ok()
