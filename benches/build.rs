@@ -909,6 +909,7 @@ fn main() {
         ok = false;
     }
     if !ok {
+        drop(tmp); // exit skips destructors
         std::process::exit(1);
     }
 }
