@@ -16,7 +16,7 @@
 //! latencies ten times smaller, a few seconds; `cargo test --benches` (no `--bench`
 //! argument) runs that too. Knobs: `PHOENIX_BENCH_NODES`,
 //! `PHOENIX_BENCH_JOBS=1,4,8,16`, `PHOENIX_BENCH_LATENCY`, `PHOENIX_BENCH_KEEP=1` (keep the
-//! temporary directory), `PHOENIX_BENCH_RACE=1` (see [`prestage`]). The makespan target
+//! temporary directory). The makespan target
 //! (within 10 % of the bound) is reported, not enforced: the process fails only when a
 //! build fails, when a no-op rebuild mutates the host, or when its reads grow with the
 //! node count.
@@ -320,37 +320,12 @@ struct RunStats {
     timeline: Vec<(u64, Option<Ctid>, Mark)>,
 }
 
-/// Works around a race in the engine (reported with this benchmark): `state::write_atomic`
-/// names its temporary file `<path>.tmp<pid>`, the same in every worker thread, so two
-/// nodes that store the same script blob (`blobs/<digest>`) or stage the same step script
-/// (`scripts/<digest>`) at once collide, and one fails with `cannot store the manifest
-/// …: No such file or directory` (its rename finds the file already moved). Staging the
-/// shared scripts before the run avoids it; `PHOENIX_BENCH_RACE=1` skips this, to show it.
-fn prestage(fleet: &Fleet, state: &StateDir) {
-    if std::env::var_os("PHOENIX_BENCH_RACE").is_some() {
-        return;
-    }
-    let hooks = &fleet.hooks;
-    let mut scripts = vec![&hooks.nvidia_step, &hooks.docker_step];
-    scripts.extend(hooks.node_hooks.values());
-    scripts.extend(hooks.lib.values());
-    for s in scripts {
-        for dir in ["blobs", "scripts"] {
-            let path = state.root.join(dir).join(&s.digest);
-            if !path.exists() {
-                phoenix::state::write_atomic(&path, &s.bytes).expect("stage a script");
-            }
-        }
-    }
-}
-
 /// One `build::run` on the sim host under `state_dir`; latencies are set before it opens.
 fn build_once(fleet: &Fleet, state_dir: &Path, jobs: usize, latency: &str) -> RunStats {
     std::env::set_var("PHOENIX_SIM_LATENCY", latency);
     std::env::remove_var("PHOENIX_SIM_FAULTS");
     std::env::remove_var("PHOENIX_SIM_NVIDIA_VERSION");
     let state = StateDir::open(state_dir).expect("state dir");
-    prestage(fleet, &state);
     let host = SimHost::open(state_dir).expect("sim host");
     let opts = BuildOptions {
         targets: Vec::new(),

@@ -56,6 +56,10 @@ impl Host for Counting<'_> {
         self.count("inventory");
         self.inner.inventory()
     }
+    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
+        self.count("config");
+        self.inner.ct(ctid)
+    }
     fn facts(&self) -> HostResult<HostFacts> {
         self.count("facts");
         self.inner.facts()
@@ -300,10 +304,18 @@ pub fn run(
                     ..
                 }
         );
-        let mut finish_cost =
-            est("set") + est("start") + 2 * est("exec") + est("shutdown") + est("snapshot");
+        // The host calls of `Executor::finish` (see steps.rs), for priorities only.
+        let mut finish_cost = 2 * est("config")
+            + est("set")
+            + est("start")
+            + est("exec")
+            + est("shutdown")
+            + est("snapshot");
         if node.has_gpu() {
             finish_cost += est("set_raw_lxc") + 2 * est("exec") + est("push");
+        }
+        if fleet.hooks.node_hooks.contains_key(&ctid) {
+            finish_cost += est("exec");
         }
         if node.nesting() {
             finish_cost += est("exec") + est("push");

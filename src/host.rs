@@ -231,6 +231,8 @@ pub trait Host: Send + Sync {
     fn name(&self) -> &'static str;
     /// Every CT on the host, in one bulk read.
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>>;
+    /// One CT (`pct config`), or `None` when it does not exist.
+    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>>;
     /// The host facts steps rely on (NVIDIA driver, device majors).
     fn facts(&self) -> HostResult<HostFacts>;
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;

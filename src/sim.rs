@@ -339,10 +339,9 @@ impl SimHost {
         })
     }
 
-    /// Reads one CT for the `pct` shim.
+    /// Reads one CT that must exist (the `pct` shim's `config`, `status`, ...).
     pub fn ct_info(&self, ctid: Ctid) -> HostResult<CtInfo> {
-        self.call("config", Some(ctid), false)?;
-        Ok(self.get(ctid)?.info())
+        self.ct(ctid)?.ok_or_else(|| missing(ctid))
     }
 
     /// A file pushed into a CT, for `pct pull`.
@@ -399,6 +398,11 @@ impl Host for SimHost {
             }
         }
         Ok(out)
+    }
+
+    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
+        self.call("config", Some(ctid), false)?;
+        Ok(self.load(ctid)?.map(|ct| ct.info()))
     }
 
     fn facts(&self) -> HostResult<HostFacts> {

@@ -56,22 +56,49 @@ pub fn age(s: u64) -> String {
     }
 }
 
-/// Writes a file atomically.
+/// Writes a file atomically: readers see the old content or the new, never a part. Safe
+/// to call from many threads for the same path (each writes its own temporary file).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}.{n}", std::process::id()));
+    let written = File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    match written.and_then(|()| fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn many_threads_write_one_path_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blobs/abc");
+        std::thread::scope(|s| {
+            for i in 0..16u8 {
+                let path = &path;
+                s.spawn(move || super::write_atomic(path, &[i; 4096]).unwrap());
+            }
+        });
+        let got = std::fs::read(&path).unwrap();
+        assert!(got.len() == 4096 && got.iter().all(|&b| b == got[0]));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("blobs")).unwrap().count(),
+            1,
+            "temporary files left"
+        );
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");

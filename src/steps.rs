@@ -503,14 +503,14 @@ impl Executor<'_> {
     }
 
     fn host_ct(&self, ctid: Ctid, log: &mut NodeLog) -> StepResult<CtInfo> {
-        let inv = self.call(
+        let ct = self.call(
             ctid,
             Step::Settings,
             log,
-            &format!("read CT {ctid}"),
-            || self.host.inventory(),
+            &format!("pct config {ctid}"),
+            || self.host.ct(ctid),
         )?;
-        inv.get(&ctid).cloned().ok_or_else(|| StepError {
+        ct.ok_or_else(|| StepError {
             step: Step::Settings,
             message: format!("CT {ctid} vanished from the host"),
         })

@@ -744,7 +744,13 @@ fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
     );
     // Wait until the first clone holds its source's lock, then kill.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while ct(&f, 900).is_none_or(|c| c["lock"] != "disk") {
+    // (the source is locked first, then the target created with `lock: create`)
+    let target_created = || {
+        [901, 902]
+            .iter()
+            .any(|&c| ct(&f, c).is_some_and(|c| c["lock"] == "create"))
+    };
+    while ct(&f, 900).is_none_or(|c| c["lock"] != "disk") || !target_created() {
         assert!(Instant::now() < deadline, "no clone started");
         std::thread::sleep(Duration::from_millis(20));
     }
