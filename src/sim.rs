@@ -3,8 +3,9 @@
 //! The zero-setup backend: the README demo, most tests and the benchmarks run on it. Its
 //! state lives under `<state-dir>/sim/`, one JSON file per CT (`lxc/<ctid>.json`, like
 //! PVE's one config file per CT), each change written atomically (temp file + rename)
-//! under a host-wide file lock, so that phoenix's workers and the `pct` that hooks call
-//! share one consistent host.
+//! under that CT's file lock (`locks/ct-<ctid>.lock`, as PVE locks each CT's config), so
+//! that phoenix's workers and the `pct` that hooks call share one consistent host while
+//! work on different CTs proceeds in parallel.
 //!
 //! It behaves like Proxmox where phoenix depends on it (`pct-spec.md`): a clone locks its
 //! source (`CT is locked (disk)`) for the duration of the copy, snapshot names follow
@@ -217,19 +218,42 @@ impl SimHost {
         self.dir.join("lxc").join(format!("{ctid}.json"))
     }
 
-    /// Holds the host lock for one read-modify-write.
-    fn locked<T>(&self, f: impl FnOnce() -> HostResult<T>) -> HostResult<T> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join("host.lock"))
-            .map_err(|e| HostError::failed(format!("sim: cannot open host lock: {e}")))?;
-        file.lock()
-            .map_err(|e| HostError::failed(format!("sim: cannot lock host: {e}")))?;
+    /// Holds the config locks of these CTs (in ascending order, so two callers never wait
+    /// on each other) for one read-modify-write, like PVE's `pve-config-<vmid>.lock`.
+    fn locked<T>(&self, ctids: &[Ctid], f: impl FnOnce() -> HostResult<T>) -> HostResult<T> {
+        let mut ids = ctids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut held = Vec::with_capacity(ids.len());
+        for id in ids {
+            held.push(self.lock_file(&format!("ct-{id}"))?);
+        }
         let r = f();
-        let _ = file.unlock();
+        drop(held); // closing the files releases the locks
         r
+    }
+
+    /// Holds one named lock of the simulated host.
+    fn locked_file<T>(&self, name: &str, f: impl FnOnce() -> HostResult<T>) -> HostResult<T> {
+        let _held = self.lock_file(name)?;
+        f()
+    }
+
+    fn lock_file(&self, name: &str) -> HostResult<File> {
+        let dir = self.dir.join("locks");
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("{name}.lock")))
+        };
+        let file = open()
+            .or_else(|_| fs::create_dir_all(&dir).and_then(|()| open()))
+            .map_err(|e| HostError::failed(format!("sim: cannot open lock {name}: {e}")))?;
+        file.lock()
+            .map_err(|e| HostError::failed(format!("sim: cannot take lock {name}: {e}")))?;
+        Ok(file)
     }
 
     fn load(&self, ctid: Ctid) -> HostResult<Option<SimCt>> {
@@ -323,7 +347,7 @@ impl SimHost {
 
     /// True while a counted fault has calls left (and uses one).
     fn count_fault(&self, spec: &str, limit: u64) -> HostResult<bool> {
-        self.locked(|| {
+        self.locked_file("faults", || {
             let path = self.dir.join("faults.json");
             let mut counts: BTreeMap<String, u64> = fs::read(&path)
                 .ok()
@@ -364,7 +388,7 @@ impl SimHost {
     /// Stores pushed content directly (the shim's `push` reads the host file itself).
     pub fn push_content(&self, ctid: Ctid, dest: &str, content: String) -> HostResult<()> {
         self.call("push", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             if !ct.running {
                 return Err(HostError::failed("can only push files to a running CT"));
@@ -441,7 +465,7 @@ impl Host for SimHost {
 
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         self.call("create", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             if self.load(ctid)?.is_some() {
                 return Err(HostError::failed(format!(
                     "CT {ctid} already exists on node '{NODE}'"
@@ -496,7 +520,7 @@ impl Host for SimHost {
     ) -> HostResult<()> {
         // Pre-fork: lock the source, create the target with `lock: create` (PVE order).
         self.record("clone", Some(target), true);
-        self.locked(|| {
+        self.locked(&[source, target], || {
             let mut src = self.get(source)?;
             src.check_lock()?;
             if self.load(target)?.is_some() {
@@ -530,7 +554,7 @@ impl Host for SimHost {
         })?;
         // The copy itself: the source stays locked meanwhile.
         let copied = self.effects("clone", Some(target));
-        self.locked(|| {
+        self.locked(&[source, target], || {
             if let Some(mut src) = self.load(source)? {
                 src.lock = None;
                 self.save(&src)?;
@@ -569,7 +593,7 @@ impl Host for SimHost {
         if options.is_empty() {
             return Err(HostError::failed("no options specified"));
         }
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             ct.check_lock()?;
             for (k, v) in options {
@@ -592,7 +616,7 @@ impl Host for SimHost {
 
     fn resize(&self, ctid: Ctid, disk: &str, size_gb: u64) -> HostResult<()> {
         self.call("resize", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             ct.check_lock()?;
             let vol = ct.config.get(disk).cloned().ok_or_else(|| {
@@ -615,7 +639,7 @@ impl Host for SimHost {
 
     fn set_raw_lxc(&self, ctid: Ctid, prefixes: &[&str], lines: &[String]) -> HostResult<()> {
         self.call("set_raw_lxc", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             ct.check_lock()?;
             ct.raw_lxc
@@ -627,7 +651,7 @@ impl Host for SimHost {
 
     fn start(&self, ctid: Ctid) -> HostResult<()> {
         self.call("start", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             if ct.running {
                 return Err(HostError::failed(format!("CT {ctid} already running")));
@@ -645,7 +669,7 @@ impl Host for SimHost {
 
     fn shutdown(&self, ctid: Ctid, _timeout_s: u64) -> HostResult<()> {
         self.call("shutdown", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self
                 .load(ctid)?
                 .ok_or_else(|| HostError::failed(format!("CT {ctid} not running")))?;
@@ -663,7 +687,7 @@ impl Host for SimHost {
         if argv.is_empty() {
             return Err(HostError::failed("missing command"));
         }
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             if !ct.running {
                 return Err(HostError::failed(format!(
@@ -702,7 +726,7 @@ impl Host for SimHost {
                 format!("400 Parameter verification failed.\nsnapname: invalid format - invalid configuration ID '{name}'")
             }));
         }
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             if ct.config.get("template").is_some_and(|t| t == "1") {
                 return Err(HostError::failed(
@@ -734,7 +758,7 @@ impl Host for SimHost {
 
     fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()> {
         self.call("delsnapshot", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             let Some(pos) = ct.snapshots.iter().position(|s| s.info.name == name) else {
                 return Err(HostError::failed(format!(
@@ -757,7 +781,7 @@ impl Host for SimHost {
 
     fn destroy(&self, ctid: Ctid) -> HostResult<()> {
         self.call("destroy", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let ct = self.get(ctid)?;
             ct.check_lock()?;
             if ct.running {
@@ -771,7 +795,7 @@ impl Host for SimHost {
 
     fn unlock(&self, ctid: Ctid) -> HostResult<()> {
         self.call("unlock", Some(ctid), true)?;
-        self.locked(|| {
+        self.locked(&[ctid], || {
             let mut ct = self.get(ctid)?;
             if ct.lock.take().is_none() {
                 return Err(HostError::failed("no lock found trying to remove any lock"));
