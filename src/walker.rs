@@ -1,10 +1,13 @@
 //! A small scheduler for a dependency graph of tasks: it knows nothing about hosts.
 //!
 //! A task becomes ready when every task it depends on succeeded. `workers` threads run
-//! ready tasks, highest priority first (the longest remaining path of estimated cost, so
-//! the critical chain never waits behind short branches). A task may name a resource:
+//! ready tasks, highest priority first: the longest remaining path of estimated cost, so
+//! the critical chain never waits behind short branches. A task may name a resource:
 //! tasks sharing one take turns (clones of one source), while everything else runs in
-//! parallel. A failed task blocks its dependents and nothing else; with `fail_fast`, no
+//! parallel. Since those tasks form a chain of their own, the remaining path counts them
+//! back to back (a template with forty clones waiting is urgent), and a ready task's
+//! priority is at least the work still queued on its resource (the busiest source keeps
+//! cloning). A failed task blocks its dependents and nothing else; with `fail_fast`, no
 //! new task starts after the first failure.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -42,7 +45,20 @@ pub fn priorities(tasks: &[Task]) -> Vec<u64> {
     let order = topo_order(tasks);
     let mut prio = vec![0u64; tasks.len()];
     for &i in order.iter().rev() {
-        let tail = dependents[i].iter().map(|&d| prio[d]).max().unwrap_or(0);
+        let mut tail = dependents[i].iter().map(|&d| prio[d]).max().unwrap_or(0);
+        // Dependents sharing a resource run one after another: their costs add up, then
+        // the shortest of their own tails follows the last one.
+        let mut groups: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for &d in &dependents[i] {
+            if let Some(r) = &tasks[d].resource {
+                let g = groups.entry(r.as_str()).or_insert((0, u64::MAX));
+                g.0 += tasks[d].cost;
+                g.1 = g.1.min(prio[d] - tasks[d].cost);
+            }
+        }
+        for (sum, min_tail) in groups.into_values() {
+            tail = tail.max(sum + min_tail);
+        }
         prio[i] = tasks[i].cost + tail;
     }
     prio
@@ -75,6 +91,8 @@ struct State {
     waiting_on: Vec<usize>,
     ready: BTreeSet<(std::cmp::Reverse<u64>, usize)>,
     busy: BTreeSet<String>,
+    /// Cost of the tasks not yet started, per resource.
+    backlog: std::collections::BTreeMap<String, u64>,
     running: usize,
     stop: bool,
 }
@@ -101,6 +119,12 @@ where
         waiting_on,
         ready,
         busy: BTreeSet::new(),
+        backlog: tasks.iter().fold(Default::default(), |mut m, t| {
+            if let Some(r) = &t.resource {
+                *m.entry(r.clone()).or_insert(0) += t.cost;
+            }
+            m
+        }),
         running: 0,
         stop: false,
     });
@@ -127,15 +151,32 @@ where
                     let pick = if st.stop {
                         None
                     } else {
+                        // Highest of: the task's own remaining path, the work queued
+                        // on its resource. Ties go to the static order.
+                        let effective = |(p, i): &(std::cmp::Reverse<u64>, usize)| {
+                            let queued =
+                                tasks[*i].resource.as_ref().and_then(|r| st.backlog.get(r));
+                            p.0.max(queued.copied().unwrap_or(0))
+                        };
                         st.ready
                             .iter()
-                            .find(|(_, i)| {
+                            .filter(|(_, i)| {
                                 tasks[*i]
                                     .resource
                                     .as_ref()
                                     .is_none_or(|r| !st.busy.contains(r))
                             })
-                            .copied()
+                            .fold(
+                                None,
+                                |best: Option<(u64, (std::cmp::Reverse<u64>, usize))>, e| {
+                                    let v = effective(e);
+                                    match best {
+                                        Some((b, _)) if b >= v => best,
+                                        _ => Some((v, *e)),
+                                    }
+                                },
+                            )
+                            .map(|(_, e)| e)
                     };
                     if let Some(entry) = pick {
                         st.ready.remove(&entry);
@@ -153,6 +194,9 @@ where
                 st.running += 1;
                 if let Some(r) = &tasks[i].resource {
                     st.busy.insert(r.clone());
+                    if let Some(b) = st.backlog.get_mut(r) {
+                        *b = b.saturating_sub(tasks[i].cost);
+                    }
                 }
                 drop(st);
 
@@ -263,6 +307,29 @@ mod tests {
         // a long chain 0→1→2 and a short independent task 3 with the same first cost
         let tasks = vec![t(&[], 1), t(&[0], 1), t(&[1], 1), t(&[], 1)];
         assert_eq!(priorities(&tasks), vec![3, 2, 1, 1]);
+        let order = Mutex::new(Vec::new());
+        walk(&tasks, 1, false, |i| {
+            order.lock().unwrap().push(i);
+            true
+        });
+        assert_eq!(order.into_inner().unwrap()[0], 0);
+    }
+
+    #[test]
+    fn clones_waiting_on_one_source_make_it_urgent() {
+        // 0 has 5 clones (one resource) of cost 10; 1 has a child chain of 20.
+        let mut tasks = vec![t(&[], 1), t(&[], 1), t(&[1], 20)];
+        for _ in 0..5 {
+            tasks.push(Task {
+                deps: vec![0],
+                resource: Some("clone:0".into()),
+                cost: 10,
+            });
+        }
+        let p = priorities(&tasks);
+        assert_eq!(p[0], 51, "five clones back to back");
+        assert_eq!(p[1], 21);
+        // With one worker, the busy source goes first.
         let order = Mutex::new(Vec::new());
         walk(&tasks, 1, false, |i| {
             order.lock().unwrap().push(i);
