@@ -304,13 +304,7 @@ impl Executor<'_> {
                 .map(|c| (c.key.clone(), c.new.clone()))
                 .collect();
             if !opts.is_empty() {
-                self.call(
-                    ctid,
-                    Step::Settings,
-                    &mut log,
-                    &format!("pct set {ctid} {}", show_opts(&opts)),
-                    || self.host.set(ctid, &opts),
-                )?;
+                self.set(ctid, &opts, &mut log)?;
             }
             if changes.iter().any(|c| c.key == "rootfs") {
                 self.grow_disk(ctid, node, &mut log)?;
@@ -354,14 +348,7 @@ impl Executor<'_> {
                 || self.host.shutdown(ctid, 120),
             )?;
         }
-        let opts = self.managed_settings(node);
-        self.call(
-            ctid,
-            Step::Settings,
-            &mut log,
-            &format!("pct set {ctid} {}", show_opts(&opts)),
-            || self.host.set(ctid, &opts),
-        )?;
+        self.set(ctid, &self.managed_settings(node), &mut log)?;
         if current
             .rootfs_gb()
             .is_some_and(|gb| gb < node.spec.storage_size_gb)
@@ -489,6 +476,16 @@ impl Executor<'_> {
         }
         log.line("# built");
         Ok(())
+    }
+
+    fn set(&self, ctid: Ctid, opts: &[(String, String)], log: &mut NodeLog) -> StepResult {
+        self.call(
+            ctid,
+            Step::Settings,
+            log,
+            &format!("pct set {ctid} {}", show_opts(opts)),
+            || self.host.set(ctid, opts),
+        )
     }
 
     fn grow_disk(&self, ctid: Ctid, node: &Node, log: &mut NodeLog) -> StepResult {

@@ -836,3 +836,62 @@ fn an_in_place_rebuild_applies_changed_features_and_keeps_the_ct() {
     assert_eq!(after.len(), 2);
     assert!(after.contains(&before[0]));
 }
+
+/// The live display needs a terminal: `script` (util-linux) gives the build a real pty.
+#[test]
+fn on_a_terminal_build_shows_a_live_display_of_running_nodes() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let f = Fixture::example();
+    let bin = env!("CARGO_BIN_EXE_phoenix");
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &format!("{bin} build -j 2"), "/dev/null"])
+        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+        .env("PHOENIX_STATE_DIR", &f.state_dir)
+        .env("PHOENIX_BACKEND", "sim")
+        .env("PHOENIX_SIM_LATENCY", "*=20,clone=400,create=400")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // Redrawn in place: cursor up + erase line.
+    assert!(text.contains("\x1b[1A\x1b[2K"), "{text}");
+    // One line per running node with its step and elapsed time, and the overall count.
+    let running = line_has_in_order(&text, "900 BaseTemplate", &["create", ".", "s\r"]);
+    assert!(
+        running,
+        "no live line for 900 with its step and elapsed time:\n{text}"
+    );
+    assert!(text.contains("[0/7] building, 1 running"), "{text}");
+    assert!(text.contains("[7/7] building"), "{text}");
+    // Finished nodes stay as plain lines above, and the summary closes the run.
+    assert!(
+        text.contains("900 BaseTemplate             create done in"),
+        "{text}"
+    );
+    assert!(text.contains("summary: 7 created"), "{text}");
+}
+
+/// True when some line contains `head` followed by every one of `parts`, in order.
+fn line_has_in_order(text: &str, head: &str, parts: &[&str]) -> bool {
+    text.split('\n').any(|line| {
+        let Some(mut rest) = line.find(head).map(|i| &line[i + head.len()..]) else {
+            return false;
+        };
+        for p in parts {
+            match rest.find(p) {
+                Some(i) => rest = &rest[i + p.len()..],
+                None => return false,
+            }
+        }
+        true
+    })
+}
