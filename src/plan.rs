@@ -358,9 +358,10 @@ fn decide(
     ) {
         (None, _) => Cause::Unknown,
         (Some(old), new) => {
-            let parent_rebuilt = parent.is_some_and(|p| p.action.snapshots());
+            // The parent's hash, not whether it is rebuilt in this run: a parent recreated
+            // from the same inputs (its CT was lost) is the same parent.
             let same_parent = old.as_deref() == new.as_ref().map(|p| p.hash.as_str());
-            if same_parent && !parent_rebuilt {
+            if same_parent {
                 Cause::OwnInputs
             } else {
                 Cause::ParentChanged {

@@ -895,3 +895,25 @@ fn line_has_in_order(text: &str, head: &str, parts: &[&str]) -> bool {
         true
     })
 }
+
+#[test]
+fn a_template_lost_and_recreated_from_the_same_inputs_changes_nothing_below_it() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.remove("rebuild");
+    });
+    assert_eq!(sim(&f, &["build"]).code, 0);
+    // Someone destroys template 902 by hand; 910 also got its own change.
+    fs::remove_file(f.state_dir.join("sim/lxc/902.json")).unwrap();
+    let hook = fs::read_to_string(f.hook_path(910)).unwrap();
+    f.write_hook(910, &format!("{hook}\n# 910's own change\n"));
+    let p = plan(&f, &[]);
+    assert_eq!(p[&902]["action"], "create");
+    // 902 comes back with the same hash: its clones are not "parent changed".
+    assert_eq!(p[&903]["action"], "fresh");
+    assert_eq!(p[&910]["action"], "rebuild");
+    assert_eq!(p[&910]["mode"], "in-place");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(built(&r), set(&[902, 910]));
+}
