@@ -18,6 +18,10 @@ use phoenix::config::{self, Paths};
 use phoenix::hash;
 use serde_json::{json, Map, Value};
 
+// The allocator of the `phoenix` binary (src/main.rs), so that the figures are its figures.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NODES: usize = 10_000;
 const BASES: usize = 10;
 /// Templates per chain, the base included: a chain is 50 deep.

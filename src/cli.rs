@@ -289,9 +289,10 @@ pub fn plural(n: usize) -> &'static str {
 }
 
 pub fn print_json<T: Serialize>(value: &T) {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);
+    let _ = out.flush();
 }
 
 fn validate(cli: &Cli, fleet: &Fleet) -> i32 {
@@ -362,13 +363,18 @@ fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
     let mut out = String::new();
     match format {
         GraphFormat::Json => {
-            let nodes: Vec<NodeJson> = fleet
+            #[derive(Serialize)]
+            struct GraphJson<'a> {
+                schema_version: u32,
+                nodes: Vec<NodeJson<'a>>,
+            }
+            let nodes = fleet
                 .graph
                 .order
                 .iter()
                 .map(|&c| node_json(fleet, c, &hashes[&c]))
                 .collect();
-            print_json(&json!({ "schema_version": JSON_SCHEMA_VERSION, "nodes": nodes }));
+            print_json(&GraphJson { schema_version: JSON_SCHEMA_VERSION, nodes });
             return exit::OK;
         }
         GraphFormat::Dot => {
