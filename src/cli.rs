@@ -374,7 +374,10 @@ fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
                 .iter()
                 .map(|&c| node_json(fleet, c, &hashes[&c]))
                 .collect();
-            print_json(&GraphJson { schema_version: JSON_SCHEMA_VERSION, nodes });
+            print_json(&GraphJson {
+                schema_version: JSON_SCHEMA_VERSION,
+                nodes,
+            });
             return exit::OK;
         }
         GraphFormat::Dot => {

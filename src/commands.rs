@@ -98,7 +98,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> i3
             "counts": plan.counts(),
         })),
         Output::Human => {
-            println!("{:<10} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
+            println!("{:<16} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
             for e in &plan.entries {
                 let action = match &e.action {
                     Action::Rebuild { mode, .. } => format!(
@@ -110,7 +110,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> i3
                     ),
                     a => a.name().to_string(),
                 };
-                println!("{action:<10} {:>9}  {:<24} {}", e.ctid, e.name, e.reason);
+                println!("{action:<16} {:>9}  {:<24} {}", e.ctid, e.name, e.reason);
             }
             let counts = plan.counts();
             let parts: Vec<String> = [
