@@ -555,3 +555,29 @@ fn generations_lists_newest_first_and_marks_the_current_one() {
     );
     let _ = sim_env(&f, &["generations", "950"], &[]);
 }
+
+#[test]
+fn gc_never_touches_a_ct_phoenix_did_not_create_even_with_phx_named_snapshots() {
+    let f = built();
+    let host = phoenix::sim::SimHost::open(&f.state_dir).unwrap();
+    use phoenix::host::Host;
+    let spec = phoenix::host::CreateSpec {
+        ostemplate: "local:vztmpl/debian-12.tar.zst".into(),
+        storage: "local-zfs".into(),
+        rootfs_gb: 8,
+        unprivileged: true,
+        options: Default::default(),
+    };
+    host.create(960, &spec).unwrap();
+    let lookalike = format!("phx-{}", "ab".repeat(16));
+    host.snapshot(960, &lookalike, "made by hand").unwrap();
+    let before = fs::read(f.state_dir.join("sim/lxc/960.json")).unwrap();
+    let r = sim(&f, &["gc", "--keep", "0", "--orphans", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    assert!(!v.to_string().contains("960"), "gc considered CT 960: {v}");
+    assert_eq!(
+        fs::read(f.state_dir.join("sim/lxc/960.json")).unwrap(),
+        before
+    );
+}
