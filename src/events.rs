@@ -2,7 +2,7 @@
 //! summary) is rendered from these; the engine emits them and knows nothing of rendering.
 //!
 //! JSON lines (`--output json`): one object per line, tagged by `event`, each carrying
-//! `schema_version` (see `docs/events.md` in the README for the full schema).
+//! `schema_version` (the README's Output section lists every event and field).
 
 use serde::{Deserialize, Serialize};
 

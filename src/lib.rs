@@ -2,9 +2,13 @@
 //! packages: every template and container is a build node whose hash covers its inputs,
 //! and the snapshot taken when it is built is named by that hash.
 //!
-//! The layout follows the data: [`config`] (files → typed nodes, located problems) →
-//! [`graph`] (edges, order) → [`hash`] (manifests and hashes). The engine is pure and never
-//! calls a host; the command line lives in [`cli`].
+//! The layout follows the data: [`config`] with [`schema`] and [`rules`] (files → typed
+//! nodes, located [`diag`] problems) → [`graph`] (edges, order) → [`hash`] (manifests and
+//! hashes) → [`plan`] (what happens to each node) → [`walker`] (a generic scheduler) and
+//! [`steps`] (one node's work), tied together by [`build`]; [`why`] and [`gc`] read the
+//! same manifests. All of these are pure or go through the one [`host::Host`] trait, whose
+//! backend today is [`sim`]. Output is rendered from data: [`events`] → [`report`]; the
+//! command line lives in [`cli`] and [`commands`].
 
 pub mod build;
 pub mod canon;
