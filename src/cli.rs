@@ -27,7 +27,7 @@ pub struct Cli {
     /// Directory holding phoenix_lxc_configs.json and phoenix_hypervisor_config.json.
     #[arg(long, global = true, env = "PHOENIX_CONFIG_DIR", default_value = config::DEFAULT_CONFIG_DIR)]
     pub config_dir: PathBuf,
-    /// Directory holding the hooks (phoenix_hypervisor_setup_<CTID>.sh, lib/, step scripts).
+    /// Directory holding the hooks (phoenix_hypervisor_setup_CTID.sh per node, lib/, step scripts).
     #[arg(long, global = true, env = "PHOENIX_HOOKS_DIR", default_value = config::DEFAULT_HOOKS_DIR)]
     pub hooks_dir: PathBuf,
     /// Directory of phoenix's own state (manifests, logs, lock; the sim host).
