@@ -430,7 +430,23 @@ pub fn run(
                 }
                 NodeOutcome::Blocked
             }
-            Outcome::Cancelled => NodeOutcome::Cancelled,
+            Outcome::Cancelled => {
+                if !result.contains_key(&ctid) {
+                    let entry = exec.entries[&ctid];
+                    emit(Event::NodeFinished {
+                        ctid,
+                        name: entry.name.clone(),
+                        action: entry.action.name().to_string(),
+                        outcome: NodeOutcome::Cancelled,
+                        elapsed_ms: 0,
+                        failed_step: None,
+                        error: None,
+                        blocked_by: None,
+                        log: None,
+                    });
+                }
+                NodeOutcome::Cancelled
+            }
         };
         let slot = result.entry(ctid).or_insert(out);
         if out == NodeOutcome::Failed || (*slot == NodeOutcome::Built && out != NodeOutcome::Built)

@@ -394,6 +394,24 @@ fn fail_fast_starts_nothing_after_the_first_failure() {
     assert_eq!(r.code, 1);
     assert_eq!(outcome_of(&r, "failed"), set(&[900]));
     assert!(built(&r).is_empty());
+    // Everything under 900 is blocked by it; nothing is left unreported.
+    assert_eq!(
+        outcome_of(&r, "blocked"),
+        set(&[901, 902, 903, 910, 920, 950])
+    );
+
+    // A failure elsewhere: 903's hook fails while 910 (another branch) has not started.
+    let f = Fixture::example();
+    f.write_hook(903, "#!/bin/sh\nexit 1\n");
+    let r = build_json(&f, &["--fail-fast", "-j", "1"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(outcome_of(&r, "failed"), set(&[903]));
+    let cancelled = outcome_of(&r, "cancelled");
+    assert!(!cancelled.is_empty(), "{}", r.stdout);
+    let reported: BTreeSet<u64> = finished(&r).into_keys().collect();
+    assert_eq!(reported, set(ALL), "every node has a node_finished event");
+    let human = sim(&f, &["build", "--fail-fast", "-j", "1"]);
+    assert!(human.stdout.contains("cancelled"), "{}", human.stdout);
 }
 
 #[test]
