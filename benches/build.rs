@@ -333,6 +333,7 @@ fn build_once(fleet: &Fleet, state_dir: &Path, jobs: usize, latency: &str) -> Ru
         fail_fast: false,
         consent: Consent::default(),
         ready_timeout: Duration::from_secs(30),
+        hook_timeout: Duration::from_secs(60),
     };
     let calls: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());

@@ -23,6 +23,7 @@ pub struct BuildOptions {
     pub fail_fast: bool,
     pub consent: Consent,
     pub ready_timeout: Duration,
+    pub hook_timeout: Duration,
 }
 
 /// A host wrapper that counts calls per verb (the summary reports them).
@@ -270,6 +271,7 @@ pub fn run(
         emit,
         retry: Retry::default(),
         ready_timeout: opts.ready_timeout,
+        hook_timeout: opts.hook_timeout,
     };
 
     // Two tasks per provisioned node (provision, finish), one for the rest.

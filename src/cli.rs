@@ -100,6 +100,9 @@ pub enum Command {
         /// Seconds to wait for a started CT to answer `pct exec`.
         #[arg(long, default_value_t = 300)]
         ready_timeout: u64,
+        /// Seconds a node's hook may run before it is killed and the node fails.
+        #[arg(long, default_value_t = 3600)]
+        hook_timeout: u64,
         #[command(flatten)]
         consent: ConsentArgs,
     },
@@ -220,6 +223,7 @@ pub fn run(cli: Cli) -> i32 {
             fail_fast,
             wait,
             ready_timeout,
+            hook_timeout,
             consent,
         } => crate::commands::build(
             &cli,
@@ -230,6 +234,7 @@ pub fn run(cli: Cli) -> i32 {
                 fail_fast: *fail_fast,
                 consent: consent.consent(),
                 ready_timeout: std::time::Duration::from_secs(*ready_timeout),
+                hook_timeout: std::time::Duration::from_secs(*hook_timeout),
             },
             *wait,
         ),

@@ -75,6 +75,8 @@ pub struct Executor<'a> {
     pub emit: &'a (dyn Fn(Event) + Sync),
     pub retry: Retry,
     pub ready_timeout: Duration,
+    /// A hook running longer is killed (with what it started) and fails its node.
+    pub hook_timeout: Duration,
 }
 
 /// Where the steps of a node write what they do.
@@ -727,10 +729,45 @@ impl Executor<'_> {
         };
         cmd.stdout(out).stderr(err);
         log.line(&format!("$ {} {ctid}", path.display()));
-        let status = cmd.status().map_err(|e| StepError {
+        // Its own process group, so that a hook that outlives --hook-timeout is stopped
+        // together with whatever it started.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().map_err(|e| StepError {
             step: Step::Hook,
             message: format!("cannot run hook {}: {e}", path.display()),
         })?;
+        let deadline = Instant::now() + self.hook_timeout;
+        let mut pause = Duration::from_millis(2);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Ok(None) => {
+                    let group = format!("-{}", child.id());
+                    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let limit = self.hook_timeout.as_secs();
+                    log.line(&format!("  hook killed after {limit} s (--hook-timeout)"));
+                    return Err(StepError {
+                        step: Step::Hook,
+                        message: format!(
+                            "hook {} ran longer than --hook-timeout {limit} s and was killed",
+                            path.display()
+                        ),
+                    });
+                }
+                Err(e) => {
+                    return Err(StepError {
+                        step: Step::Hook,
+                        message: format!("cannot wait for hook {}: {e}", path.display()),
+                    })
+                }
+            }
+        };
         if status.success() {
             Ok(())
         } else {

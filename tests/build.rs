@@ -935,3 +935,37 @@ fn a_template_lost_and_recreated_from_the_same_inputs_changes_nothing_below_it()
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(built(&r), set(&[902, 910]));
 }
+
+#[test]
+fn a_hook_that_hangs_is_killed_after_the_hook_timeout() {
+    let f = Fixture::example();
+    let marker = f.tmp.path().join("child-still-running");
+    // The hook starts a child of its own, then hangs.
+    f.write_hook(
+        910,
+        &format!(
+            "#!/bin/sh\n(sleep 3; touch '{}') &\nsleep 60\n",
+            marker.display()
+        ),
+    );
+    let t0 = Instant::now();
+    let r = build_json(&f, &["--hook-timeout", "1"]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "the build waited for the hook"
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(outcome_of(&r, "failed"), set(&[910]));
+    assert_eq!(built(&r), set(&[900, 901, 902, 903, 920, 950]));
+    let e = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 910 && e["event"] == "node_finished")
+        .unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains("--hook-timeout 1 s"),
+        "{e}"
+    );
+    // What the hook started was stopped with it.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!marker.exists(), "the hook's child outlived it");
+}
