@@ -217,6 +217,9 @@ pub struct Hooks {
     pub lib: BTreeMap<String, Script>,
     pub nvidia_step: Script,
     pub docker_step: Script,
+    /// Scripts named like the original orchestrator's per-container scripts
+    /// (`phoenix_hypervisor_lxc_<CTID>.sh`), which phoenix does not run: CTID → path.
+    pub original_names: BTreeMap<Ctid, PathBuf>,
 }
 
 /// A loaded, valid fleet.
@@ -679,6 +682,7 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
         )
     };
     let mut node_hooks = BTreeMap::new();
+    let mut original_names = BTreeMap::new();
     let mut nvidia_step = None;
     let mut docker_step = None;
     for entry in entries.flatten() {
@@ -694,6 +698,12 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
             nvidia_step = Some(Script::read(&path).map_err(|e| unreadable(&path, e))?);
         } else if name == DOCKER_STEP_FILE {
             docker_step = Some(Script::read(&path).map_err(|e| unreadable(&path, e))?);
+        } else if let Some(ctid) = name
+            .strip_prefix("phoenix_hypervisor_lxc_")
+            .and_then(|r| r.strip_suffix(".sh"))
+            .and_then(parse_ctid)
+        {
+            original_names.insert(ctid, path);
         }
     }
     let mut lib = BTreeMap::new();
@@ -724,6 +734,7 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
             .unwrap_or_else(|| Script::builtin(NVIDIA_STEP_FILE, BUILTIN_NVIDIA)),
         docker_step: docker_step
             .unwrap_or_else(|| Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER)),
+        original_names,
     })
 }
 

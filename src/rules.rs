@@ -20,6 +20,7 @@ pub fn check(fleet: &Fleet) -> Vec<Problem> {
         rebuild_policy(fleet, node, &mut out);
     }
     unique_addresses(fleet, &mut out);
+    stray_hooks(fleet, &mut out);
     runfile_matches_driver(fleet, &mut out);
     out
 }
@@ -199,6 +200,45 @@ fn rebuild_policy(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
                 ))
                 .label("ignored on a template")
                 .help("remove `rebuild`: it is the consent of a standard container"),
+        );
+    }
+}
+
+/// Hooks that will never run: for a CTID the config does not define, or under the name the
+/// original orchestrator's code used. Warnings: the fleet still builds.
+fn stray_hooks(fleet: &Fleet, out: &mut Vec<Problem>) {
+    for (ctid, hook) in &fleet.hooks.node_hooks {
+        if fleet.node(*ctid).is_none() {
+            let path = hook.path.clone().unwrap_or_default();
+            out.push(
+                Problem::file(
+                    "hooks::no-such-node",
+                    &path,
+                    format!(
+                        "hook for CT {ctid}, which {} does not define: it never runs",
+                        fleet.lxc_path().display()
+                    ),
+                    "remove it, or fix the CTID in its name",
+                )
+                .warning(),
+            );
+        }
+    }
+    for (ctid, path) in &fleet.hooks.original_names {
+        let wanted = crate::config::hook_file_name(*ctid);
+        let help = if fleet.hooks.node_hooks.contains_key(ctid) {
+            format!("{wanted} exists too and is the one phoenix runs; remove this one")
+        } else {
+            format!("rename it to {wanted} if it is CT {ctid}'s setup")
+        };
+        out.push(
+            Problem::file(
+                "hooks::original-name",
+                path,
+                "this is the original orchestrator's per-container script name; phoenix does not run it".to_string(),
+                &help,
+            )
+            .warning(),
         );
     }
 }

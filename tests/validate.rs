@@ -908,3 +908,38 @@ fn a_duplicated_secret_key_is_reported_without_its_values() {
     let human = f.phoenix(&["validate"]);
     assert!(!human.stderr.contains("SECRET"), "{}", human.stderr);
 }
+
+#[test]
+fn hooks_that_never_run_are_warned_about() {
+    let f = Fixture::example();
+    let stray = f.write_hook(999, "#!/bin/sh\nexit 0\n");
+    let original = f.hooks_dir.join("phoenix_hypervisor_lxc_950.sh");
+    std::fs::write(&original, "#!/bin/sh\n").unwrap();
+    let r = f.phoenix(&["validate", "--output", "json"]);
+    assert_eq!(r.code, 0, "warnings do not fail validation: {}", r.stderr);
+    let v = r.json();
+    let problems = v["problems"].as_array().unwrap();
+    let by_code = |c: &str| {
+        problems
+            .iter()
+            .find(|p| p["code"] == c)
+            .unwrap_or_else(|| panic!("no {c}: {v}"))
+            .clone()
+    };
+    let p = by_code("hooks::no-such-node");
+    assert_eq!(p["severity"], "warning");
+    assert_eq!(p["file"], stray.display().to_string());
+    assert!(p["message"].as_str().unwrap().contains("CT 999"), "{p}");
+    let p = by_code("hooks::original-name");
+    assert_eq!(p["file"], original.display().to_string());
+    assert!(
+        p["help"]
+            .as_str()
+            .unwrap()
+            .contains("phoenix_hypervisor_setup_950.sh exists too"),
+        "{p}"
+    );
+    let human = f.phoenix(&["validate"]);
+    assert!(human.stderr.contains("never runs"), "{}", human.stderr);
+    assert!(human.stdout.contains("valid"), "{}", human.stdout);
+}
