@@ -207,8 +207,10 @@ fn rebuild_policy(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
 /// Hooks that will never run: for a CTID the config does not define, or under the name the
 /// original orchestrator's code used. Warnings: the fleet still builds.
 fn stray_hooks(fleet: &Fleet, out: &mut Vec<Problem>) {
+    // Blocks that failed to load are still defined: look at the file, not the nodes.
+    let configs = fleet.lxc_tree.get("lxc_configs");
     for (ctid, hook) in &fleet.hooks.node_hooks {
-        if fleet.node(*ctid).is_none() {
+        if configs.and_then(|c| c.get(&ctid.to_string())).is_none() {
             let path = hook.path.clone().unwrap_or_default();
             out.push(
                 Problem::file(
