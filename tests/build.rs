@@ -465,18 +465,7 @@ fn a_permanent_host_error_fails_the_node() {
 fn a_ct_phoenix_did_not_create_is_never_touched() {
     let f = Fixture::example();
     // Somebody's own CT 910, created by hand on the host.
-    let host = phoenix::sim::SimHost::open(&f.state_dir).unwrap();
-    use phoenix::host::Host;
-    let spec = phoenix::host::CreateSpec {
-        ostemplate: "local:vztmpl/debian-12.tar.zst".into(),
-        storage: "local-zfs".into(),
-        rootfs_gb: 8,
-        unprivileged: true,
-        options: [("hostname".to_string(), "precious".to_string())]
-            .into_iter()
-            .collect(),
-    };
-    host.create(910, &spec).unwrap();
+    f.create_foreign_ct(910, "precious");
     let before = ct(&f, 910).unwrap();
     let calls_before = calls(&f).len();
 

@@ -302,16 +302,7 @@ fn never_built_and_not_managed_say_exactly_that() {
     assert!(sim(&f, &["why", "950"])
         .stdout
         .contains("has never been built"));
-    let host = phoenix::sim::SimHost::open(&f.state_dir).unwrap();
-    use phoenix::host::Host;
-    let spec = phoenix::host::CreateSpec {
-        ostemplate: "local:vztmpl/debian-12.tar.zst".into(),
-        storage: "local-zfs".into(),
-        rootfs_gb: 8,
-        unprivileged: true,
-        options: Default::default(),
-    };
-    host.create(910, &spec).unwrap();
+    f.create_foreign_ct(910, "CT910");
     assert_eq!(why_json(&f, 910)["verdict"], "not_managed");
     assert!(sim(&f, &["why", "910"])
         .stdout
@@ -455,9 +446,10 @@ fn gc_keeps_young_snapshots_and_never_touches_foreign_ones() {
     append_to_hook(&f, 910, "# v3");
     assert_eq!(sim(&f, &["build"]).code, 0);
     // A snapshot of the user's own on a phoenix CT, and a CT that is not phoenix's.
-    let host = phoenix::sim::SimHost::open(&f.state_dir).unwrap();
     use phoenix::host::Host;
-    host.snapshot(910, "before-upgrade", "mine").unwrap();
+    f.sim_host()
+        .snapshot(910, "before-upgrade", "mine")
+        .unwrap();
     let r = sim(
         &f,
         &[
@@ -559,16 +551,9 @@ fn generations_lists_newest_first_and_marks_the_current_one() {
 #[test]
 fn gc_never_touches_a_ct_phoenix_did_not_create_even_with_phx_named_snapshots() {
     let f = built();
-    let host = phoenix::sim::SimHost::open(&f.state_dir).unwrap();
+    f.create_foreign_ct(960, "CT960");
+    let host = f.sim_host();
     use phoenix::host::Host;
-    let spec = phoenix::host::CreateSpec {
-        ostemplate: "local:vztmpl/debian-12.tar.zst".into(),
-        storage: "local-zfs".into(),
-        rootfs_gb: 8,
-        unprivileged: true,
-        options: Default::default(),
-    };
-    host.create(960, &spec).unwrap();
     let lookalike = format!("phx-{}", "ab".repeat(16));
     host.snapshot(960, &lookalike, "made by hand").unwrap();
     let before = fs::read(f.state_dir.join("sim/lxc/960.json")).unwrap();

@@ -259,6 +259,28 @@ impl Fixture {
         cmd.spawn().expect("start phoenix")
     }
 
+    /// The simulated host of this fixture, for acting on it the way an admin would by hand.
+    pub fn sim_host(&self) -> phoenix::sim::SimHost {
+        phoenix::sim::SimHost::open(&self.state_dir).expect("open the sim host")
+    }
+
+    /// Creates a CT on the simulated host by hand, as an admin would: not phoenix's.
+    pub fn create_foreign_ct(&self, ctid: u32, hostname: &str) {
+        use phoenix::host::Host;
+        let spec = phoenix::host::CreateSpec {
+            ostemplate: "local:vztmpl/debian-12.tar.zst".into(),
+            storage: "local-zfs".into(),
+            rootfs_gb: 8,
+            unprivileged: true,
+            options: [("hostname".to_string(), hostname.to_string())]
+                .into_iter()
+                .collect(),
+        };
+        self.sim_host()
+            .create(ctid, &spec)
+            .expect("create a foreign CT");
+    }
+
     /// Waits until process `pid` holds the host lock (its pid is written in the lock file).
     pub fn wait_for_lock_holder(&self, pid: u32) {
         let lock = self.state_dir.join("phoenix.lock");
