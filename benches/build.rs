@@ -28,12 +28,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use phoenix::build::events::{Event, NodeOutcome, Step};
 use phoenix::build::{self, BuildOptions};
-use phoenix::config::{self, Ctid, Fleet, Paths};
-use phoenix::events::{Event, NodeOutcome, Step};
+use phoenix::engine::plan::Consent;
 use phoenix::exit;
-use phoenix::plan::Consent;
-use phoenix::sim::SimHost;
+use phoenix::fleet::config::{self, Ctid, Fleet, Paths};
+use phoenix::host::sim::SimHost;
 use phoenix::state::StateDir;
 use serde_json::{json, Value};
 

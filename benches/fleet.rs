@@ -14,8 +14,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use phoenix::config::{self, Paths};
-use phoenix::hash;
+use phoenix::engine::hash;
+use phoenix::fleet::config::{self, Paths};
 use serde_json::{json, Map, Value};
 
 // The allocator of the `phoenix` binary (src/main.rs), so that the figures are its figures.

@@ -2,35 +2,23 @@
 //! packages: every template and container is a build node whose hash covers its inputs,
 //! and the snapshot taken when it is built is named by that hash.
 //!
-//! The layout follows the data: [`config`] with [`schema`] and [`rules`] (files → typed
-//! nodes, located [`diag`] problems) → [`graph`] (edges, order) → [`hash`] (manifests and
-//! hashes) → [`plan`] (what happens to each node) → [`walker`] (a generic scheduler) and
-//! [`steps`] (one node's work), tied together by [`build`]; [`why`] and [`gc`] read the
-//! same manifests. All of these are pure or go through the one [`host::Host`] trait, whose
-//! backend today is [`sim`]. Output is rendered from data: [`events`] → [`report`]; the
-//! command line lives in [`cli`] and [`commands`].
+//! The layout follows the data, each layer using only the ones above it:
+//!
+//! | module | owns | must not |
+//! |---|---|---|
+//! | [`fleet`] | what the user asked for: located JSON, config, schemas, rules, graph, diagnostics | know any host |
+//! | [`host`] | the [`host::Host`] trait in phoenix's terms, host facts, Proxmox's formats ([`host::pve`]), the simulated Proxmox node ([`host::sim`]), the `pct` front-end | know the fleet's plan |
+//! | [`engine`] | pure decisions: canonical JSON, hashes, snapshot names and records, plan, why, gc, the walker | do I/O or call a host |
+//! | [`state`] | phoenix's own store: manifests, script blobs, node logs, the run lock | decide anything |
+//! | [`build`] | one run: dispatcher, tasks and costs, steps, hooks, GPU device lines, events | render |
+//! | [`render`] | events and results for people and as JSON | decide anything |
+//! | [`cli`] | the command line, one file per command; [`exit`] holds every exit code | |
 
 pub mod build;
-pub mod canon;
 pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod diag;
-pub mod events;
+pub mod engine;
 pub mod exit;
-pub mod gc;
-pub mod graph;
-pub mod hash;
+pub mod fleet;
 pub mod host;
-pub mod json;
-pub mod pct_shim;
-pub mod plan;
-pub mod report;
-pub mod rules;
-pub mod schema;
-pub mod sim;
-pub mod snapshot;
+pub mod render;
 pub mod state;
-pub mod steps;
-pub mod walker;
-pub mod why;

@@ -18,8 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Ctid, Fleet};
-use crate::hash::{Hashed, Manifest, NodeHash};
+use crate::engine::hash::{Hashed, Manifest, NodeHash};
+use crate::fleet::config::{Ctid, Fleet};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/phoenix";
 

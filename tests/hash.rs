@@ -338,7 +338,7 @@ fn manifests_chain_to_the_parent_hash_and_carry_the_recipe() {
         .collect();
     for n in nodes {
         let m = &n["manifest"];
-        assert_eq!(m["recipe"], phoenix::hash::RECIPE, "{n:#}");
+        assert_eq!(m["recipe"], phoenix::engine::hash::RECIPE, "{n:#}");
         assert_eq!(m["ctid"], n["ctid"]);
         match n["parent"].as_u64() {
             None => assert!(m["parent"].is_null(), "{n:#}"),
@@ -348,7 +348,7 @@ fn manifests_chain_to_the_parent_hash_and_carry_the_recipe() {
             }
         }
         // runtime fields are not in the manifest
-        for runtime in phoenix::hash::RUNTIME_FIELDS {
+        for runtime in phoenix::engine::hash::RUNTIME_FIELDS {
             assert!(
                 m["build"].get(*runtime).is_none(),
                 "{runtime} hashed in {m:#}"
@@ -614,9 +614,12 @@ fn snapshot_names_are_phx_and_32_hex_digits_and_valid_for_proxmox() {
         );
         assert_eq!(snap, format!("phx-{}", &hash[..32]));
         assert_eq!(snap.len(), 36);
-        assert!(phoenix::snapshot::is_valid_snapshot_name(snap), "{snap}");
+        assert!(
+            phoenix::engine::snapshot::is_valid_snapshot_name(snap),
+            "{snap}"
+        );
         assert_eq!(
-            phoenix::snapshot::SnapshotName::parse(snap)
+            phoenix::engine::snapshot::SnapshotName::parse(snap)
                 .unwrap()
                 .as_str(),
             snap
@@ -632,7 +635,7 @@ mod spelling {
     //! strings (`\u0041`, `\/`) never changes a hash. Library level, to keep it fast.
 
     use super::*;
-    use phoenix::config::{self, Paths};
+    use phoenix::fleet::config::{self, Paths};
     use proptest::prelude::*;
 
     /// A tiny deterministic generator (xorshift), seeded by proptest.
@@ -741,7 +744,7 @@ mod spelling {
                     .join("\n")
             )
         });
-        phoenix::hash::hash_fleet(&fleet)
+        phoenix::engine::hash::hash_fleet(&fleet)
             .into_iter()
             .map(|(c, h)| (c, h.hash.as_str().to_string()))
             .collect()
@@ -818,7 +821,7 @@ fn pinned_fixture() -> Fixture {
 #[test]
 fn hashes_are_pinned() {
     // A change here rebuilds every user's fleet. If it is intended (the manifest or the
-    // canonical form changed meaning), bump phoenix::hash::RECIPE and update these values.
+    // canonical form changed meaning), bump phoenix::engine::hash::RECIPE and update these values.
     let hashes = hashes(&pinned_fixture());
     assert_eq!(
         hashes,

@@ -260,8 +260,8 @@ impl Fixture {
     }
 
     /// The simulated host of this fixture, for acting on it the way an admin would by hand.
-    pub fn sim_host(&self) -> phoenix::sim::SimHost {
-        phoenix::sim::SimHost::open(&self.state_dir).expect("open the sim host")
+    pub fn sim_host(&self) -> phoenix::host::sim::SimHost {
+        phoenix::host::sim::SimHost::open(&self.state_dir).expect("open the sim host")
     }
 
     /// Creates a CT on the simulated host by hand, as an admin would: not phoenix's.

@@ -3,7 +3,7 @@
 //!
 //! Owns: reading files safely (size, encoding, BOM), parsing with locations, schema
 //! checks, typed [`Node`]s, and the scan of the hooks directory. Semantic rules live in
-//! [`crate::rules`]; nothing here touches a host.
+//! [`crate::fleet::rules`]; nothing here touches a host.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{Problem, Problems, SourceFile};
-use crate::graph::Graph;
-use crate::json::{self, Span};
-use crate::{rules, schema};
+use crate::fleet::diag::{Problem, Problems, SourceFile};
+use crate::fleet::graph::Graph;
+use crate::fleet::json::{self, Span};
+use crate::fleet::{rules, schema};
 
 /// A Proxmox VMID.
 pub type Ctid = u32;
@@ -38,8 +38,8 @@ pub fn hook_file_name(ctid: Ctid) -> String {
 }
 pub const NVIDIA_STEP_FILE: &str = "phoenix_hypervisor_lxc_nvidia.sh";
 pub const DOCKER_STEP_FILE: &str = "phoenix_hypervisor_lxc_docker.sh";
-const BUILTIN_NVIDIA: &[u8] = include_bytes!("../hooks/phoenix_hypervisor_lxc_nvidia.sh");
-const BUILTIN_DOCKER: &[u8] = include_bytes!("../hooks/phoenix_hypervisor_lxc_docker.sh");
+const BUILTIN_NVIDIA: &[u8] = include_bytes!("../../hooks/phoenix_hypervisor_lxc_nvidia.sh");
+const BUILTIN_DOCKER: &[u8] = include_bytes!("../../hooks/phoenix_hypervisor_lxc_docker.sh");
 
 #[derive(Clone, Debug)]
 pub struct Paths {
@@ -364,7 +364,7 @@ fn read_json(
                     .label("second definition")
                     .related(d.first, "first defined here")
                     .help("a JSON object must not repeat a key (other tools silently keep the last one); merge or delete one");
-                problems.push(if pointer.split('/').any(crate::hash::is_secret_field) {
+                problems.push(if pointer.split('/').any(is_secret_field) {
                     problem.without_snippet()
                 } else {
                     problem
@@ -736,6 +736,22 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
             .unwrap_or_else(|| Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER)),
         original_names,
     })
+}
+
+const SECRET_MARKERS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+];
+
+/// A field whose value must never be hashed, stored or printed.
+pub fn is_secret_field(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_MARKERS.iter().any(|m| lower.contains(m))
 }
 
 #[cfg(test)]

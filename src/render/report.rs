@@ -6,8 +6,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::Ctid;
-use crate::events::{json_line, Event, NodeOutcome, Step};
+use crate::build::events::{Event, NodeOutcome, Step};
+use crate::fleet::config::Ctid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -348,4 +348,13 @@ pub fn summary(events: &[Event]) -> String {
         }
     }
     out
+}
+
+/// One JSON line: the event plus the schema version.
+pub fn json_line(event: &Event) -> String {
+    let mut v = serde_json::to_value(event).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("schema_version".into(), super::JSON_SCHEMA_VERSION.into());
+    }
+    v.to_string()
 }

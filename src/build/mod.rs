@@ -1,20 +1,23 @@
 //! A build run: lock the host, read it once, plan, check the GPU driver, then walk the
-//! nodes that need work through the [`steps`](crate::steps) on `-j N` workers, emitting
+//! nodes that need work through the [`steps`](crate::build::steps) on `-j N` workers, emitting
 //! [`Event`]s. Returns the exit code (see [`crate::exit`]).
+
+pub mod events;
+pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::{Ctid, Fleet};
-use crate::events::{Event, NodeOutcome, Step};
+use crate::build::events::{Event, NodeOutcome, Step};
+use crate::build::steps::{Executor, Retry, StepError};
+use crate::engine::hash::{self, Hashed};
+use crate::engine::plan::{self, Action, Consent, Plan};
+use crate::engine::walker::{self, Outcome, Task};
 use crate::exit;
-use crate::hash::{self, Hashed};
+use crate::fleet::config::{Ctid, Fleet};
 use crate::host::{CreateSpec, CtInfo, Host, HostFacts, HostResult};
-use crate::plan::{self, Action, Consent, Plan};
 use crate::state::StateDir;
-use crate::steps::{Executor, Retry, StepError};
-use crate::walker::{self, Outcome, Task};
 
 #[derive(Clone, Debug)]
 pub struct BuildOptions {

@@ -22,13 +22,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::{Ctid, Fleet, Node, PortainerRole, Script};
-use crate::events::{Event, Step};
-use crate::hash::Hashed;
+use crate::build::events::{Event, Step};
+use crate::engine::hash::Hashed;
+use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
+use crate::fleet::config::{Ctid, Fleet, Node, PortainerRole, Script};
 use crate::host::{
     CreateSpec, CtInfo, ErrorKind, Host, HostError, HostFacts, HostResult, MANAGED_TAG,
 };
-use crate::plan::{runtime_settings, Action, Entry, RebuildMode};
 use crate::state::{now_secs, StateDir};
 
 /// A node's failure: the step and what went wrong.

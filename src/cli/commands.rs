@@ -6,17 +6,17 @@ use std::sync::Mutex;
 
 use serde_json::json;
 
+use crate::build::events::Event;
 use crate::build::{self, BuildOptions};
 use crate::cli::{print_json, Backend, Cli, Output, JSON_SCHEMA_VERSION};
-use crate::config::{Ctid, Fleet};
-use crate::events::Event;
+use crate::engine::plan::{Action, Consent};
+use crate::engine::why;
 use crate::exit;
+use crate::fleet::config::{Ctid, Fleet};
+use crate::host::sim::SimHost;
 use crate::host::Host;
-use crate::plan::{Action, Consent};
-use crate::report::{self, Mode, Reporter};
-use crate::sim::SimHost;
+use crate::render::report::{self, Mode, Reporter};
 use crate::state::{now_secs, HostLock, LockError, StateDir};
-use crate::why;
 use std::collections::BTreeMap;
 
 fn open_host(cli: &Cli) -> Result<Box<dyn Host>, String> {
@@ -429,7 +429,7 @@ fn render_why(
         E::Rebuild { action, root_causes, cascade, unchanged } => {
             let entry = planned.plan.entry(ctid);
             let what = match entry.map(|e| &e.action) {
-                Some(Action::Rebuild { mode: crate::plan::RebuildMode::InPlace, .. }) => "would be rebuilt in place".to_string(),
+                Some(Action::Rebuild { mode: crate::engine::plan::RebuildMode::InPlace, .. }) => "would be rebuilt in place".to_string(),
                 Some(Action::Rebuild { .. }) => "would be replaced".to_string(),
                 Some(Action::Held { .. }) => "is held".to_string(),
                 Some(Action::Blocked { by }) => format!("is blocked by {by}"),
@@ -634,7 +634,7 @@ pub struct GcArgs {
 }
 
 pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
-    let older_than_s = match crate::gc::parse_duration(&args.older_than) {
+    let older_than_s = match crate::engine::gc::parse_duration(&args.older_than) {
         Ok(s) => s,
         Err(e) => return fail(&format!("--older-than: {e}"), exit::USAGE),
     };
@@ -646,18 +646,18 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
         Ok(h) => h,
         Err(e) => return fail(&e, exit::HOST),
     };
-    let hashes = crate::hash::hash_fleet(fleet);
+    let hashes = crate::engine::hash::hash_fleet(fleet);
     let inventory = match host.inventory() {
         Ok(i) => i,
         Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
     };
-    let policy = crate::gc::Policy {
+    let policy = crate::engine::gc::Policy {
         keep: args.keep,
         older_than_s,
         now: now_secs(),
         orphans: args.orphans,
     };
-    let decisions = crate::gc::decide(&hashes, &inventory, &policy);
+    let decisions = crate::engine::gc::decide(&hashes, &inventory, &policy);
     let mut errors = Vec::new();
     let mut deleted = Vec::new();
     let mut destroyed = Vec::new();
@@ -665,7 +665,7 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
         for d in decisions
             .snapshots
             .iter()
-            .filter(|d| d.decision == crate::gc::Decision::Delete)
+            .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
         {
             match host.delete_snapshot(d.ctid, &d.snapshot) {
                 Ok(()) => deleted.push((d.ctid, d.snapshot.clone())),
@@ -708,15 +708,17 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
                     last = Some(d.ctid);
                 }
                 let why = match &d.decision {
-                    crate::gc::Decision::Delete => verb.to_string(),
-                    crate::gc::Decision::Keep { reason } => format!(
+                    crate::engine::gc::Decision::Delete => verb.to_string(),
+                    crate::engine::gc::Decision::Keep { reason } => format!(
                         "keep: {}",
                         match reason {
-                            crate::gc::Keep::Wanted => "today's config builds it".to_string(),
-                            crate::gc::Keep::Current => "the live CT descends from it".to_string(),
-                            crate::gc::Keep::Recent { rank } =>
+                            crate::engine::gc::Keep::Wanted =>
+                                "today's config builds it".to_string(),
+                            crate::engine::gc::Keep::Current =>
+                                "the live CT descends from it".to_string(),
+                            crate::engine::gc::Keep::Recent { rank } =>
                                 format!("generation {rank} of the --keep {}", args.keep),
-                            crate::gc::Keep::Young { age_s } => format!(
+                            crate::engine::gc::Keep::Young { age_s } => format!(
                                 "younger than --older-than ({} old)",
                                 crate::state::age(*age_s)
                             ),
@@ -748,7 +750,7 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
             let candidates = decisions
                 .snapshots
                 .iter()
-                .filter(|d| d.decision == crate::gc::Decision::Delete)
+                .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
                 .count();
             let kept = decisions.snapshots.len() - candidates;
             if args.dry_run {

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use crate::config::Ctid;
+use crate::fleet::config::Ctid;
+use crate::host::sim::SimHost;
 use crate::host::{CtInfo, Host, HostError, SnapshotInfo};
-use crate::sim::SimHost;
 
 const FAIL: i32 = 255;
 
@@ -66,7 +66,7 @@ fn vmid(a: &Args, usage: &str) -> Result<Ctid, String> {
         .positional
         .first()
         .ok_or_else(|| format!("400 not enough arguments\n{usage}"))?;
-    crate::config::parse_ctid(v).ok_or_else(|| {
+    crate::fleet::config::parse_ctid(v).ok_or_else(|| {
         format!("400 Parameter verification failed.\nvmid: invalid format - value does not look like a valid VM ID\n\n{usage}")
     })
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::config::{Ctid, Node};
-use crate::diag::{Problem, Problems, SourceFile};
-use crate::json;
+use crate::fleet::config::{Ctid, Node};
+use crate::fleet::diag::{Problem, Problems, SourceFile};
+use crate::fleet::json;
 
 #[derive(Clone, Debug, Default)]
 pub struct Graph {

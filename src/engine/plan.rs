@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Ctid, Fleet, Node, RebuildPolicy};
-use crate::hash::{Hashed, NodeHash};
+use crate::engine::hash::{Hashed, NodeHash};
+use crate::fleet::config::{Ctid, Fleet, Node, RebuildPolicy};
 use crate::host::CtInfo;
 
 /// Consent to replace standard containers whose parent changed.

@@ -18,7 +18,7 @@
 //! | [`RECIPE`], phoenix's recipe version | yes | bumped when a built-in step changes meaning |
 //! | secrets: any field whose name contains `password`, `passwd`, `secret`, `token`, `api_key`, `apikey`, `private_key` | **never** | rotate a token without rebuilding; never written to manifests or logs |
 //!
-//! Canonical JSON is defined in [`crate::canon`]. The snapshot of a built node is
+//! Canonical JSON is defined in [`crate::engine::canon`]. The snapshot of a built node is
 //! [`SnapshotName::for_hash`]: `phx-` + the first 32 hex digits.
 
 use std::collections::BTreeMap;
@@ -26,9 +26,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::canon;
-use crate::config::{Ctid, Fleet, Node, Nvidia, PortainerRole};
-use crate::snapshot::SnapshotName;
+use crate::engine::canon;
+use crate::engine::snapshot::SnapshotName;
+pub use crate::fleet::config::is_secret_field;
+use crate::fleet::config::{Ctid, Fleet, Node, Nvidia, PortainerRole};
 
 /// Bumped whenever a built-in step changes what it does to a container.
 pub const RECIPE: u32 = 1;
@@ -48,22 +49,6 @@ pub const RUNTIME_FIELDS: &[&str] = &[
     // The edge is hashed as the parent's CTID and hash, in `parent`.
     "clone_from_template_ctid",
 ];
-
-const SECRET_MARKERS: &[&str] = &[
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "private_key",
-];
-
-/// A field whose value must never be hashed, stored or printed.
-pub fn is_secret_field(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_MARKERS.iter().any(|m| lower.contains(m))
-}
 
 /// 64 hex digits of blake3.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -209,7 +194,7 @@ fn manifest(
             PortainerRole::None => {}
         }
     }
-    let script_ref = |s: &crate::config::Script, name: &str| ScriptRef {
+    let script_ref = |s: &crate::fleet::config::Script, name: &str| ScriptRef {
         name: name.to_string(),
         blake3: s.digest.clone(),
     };
@@ -217,13 +202,19 @@ fn manifest(
     if node.has_gpu() {
         steps.insert(
             "nvidia".to_string(),
-            script_ref(&fleet.hooks.nvidia_step, crate::config::NVIDIA_STEP_FILE),
+            script_ref(
+                &fleet.hooks.nvidia_step,
+                crate::fleet::config::NVIDIA_STEP_FILE,
+            ),
         );
     }
     if node.nesting() {
         steps.insert(
             "docker".to_string(),
-            script_ref(&fleet.hooks.docker_step, crate::config::DOCKER_STEP_FILE),
+            script_ref(
+                &fleet.hooks.docker_step,
+                crate::fleet::config::DOCKER_STEP_FILE,
+            ),
         );
     }
     Manifest {
@@ -234,7 +225,7 @@ fn manifest(
             .hooks
             .node_hooks
             .get(&node.ctid)
-            .map(|s| script_ref(s, &crate::config::hook_file_name(node.ctid))),
+            .map(|s| script_ref(s, &crate::fleet::config::hook_file_name(node.ctid))),
         lib: lib.clone(),
         steps,
         nvidia: in_gpu_subtree.then(|| fleet.nvidia.clone()),

@@ -33,20 +33,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Ctid;
+use crate::engine::snapshot::is_valid_snapshot_name;
+use crate::fleet::config::Ctid;
 use crate::host::{
     parse_char_majors, parse_nvidia_version, CreateSpec, CtInfo, Host, HostError, HostFacts,
     HostResult, SnapshotInfo,
 };
-use crate::snapshot::is_valid_snapshot_name;
 
 const NODE: &str = "sim";
 
 /// `/proc/devices` of a host with the NVIDIA driver loaded.
-const PROC_DEVICES: &str = include_str!("../tests/fixtures/host/proc-devices.txt");
+const PROC_DEVICES: &str = include_str!("../../tests/fixtures/host/proc-devices.txt");
 /// `/proc/driver/nvidia/version` of such a host; the version is replaced by the sim's.
 const PROC_NVIDIA_VERSION: &str =
-    include_str!("../tests/fixtures/host/proc-driver-nvidia-version.txt");
+    include_str!("../../tests/fixtures/host/proc-driver-nvidia-version.txt");
 pub const DEFAULT_NVIDIA_VERSION: &str = "580.76.05";
 
 /// A snapshot: its listing entry and the CT as it was.

@@ -1,12 +1,12 @@
 //! Semantic rules of a fleet (DESIGN §2) beyond what a schema can say. Each rule returns
 //! located problems; all rules run, none stops at the first. Graph rules (unknown parent,
-//! cycle, parent that is not a template) live in [`crate::graph`].
+//! cycle, parent that is not a template) live in [`crate::fleet::graph`].
 
 use std::collections::BTreeMap;
 
-use crate::config::{Ctid, Fleet, Node, PortainerRole};
-use crate::diag::Problem;
-use crate::snapshot::is_valid_snapshot_name;
+use crate::engine::snapshot::is_valid_snapshot_name;
+use crate::fleet::config::{Ctid, Fleet, Node, PortainerRole};
+use crate::fleet::diag::Problem;
 
 pub fn check(fleet: &Fleet) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -227,7 +227,7 @@ fn stray_hooks(fleet: &Fleet, out: &mut Vec<Problem>) {
         }
     }
     for (ctid, path) in &fleet.hooks.original_names {
-        let wanted = crate::config::hook_file_name(*ctid);
+        let wanted = crate::fleet::config::hook_file_name(*ctid);
         let help = if fleet.hooks.node_hooks.contains_key(ctid) {
             format!("{wanted} exists too and is the one phoenix runs; remove this one")
         } else {

@@ -11,13 +11,13 @@ use std::sync::{Arc, OnceLock};
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Validator};
 
-use crate::diag::{Problem, SourceFile};
-use crate::hash::is_secret_field;
-use crate::json;
+use crate::fleet::config::is_secret_field;
+use crate::fleet::diag::{Problem, SourceFile};
+use crate::fleet::json;
 
-pub const LXC_SCHEMA: &str = include_str!("../schemas/phoenix_lxc_configs.schema.json");
+pub const LXC_SCHEMA: &str = include_str!("../../schemas/phoenix_lxc_configs.schema.json");
 pub const HYPERVISOR_SCHEMA: &str =
-    include_str!("../schemas/phoenix_hypervisor_config.schema.json");
+    include_str!("../../schemas/phoenix_hypervisor_config.schema.json");
 
 fn compile(schema: &serde_json::Value) -> Result<Validator, String> {
     jsonschema::options()

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{Ctid, Fleet};
-use crate::hash::{Hashed, Manifest, NodeHash};
+use crate::engine::hash::{Hashed, Manifest, NodeHash};
+use crate::engine::plan::{Action, Change, Plan};
+use crate::fleet::config::{Ctid, Fleet};
 use crate::host::CtInfo;
-use crate::plan::{Action, Change, Plan};
 use crate::state::StateDir;
 
 /// Which kind of script changed.

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Ctid;
+use crate::fleet::config::Ctid;
 
 /// The steps of one node (DESIGN §5), in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -122,16 +122,4 @@ pub enum Event {
         host_calls: std::collections::BTreeMap<String, u64>,
         exit_code: i32,
     },
-}
-
-/// One JSON line: the event plus the schema version.
-pub fn json_line(event: &Event) -> String {
-    let mut v = serde_json::to_value(event).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(
-            "schema_version".into(),
-            crate::cli::JSON_SCHEMA_VERSION.into(),
-        );
-    }
-    v.to_string()
 }

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Ctid;
-use crate::hash::Hashed;
+use crate::engine::hash::Hashed;
+use crate::fleet::config::Ctid;
 use crate::host::CtInfo;
 
 #[derive(Clone, Copy, Debug)]

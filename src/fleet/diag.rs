@@ -12,7 +12,7 @@ use std::sync::Arc;
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use serde::Serialize;
 
-use crate::json::Span;
+use crate::fleet::json::Span;
 
 /// A text file phoenix read, kept for locating problems.
 #[derive(Debug)]

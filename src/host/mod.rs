@@ -5,6 +5,9 @@
 //! Reads of the whole host are one bulk call ([`Host::inventory`]) so that a no-op build
 //! costs O(1) host calls, not one per node.
 
+pub mod pct;
+pub mod sim;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Ctid;
+use crate::fleet::config::Ctid;
 
 /// The tag phoenix puts on every CT it creates; it never touches a CT without it.
 pub const MANAGED_TAG: &str = "phoenix";
@@ -58,7 +61,7 @@ impl CtInfo {
         let mut cur = self.parent_snapshot.as_deref();
         while let Some(name) = cur {
             let snap = self.snapshot(name)?;
-            if crate::snapshot::SnapshotName::parse(&snap.name).is_some() {
+            if crate::engine::snapshot::SnapshotName::parse(&snap.name).is_some() {
                 return Some(snap);
             }
             cur = snap.parent.as_deref();
@@ -69,7 +72,8 @@ impl CtInfo {
     /// state back to the root, then any others by time. (Snapshot times have one-second
     /// resolution; the chain does not.)
     pub fn generations(&self) -> Vec<&SnapshotInfo> {
-        let is_phx = |s: &SnapshotInfo| crate::snapshot::SnapshotName::parse(&s.name).is_some();
+        let is_phx =
+            |s: &SnapshotInfo| crate::engine::snapshot::SnapshotName::parse(&s.name).is_some();
         let mut out: Vec<&SnapshotInfo> = Vec::new();
         let mut cur = self.parent_snapshot.as_deref();
         while let Some(snap) = cur.and_then(|n| self.snapshot(n)) {

@@ -1,6 +1,8 @@
 //! The command line: argument parsing, and rendering of each command's result for a person
 //! or as JSON. The engine modules know nothing of this one.
 
+pub mod commands;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -8,13 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::{self, Ctid, Fleet, Paths};
-use crate::diag::{ProblemJson, Problems};
+use crate::engine::hash::{self, Hashed};
 use crate::exit;
-use crate::hash::{self, Hashed};
+use crate::fleet::config::{self, Ctid, Fleet, Paths};
+use crate::fleet::diag::{ProblemJson, Problems};
 
-/// Version of every JSON document phoenix prints; bumped on incompatible changes.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
+pub use crate::render::JSON_SCHEMA_VERSION;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -150,8 +151,8 @@ pub struct ConsentArgs {
 }
 
 impl ConsentArgs {
-    fn consent(&self) -> crate::plan::Consent {
-        crate::plan::Consent {
+    fn consent(&self) -> crate::engine::plan::Consent {
+        crate::engine::plan::Consent {
             replace: self.replace.iter().copied().collect(),
             replace_all: self.replace_all,
         }
@@ -174,7 +175,7 @@ pub fn main() -> i32 {
         .and_then(|a| std::path::Path::new(a).file_name())
         .is_some_and(|n| n == "pct")
     {
-        return crate::pct_shim::main(&args[1..]);
+        return crate::host::pct::main(&args[1..]);
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -215,7 +216,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Graph { format } => graph(&cli, &fleet, *format),
         Command::Show { ctid } => show(&cli, &fleet, *ctid),
         Command::Plan { targets, consent } => {
-            crate::commands::plan(&cli, &fleet, targets, &consent.consent())
+            crate::cli::commands::plan(&cli, &fleet, targets, &consent.consent())
         }
         Command::Build {
             targets,
@@ -225,7 +226,7 @@ pub fn run(cli: Cli) -> i32 {
             ready_timeout,
             hook_timeout,
             consent,
-        } => crate::commands::build(
+        } => crate::cli::commands::build(
             &cli,
             &fleet,
             &crate::build::BuildOptions {
@@ -238,19 +239,19 @@ pub fn run(cli: Cli) -> i32 {
             },
             *wait,
         ),
-        Command::Status => crate::commands::status(&cli, &fleet),
-        Command::Log { ctid } => crate::commands::log(&cli, &fleet, *ctid),
-        Command::Why { ctid, verbose } => crate::commands::why(&cli, &fleet, *ctid, *verbose),
+        Command::Status => crate::cli::commands::status(&cli, &fleet),
+        Command::Log { ctid } => crate::cli::commands::log(&cli, &fleet, *ctid),
+        Command::Why { ctid, verbose } => crate::cli::commands::why(&cli, &fleet, *ctid, *verbose),
         Command::Gc {
             dry_run,
             keep,
             older_than,
             orphans,
             wait,
-        } => crate::commands::gc(
+        } => crate::cli::commands::gc(
             &cli,
             &fleet,
-            &crate::commands::GcArgs {
+            &crate::cli::commands::GcArgs {
                 dry_run: *dry_run,
                 keep: *keep,
                 older_than: older_than.clone(),
@@ -258,7 +259,7 @@ pub fn run(cli: Cli) -> i32 {
                 wait: *wait,
             },
         ),
-        Command::Generations { ctid } => crate::commands::generations(&cli, &fleet, *ctid),
+        Command::Generations { ctid } => crate::cli::commands::generations(&cli, &fleet, *ctid),
     }
 }
 
