@@ -326,7 +326,7 @@ fn build_once(fleet: &Fleet, state_dir: &Path, jobs: usize, latency: &str) -> Ru
     std::env::remove_var("PHOENIX_SIM_FAULTS");
     std::env::remove_var("PHOENIX_SIM_NVIDIA_VERSION");
     let state = StateDir::open(state_dir).expect("state dir");
-    let host = SimHost::open(state_dir).expect("sim host");
+    let host = SimHost::for_state_dir(state_dir).expect("sim host");
     let opts = BuildOptions {
         targets: Vec::new(),
         jobs,

@@ -242,3 +242,15 @@ impl HostLock {
         Ok(HostLock { _file: file })
     }
 }
+
+impl crate::engine::why::History for StateDir {
+    fn manifest(&self, hash_or_prefix: &str) -> Option<(NodeHash, Manifest)> {
+        StateDir::manifest(self, hash_or_prefix)
+    }
+    fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+        StateDir::blob(self, digest)
+    }
+    fn manifests_at(&self) -> String {
+        self.root.join("manifests").display().to_string()
+    }
+}

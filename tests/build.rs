@@ -11,18 +11,6 @@ use std::time::{Duration, Instant};
 use common::{Fixture, Run};
 use serde_json::{json, Value};
 
-const SIM: &[(&str, &str)] = &[("PHOENIX_BACKEND", "sim"), ("PHOENIX_RETRY_DELAY_MS", "5")];
-
-fn sim(f: &Fixture, args: &[&str]) -> Run {
-    sim_env(f, args, &[])
-}
-
-fn sim_env(f: &Fixture, args: &[&str], extra: &[(&str, &str)]) -> Run {
-    let mut env: Vec<(&str, &str)> = SIM.to_vec();
-    env.extend_from_slice(extra);
-    f.phoenix_env(args, &env)
-}
-
 /// JSON lines of a `--output json` build.
 fn events(r: &Run) -> Vec<Value> {
     r.stdout
@@ -75,7 +63,7 @@ fn set(ctids: &[u64]) -> BTreeSet<u64> {
 fn plan(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, Value> {
     let mut args = vec!["plan", "--output", "json"];
     args.extend_from_slice(extra);
-    let r = sim(f, &args);
+    let r = f.sim(&args);
     assert!(r.code == 0 || r.code == 4, "plan failed: {}", r.stderr);
     r.json()["nodes"]
         .as_array()
@@ -95,55 +83,7 @@ fn actions(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, String> {
 fn build_json(f: &Fixture, extra: &[&str]) -> Run {
     let mut args = vec!["build", "--output", "json"];
     args.extend_from_slice(extra);
-    sim(f, &args)
-}
-
-/// The simulated host's record of one CT.
-fn ct(f: &Fixture, ctid: u32) -> Option<Value> {
-    let p = f.state_dir.join(format!("sim/lxc/{ctid}.json"));
-    fs::read(p)
-        .ok()
-        .map(|b| serde_json::from_slice(&b).unwrap())
-}
-
-fn snapshot_names(f: &Fixture, ctid: u32) -> Vec<String> {
-    ct(f, ctid).unwrap()["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["info"]["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Host calls recorded by the sim (all processes, hooks' `pct` included).
-fn calls(f: &Fixture) -> Vec<Value> {
-    fs::read_to_string(f.state_dir.join("sim/calls.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// A comparable picture of the whole host: per CT, its state, config and snapshot names.
-fn host_state(state_dir: &Path) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for e in fs::read_dir(state_dir.join("sim/lxc")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "json") {
-            let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
-            let snaps: Vec<Value> = v["snapshots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["info"]["name"].clone())
-                .collect();
-            out.insert(
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                json!({"running": v["running"], "lock": v["lock"], "config": v["config"], "raw_lxc": v["raw_lxc"], "snapshots": snaps, "parent": v["parent"]}),
-            );
-        }
-    }
-    out
+    f.sim(&args)
 }
 
 const ALL: &[u64] = &[900, 901, 902, 903, 910, 920, 950];
@@ -156,11 +96,11 @@ fn first_build_creates_every_node_and_the_second_is_all_fresh_without_mutating_c
     assert_eq!(built(&r), set(ALL));
     assert!(finished(&r).values().all(|(a, _)| a == "create"));
 
-    let before = calls(&f).len();
+    let before = f.calls().len();
     let r2 = build_json(&f, &[]);
     assert_eq!(r2.code, 0, "{}", r2.stderr);
     assert_eq!(outcome_of(&r2, "fresh"), set(ALL));
-    let new_calls = &calls(&f)[before..];
+    let new_calls = &f.calls()[before..];
     assert!(
         new_calls.iter().all(|c| c["mutating"] == false),
         "{new_calls:?}"
@@ -174,7 +114,7 @@ fn first_build_creates_every_node_and_the_second_is_all_fresh_without_mutating_c
     assert_eq!(finished_event["host_calls"], json!({"inventory": 1}));
 
     // Human output says so too.
-    let r3 = sim(&f, &["build"]);
+    let r3 = f.sim(&["build"]);
     assert_eq!(r3.code, 0);
     assert!(r3.stdout.contains("summary: 7 fresh"), "{}", r3.stdout);
 }
@@ -182,20 +122,20 @@ fn first_build_creates_every_node_and_the_second_is_all_fresh_without_mutating_c
 #[test]
 fn templates_are_left_stopped_and_containers_started() {
     let f = Fixture::example();
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     for c in [900, 901, 902, 903, 920] {
-        assert_eq!(ct(&f, c).unwrap()["running"], false, "template {c}");
+        assert_eq!(f.ct(c).unwrap()["running"], false, "template {c}");
     }
     for c in [910, 950] {
-        assert_eq!(ct(&f, c).unwrap()["running"], true, "container {c}");
+        assert_eq!(f.ct(c).unwrap()["running"], true, "container {c}");
     }
     // Every CT is marked as phoenix's and carries exactly its phx- snapshot.
     let graph = f.phoenix(&["graph", "--format", "json"]).json();
     for n in graph["nodes"].as_array().unwrap() {
         let c = n["ctid"].as_u64().unwrap() as u32;
-        assert_eq!(ct(&f, c).unwrap()["config"]["tags"], "phoenix");
+        assert_eq!(f.ct(c).unwrap()["settings"]["managed"], true);
         assert_eq!(
-            snapshot_names(&f, c),
+            f.snapshot_names(c),
             vec![n["snapshot"].as_str().unwrap().to_string()]
         );
     }
@@ -205,7 +145,7 @@ fn templates_are_left_stopped_and_containers_started() {
 fn plan_and_build_agree() {
     let f = Fixture::example();
     // A host with history: built, then changed in several ways.
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     f.edit_block(910, |b| {
         b.insert("memory_mb".into(), json!(8192));
     });
@@ -233,7 +173,7 @@ fn a_template_hook_edit_rebuilds_its_template_subtree_and_holds_its_containers()
     f.edit_block(950, |b| {
         b.remove("rebuild");
     });
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     let hook = fs::read_to_string(f.hook_path(902)).unwrap();
     f.write_hook(902, &format!("{hook}\necho one more line\n"));
 
@@ -242,14 +182,12 @@ fn a_template_hook_edit_rebuilds_its_template_subtree_and_holds_its_containers()
     assert_eq!(p[&902]["mode"], "replace");
     assert_eq!(p[&910]["action"], "held");
     assert_eq!(p[&950]["action"], "held");
-    assert!(
-        p[&910]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("--replace 910"),
-        "{}",
-        p[&910]["reason"]
-    );
+    // The plan holds the typed cause; the sentence is rendered for people.
+    assert_eq!(p[&910]["cause"], "parent_changed");
+    assert_eq!(p[&910]["changed_parent"], 902);
+    assert!(p[&910].get("reason").is_none(), "{}", p[&910]);
+    let human = f.sim(&["plan"]).stdout;
+    assert!(human.contains("--replace 910"), "{human}");
 
     let r = build_json(&f, &[]);
     assert_eq!(r.code, 4, "{}", r.stderr);
@@ -258,7 +196,7 @@ fn a_template_hook_edit_rebuilds_its_template_subtree_and_holds_its_containers()
     assert_eq!(outcome_of(&r, "fresh"), set(&[900, 901]));
 
     // Held containers are untouched: same snapshot as before.
-    let r = sim(&f, &["build", "--replace-all"]);
+    let r = f.sim(&["build", "--replace-all"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let r = build_json(&f, &[]);
     assert_eq!(outcome_of(&r, "fresh"), set(ALL));
@@ -270,7 +208,7 @@ fn replace_names_one_container() {
     f.edit_block(950, |b| {
         b.remove("rebuild");
     });
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     f.edit_block(902, |b| {
         b.insert("features".into(), json!("nesting=1,keyctl=1,fuse=1"));
     });
@@ -283,14 +221,14 @@ fn replace_names_one_container() {
 #[test]
 fn a_driver_bump_touches_exactly_the_gpu_subtree() {
     let f = Fixture::example();
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     f.edit_lxc(|v| {
         v["nvidia_driver_version"] = json!("580.82.07");
         v["nvidia_runfile_url"] =
             json!("https://us.download.nvidia.com/XFree86/Linux-x86_64/580.82.07/NVIDIA-Linux-x86_64-580.82.07.run");
     });
     let env = [("PHOENIX_SIM_NVIDIA_VERSION", "580.82.07")];
-    let r = sim_env(&f, &["build", "--output", "json"], &env);
+    let r = f.sim_env(&["build", "--output", "json"], &env);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // 950 says "rebuild": "in-place" in the example: converged in place.
     assert_eq!(built(&r), set(&[901, 903, 920, 950]));
@@ -301,7 +239,7 @@ fn a_driver_bump_touches_exactly_the_gpu_subtree() {
 fn a_driver_that_differs_from_the_host_stops_the_gpu_subtree_only() {
     let f = Fixture::example();
     let env = [("PHOENIX_SIM_NVIDIA_VERSION", "570.172.08")];
-    let r = sim_env(&f, &["build", "--output", "json"], &env);
+    let r = f.sim_env(&["build", "--output", "json"], &env);
     assert_eq!(r.code, 1);
     assert_eq!(built(&r), set(&[900, 902, 910]));
     assert_eq!(outcome_of(&r, "failed"), set(&[901, 903]));
@@ -316,14 +254,14 @@ fn a_driver_that_differs_from_the_host_stops_the_gpu_subtree_only() {
         "{err}"
     );
     // No GPU node was even created.
-    assert!(ct(&f, 901).is_none());
+    assert!(f.ct(901).is_none());
 }
 
 #[test]
 fn a_memory_change_is_an_update_not_a_rebuild() {
     let f = Fixture::example();
-    assert_eq!(sim(&f, &["build"]).code, 0);
-    let snaps_before = snapshot_names(&f, 910);
+    assert_eq!(f.sim(&["build"]).code, 0);
+    let snaps_before = f.snapshot_names(910);
     f.edit_block(910, |b| {
         b.insert("memory_mb".into(), json!(6144));
     });
@@ -336,9 +274,9 @@ fn a_memory_change_is_an_update_not_a_rebuild() {
     let r = build_json(&f, &[]);
     assert_eq!(r.code, 0);
     assert_eq!(built(&r), set(&[910]));
-    assert_eq!(ct(&f, 910).unwrap()["config"]["memory"], "6144");
-    assert_eq!(snapshot_names(&f, 910), snaps_before);
-    assert_eq!(ct(&f, 910).unwrap()["running"], true);
+    assert_eq!(f.ct(910).unwrap()["settings"]["memory_mb"], 6144);
+    assert_eq!(f.snapshot_names(910), snaps_before);
+    assert_eq!(f.ct(910).unwrap()["running"], true);
 }
 
 #[test]
@@ -360,7 +298,7 @@ fn a_failing_hook_blocks_exactly_its_subtree() {
     assert_eq!(blocked["blocked_by"], 903);
 
     // The human summary names the root cause first and the command to read its log.
-    let r = sim(&f, &["build"]);
+    let r = f.sim(&["build"]);
     assert_eq!(r.code, 1);
     assert!(
         r.stdout
@@ -370,7 +308,7 @@ fn a_failing_hook_blocks_exactly_its_subtree() {
     );
     assert!(r.stdout.contains("blocked by it: 920, 950"), "{}", r.stdout);
     assert!(r.stdout.contains("log: phoenix log 903"), "{}", r.stdout);
-    let log = sim(&f, &["log", "903"]);
+    let log = f.sim(&["log", "903"]);
     assert_eq!(log.code, 0);
     assert!(
         log.stdout.contains("driver check failed: no GPU visible"),
@@ -383,7 +321,7 @@ fn a_failing_hook_blocks_exactly_its_subtree() {
         log.stdout
     );
     // No snapshot for the failed node: the next run redoes it.
-    assert!(snapshot_names(&f, 903).is_empty());
+    assert!(f.snapshot_names(903).is_empty());
 }
 
 #[test]
@@ -410,7 +348,7 @@ fn fail_fast_starts_nothing_after_the_first_failure() {
     assert!(!cancelled.is_empty(), "{}", r.stdout);
     let reported: BTreeSet<u64> = finished(&r).into_keys().collect();
     assert_eq!(reported, set(ALL), "every node has a node_finished event");
-    let human = sim(&f, &["build", "--fail-fast", "-j", "1"]);
+    let human = f.sim(&["build", "--fail-fast", "-j", "1"]);
     assert!(human.stdout.contains("cancelled"), "{}", human.stdout);
 }
 
@@ -420,12 +358,12 @@ fn a_target_builds_itself_and_the_ancestors_it_needs_nothing_else() {
     let r = build_json(&f, &["950"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(built(&r), set(&[900, 902, 903, 920, 950]));
-    assert!(ct(&f, 901).is_none() && ct(&f, 910).is_none());
+    assert!(f.ct(901).is_none() && f.ct(910).is_none());
     let r = build_json(&f, &["910"]);
     assert_eq!(built(&r), set(&[910]));
     assert_eq!(outcome_of(&r, "fresh"), set(&[900, 902]));
     // An unknown target is an error naming it.
-    let r = sim(&f, &["build", "123"]);
+    let r = f.sim(&["build", "123"]);
     assert_eq!(r.code, 7);
     assert!(r.stderr.contains("CT 123 not defined"), "{}", r.stderr);
 }
@@ -437,7 +375,7 @@ fn transient_host_errors_are_retried() {
         "PHOENIX_SIM_FAULTS",
         "clone:910=locked*2,snapshot:900=locked*1",
     )];
-    let r = sim_env(&f, &["build", "--output", "json"], &env);
+    let r = f.sim_env(&["build", "--output", "json"], &env);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let retries: Vec<Value> = events(&r)
         .into_iter()
@@ -451,8 +389,7 @@ fn transient_host_errors_are_retried() {
 #[test]
 fn a_permanent_host_error_fails_the_node() {
     let f = Fixture::example();
-    let r = sim_env(
-        &f,
+    let r = f.sim_env(
         &["build", "--output", "json"],
         &[("PHOENIX_SIM_FAULTS", "start:902=fail")],
     );
@@ -466,8 +403,8 @@ fn a_ct_phoenix_did_not_create_is_never_touched() {
     let f = Fixture::example();
     // Somebody's own CT 910, created by hand on the host.
     f.create_foreign_ct(910, "precious");
-    let before = ct(&f, 910).unwrap();
-    let calls_before = calls(&f).len();
+    let before = f.ct(910).unwrap();
+    let calls_before = f.calls().len();
 
     let p = plan(&f, &[]);
     assert_eq!(p[&910]["action"], "unmanaged");
@@ -475,18 +412,111 @@ fn a_ct_phoenix_did_not_create_is_never_touched() {
     assert_eq!(r.code, 1);
     assert_eq!(outcome_of(&r, "unmanaged"), set(&[910]));
     assert_eq!(built(&r), set(&[900, 901, 902, 903, 920, 950]));
-    assert_eq!(ct(&f, 910).unwrap(), before, "CT 910 was modified");
-    assert!(!calls(&f)[calls_before..]
+    assert_eq!(f.ct(910).unwrap(), before, "CT 910 was modified");
+    assert!(!f.calls()[calls_before..]
         .iter()
         .any(|c| c["ctid"] == 910 && c["mutating"] == true));
+}
+
+/// A config in the shape Proxmox writes, with keys phoenix does not model, raw `lxc.*`
+/// lines, a pending change and a snapshot section.
+const FOREIGN_CONF: &str = "#Somebody's database%3A do not touch
+#second line
+arch: amd64
+cores: 4
+cpulimit: 2
+dev0: /dev/dri/renderD128,gid=44,mode=0666
+features: nesting=1
+hostname: precious
+memory: 8192
+mp0: local-zfs:subvol-{id}-disk-1,mp=/srv/data,size=64G
+net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:5E:1A:2B,ip=dhcp,type=veth
+onboot: 1
+ostype: debian
+parent: before-upgrade
+rootfs: local-zfs:subvol-{id}-disk-0,size=16G
+swap: 512
+tags: db;prod
+unprivileged: 1
+unused0: local-zfs:subvol-{id}-disk-2
+lxc.apparmor.profile: unconfined
+lxc.mount.entry: /srv/shared srv/shared none bind,create=dir 0 0
+
+[pve:pending]
+memory: 16384
+
+[before-upgrade]
+#Before the upgrade
+arch: amd64
+cores: 4
+hostname: precious
+memory: 8192
+net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:5E:1A:2B,ip=dhcp,type=veth
+ostype: debian
+rootfs: local-zfs:subvol-{id}-disk-0,size=16G
+snaptime: 1700000000
+swap: 512
+unprivileged: 1
+";
+
+#[test]
+fn a_foreign_conf_is_unmanaged_and_left_byte_identical_by_build_and_gc() {
+    let f = Fixture::example();
+    // One at a configured CTID, one outside the config.
+    let at_910 = f.write_foreign_conf(910, &FOREIGN_CONF.replace("{id}", "910"));
+    let at_960 = f.write_foreign_conf(960, &FOREIGN_CONF.replace("{id}", "960"));
+    let bytes = |p: &Path| fs::read(p).unwrap();
+    let (b910, b960) = (bytes(&at_910), bytes(&at_960));
+
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "unmanaged");
+    assert_eq!(p[&950]["action"], "create", "950 clones 920, not 910");
+    let status = f.sim(&["status", "--output", "json"]).json();
+    let row = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["ctid"] == 910)
+        .unwrap()
+        .clone();
+    assert_eq!(row["managed"], false);
+    assert_eq!(row["state"], "stopped");
+
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(outcome_of(&r, "unmanaged"), set(&[910]));
+    assert_eq!(bytes(&at_910), b910, "build wrote 910's config");
+    assert_eq!(bytes(&at_960), b960, "build wrote 960's config");
+
+    let gc = f.sim(&["gc", "--orphans", "--keep", "0", "--output", "json"]);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    let v = gc.json();
+    assert!(!v.to_string().contains("960"), "gc considered CT 960: {v}");
+    assert_eq!(bytes(&at_910), b910, "gc wrote 910's config");
+    assert_eq!(bytes(&at_960), b960, "gc wrote 960's config");
+    // The hooks' pct reads it as Proxmox would print it.
+    let pct = f.sim_host().root().join("bin/pct");
+    let out = std::process::Command::new(&pct)
+        .args(["config", "960"])
+        .env("PHOENIX_BACKEND", "sim")
+        .env("PHOENIX_STATE_DIR", &f.state_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("arch: amd64\ncores: 4\ncpulimit: 2\ndescription: Somebody's database%3A do not touch%0Asecond line\n"),
+        "{text}"
+    );
+    assert!(text.contains("memory: 16384\n"), "pending merged: {text}");
+    assert!(text.ends_with("lxc.apparmor.profile: unconfined\nlxc.mount.entry: /srv/shared srv/shared none bind,create=dir 0 0\n"), "{text}");
 }
 
 #[test]
 fn reverting_a_config_after_an_in_place_rebuild_is_a_rebuild() {
     let f = Fixture::example();
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     let original = fs::read_to_string(f.hook_path(910)).unwrap();
-    let a = snapshot_names(&f, 910);
+    let a = f.snapshot_names(910);
     f.write_hook(910, &format!("{original}\n# v2\n"));
     let r = build_json(&f, &[]);
     assert_eq!(built(&r), set(&[910]));
@@ -495,7 +525,7 @@ fn reverting_a_config_after_an_in_place_rebuild_is_a_rebuild() {
         .filter(|e| e["event"] == "node_started")
         .collect();
     assert_eq!(p_mode[0]["action"], "rebuild");
-    let ab = snapshot_names(&f, 910);
+    let ab = f.snapshot_names(910);
     assert_eq!(ab.len(), 2, "in place keeps the older generation: {ab:?}");
 
     f.write_hook(910, &original);
@@ -508,10 +538,10 @@ fn reverting_a_config_after_an_in_place_rebuild_is_a_rebuild() {
     let r = build_json(&f, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(built(&r), set(&[910]));
-    let after = snapshot_names(&f, 910);
+    let after = f.snapshot_names(910);
     assert_eq!(after.len(), 2);
     assert_eq!(
-        ct(&f, 910).unwrap()["parent"],
+        f.ct(910).unwrap()["parent_snapshot"],
         a[0].as_str(),
         "the live CT now descends from a fresh {}",
         a[0]
@@ -589,8 +619,8 @@ echo contract-ok
     )
     .unwrap();
 
-    let r = sim(&f, &["build", "950"]);
-    let log = sim(&f, &["log", "950"]).stdout;
+    let r = f.sim(&["build", "950"]);
+    let log = f.sim(&["log", "950"]).stdout;
     assert_eq!(r.code, 0, "{}\n{}\n{log}", r.stdout, r.stderr);
     assert!(log.contains("contract-ok"), "{log}");
     assert_eq!(fs::read_to_string(&out).unwrap(), "hello\n");
@@ -601,7 +631,7 @@ fn a_second_build_while_one_runs_exits_with_the_holders_pid() {
     let f = Fixture::example();
     let mut first = f.spawn_sim(&["build"], &[("PHOENIX_SIM_LATENCY", "*=100")]);
     f.wait_for_lock_holder(first.id());
-    let r = sim(&f, &["build"]);
+    let r = f.sim(&["build"]);
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(r.code, 5, "{}", r.stderr);
@@ -617,8 +647,8 @@ fn a_second_build_while_one_runs_exits_with_the_holders_pid() {
 fn sigkill_in_the_middle_of_a_step_then_a_rerun_reaches_the_same_host_state() {
     // The reference: an uninterrupted build.
     let reference = Fixture::example();
-    assert_eq!(sim(&reference, &["build"]).code, 0);
-    let want = host_state(&reference.state_dir);
+    assert_eq!(reference.sim(&["build"]).code, 0);
+    let want = reference.host_state();
 
     for kill_after_ms in [150u64, 450, 900] {
         let f = Fixture::example();
@@ -637,13 +667,13 @@ fn sigkill_in_the_middle_of_a_step_then_a_rerun_reaches_the_same_host_state() {
             pending > 0,
             "the build had finished before the kill at {kill_after_ms} ms"
         );
-        let r = sim(&f, &["build"]);
+        let r = f.sim(&["build"]);
         assert_eq!(
             r.code, 0,
             "rerun after kill at {kill_after_ms} ms:\n{}\n{}",
             r.stdout, r.stderr
         );
-        let got = host_state(&f.state_dir);
+        let got = f.host_state();
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
             want.keys().collect::<Vec<_>>()
@@ -653,7 +683,7 @@ fn sigkill_in_the_middle_of_a_step_then_a_rerun_reaches_the_same_host_state() {
             let mut w = v.clone();
             // Snapshot descriptions carry build times; everything else must match.
             for x in [&mut g, &mut w] {
-                x["config"].as_object_mut().unwrap().remove("description");
+                x["settings"].as_object_mut().unwrap().remove("description");
             }
             assert_eq!(g, w, "{k} after kill at {kill_after_ms} ms");
         }
@@ -709,8 +739,8 @@ fn json_events_are_one_object_per_line_with_a_schema_version() {
 #[test]
 fn status_shows_each_nodes_build_state_and_age() {
     let f = Fixture::example();
-    assert_eq!(sim(&f, &["build", "910"]).code, 0);
-    let s = sim(&f, &["status", "--output", "json"]).json();
+    assert_eq!(f.sim(&["build", "910"]).code, 0);
+    let s = f.sim(&["status", "--output", "json"]).json();
     let rows: BTreeMap<u64, Value> = s["nodes"]
         .as_array()
         .unwrap()
@@ -723,14 +753,14 @@ fn status_shows_each_nodes_build_state_and_age() {
     assert_eq!(rows[&910]["built_snapshot"], rows[&910]["wanted_snapshot"]);
     assert!(rows[&910]["age_s"].as_u64().unwrap() < 60);
     assert_eq!(rows[&950]["action"], "create");
-    let human = sim(&f, &["status"]);
+    let human = f.sim(&["status"]);
     assert!(human.stdout.contains("Portainer"), "{}", human.stdout);
 }
 
 #[test]
 fn plan_on_an_empty_host_and_the_pve_backend_message() {
     let f = Fixture::example();
-    let r = sim(&f, &["plan"]);
+    let r = f.sim(&["plan"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("plan: 7 create"), "{}", r.stdout);
     let r = f.phoenix_env(&["plan"], &[("PHOENIX_BACKEND", "pve")]);
@@ -741,8 +771,8 @@ fn plan_on_an_empty_host_and_the_pve_backend_message() {
 #[test]
 fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
     let reference = Fixture::example();
-    assert_eq!(sim(&reference, &["build"]).code, 0);
-    let want = host_state(&reference.state_dir);
+    assert_eq!(reference.sim(&["build"]).code, 0);
+    let want = reference.host_state();
 
     let f = Fixture::example();
     let mut child = f.spawn_sim(
@@ -755,17 +785,17 @@ fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
     let target_created = || {
         [901, 902]
             .iter()
-            .any(|&c| ct(&f, c).is_some_and(|c| c["lock"] == "create"))
+            .any(|&c| f.ct(c).is_some_and(|c| c["lock"] == "create"))
     };
-    while ct(&f, 900).is_none_or(|c| c["lock"] != "disk") || !target_created() {
+    while f.ct(900).is_none_or(|c| c["lock"] != "disk") || !target_created() {
         assert!(Instant::now() < deadline, "no clone started");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(ct(&f, 900).unwrap()["lock"], "disk");
+    assert_eq!(f.ct(900).unwrap()["lock"], "disk");
 
-    let r = sim(&f, &["build"]);
+    let r = f.sim(&["build"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("900 removed stale lock 'disk'"),
@@ -777,11 +807,11 @@ fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
         "{}",
         r.stdout
     );
-    let got = host_state(&f.state_dir);
+    let got = f.host_state();
     for (k, v) in &want {
         let (mut g, mut w) = (got[k].clone(), v.clone());
         for x in [&mut g, &mut w] {
-            x["config"].as_object_mut().unwrap().remove("description");
+            x["settings"].as_object_mut().unwrap().remove("description");
         }
         assert_eq!(g, w, "{k}");
     }
@@ -790,43 +820,35 @@ fn sigkill_during_a_clone_leaves_locks_that_the_next_run_removes() {
 #[test]
 fn a_smaller_disk_is_never_shrunk_and_the_plan_says_so() {
     let f = Fixture::example();
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     f.edit_block(910, |b| {
         b.insert("storage_size_gb".into(), json!(40));
     });
     let p = plan(&f, &[]);
     assert_eq!(p[&910]["action"], "fresh");
+    assert_eq!(p[&910]["disk_kept_gb"], 64);
+    let human = f.sim(&["plan"]).stdout;
     assert!(
-        p[&910]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("disks never shrink: kept at 64 GB"),
-        "{}",
-        p[&910]["reason"]
+        human.contains("disks never shrink: kept at 64 GB"),
+        "{human}"
     );
     let r = build_json(&f, &[]);
     assert_eq!(r.code, 0);
-    assert!(ct(&f, 910).unwrap()["config"]["rootfs"]
-        .as_str()
-        .unwrap()
-        .ends_with("size=64G"));
+    assert_eq!(f.ct(910).unwrap()["disk_gb"], 64);
     // Growing it is an update.
     f.edit_block(910, |b| {
         b.insert("storage_size_gb".into(), json!(80));
     });
     assert_eq!(actions(&f, &[])[&910], "update");
     assert_eq!(build_json(&f, &[]).code, 0);
-    assert!(ct(&f, 910).unwrap()["config"]["rootfs"]
-        .as_str()
-        .unwrap()
-        .ends_with("size=80G"));
+    assert_eq!(f.ct(910).unwrap()["disk_gb"], 80);
 }
 
 #[test]
 fn an_in_place_rebuild_applies_changed_features_and_keeps_the_ct() {
     let f = Fixture::example();
-    assert_eq!(sim(&f, &["build"]).code, 0);
-    let before = snapshot_names(&f, 910);
+    assert_eq!(f.sim(&["build"]).code, 0);
+    let before = f.snapshot_names(910);
     f.edit_block(910, |b| {
         b.insert("features".into(), json!("nesting=1,keyctl=1,fuse=1"));
     });
@@ -835,11 +857,14 @@ fn an_in_place_rebuild_applies_changed_features_and_keeps_the_ct() {
     assert_eq!(p[&910]["mode"], "in-place");
     let r = build_json(&f, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let c = ct(&f, 910).unwrap();
-    assert_eq!(c["config"]["features"], "nesting=1,keyctl=1,fuse=1");
+    let c = f.ct(910).unwrap();
+    assert_eq!(
+        c["settings"]["features"],
+        json!({"nesting": "1", "keyctl": "1", "fuse": "1"})
+    );
     assert_eq!(c["running"], true);
     // The same CT: its earlier generation is still there, under the new one.
-    let after = snapshot_names(&f, 910);
+    let after = f.snapshot_names(910);
     assert_eq!(after.len(), 2);
     assert!(after.contains(&before[0]));
 }
@@ -909,9 +934,9 @@ fn a_template_lost_and_recreated_from_the_same_inputs_changes_nothing_below_it()
     f.edit_block(950, |b| {
         b.remove("rebuild");
     });
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     // Someone destroys template 902 by hand; 910 also got its own change.
-    fs::remove_file(f.state_dir.join("sim/lxc/902.json")).unwrap();
+    fs::remove_file(f.sim_host().conf_path(902)).unwrap();
     let hook = fs::read_to_string(f.hook_path(910)).unwrap();
     f.write_hook(910, &format!("{hook}\n# 910's own change\n"));
     let p = plan(&f, &[]);

@@ -5,12 +5,6 @@ mod common;
 
 use common::Fixture;
 
-fn sim(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> common::Run {
-    let mut all = vec![("PHOENIX_BACKEND", "sim")];
-    all.extend_from_slice(env);
-    f.phoenix_env(args, &all)
-}
-
 #[test]
 fn unknown_ctids_on_the_command_line() {
     let f = Fixture::example();
@@ -22,7 +16,7 @@ fn unknown_ctids_on_the_command_line() {
         &["log", "123"],
         &["generations", "123"],
     ] {
-        let r = sim(&f, args, &[]);
+        let r = f.sim(args);
         assert_eq!(r.code, 7, "{args:?}: {}", r.stderr);
         assert!(
             r.stderr.contains("123") && r.stderr.contains("not defined"),
@@ -35,10 +29,10 @@ fn unknown_ctids_on_the_command_line() {
 #[test]
 fn log_before_any_build_and_generations_of_a_missing_ct() {
     let f = Fixture::example();
-    let r = sim(&f, &["log", "950"], &[]);
+    let r = f.sim(&["log", "950"]);
     assert_eq!(r.code, 7);
     assert!(r.stderr.contains("no build log"), "{}", r.stderr);
-    let r = sim(&f, &["generations", "950"], &[]);
+    let r = f.sim(&["generations", "950"]);
     assert_eq!(r.code, 7);
     assert!(
         r.stderr.contains("does not exist on the host"),
@@ -50,14 +44,14 @@ fn log_before_any_build_and_generations_of_a_missing_ct() {
 #[test]
 fn bad_simulator_knobs_are_named() {
     let f = Fixture::example();
-    let r = sim(&f, &["plan"], &[("PHOENIX_SIM_LATENCY", "clone")]);
+    let r = f.sim_env(&["plan"], &[("PHOENIX_SIM_LATENCY", "clone")]);
     assert_eq!(r.code, 6);
     assert!(
         r.stderr.contains("PHOENIX_SIM_LATENCY") && r.stderr.contains("clone"),
         "{}",
         r.stderr
     );
-    let r = sim(&f, &["build"], &[("PHOENIX_SIM_FAULTS", "exec=3")]);
+    let r = f.sim_env(&["build"], &[("PHOENIX_SIM_FAULTS", "exec=3")]);
     assert_eq!(r.code, 6);
     assert!(r.stderr.contains("PHOENIX_SIM_FAULTS"), "{}", r.stderr);
 }
@@ -71,7 +65,7 @@ fn bad_command_lines_exit_2() {
         &["graph", "--format", "png"],
         &["frobnicate"],
     ] {
-        let r = sim(&f, args, &[]);
+        let r = f.sim(args);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
     }
 }
@@ -99,7 +93,7 @@ fn an_invalid_config_touches_nothing() {
         b.insert("clone_from_template_ctid".into(), serde_json::json!("999"));
     });
     for cmd in ["plan", "build", "gc", "why", "status"] {
-        let r = sim(&f, &[cmd], &[]);
+        let r = f.sim(&[cmd]);
         assert_eq!(r.code, 3, "{cmd}: {}", r.stderr);
         assert!(
             r.stderr.contains("nothing was touched"),

@@ -5,28 +5,18 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 
-use common::{Fixture, Run};
+use common::Fixture;
 use serde_json::{json, Value};
-
-fn sim(f: &Fixture, args: &[&str]) -> Run {
-    f.phoenix_env(args, &[("PHOENIX_BACKEND", "sim")])
-}
-
-fn sim_env(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut all = vec![("PHOENIX_BACKEND", "sim")];
-    all.extend_from_slice(env);
-    f.phoenix_env(args, &all)
-}
 
 fn built() -> Fixture {
     let f = Fixture::example();
-    let r = sim(&f, &["build"]);
+    let r = f.sim(&["build"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     f
 }
 
 fn why_json(f: &Fixture, ctid: u32) -> Value {
-    let r = sim(f, &["why", &ctid.to_string(), "--output", "json"]);
+    let r = f.sim(&["why", &ctid.to_string(), "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     r.json()["explanation"].clone()
 }
@@ -34,31 +24,6 @@ fn why_json(f: &Fixture, ctid: u32) -> Value {
 fn append_to_hook(f: &Fixture, ctid: u32, line: &str) {
     let hook = fs::read_to_string(f.hook_path(ctid)).unwrap();
     f.write_hook(ctid, &format!("{hook}{line}\n"));
-}
-
-fn snapshots(f: &Fixture, ctid: u32) -> Vec<String> {
-    let v: Value = serde_json::from_slice(
-        &fs::read(f.state_dir.join(format!("sim/lxc/{ctid}.json"))).unwrap(),
-    )
-    .unwrap();
-    v["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["info"]["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn host_files(f: &Fixture) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = fs::read_dir(f.state_dir.join("sim/lxc"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            (p.display().to_string(), fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[test]
@@ -79,7 +44,7 @@ fn an_up_to_date_node_says_so_with_its_snapshot_and_parent() {
     };
     assert_eq!(ex["snapshot"], snap(950));
     assert_eq!(ex["parent_snapshot"], snap(920));
-    let human = sim(&f, &["why", "950"]);
+    let human = f.sim(&["why", "950"]);
     assert!(
         human
             .stdout
@@ -112,7 +77,7 @@ fn a_template_hook_edit_is_explained_from_a_leaf_three_levels_down() {
             "added": 1, "removed": 0
         }])
     );
-    let human = sim(&f, &["why", "950"]).stdout;
+    let human = f.sim(&["why", "950"]).stdout;
     assert!(
         human.contains("root cause: 902 BaseTemplateDocker (forces 5 nodes)"),
         "{human}"
@@ -127,7 +92,7 @@ fn a_template_hook_edit_is_explained_from_a_leaf_three_levels_down() {
     );
     assert!(human.contains("unchanged on 950:"), "{human}");
     // -v shows the diff itself.
-    let verbose = sim(&f, &["why", "-v", "950"]).stdout;
+    let verbose = f.sim(&["why", "-v", "950"]).stdout;
     assert!(verbose.contains("+echo checked twice"), "{verbose}");
 }
 
@@ -164,7 +129,7 @@ fn a_driver_bump_names_the_old_and_new_versions() {
     assert!(reasons.iter().any(|r| r["field"] == "runfile_url"));
     // A non-GPU node is untouched by the bump.
     assert_eq!(why_json(&f, 910)["verdict"], "up_to_date");
-    let human = sim(&f, &["why", "903"]).stdout;
+    let human = f.sim(&["why", "903"]).stdout;
     assert!(
         human.contains("NVIDIA driver_version: 580.76.05 → 580.82.07"),
         "{human}"
@@ -188,7 +153,7 @@ fn a_memory_change_is_explained_as_an_update() {
         ex["changes"],
         json!([{"key": "memory", "old": "4096", "new": "6144"}])
     );
-    let human = sim(&f, &["why", "910"]).stdout;
+    let human = f.sim(&["why", "910"]).stdout;
     assert!(
         human.contains("only runtime settings differ, applied in place (update, no rebuild)"),
         "{human}"
@@ -229,7 +194,7 @@ fn independent_root_causes_are_ranked_by_what_they_force() {
     f.edit_block(901, |b| {
         b.insert("vllm_model".into(), json!("x/y")); // forces 901 alone
     });
-    let r = sim(&f, &["why", "--output", "json"]);
+    let r = f.sim(&["why", "--output", "json"]);
     let all = r.json();
     let causes: Vec<(u64, usize)> = all["root_causes"]
         .as_array()
@@ -253,7 +218,7 @@ fn independent_root_causes_are_ranked_by_what_they_force() {
         .map(|c| c["ctid"].as_u64().unwrap())
         .collect();
     assert_eq!(ranked, vec![902, 920]);
-    let human = sim(&f, &["why", "950"]).stdout;
+    let human = f.sim(&["why", "950"]).stdout;
     assert!(
         human.contains("2 root causes, ranked by how many nodes each forces"),
         "{human}"
@@ -262,7 +227,7 @@ fn independent_root_causes_are_ranked_by_what_they_force() {
         human.find("1. 902").unwrap() < human.find("2. 920").unwrap(),
         "{human}"
     );
-    let overall = sim(&f, &["why"]).stdout;
+    let overall = f.sim(&["why"]).stdout;
     assert!(overall.starts_with("3 root causes"), "{overall}");
     assert!(overall.contains("1. 902 BaseTemplateDocker — forces 5: 902 rebuild, 903 rebuild, 910 held, 920 rebuild, 950 rebuild"), "{overall}");
 }
@@ -279,12 +244,12 @@ fn a_deleted_manifest_is_an_honest_unknown() {
     let r = &ex["root_causes"][0]["reasons"][0];
     assert_eq!(r["kind"], "unknown");
     assert!(r["detail"].as_str().unwrap().contains("manifests"), "{r}");
-    let human = sim(&f, &["why", "950"]).stdout;
+    let human = f.sim(&["why", "950"]).stdout;
     assert!(human.contains("unknown: phx-"), "{human}");
     assert!(human.contains("does not have"), "{human}");
     // And the plan does not guess either: without the manifest the parent is still known
     // from the snapshot's description, so this in-place rebuild is still allowed.
-    let plan = sim(&f, &["plan", "--output", "json"]).json();
+    let plan = f.sim(&["plan", "--output", "json"]).json();
     let e950 = plan["nodes"]
         .as_array()
         .unwrap()
@@ -299,12 +264,14 @@ fn a_deleted_manifest_is_an_honest_unknown() {
 fn never_built_and_not_managed_say_exactly_that() {
     let f = Fixture::example();
     assert_eq!(why_json(&f, 950)["verdict"], "never_built");
-    assert!(sim(&f, &["why", "950"])
+    assert!(f
+        .sim(&["why", "950"])
         .stdout
         .contains("has never been built"));
     f.create_foreign_ct(910, "CT910");
     assert_eq!(why_json(&f, 910)["verdict"], "not_managed");
-    assert!(sim(&f, &["why", "910"])
+    assert!(f
+        .sim(&["why", "910"])
         .stdout
         .contains("phoenix did not create it"));
 }
@@ -315,7 +282,7 @@ fn why_json_schema_is_stable() {
     f.edit_block(901, |b| {
         b.insert("vllm_model".into(), json!("org/model"));
     });
-    let r = sim(&f, &["why", "901", "--output", "json"]);
+    let r = f.sim(&["why", "901", "--output", "json"]);
     let mut v = r.json();
     let rc = &mut v["explanation"]["root_causes"][0];
     assert!(
@@ -367,22 +334,22 @@ fn why_json_schema_is_stable() {
 #[test]
 fn gc_after_in_place_rebuilds_removes_exactly_the_generations_beyond_keep() {
     let f = built();
-    let mut gens = vec![snapshots(&f, 910)[0].clone()];
+    let mut gens = vec![f.snapshot_names(910)[0].clone()];
     for i in 0..3 {
         append_to_hook(&f, 910, &format!("# generation {i}"));
-        assert_eq!(sim(&f, &["build"]).code, 0);
-        let now: BTreeSet<String> = snapshots(&f, 910).into_iter().collect();
+        assert_eq!(f.sim(&["build"]).code, 0);
+        let now: BTreeSet<String> = f.snapshot_names(910).into_iter().collect();
         let newest = now.iter().find(|s| !gens.contains(s)).unwrap().clone();
         gens.push(newest);
     }
     // gens: oldest … newest (current).
-    assert_eq!(snapshots(&f, 910).len(), 4);
+    assert_eq!(f.snapshot_names(910).len(), 4);
 
     // --dry-run changes nothing and says what it would do, and why each is kept.
-    let before = host_files(&f);
-    let r = sim(&f, &["gc", "--dry-run", "--output", "json"]);
+    let before = f.host_files();
+    let r = f.sim(&["gc", "--dry-run", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(host_files(&f), before);
+    assert_eq!(f.host_files(), before);
     let plan = r.json();
     let d910: Vec<(String, String)> = plan["snapshots"]
         .as_array()
@@ -409,24 +376,24 @@ fn gc_after_in_place_rebuilds_removes_exactly_the_generations_beyond_keep() {
             (gens[0].clone(), "delete:".to_string()),
         ]
     );
-    let human = sim(&f, &["gc", "--dry-run"]).stdout;
+    let human = f.sim(&["gc", "--dry-run"]).stdout;
     assert!(human.contains("would delete"), "{human}");
     assert!(human.contains("keep: today's config builds it"), "{human}");
     assert!(
         human.contains("gc (dry run): 2 snapshot(s) would be deleted"),
         "{human}"
     );
-    assert_eq!(host_files(&f), before);
+    assert_eq!(f.host_files(), before);
 
-    let r = sim(&f, &["gc"]);
+    let r = f.sim(&["gc"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let left: BTreeSet<String> = snapshots(&f, 910).into_iter().collect();
+    let left: BTreeSet<String> = f.snapshot_names(910).into_iter().collect();
     assert_eq!(
         left,
         [gens[3].clone(), gens[2].clone()].into_iter().collect()
     );
     // Nothing else moved, and the fleet is still fresh.
-    let plan = sim(&f, &["plan", "--output", "json"]).json();
+    let plan = f.sim(&["plan", "--output", "json"]).json();
     assert!(plan["nodes"]
         .as_array()
         .unwrap()
@@ -434,34 +401,31 @@ fn gc_after_in_place_rebuilds_removes_exactly_the_generations_beyond_keep() {
         .all(|n| n["action"] == "fresh"));
 
     // --keep 0 leaves only the current generation.
-    assert_eq!(sim(&f, &["gc", "--keep", "0"]).code, 0);
-    assert_eq!(snapshots(&f, 910), vec![gens[3].clone()]);
+    assert_eq!(f.sim(&["gc", "--keep", "0"]).code, 0);
+    assert_eq!(f.snapshot_names(910), vec![gens[3].clone()]);
 }
 
 #[test]
 fn gc_keeps_young_snapshots_and_never_touches_foreign_ones() {
     let f = built();
     append_to_hook(&f, 910, "# v2");
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     append_to_hook(&f, 910, "# v3");
-    assert_eq!(sim(&f, &["build"]).code, 0);
+    assert_eq!(f.sim(&["build"]).code, 0);
     // A snapshot of the user's own on a phoenix CT, and a CT that is not phoenix's.
     use phoenix::host::Host;
     f.sim_host()
         .snapshot(910, "before-upgrade", "mine")
         .unwrap();
-    let r = sim(
-        &f,
-        &[
-            "gc",
-            "--keep",
-            "0",
-            "--older-than",
-            "1h",
-            "--output",
-            "json",
-        ],
-    );
+    let r = f.sim(&[
+        "gc",
+        "--keep",
+        "0",
+        "--older-than",
+        "1h",
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 0);
     let v = r.json();
     let young = v["snapshots"]
@@ -471,12 +435,12 @@ fn gc_keeps_young_snapshots_and_never_touches_foreign_ones() {
         .filter(|d| d["reason"] == "young")
         .count();
     assert_eq!(young, 2, "{v}");
-    assert_eq!(snapshots(&f, 910).len(), 4);
-    assert!(sim(&f, &["gc", "--keep", "0"]).code == 0);
-    let left = snapshots(&f, 910);
+    assert_eq!(f.snapshot_names(910).len(), 4);
+    assert!(f.sim(&["gc", "--keep", "0"]).code == 0);
+    let left = f.snapshot_names(910);
     assert!(left.contains(&"before-upgrade".to_string()), "{left:?}");
     assert_eq!(left.len(), 2);
-    let bad = sim(&f, &["gc", "--older-than", "7 days"]);
+    let bad = f.sim(&["gc", "--older-than", "7 days"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("--older-than"), "{}", bad.stderr);
 }
@@ -487,21 +451,22 @@ fn gc_orphans_only_with_the_flag() {
     f.edit_lxc(|v| {
         v["lxc_configs"].as_object_mut().unwrap().remove("910");
     });
-    let r = sim(&f, &["gc", "--output", "json"]);
+    let r = f.sim(&["gc", "--output", "json"]);
     assert_eq!(
         r.json()["orphans"],
         json!([{"ctid": 910, "name": "Portainer", "running": true, "destroy": false}])
     );
-    assert!(f.state_dir.join("sim/lxc/910.json").exists());
-    assert!(sim(&f, &["gc"])
+    assert!(f.ct(910).is_some());
+    assert!(f
+        .sim(&["gc"])
         .stdout
         .contains("pass --orphans to destroy it"));
-    let dry = sim(&f, &["gc", "--orphans", "--dry-run"]);
+    let dry = f.sim(&["gc", "--orphans", "--dry-run"]);
     assert!(dry.stdout.contains("would destroy"), "{}", dry.stdout);
-    assert!(f.state_dir.join("sim/lxc/910.json").exists());
-    let r = sim(&f, &["gc", "--orphans"]);
+    assert!(f.ct(910).is_some());
+    let r = f.sim(&["gc", "--orphans"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!f.state_dir.join("sim/lxc/910.json").exists());
+    assert!(f.ct(910).is_none());
 }
 
 #[test]
@@ -514,7 +479,7 @@ fn gc_takes_the_build_lock() {
     );
     f.wait_for_lock_holder(first.id());
     let lock = f.state_dir.join("phoenix.lock");
-    let r = sim(&f, &["gc", "--dry-run"]);
+    let r = f.sim(&["gc", "--dry-run"]);
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(r.code, 5, "{}", r.stderr);
@@ -526,8 +491,8 @@ fn gc_takes_the_build_lock() {
 fn generations_lists_newest_first_and_marks_the_current_one() {
     let f = built();
     append_to_hook(&f, 910, "# v2");
-    assert_eq!(sim(&f, &["build"]).code, 0);
-    let r = sim(&f, &["generations", "910", "--output", "json"]);
+    assert_eq!(f.sim(&["build"]).code, 0);
+    let r = f.sim(&["generations", "910", "--output", "json"]);
     let v = r.json();
     let g = v["generations"].as_array().unwrap();
     assert_eq!(g.len(), 2);
@@ -536,7 +501,7 @@ fn generations_lists_newest_first_and_marks_the_current_one() {
     assert_eq!(g[1]["current"], false);
     assert_eq!(g[0]["manifest"]["parent"]["ctid"], 902);
     assert_ne!(g[0]["manifest"]["hook"], g[1]["manifest"]["hook"]);
-    let human = sim(&f, &["generations", "910"]).stdout;
+    let human = f.sim(&["generations", "910"]).stdout;
     assert!(
         human.starts_with("CT 910 Portainer: 2 generations (newest first)"),
         "{human}"
@@ -545,7 +510,7 @@ fn generations_lists_newest_first_and_marks_the_current_one() {
         human.lines().nth(1).unwrap().starts_with("* phx-"),
         "{human}"
     );
-    let _ = sim_env(&f, &["generations", "950"], &[]);
+    let _ = f.sim_env(&["generations", "950"], &[]);
 }
 
 #[test]
@@ -556,13 +521,11 @@ fn gc_never_touches_a_ct_phoenix_did_not_create_even_with_phx_named_snapshots() 
     use phoenix::host::Host;
     let lookalike = format!("phx-{}", "ab".repeat(16));
     host.snapshot(960, &lookalike, "made by hand").unwrap();
-    let before = fs::read(f.state_dir.join("sim/lxc/960.json")).unwrap();
-    let r = sim(&f, &["gc", "--keep", "0", "--orphans", "--output", "json"]);
+    let conf = f.sim_host().conf_path(960);
+    let before = fs::read(&conf).unwrap();
+    let r = f.sim(&["gc", "--keep", "0", "--orphans", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = r.json();
     assert!(!v.to_string().contains("960"), "gc considered CT 960: {v}");
-    assert_eq!(
-        fs::read(f.state_dir.join("sim/lxc/960.json")).unwrap(),
-        before
-    );
+    assert_eq!(fs::read(&conf).unwrap(), before);
 }

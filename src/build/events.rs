@@ -66,6 +66,21 @@ pub enum NodeOutcome {
     Cancelled,
 }
 
+impl NodeOutcome {
+    /// The outcome as JSON spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeOutcome::Built => "built",
+            NodeOutcome::Fresh => "fresh",
+            NodeOutcome::Failed => "failed",
+            NodeOutcome::Held => "held",
+            NodeOutcome::Blocked => "blocked",
+            NodeOutcome::Unmanaged => "unmanaged",
+            NodeOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

@@ -1,22 +1,40 @@
-//! A build run: lock the host, read it once, plan, check the GPU driver, then walk the
-//! nodes that need work through the [`steps`](crate::build::steps) on `-j N` workers, emitting
-//! [`Event`]s. Returns the exit code (see [`crate::exit`]).
+//! One build run: read the host once, plan, check the GPU driver, then walk the nodes
+//! that need work through their [`steps`] on `-j N` workers, emitting [`Event`]s. The
+//! caller holds the run lock; [`run`] returns the exit code (see [`crate::exit`]).
+//!
+//! | module | role |
+//! |---|---|
+//! | [`tasks`] | the run's work as walker tasks, with costs from the host's estimates |
+//! | [`steps`] | one node's steps, through the [`Host`] trait |
+//! | [`hook`] | a node's hook: process group, time limit, output |
+//! | [`gpu`] | the host devices a GPU node needs |
+//! | [`log`] | a node's log for one run |
+//! | [`counting`] | host calls per verb |
+//! | [`events`] | typed events every output is rendered from |
 
+pub mod counting;
 pub mod events;
+pub mod gpu;
+pub mod hook;
+pub mod log;
 pub mod steps;
+pub mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::build::events::{Event, NodeOutcome, Step};
-use crate::build::steps::{Executor, Retry, StepError};
+use counting::Counting;
+use events::{Event, NodeOutcome};
+use steps::{Executor, Retry, StepError};
+use tasks::Part;
+
 use crate::engine::hash::{self, Hashed};
-use crate::engine::plan::{self, Action, Consent, Plan};
-use crate::engine::walker::{self, Outcome, Task};
+use crate::engine::plan::{self, Action, Consent, Entry, Plan};
+use crate::engine::walker::{self, Outcome};
 use crate::exit;
 use crate::fleet::config::{Ctid, Fleet};
-use crate::host::{CreateSpec, CtInfo, Host, HostFacts, HostResult};
+use crate::host::{CtInfo, Host, HostFacts, HostResult};
 use crate::state::StateDir;
 
 #[derive(Clone, Debug)]
@@ -27,116 +45,6 @@ pub struct BuildOptions {
     pub consent: Consent,
     pub ready_timeout: Duration,
     pub hook_timeout: Duration,
-}
-
-/// A host wrapper that counts calls per verb (the summary reports them).
-pub struct Counting<'a> {
-    pub inner: &'a dyn Host,
-    pub counts: Mutex<BTreeMap<String, u64>>,
-}
-
-impl<'a> Counting<'a> {
-    pub fn new(inner: &'a dyn Host) -> Self {
-        Counting {
-            inner,
-            counts: Mutex::new(BTreeMap::new()),
-        }
-    }
-    fn count(&self, verb: &str) {
-        if let Ok(mut c) = self.counts.lock() {
-            *c.entry(verb.to_string()).or_insert(0) += 1;
-        }
-    }
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-}
-
-impl Host for Counting<'_> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
-        self.count("inventory");
-        self.inner.inventory()
-    }
-    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
-        self.count("config");
-        self.inner.ct(ctid)
-    }
-    fn facts(&self) -> HostResult<HostFacts> {
-        self.count("facts");
-        self.inner.facts()
-    }
-    fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
-        self.count("create");
-        self.inner.create(ctid, spec)
-    }
-    fn clone_ct(
-        &self,
-        source: Ctid,
-        snapname: &str,
-        target: Ctid,
-        hostname: &str,
-        storage: &str,
-    ) -> HostResult<()> {
-        self.count("clone");
-        self.inner
-            .clone_ct(source, snapname, target, hostname, storage)
-    }
-    fn set(&self, ctid: Ctid, options: &[(String, String)]) -> HostResult<()> {
-        self.count("set");
-        self.inner.set(ctid, options)
-    }
-    fn resize(&self, ctid: Ctid, disk: &str, size_gb: u64) -> HostResult<()> {
-        self.count("resize");
-        self.inner.resize(ctid, disk, size_gb)
-    }
-    fn set_raw_lxc(&self, ctid: Ctid, prefixes: &[&str], lines: &[String]) -> HostResult<()> {
-        self.count("set_raw_lxc");
-        self.inner.set_raw_lxc(ctid, prefixes, lines)
-    }
-    fn start(&self, ctid: Ctid) -> HostResult<()> {
-        self.count("start");
-        self.inner.start(ctid)
-    }
-    fn shutdown(&self, ctid: Ctid, timeout_s: u64) -> HostResult<()> {
-        self.count("shutdown");
-        self.inner.shutdown(ctid, timeout_s)
-    }
-    fn exec(&self, ctid: Ctid, argv: &[String], log: &mut dyn std::io::Write) -> HostResult<i32> {
-        self.count("exec");
-        self.inner.exec(ctid, argv, log)
-    }
-    fn push(&self, ctid: Ctid, local: &std::path::Path, dest: &str, perms: u32) -> HostResult<()> {
-        self.count("push");
-        self.inner.push(ctid, local, dest, perms)
-    }
-    fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()> {
-        self.count("snapshot");
-        self.inner.snapshot(ctid, name, description)
-    }
-    fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()> {
-        self.count("delsnapshot");
-        self.inner.delete_snapshot(ctid, name)
-    }
-    fn destroy(&self, ctid: Ctid) -> HostResult<()> {
-        self.count("destroy");
-        self.inner.destroy(ctid)
-    }
-    fn unlock(&self, ctid: Ctid) -> HostResult<()> {
-        self.count("unlock");
-        self.inner.unlock(ctid)
-    }
-    fn pct_dir(&self) -> Option<std::path::PathBuf> {
-        self.inner.pct_dir()
-    }
-    fn hook_env(&self) -> Vec<(String, String)> {
-        self.inner.hook_env()
-    }
-    fn estimate_ms(&self, verb: &str) -> u64 {
-        self.inner.estimate_ms(verb)
-    }
 }
 
 /// Locks that phoenix's own tasks set (pct-spec §5), and so may find left over.
@@ -193,24 +101,20 @@ pub struct RunResult {
     pub outcomes: BTreeMap<Ctid, NodeOutcome>,
 }
 
-pub fn run(
+/// Reads the host and plans; a lock that a killed run left on one of phoenix's own CTs is
+/// removed first (phoenix holds the run lock, so no task of its own holds it), and the
+/// host read again.
+fn read_host(
     fleet: &Fleet,
     host: &dyn Host,
-    state: &StateDir,
     opts: &BuildOptions,
-    run_id: &str,
     emit: &(dyn Fn(Event) + Sync),
-) -> Result<RunResult, String> {
-    let started = Instant::now();
-    let counting = Counting::new(host);
-    let host: &dyn Host = &counting;
+) -> Result<Planned, String> {
     let read = || {
         make_plan(fleet, host, &opts.consent, &opts.targets)
             .map_err(|e| format!("cannot read the host: {e}"))
     };
-    let mut planned = read()?;
-    // phoenix holds the host lock, so a lock on one of its own CTs was left by a run that
-    // was killed mid-task (its task died with it). Remove it, then read the host again.
+    let planned = read()?;
     let stale: Vec<(Ctid, String)> = planned
         .inventory
         .values()
@@ -222,19 +126,47 @@ pub fn run(
                 .map(|l| (ct.ctid, l))
         })
         .collect();
-    if !stale.is_empty() {
-        for (ctid, lock) in stale {
-            host.unlock(ctid)
-                .map_err(|e| format!("cannot remove the stale lock '{lock}' of CT {ctid}: {e}"))?;
-            emit(Event::StaleLock { ctid, lock });
-        }
-        planned = read()?;
+    if stale.is_empty() {
+        return Ok(planned);
     }
+    for (ctid, lock) in stale {
+        host.unlock(ctid)
+            .map_err(|e| format!("cannot remove the stale lock '{lock}' of CT {ctid}: {e}"))?;
+        emit(Event::StaleLock { ctid, lock });
+    }
+    read()
+}
+
+fn finished_event(entry: &Entry, outcome: NodeOutcome) -> Event {
+    Event::NodeFinished {
+        ctid: entry.ctid,
+        name: entry.name.clone(),
+        action: entry.action.name().to_string(),
+        outcome,
+        elapsed_ms: 0,
+        failed_step: None,
+        error: None,
+        blocked_by: None,
+        log: None,
+    }
+}
+
+pub fn run(
+    fleet: &Fleet,
+    host: &dyn Host,
+    state: &StateDir,
+    opts: &BuildOptions,
+    run_id: &str,
+    emit: &(dyn Fn(Event) + Sync),
+) -> Result<RunResult, String> {
+    let started = Instant::now();
+    let counting = Counting::new(host);
+    let host: &dyn Host = &counting;
     let Planned {
         hashes,
         inventory,
         plan,
-    } = planned;
+    } = read_host(fleet, host, opts, emit)?;
     let building: Vec<Ctid> = plan
         .entries
         .iter()
@@ -248,19 +180,12 @@ pub fn run(
     } else {
         HostFacts::default()
     };
-    let gpu_blocker = if needs_gpu {
-        gpu_blocker(fleet, &facts)
-    } else {
-        None
-    };
-
     emit(Event::RunStarted {
         run: run_id.to_string(),
         backend: host.name().to_string(),
         jobs: opts.jobs,
         total: building.len(),
     });
-
     let exec = Executor {
         fleet,
         hashes: &hashes,
@@ -268,7 +193,7 @@ pub fn run(
         inventory: &inventory,
         host,
         facts: &facts,
-        gpu_blocker,
+        gpu_blocker: needs_gpu.then(|| gpu_blocker(fleet, &facts)).flatten(),
         state,
         run_id,
         emit,
@@ -276,92 +201,44 @@ pub fn run(
         ready_timeout: opts.ready_timeout,
         hook_timeout: opts.hook_timeout,
     };
-
-    // Two tasks per provisioned node (provision, finish), one for the rest.
-    #[derive(Clone, Copy)]
-    enum Part {
-        Provision,
-        Finish,
+    let (walked, failures) = walk(&exec, &building, opts);
+    let outcomes = outcomes(&exec, &plan, &walked, &failures);
+    let exit_code = exit_code(&outcomes);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for o in outcomes.values() {
+        *counts.entry(o.name().to_string()).or_insert(0) += 1;
     }
-    let mut tasks: Vec<Task> = Vec::new();
-    let mut parts: Vec<(Ctid, Part)> = Vec::new();
-    let mut finish_task: BTreeMap<Ctid, usize> = BTreeMap::new();
-    let est = |v: &str| host.estimate_ms(v);
-    for &ctid in &building {
-        let entry = exec.entries[&ctid];
-        let node = &fleet.nodes[&ctid];
-        let parent_dep: Vec<usize> = entry
-            .parent
-            .and_then(|p| {
-                exec.entries
-                    .get(&p)
-                    .filter(|e| e.action.snapshots())
-                    .map(|_| p)
-            })
-            .and_then(|p| finish_task.get(&p).copied())
-            .into_iter()
-            .collect();
-        let provisioned = matches!(
-            entry.action,
-            Action::Create
-                | Action::Rebuild {
-                    mode: plan::RebuildMode::Replace,
-                    ..
-                }
-        );
-        // The host calls of `Executor::finish` (see steps.rs), for priorities only.
-        let mut finish_cost = 2 * est("config")
-            + est("set")
-            + est("start")
-            + est("exec")
-            + est("shutdown")
-            + est("snapshot");
-        if node.has_gpu() {
-            finish_cost += est("set_raw_lxc") + 2 * est("exec") + est("push");
-        }
-        if fleet.hooks.node_hooks.contains_key(&ctid) {
-            finish_cost += est("exec");
-        }
-        if node.nesting() {
-            finish_cost += est("exec") + est("push");
-        }
-        if !node.is_template() {
-            finish_cost += est("start");
-        }
-        let finish_deps = if provisioned {
-            let (verb, resource) = match entry.parent {
-                Some(p) => ("clone", Some(format!("clone-source:{p}"))),
-                None => ("create", None),
-            };
-            tasks.push(Task {
-                deps: parent_dep,
-                resource,
-                cost: est(verb),
-            });
-            parts.push((ctid, Part::Provision));
-            vec![tasks.len() - 1]
-        } else {
-            parent_dep
-        };
-        tasks.push(Task {
-            deps: finish_deps,
-            resource: None,
-            cost: finish_cost,
-        });
-        parts.push((ctid, Part::Finish));
-        finish_task.insert(ctid, tasks.len() - 1);
-    }
+    emit(Event::RunFinished {
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        counts,
+        host_calls: counting.counts(),
+        exit_code,
+    });
+    Ok(RunResult {
+        exit_code,
+        plan,
+        outcomes,
+    })
+}
 
+/// Each task's part and walker outcome, and the nodes that failed with why.
+type Walked = (Vec<((Ctid, Part), Outcome)>, BTreeMap<Ctid, StepError>);
+
+/// Runs the tasks of the nodes that build; emits each node's start and its end when it
+/// built or failed. Returns each node's walker outcome (its worst task's) and the
+/// failures.
+fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
+    let work = tasks::tasks(exec.fleet, &exec.entries, building, exec.host);
     let node_started: Mutex<BTreeMap<Ctid, Instant>> = Mutex::new(BTreeMap::new());
     let failures: Mutex<BTreeMap<Ctid, StepError>> = Mutex::new(BTreeMap::new());
     let finished = |ctid: Ctid, outcome: NodeOutcome, err: Option<&StepError>| {
-        let entry = exec.entries[&ctid];
         let elapsed = node_started
             .lock()
             .ok()
             .and_then(|m| m.get(&ctid).map(|t| t.elapsed().as_millis() as u64))
             .unwrap_or(0);
-        emit(Event::NodeFinished {
+        let entry = exec.entries[&ctid];
+        (exec.emit)(Event::NodeFinished {
             ctid,
             name: entry.name.clone(),
             action: entry.action.name().to_string(),
@@ -373,16 +250,14 @@ pub fn run(
             log: Some(exec.log_path(ctid).display().to_string()),
         });
     };
-    let outcomes = walker::walk(&tasks, opts.jobs, opts.fail_fast, |i| {
-        let (ctid, part) = parts[i];
-        let first = matches!(part, Part::Provision)
-            || !matches!(parts.get(i.wrapping_sub(1)), Some((c, Part::Provision)) if *c == ctid);
-        if first {
+    let walked = walker::walk(&work.tasks, opts.jobs, opts.fail_fast, |i| {
+        let (ctid, part) = work.parts[i];
+        if work.starts_node(i) {
             if let Ok(mut m) = node_started.lock() {
                 m.insert(ctid, Instant::now());
             }
             let entry = exec.entries[&ctid];
-            emit(Event::NodeStarted {
+            (exec.emit)(Event::NodeStarted {
                 ctid,
                 name: entry.name.clone(),
                 action: entry.action.name().to_string(),
@@ -394,7 +269,7 @@ pub fn run(
         };
         match r {
             Ok(()) => {
-                if matches!(part, Part::Finish) {
+                if part == Part::Finish {
                     finished(ctid, NodeOutcome::Built, None);
                 }
                 true
@@ -408,47 +283,39 @@ pub fn run(
             }
         }
     });
-
-    // Outcomes per node: from the walker for built nodes, from the plan for the rest.
-    let mut result: BTreeMap<Ctid, NodeOutcome> = BTreeMap::new();
     let failures = failures.into_inner().unwrap_or_default();
-    for (i, o) in outcomes.iter().enumerate() {
-        let (ctid, _) = parts[i];
+    (work.parts.into_iter().zip(walked).collect(), failures)
+}
+
+/// Every node's outcome: from the walk for nodes that build (emitting the end of those
+/// blocked or cancelled), from the plan for the rest (emitting theirs).
+fn outcomes(
+    exec: &Executor,
+    plan: &Plan,
+    walked: &[((Ctid, Part), Outcome)],
+    failures: &BTreeMap<Ctid, StepError>,
+) -> BTreeMap<Ctid, NodeOutcome> {
+    let mut result: BTreeMap<Ctid, NodeOutcome> = BTreeMap::new();
+    for ((ctid, _), o) in walked {
+        let ctid = *ctid;
+        let entry = exec.entries[&ctid];
         let out = match o {
             Outcome::Succeeded => NodeOutcome::Built,
             Outcome::Failed => NodeOutcome::Failed,
             Outcome::Blocked { by } => {
-                let root = parts[*by].0;
+                let root = walked[*by].0 .0;
                 if root != ctid && !result.contains_key(&ctid) {
-                    let entry = exec.entries[&ctid];
-                    emit(Event::NodeFinished {
-                        ctid,
-                        name: entry.name.clone(),
-                        action: entry.action.name().to_string(),
-                        outcome: NodeOutcome::Blocked,
-                        elapsed_ms: 0,
-                        failed_step: None,
-                        error: None,
-                        blocked_by: Some(root_cause(root, &failures, &exec)),
-                        log: None,
-                    });
+                    let mut ev = finished_event(entry, NodeOutcome::Blocked);
+                    if let Event::NodeFinished { blocked_by, .. } = &mut ev {
+                        *blocked_by = Some(root_cause(root, failures, exec.fleet));
+                    }
+                    (exec.emit)(ev);
                 }
                 NodeOutcome::Blocked
             }
             Outcome::Cancelled => {
                 if !result.contains_key(&ctid) {
-                    let entry = exec.entries[&ctid];
-                    emit(Event::NodeFinished {
-                        ctid,
-                        name: entry.name.clone(),
-                        action: entry.action.name().to_string(),
-                        outcome: NodeOutcome::Cancelled,
-                        elapsed_ms: 0,
-                        failed_step: None,
-                        error: None,
-                        blocked_by: None,
-                        log: None,
-                    });
+                    (exec.emit)(finished_event(entry, NodeOutcome::Cancelled));
                 }
                 NodeOutcome::Cancelled
             }
@@ -464,63 +331,38 @@ pub fn run(
             continue;
         }
         let (outcome, by) = match &e.action {
-            Action::Fresh => (NodeOutcome::Fresh, None),
+            Action::Fresh { .. } => (NodeOutcome::Fresh, None),
             Action::Held { .. } => (NodeOutcome::Held, None),
             Action::Blocked { by } => (NodeOutcome::Blocked, Some(*by)),
             Action::Unmanaged => (NodeOutcome::Unmanaged, None),
             _ => continue,
         };
-        emit(Event::NodeFinished {
-            ctid: e.ctid,
-            name: e.name.clone(),
-            action: e.action.name().to_string(),
-            outcome,
-            elapsed_ms: 0,
-            failed_step: None,
-            error: (outcome == NodeOutcome::Unmanaged || outcome == NodeOutcome::Held)
-                .then(|| e.reason.clone()),
-            blocked_by: by,
-            log: None,
-        });
+        let mut ev = finished_event(e, outcome);
+        if let Event::NodeFinished { blocked_by, .. } = &mut ev {
+            *blocked_by = by;
+        }
+        (exec.emit)(ev);
         result.insert(e.ctid, outcome);
     }
+    result
+}
 
-    let has = |o: NodeOutcome| result.values().any(|&x| x == o);
-    let exit_code =
-        if has(NodeOutcome::Failed) || has(NodeOutcome::Unmanaged) || has(NodeOutcome::Cancelled) {
-            exit::BUILD_FAILED
-        } else if has(NodeOutcome::Held) {
-            exit::HELD
-        } else {
-            exit::OK
-        };
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for o in result.values() {
-        let name = serde_json::to_value(o)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        *counts.entry(name).or_insert(0) += 1;
+fn exit_code(outcomes: &BTreeMap<Ctid, NodeOutcome>) -> i32 {
+    let has = |o: NodeOutcome| outcomes.values().any(|&x| x == o);
+    if has(NodeOutcome::Failed) || has(NodeOutcome::Unmanaged) || has(NodeOutcome::Cancelled) {
+        exit::BUILD_FAILED
+    } else if has(NodeOutcome::Held) {
+        exit::HELD
+    } else {
+        exit::OK
     }
-    emit(Event::RunFinished {
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        counts,
-        host_calls: counting.snapshot(),
-        exit_code,
-    });
-    let _ = Step::Preflight;
-    Ok(RunResult {
-        exit_code,
-        plan,
-        outcomes: result,
-    })
 }
 
 /// The failed node at the top of a blocked chain.
-fn root_cause(by: Ctid, failures: &BTreeMap<Ctid, StepError>, exec: &Executor) -> Ctid {
+fn root_cause(by: Ctid, failures: &BTreeMap<Ctid, StepError>, fleet: &Fleet) -> Ctid {
     let mut cur = by;
     while !failures.contains_key(&cur) {
-        match exec.fleet.graph.parent_of(cur) {
+        match fleet.graph.parent_of(cur) {
             Some(p) => cur = p,
             None => return by,
         }

@@ -1,10 +1,11 @@
 //! The steps of one node (DESIGN §5), run through the [`Host`] trait.
 //!
-//! A node's work is split in two tasks for the walker: `provision` (destroy for a replace,
-//! then create or clone: the clone is the part that holds the source's lock) and `finish`
-//! (settings, devices, start, NVIDIA, Docker, hook, snapshot). The `phx-<hash>` snapshot is
-//! the commit point: it is taken only after every step succeeded, and the manifest is
-//! stored before it, so a snapshot never exists without its explanation.
+//! A node's work is two tasks for the walker: [`Executor::provision`] (destroy for a
+//! replace, then create or clone: the clone is the part that holds the source's lock) and
+//! [`Executor::finish`] (settings, devices, start, NVIDIA, Docker, hook, snapshot). The
+//! `phx-<hash>` snapshot is the commit point: it is taken only after every step
+//! succeeded, and the manifest is stored before it, so a snapshot never exists without
+//! its explanation.
 //!
 //! Hook contract: the node's hook runs on the host as `phoenix_hypervisor_setup_<CTID>.sh
 //! <CTID>` in the hooks directory, with `PHOENIX_CTID`, `PHOENIX_NAME`,
@@ -16,19 +17,17 @@
 //! success; anything else fails the node, with the hook's output in the node's log.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::build::events::{Event, Step};
+use super::events::{Event, Step};
+use super::log::NodeLog;
+use super::{gpu, hook};
 use crate::engine::hash::Hashed;
 use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
+use crate::engine::snapshot::BuildRecord;
 use crate::fleet::config::{Ctid, Fleet, Node, PortainerRole, Script};
-use crate::host::{
-    CreateSpec, CtInfo, ErrorKind, Host, HostError, HostFacts, HostResult, MANAGED_TAG,
-};
+use crate::host::{CloneSpec, CreateSpec, CtInfo, Host, HostFacts, HostResult, Settings};
 use crate::state::{now_secs, StateDir};
 
 /// A node's failure: the step and what went wrong.
@@ -39,6 +38,13 @@ pub struct StepError {
 }
 
 type StepResult<T = ()> = Result<T, StepError>;
+
+fn fail<T>(step: Step, message: impl Into<String>) -> StepResult<T> {
+    Err(StepError {
+        step,
+        message: message.into(),
+    })
+}
 
 /// How transient host errors are retried.
 #[derive(Clone, Copy, Debug)]
@@ -79,41 +85,11 @@ pub struct Executor<'a> {
     pub hook_timeout: Duration,
 }
 
-/// Where the steps of a node write what they do.
-struct NodeLog {
-    file: Option<File>,
-}
-
-impl NodeLog {
-    fn line(&mut self, text: &str) {
-        if let Some(f) = &mut self.file {
-            let _ = writeln!(f, "{text}");
-        }
-    }
-    fn bytes(&mut self, bytes: &[u8]) {
-        if let Some(f) = &mut self.file {
-            let _ = f.write_all(bytes);
-        }
-    }
-}
-
 impl Executor<'_> {
     pub fn log_path(&self, ctid: Ctid) -> PathBuf {
         self.state
             .log_dir(ctid)
             .join(format!("{}.log", self.run_id))
-    }
-
-    fn open_log(&self, ctid: Ctid) -> NodeLog {
-        let path = self.log_path(ctid);
-        let _ = fs::create_dir_all(path.parent().unwrap_or(&path));
-        NodeLog {
-            file: OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .ok(),
-        }
     }
 
     fn node(&self, ctid: Ctid) -> &Node {
@@ -131,10 +107,11 @@ impl Executor<'_> {
     ) -> StepResult<T> {
         log.line(&format!("$ {what}"));
         let mut delay = self.retry.first_delay;
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             match f() {
                 Ok(v) => return Ok(v),
-                Err(e) if e.kind == ErrorKind::Transient && attempt < self.retry.attempts => {
+                Err(e) if e.kind.is_transient() && attempt < self.retry.attempts => {
                     log.line(&format!(
                         "  transient error (attempt {attempt}): {}; retrying in {} ms",
                         e.message,
@@ -149,49 +126,45 @@ impl Executor<'_> {
                     });
                     std::thread::sleep(delay);
                     delay *= 2;
+                    attempt += 1;
                 }
                 Err(e) => {
                     log.line(&format!("  error: {}", e.message));
-                    return Err(StepError {
-                        step,
-                        message: format!("{what}: {}", e.message),
-                    });
+                    return fail(step, format!("{what}: {}", e.message));
                 }
             }
         }
-        unreachable!("the retry loop returns")
     }
 
     fn step(&self, ctid: Ctid, step: Step, log: &mut NodeLog) {
-        log.line(&format!(
-            "== {} ({})",
-            step.name(),
-            crate::state::now_secs()
-        ));
+        log.line(&format!("== {} ({})", step.name(), now_secs()));
         (self.emit)(Event::StepStarted { ctid, step });
+    }
+
+    /// A GPU node on a host whose driver does not match fails before touching anything.
+    fn preflight(&self, node: &Node, log: &mut NodeLog) -> StepResult {
+        match &self.gpu_blocker {
+            Some(why) if node.has_gpu() => {
+                self.step(node.ctid, Step::Preflight, log);
+                log.line(why);
+                fail(Step::Preflight, why.clone())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Destroy (for a replace), then create or clone.
     pub fn provision(&self, ctid: Ctid) -> StepResult {
         let entry = self.entries[&ctid];
         let node = self.node(ctid);
-        let mut log = self.open_log(ctid);
+        let mut log = NodeLog::open(&self.log_path(ctid));
         log.line(&format!(
             "# phoenix run {}: CT {ctid} {} — {}",
             self.run_id,
             node.name(),
-            entry.reason
+            entry.action.name()
         ));
-        if node.has_gpu() {
-            if let Some(why) = &self.gpu_blocker {
-                self.step(ctid, Step::Preflight, &mut log);
-                log.line(why);
-                return Err(StepError {
-                    step: Step::Preflight,
-                    message: why.clone(),
-                });
-            }
-        }
+        self.preflight(node, &mut log)?;
         let replace = matches!(
             entry.action,
             Action::Rebuild {
@@ -200,33 +173,7 @@ impl Executor<'_> {
             }
         );
         if replace {
-            if let Some(ct) = self.inventory.get(&ctid) {
-                if !ct.is_managed() {
-                    return Err(StepError {
-                        step: Step::Destroy,
-                        message: format!(
-                            "CT {ctid} was not created by phoenix; refusing to destroy it"
-                        ),
-                    });
-                }
-                self.step(ctid, Step::Destroy, &mut log);
-                if ct.running {
-                    self.call(
-                        ctid,
-                        Step::Destroy,
-                        &mut log,
-                        &format!("pct stop {ctid}"),
-                        || self.host.shutdown(ctid, 60),
-                    )?;
-                }
-                self.call(
-                    ctid,
-                    Step::Destroy,
-                    &mut log,
-                    &format!("pct destroy {ctid}"),
-                    || self.host.destroy(ctid),
-                )?;
-            }
+            self.destroy(ctid, &mut log)?;
         }
         if !matches!(entry.action, Action::Create) && !replace {
             return Ok(());
@@ -234,61 +181,87 @@ impl Executor<'_> {
         match entry.parent {
             None => {
                 self.step(ctid, Step::Create, &mut log);
-                let spec = self.create_spec(node);
-                self.call(
-                    ctid,
-                    Step::Create,
-                    &mut log,
-                    &format!("pct create {ctid} {}", spec.ostemplate),
-                    || self.host.create(ctid, &spec),
-                )
+                let spec = CreateSpec {
+                    ostemplate: node.spec.template.clone().unwrap_or_default(),
+                    storage: node.spec.storage_pool.clone(),
+                    disk_gb: node.spec.storage_size_gb,
+                    unprivileged: node.spec.unprivileged.unwrap_or(true),
+                    settings: self.managed_settings(node),
+                };
+                let what = format!("pct create {ctid} {}", spec.ostemplate);
+                self.call(ctid, Step::Create, &mut log, &what, || {
+                    self.host.create(ctid, &spec)
+                })
             }
             Some(parent) => {
                 self.step(ctid, Step::Clone, &mut log);
-                let snap = self.hashes[&parent].hash.snapshot();
-                self.call(
-                    ctid,
-                    Step::Clone,
-                    &mut log,
-                    &format!(
-                        "pct clone {parent} {ctid} --snapname {snap} --hostname {} --storage {}",
-                        node.name(),
-                        node.spec.storage_pool
-                    ),
-                    || {
-                        self.host.clone_ct(
-                            parent,
-                            snap.as_str(),
-                            ctid,
-                            node.name(),
-                            &node.spec.storage_pool,
-                        )
-                    },
-                )
+                let spec = CloneSpec {
+                    source: parent,
+                    snapshot: self.hashes[&parent].hash.snapshot().to_string(),
+                    target: ctid,
+                    hostname: node.name().to_string(),
+                    storage: node.spec.storage_pool.clone(),
+                };
+                let what = format!(
+                    "pct clone {parent} {ctid} --snapname {} --hostname {} --storage {}",
+                    spec.snapshot, spec.hostname, spec.storage
+                );
+                self.call(ctid, Step::Clone, &mut log, &what, || {
+                    self.host.clone_ct(&spec)
+                })
             }
         }
     }
 
-    fn managed_settings(&self, node: &Node) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = runtime_settings(node).into_iter().collect();
-        if let Some(f) = node.spec.features.as_deref().filter(|f| !f.is_empty()) {
-            out.push(("features".into(), f.to_string()));
+    /// Destroys the live CT of a node being replaced (stopping it first).
+    fn destroy(&self, ctid: Ctid, log: &mut NodeLog) -> StepResult {
+        let Some(ct) = self.inventory.get(&ctid) else {
+            return Ok(());
+        };
+        if !ct.is_managed() {
+            return fail(
+                Step::Destroy,
+                format!("CT {ctid} was not created by phoenix; refusing to destroy it"),
+            );
         }
-        out.push(("tags".into(), MANAGED_TAG.into()));
-        out.push((
-            "description".into(),
-            format!("Managed by phoenix: `phoenix why {}` explains its build. Changes made here are overwritten.", node.ctid),
-        ));
-        out
+        self.step(ctid, Step::Destroy, log);
+        if ct.running {
+            self.call(
+                ctid,
+                Step::Destroy,
+                log,
+                &format!("pct stop {ctid}"),
+                || self.host.stop(ctid),
+            )?;
+        }
+        self.call(
+            ctid,
+            Step::Destroy,
+            log,
+            &format!("pct destroy {ctid}"),
+            || self.host.destroy(ctid),
+        )
     }
 
-    fn create_spec(&self, node: &Node) -> CreateSpec {
-        CreateSpec {
-            ostemplate: node.spec.template.clone().unwrap_or_default(),
-            storage: node.spec.storage_pool.clone(),
-            rootfs_gb: node.spec.storage_size_gb,
-            unprivileged: node.spec.unprivileged.unwrap_or(true),
-            options: self.managed_settings(node).into_iter().collect(),
+    /// The node's runtime settings, its features and phoenix's marker.
+    fn managed_settings(&self, node: &Node) -> Settings {
+        let features = node
+            .spec
+            .features
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Settings {
+            features: Some(features),
+            managed: Some(true),
+            description: Some(format!(
+                "Managed by phoenix: `phoenix why {}` explains its build. Changes made here are overwritten.",
+                node.ctid
+            )),
+            ..runtime_settings(node)
         }
     }
 
@@ -297,134 +270,131 @@ impl Executor<'_> {
     pub fn finish(&self, ctid: Ctid) -> StepResult {
         let entry = self.entries[&ctid];
         let node = self.node(ctid);
-        let mut log = self.open_log(ctid);
+        let mut log = NodeLog::open(&self.log_path(ctid));
         if let Action::Update { changes } = &entry.action {
             self.step(ctid, Step::Settings, &mut log);
-            let opts: Vec<(String, String)> = changes
-                .iter()
-                .filter(|c| c.key != "rootfs")
-                .map(|c| (c.key.clone(), c.new.clone()))
-                .collect();
-            if !opts.is_empty() {
-                self.set(ctid, &opts, &mut log)?;
-            }
-            if changes.iter().any(|c| c.key == "rootfs") {
+            self.set(ctid, &runtime_settings(node), &mut log)?;
+            if changes.iter().any(|c| c.key == "disk") {
                 self.grow_disk(ctid, node, &mut log)?;
             }
             return Ok(());
         }
-        let in_place = matches!(
+        if matches!(
             entry.action,
             Action::Rebuild {
                 mode: RebuildMode::InPlace,
                 ..
             }
-        );
-        if in_place && node.has_gpu() {
-            if let Some(why) = &self.gpu_blocker {
-                self.step(ctid, Step::Preflight, &mut log);
-                return Err(StepError {
-                    step: Step::Preflight,
-                    message: why.clone(),
-                });
+        ) {
+            self.preflight(node, &mut log)?;
+            if !self.inventory.get(&ctid).is_some_and(CtInfo::is_managed) {
+                return fail(
+                    Step::Settings,
+                    format!("CT {ctid} was not created by phoenix; refusing to rebuild it"),
+                );
             }
         }
-        if in_place && !self.inventory.get(&ctid).is_some_and(CtInfo::is_managed) {
-            return Err(StepError {
-                step: Step::Settings,
-                message: format!("CT {ctid} was not created by phoenix; refusing to rebuild it"),
-            });
-        }
+        self.configure(node, &mut log)?;
+        self.start_ready(node, &mut log)?;
+        self.node_steps(node, &mut log)?;
+        self.commit(node, &mut log)?;
+        log.line("# built");
+        Ok(())
+    }
 
-        // Settings: runtime fields, features, the phoenix marker; grow the disk.
-        self.step(ctid, Step::Settings, &mut log);
-        let current = self.host_ct(ctid, &mut log)?;
+    /// Settings, disk and devices, on a stopped CT.
+    fn configure(&self, node: &Node, log: &mut NodeLog) -> StepResult {
+        let ctid = node.ctid;
+        self.step(ctid, Step::Settings, log);
+        let current = self.host_ct(ctid, log)?;
         if current.running {
             // An in-place rebuild: stop first, so that features and device entries are
             // applied as configured (Proxmox defers them on a running CT).
             self.call(
                 ctid,
                 Step::Settings,
-                &mut log,
+                log,
                 &format!("pct shutdown {ctid}"),
                 || self.host.shutdown(ctid, 120),
             )?;
         }
-        self.set(ctid, &self.managed_settings(node), &mut log)?;
+        self.set(ctid, &self.managed_settings(node), log)?;
         if current
-            .rootfs_gb()
+            .disk_gb
             .is_some_and(|gb| gb < node.spec.storage_size_gb)
         {
-            self.grow_disk(ctid, node, &mut log)?;
+            self.grow_disk(ctid, node, log)?;
         }
-
-        // Host-side GPU passthrough.
         if node.has_gpu() {
-            self.step(ctid, Step::Devices, &mut log);
-            let lines = gpu_config_lines(node, self.facts).map_err(|m| StepError {
+            self.step(ctid, Step::Devices, log);
+            let devices = gpu::passthrough(node, self.facts).map_err(|m| StepError {
                 step: Step::Devices,
                 message: m,
             })?;
-            let prefixes = [
-                "lxc.cgroup2.devices.allow: c ",
-                "lxc.mount.entry: /dev/nvidia",
-            ];
-            for l in &lines {
-                log.line(&format!("  {l}"));
-            }
+            log.line(&format!("  {devices:?}"));
             self.call(
                 ctid,
                 Step::Devices,
-                &mut log,
-                &format!("write {} device lines to CT {ctid}'s config", lines.len()),
-                || self.host.set_raw_lxc(ctid, &prefixes, &lines),
+                log,
+                &format!("pass GPU devices into CT {ctid}"),
+                || self.host.set_devices(ctid, &devices),
             )?;
         }
+        Ok(())
+    }
 
-        // Start, wait until ready.
-        self.step(ctid, Step::Start, &mut log);
-        self.call(
-            ctid,
-            Step::Start,
-            &mut log,
-            &format!("pct start {ctid}"),
-            || self.host.start(ctid),
-        )?;
-        self.step(ctid, Step::WaitReady, &mut log);
-        self.wait_ready(ctid, node, &mut log)?;
+    fn start_ready(&self, node: &Node, log: &mut NodeLog) -> StepResult {
+        let ctid = node.ctid;
+        self.step(ctid, Step::Start, log);
+        self.call(ctid, Step::Start, log, &format!("pct start {ctid}"), || {
+            self.host.start(ctid)
+        })?;
+        self.step(ctid, Step::WaitReady, log);
+        self.wait_ready(ctid, node, log)
+    }
 
+    /// The built-in steps that apply, then the node's own hook.
+    fn node_steps(&self, node: &Node, log: &mut NodeLog) -> StepResult {
+        let ctid = node.ctid;
+        let hooks = &self.fleet.hooks;
         if node.has_gpu() {
-            self.step(ctid, Step::Nvidia, &mut log);
+            self.step(ctid, Step::Nvidia, log);
             let env = self.nvidia_env();
-            self.run_script(
-                ctid,
-                Step::Nvidia,
-                &self.fleet.hooks.nvidia_step,
-                "/tmp/phoenix-step-nvidia.sh",
-                &env,
-                &mut log,
-            )?;
+            let dest = "/tmp/phoenix-step-nvidia.sh";
+            self.run_script(ctid, Step::Nvidia, &hooks.nvidia_step, dest, &env, log)?;
         }
         if node.nesting() {
-            self.step(ctid, Step::Docker, &mut log);
+            self.step(ctid, Step::Docker, log);
             let env = self.docker_env(node);
-            self.run_script(
-                ctid,
-                Step::Docker,
-                &self.fleet.hooks.docker_step,
-                "/tmp/phoenix-step-docker.sh",
+            let dest = "/tmp/phoenix-step-docker.sh";
+            self.run_script(ctid, Step::Docker, &hooks.docker_step, dest, &env, log)?;
+        }
+        if let Some(script) = hooks.node_hooks.get(&ctid) {
+            self.step(ctid, Step::Hook, log);
+            let path = script.path.clone().unwrap_or_default();
+            let env = self.hook_env(node);
+            hook::run(
+                &path,
+                &ctid.to_string(),
+                &hooks.dir,
                 &env,
-                &mut log,
-            )?;
+                self.hook_timeout,
+                log,
+            )
+            .map_err(|message| StepError {
+                step: Step::Hook,
+                message,
+            })?;
         }
-        if let Some(hook) = self.fleet.hooks.node_hooks.get(&ctid) {
-            self.step(ctid, Step::Hook, &mut log);
-            self.run_hook(ctid, hook, &mut log)?;
-        }
+        Ok(())
+    }
 
-        // Commit: manifest stored, CT stopped, stale snapshot of the same name removed,
-        // snapshot taken. Only then is the node built.
-        self.step(ctid, Step::Shutdown, &mut log);
+    /// The commit: manifest stored, CT stopped, a stale snapshot of the same name
+    /// removed, the snapshot taken; a standard container started again. Only then is the
+    /// node built.
+    fn commit(&self, node: &Node, log: &mut NodeLog) -> StepResult {
+        let ctid = node.ctid;
+        self.step(ctid, Step::Shutdown, log);
         self.state
             .store_manifest(self.fleet, ctid, &self.hashes[&ctid])
             .map_err(|e| StepError {
@@ -437,56 +407,54 @@ impl Executor<'_> {
         self.call(
             ctid,
             Step::Shutdown,
-            &mut log,
+            log,
             &format!("pct shutdown {ctid}"),
             || match self.host.shutdown(ctid, 120) {
-                Err(e) if e.message.contains("not running") => Ok(()),
+                Err(e) if e.kind == crate::host::ErrorKind::NotRunning => Ok(()),
                 other => other,
             },
         )?;
-        self.step(ctid, Step::Snapshot, &mut log);
+        self.step(ctid, Step::Snapshot, log);
         let snap = self.hashes[&ctid].hash.snapshot();
-        let after = self.host_ct(ctid, &mut log)?;
-        if after.snapshot(snap.as_str()).is_some() {
+        if self.host_ct(ctid, log)?.snapshot(snap.as_str()).is_some() {
             // An older generation with this name (a reverted config): Proxmox refuses a
             // used name, and the live CT holds newer work, so the old one goes.
             self.call(
                 ctid,
                 Step::Snapshot,
-                &mut log,
+                log,
                 &format!("pct delsnapshot {ctid} {snap}"),
                 || self.host.delete_snapshot(ctid, snap.as_str()),
             )?;
         }
-        let description = self.snapshot_description(ctid);
+        let description = self.build_record(ctid).description();
         self.call(
             ctid,
             Step::Snapshot,
-            &mut log,
+            log,
             &format!("pct snapshot {ctid} {snap}"),
             || self.host.snapshot(ctid, snap.as_str(), &description),
         )?;
         if !node.is_template() {
-            self.step(ctid, Step::Restart, &mut log);
+            self.step(ctid, Step::Restart, log);
             self.call(
                 ctid,
                 Step::Restart,
-                &mut log,
+                log,
                 &format!("pct start {ctid}"),
                 || self.host.start(ctid),
             )?;
         }
-        log.line("# built");
         Ok(())
     }
 
-    fn set(&self, ctid: Ctid, opts: &[(String, String)], log: &mut NodeLog) -> StepResult {
+    fn set(&self, ctid: Ctid, settings: &Settings, log: &mut NodeLog) -> StepResult {
         self.call(
             ctid,
             Step::Settings,
             log,
-            &format!("pct set {ctid} {}", show_opts(opts)),
-            || self.host.set(ctid, opts),
+            &format!("pct set {ctid} {}", show_settings(settings)),
+            || self.host.set(ctid, settings),
         )
     }
 
@@ -497,7 +465,7 @@ impl Executor<'_> {
             Step::Settings,
             log,
             &format!("pct resize {ctid} rootfs {gb}G"),
-            || self.host.resize(ctid, "rootfs", gb),
+            || self.host.resize(ctid, gb),
         )
     }
 
@@ -515,24 +483,19 @@ impl Executor<'_> {
         })
     }
 
-    pub fn snapshot_description(&self, ctid: Ctid) -> String {
+    /// What the node's snapshot description records.
+    pub fn build_record(&self, ctid: Ctid) -> BuildRecord {
         let h = &self.hashes[&ctid];
         let node = self.node(ctid);
-        let mut d = format!(
-            "phoenix {} build of CT {ctid} ({})\nhash: {}\nparent: {}\nbuilt: {}\n",
-            env!("CARGO_PKG_VERSION"),
-            node.name(),
-            h.hash,
-            h.manifest
-                .parent
-                .as_ref()
-                .map_or("-".to_string(), |p| p.hash.to_string()),
-            now_secs()
-        );
-        if let Some(label) = &node.spec.template_snapshot_name {
-            d.push_str(&format!("label: {label}\n"));
+        BuildRecord {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ctid: Some(ctid),
+            name: node.name().to_string(),
+            hash: Some(h.hash.to_string()),
+            parent: Some(h.manifest.parent.as_ref().map(|p| p.hash.to_string())),
+            built: Some(now_secs()),
+            label: node.spec.template_snapshot_name.clone(),
         }
-        d
     }
 
     fn wait_ready(&self, ctid: Ctid, node: &Node, log: &mut NodeLog) -> StepResult {
@@ -543,15 +506,10 @@ impl Executor<'_> {
         }
         for probe in probes {
             loop {
-                let mut sink = Vec::new();
-                let r = self.host.exec(ctid, &probe, &mut sink);
+                let r = self.host.exec(ctid, &probe, &mut Vec::new());
                 match r {
                     Ok(0) => break,
-                    Ok(_)
-                    | Err(HostError {
-                        kind: ErrorKind::Transient | ErrorKind::Failed,
-                        ..
-                    }) if Instant::now() < deadline => {
+                    Ok(_) | Err(_) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(500));
                     }
                     other => {
@@ -559,14 +517,14 @@ impl Executor<'_> {
                             Err(e) => e.message,
                             Ok(code) => format!("exit code {code}"),
                         };
-                        return Err(StepError {
-                            step: Step::WaitReady,
-                            message: format!(
+                        return fail(
+                            Step::WaitReady,
+                            format!(
                                 "CT {ctid} not ready after {} s: `{}` failed ({what})",
                                 self.ready_timeout.as_secs(),
                                 probe.join(" ")
                             ),
-                        });
+                        );
                     }
                 }
             }
@@ -577,19 +535,11 @@ impl Executor<'_> {
 
     fn nvidia_env(&self) -> Vec<(String, String)> {
         let n = &self.fleet.nvidia;
+        let v = |o: &Option<String>| o.clone().unwrap_or_default();
         vec![
-            (
-                "PHOENIX_NVIDIA_DRIVER_VERSION".into(),
-                n.driver_version.clone().unwrap_or_default(),
-            ),
-            (
-                "PHOENIX_NVIDIA_RUNFILE_URL".into(),
-                n.runfile_url.clone().unwrap_or_default(),
-            ),
-            (
-                "PHOENIX_NVIDIA_REPO_URL".into(),
-                n.repo_url.clone().unwrap_or_default(),
-            ),
+            ("PHOENIX_NVIDIA_DRIVER_VERSION".into(), v(&n.driver_version)),
+            ("PHOENIX_NVIDIA_RUNFILE_URL".into(), v(&n.runfile_url)),
+            ("PHOENIX_NVIDIA_REPO_URL".into(), v(&n.repo_url)),
         ]
     }
 
@@ -625,6 +575,56 @@ impl Executor<'_> {
         ];
         if node.has_gpu() {
             env.extend(self.nvidia_env());
+        }
+        env
+    }
+
+    /// The hook contract's environment (module doc), `PATH` with the host's `pct` first.
+    fn hook_env(&self, node: &Node) -> Vec<(String, String)> {
+        let ctid = node.ctid;
+        let h = &self.hashes[&ctid];
+        let parent = self.fleet.graph.parent_of(ctid);
+        let mut env: Vec<(String, String)> = vec![
+            ("PHOENIX_CTID".into(), ctid.to_string()),
+            ("PHOENIX_NAME".into(), node.name().to_string()),
+            (
+                "PHOENIX_IS_TEMPLATE".into(),
+                if node.is_template() { "1" } else { "0" }.into(),
+            ),
+            (
+                "PHOENIX_PARENT_CTID".into(),
+                parent.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            (
+                "PHOENIX_PARENT_SNAPSHOT".into(),
+                parent
+                    .map(|p| self.hashes[&p].hash.snapshot().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("PHOENIX_SNAPSHOT".into(), h.hash.snapshot().to_string()),
+            ("PHOENIX_HASH".into(), h.hash.to_string()),
+            (
+                "PHOENIX_CONFIG_FILE".into(),
+                self.fleet.lxc_path().display().to_string(),
+            ),
+            (
+                "PHOENIX_CONFIG_BLOCK".into(),
+                serde_json::Value::Object(node.block.clone()).to_string(),
+            ),
+            ("PHOENIX_BACKEND".into(), self.host.name().to_string()),
+            (
+                "PHOENIX_HOOKS_DIR".into(),
+                self.fleet.hooks.dir.display().to_string(),
+            ),
+        ];
+        env.extend(self.nvidia_env());
+        env.extend(self.host.hook_env());
+        if let Some(dir) = self.host.pct_dir() {
+            let path_var = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![dir];
+            paths.extend(std::env::split_paths(&path_var));
+            let joined = std::env::join_paths(paths).unwrap_or_default();
+            env.push(("PATH".into(), joined.to_string_lossy().into_owned()));
         }
         env
     }
@@ -666,183 +666,49 @@ impl Executor<'_> {
         log.bytes(&output);
         log.line(&format!("  exit {code}"));
         if code != 0 {
-            return Err(StepError {
+            return fail(
                 step,
-                message: format!("{} exited with code {code} inside CT {ctid}", script.origin),
-            });
+                format!("{} exited with code {code} inside CT {ctid}", script.origin),
+            );
         }
         Ok(())
     }
+}
 
-    fn run_hook(&self, ctid: Ctid, hook: &Script, log: &mut NodeLog) -> StepResult {
-        let node = self.node(ctid);
-        let h = &self.hashes[&ctid];
-        let parent = self.fleet.graph.parent_of(ctid);
-        let path = hook.path.clone().unwrap_or_default();
-        let mut cmd = Command::new(&path);
-        cmd.arg(ctid.to_string())
-            .current_dir(&self.fleet.hooks.dir)
-            .stdin(Stdio::null())
-            .env("PHOENIX_CTID", ctid.to_string())
-            .env("PHOENIX_NAME", node.name())
-            .env(
-                "PHOENIX_IS_TEMPLATE",
-                if node.is_template() { "1" } else { "0" },
-            )
-            .env(
-                "PHOENIX_PARENT_CTID",
-                parent.map(|p| p.to_string()).unwrap_or_default(),
-            )
-            .env(
-                "PHOENIX_PARENT_SNAPSHOT",
-                parent
-                    .map(|p| self.hashes[&p].hash.snapshot().to_string())
-                    .unwrap_or_default(),
-            )
-            .env("PHOENIX_SNAPSHOT", h.hash.snapshot().to_string())
-            .env("PHOENIX_HASH", h.hash.as_str())
-            .env("PHOENIX_CONFIG_FILE", self.fleet.lxc_path())
-            .env(
-                "PHOENIX_CONFIG_BLOCK",
-                serde_json::Value::Object(node.block.clone()).to_string(),
-            )
-            .env("PHOENIX_BACKEND", self.host.name())
-            .env("PHOENIX_HOOKS_DIR", &self.fleet.hooks.dir);
-        for (k, v) in self.nvidia_env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in self.host.hook_env() {
-            cmd.env(k, v);
-        }
-        if let Some(dir) = self.host.pct_dir() {
-            let path_var = std::env::var_os("PATH").unwrap_or_default();
-            let mut paths = vec![dir];
-            paths.extend(std::env::split_paths(&path_var));
-            cmd.env("PATH", std::env::join_paths(paths).unwrap_or_default());
-        }
-        let (out, err) = match &log.file {
-            Some(f) => match (f.try_clone(), f.try_clone()) {
-                (Ok(a), Ok(b)) => (Stdio::from(a), Stdio::from(b)),
-                _ => (Stdio::null(), Stdio::null()),
-            },
-            None => (Stdio::null(), Stdio::null()),
-        };
-        cmd.stdout(out).stderr(err);
-        log.line(&format!("$ {} {ctid}", path.display()));
-        // Its own process group, so that a hook that outlives --hook-timeout is stopped
-        // together with whatever it started.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().map_err(|e| StepError {
-            step: Step::Hook,
-            message: format!("cannot run hook {}: {e}", path.display()),
-        })?;
-        let deadline = Instant::now() + self.hook_timeout;
-        let mut pause = Duration::from_millis(2);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                Ok(None) => {
-                    let group = format!("-{}", child.id());
-                    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let limit = self.hook_timeout.as_secs();
-                    log.line(&format!("  hook killed after {limit} s (--hook-timeout)"));
-                    return Err(StepError {
-                        step: Step::Hook,
-                        message: format!(
-                            "hook {} ran longer than --hook-timeout {limit} s and was killed",
-                            path.display()
-                        ),
-                    });
-                }
-                Err(e) => {
-                    return Err(StepError {
-                        step: Step::Hook,
-                        message: format!("cannot wait for hook {}: {e}", path.display()),
-                    })
-                }
-            }
-        };
-        if status.success() {
-            Ok(())
+/// Settings as a log line shows them (`pct set`'s options).
+fn show_settings(s: &Settings) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut opt = |k: &str, v: String| {
+        parts.push(if v.contains(' ') {
+            format!("--{k} '{v}'")
         } else {
-            let code = status
-                .code()
-                .map_or_else(|| "a signal".to_string(), |c| format!("code {c}"));
-            log.line(&format!("  hook exited with {code}"));
-            Err(StepError {
-                step: Step::Hook,
-                message: format!("hook {} exited with {code}", path.display()),
-            })
-        }
-    }
-}
-
-fn show_opts(opts: &[(String, String)]) -> String {
-    opts.iter()
-        .map(|(k, v)| {
-            if v.contains(' ') {
-                format!("--{k} '{v}'")
-            } else {
-                format!("--{k} {v}")
-            }
+            format!("--{k} {v}")
         })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Raw LXC lines that pass the node's GPUs through: device majors read from the host's
-/// `/proc/devices`, never assumed.
-pub fn gpu_config_lines(node: &Node, facts: &HostFacts) -> Result<Vec<String>, String> {
-    let major = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| facts.char_majors.get(*n).copied())
     };
-    let nvidia = major(&["nvidia-frontend", "nvidia"]).ok_or(
-        "the host's /proc/devices lists no `nvidia` character device: is the NVIDIA driver loaded?",
-    )?;
-    let uvm = major(&["nvidia-uvm"]).ok_or(
-        "the host's /proc/devices lists no `nvidia-uvm` device: load it with `modprobe nvidia-uvm`",
-    )?;
-    let mut lines = vec![
-        format!("lxc.cgroup2.devices.allow: c {nvidia}:* rwm"),
-        format!("lxc.cgroup2.devices.allow: c {uvm}:* rwm"),
-    ];
-    if let Some(caps) = major(&["nvidia-caps"]) {
-        lines.push(format!("lxc.cgroup2.devices.allow: c {caps}:* rwm"));
+    if let Some(v) = &s.hostname {
+        opt("hostname", v.clone());
     }
-    let mut devices: Vec<String> = Vec::new();
-    for g in node.gpus() {
-        let dev = format!("/dev/nvidia{g}");
-        if !facts.nvidia_devices.contains(&dev) {
-            return Err(format!(
-                "CT {} is assigned GPU {g}, but the host has no {dev}",
-                node.ctid
-            ));
-        }
-        devices.push(dev);
+    if let Some(v) = s.memory_mb {
+        opt("memory", v.to_string());
     }
-    for d in [
-        "/dev/nvidiactl",
-        "/dev/nvidia-uvm",
-        "/dev/nvidia-uvm-tools",
-        "/dev/nvidia-modeset",
-    ] {
-        if facts.nvidia_devices.iter().any(|x| x == d) {
-            devices.push(d.to_string());
-        }
+    if let Some(v) = s.cores {
+        opt("cores", v.to_string());
     }
-    for d in devices {
-        lines.push(format!(
-            "lxc.mount.entry: {d} {} none bind,optional,create=file",
-            d.trim_start_matches('/')
-        ));
+    if let Some(n) = &s.network {
+        opt("net0", crate::host::pve::map::network_value(n, None));
     }
-    Ok(lines)
+    if let Some(v) = s.onboot {
+        opt("onboot", if v { "1" } else { "0" }.to_string());
+    }
+    if let Some(f) = s.features.as_ref().filter(|f| !f.is_empty()) {
+        let f: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        opt("features", f.join(","));
+    }
+    if s.managed == Some(true) {
+        opt("tags", crate::host::MANAGED_TAG.to_string());
+    }
+    if s.description.is_some() {
+        opt("description", "…".to_string());
+    }
+    parts.join(" ")
 }

@@ -1,7 +1,15 @@
 //! The command line: argument parsing, and rendering of each command's result for a person
 //! or as JSON. The engine modules know nothing of this one.
 
-pub mod commands;
+mod build;
+mod gc;
+mod generations;
+mod graph;
+mod log;
+mod plan;
+mod status;
+mod validate;
+mod why;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -11,9 +19,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::engine::hash::{self, Hashed};
+use crate::engine::plan::Consent;
 use crate::exit;
 use crate::fleet::config::{self, Ctid, Fleet, Paths};
 use crate::fleet::diag::{ProblemJson, Problems};
+use crate::host::{Backend, Host};
+use crate::state::{now_secs, HostLock, LockError, StateDir};
 
 pub use crate::render::JSON_SCHEMA_VERSION;
 
@@ -34,7 +45,7 @@ pub struct Cli {
     /// Directory of phoenix's own state (manifests, logs, lock; the sim host).
     #[arg(long, global = true, env = "PHOENIX_STATE_DIR", default_value = crate::state::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
-    /// The host to act on: `pve` (Proxmox's pct), `sim` (an embedded simulated host).
+    /// The host to act on: `pve` (Proxmox through pct), `lxc` (plain LXC), `sim` (an embedded simulated Proxmox node).
     #[arg(long, global = true, env = "PHOENIX_BACKEND", value_enum, default_value_t = Backend::Pve)]
     pub backend: Backend,
     /// Output for people, or JSON for programs.
@@ -51,13 +62,6 @@ pub struct Cli {
 pub enum Output {
     Human,
     Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    Pve,
-    Lxc,
-    Sim,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -166,8 +170,8 @@ pub enum GraphFormat {
     Json,
 }
 
-/// Runs the command line; returns the process exit code. Invoked as `pct` (the sim
-/// backend's shim for hooks), acts as `pct` on the simulated host.
+/// Runs the command line; returns the process exit code. Invoked as `pct` (the link
+/// put on a hook's `PATH`), acts as `pct` on the backend that runs the build.
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().collect();
     if args
@@ -212,12 +216,10 @@ pub fn run(cli: Cli) -> i32 {
         eprint!("{}", fleet.warnings.render(color));
     }
     match &cli.command {
-        Command::Validate => validate(&cli, &fleet),
-        Command::Graph { format } => graph(&cli, &fleet, *format),
-        Command::Show { ctid } => show(&cli, &fleet, *ctid),
-        Command::Plan { targets, consent } => {
-            crate::cli::commands::plan(&cli, &fleet, targets, &consent.consent())
-        }
+        Command::Validate => validate::validate(&cli, &fleet),
+        Command::Graph { format } => graph::graph(&cli, &fleet, *format),
+        Command::Show { ctid } => graph::show(&cli, &fleet, *ctid),
+        Command::Plan { targets, consent } => plan::plan(&cli, &fleet, targets, &consent.consent()),
         Command::Build {
             targets,
             jobs,
@@ -226,7 +228,7 @@ pub fn run(cli: Cli) -> i32 {
             ready_timeout,
             hook_timeout,
             consent,
-        } => crate::cli::commands::build(
+        } => build::build(
             &cli,
             &fleet,
             &crate::build::BuildOptions {
@@ -239,19 +241,19 @@ pub fn run(cli: Cli) -> i32 {
             },
             *wait,
         ),
-        Command::Status => crate::cli::commands::status(&cli, &fleet),
-        Command::Log { ctid } => crate::cli::commands::log(&cli, &fleet, *ctid),
-        Command::Why { ctid, verbose } => crate::cli::commands::why(&cli, &fleet, *ctid, *verbose),
+        Command::Status => status::status(&cli, &fleet),
+        Command::Log { ctid } => log::log(&cli, &fleet, *ctid),
+        Command::Why { ctid, verbose } => why::why(&cli, &fleet, *ctid, *verbose),
         Command::Gc {
             dry_run,
             keep,
             older_than,
             orphans,
             wait,
-        } => crate::cli::commands::gc(
+        } => gc::gc(
             &cli,
             &fleet,
-            &crate::cli::commands::GcArgs {
+            &gc::GcArgs {
                 dry_run: *dry_run,
                 keep: *keep,
                 older_than: older_than.clone(),
@@ -259,7 +261,7 @@ pub fn run(cli: Cli) -> i32 {
                 wait: *wait,
             },
         ),
-        Command::Generations { ctid } => crate::cli::commands::generations(&cli, &fleet, *ctid),
+        Command::Generations { ctid } => generations::generations(&cli, &fleet, *ctid),
     }
 }
 
@@ -301,181 +303,73 @@ pub fn print_json<T: Serialize>(value: &T) {
     let _ = out.flush();
 }
 
-fn validate(cli: &Cli, fleet: &Fleet) -> i32 {
-    let templates = fleet.nodes.values().filter(|n| n.is_template()).count();
-    match cli.output {
-        Output::Json => print_json(&json!({
-            "schema_version": JSON_SCHEMA_VERSION,
-            "valid": true,
-            "nodes": fleet.nodes.len(),
-            "templates": templates,
-            "problems": fleet.warnings.0.iter().map(ProblemJson::from).collect::<Vec<_>>(),
-        })),
-        Output::Human => println!(
-            "{}: valid — {} nodes ({} templates, {} containers), hooks from {}",
-            fleet.lxc_path().display(),
-            fleet.nodes.len(),
-            templates,
-            fleet.nodes.len() - templates,
-            fleet.hooks.dir.display()
-        ),
-    }
-    exit::OK
+pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, String> {
+    cli.backend.open(&cli.state_dir)
 }
 
-/// One node as `graph --format json` and `show --output json` print it.
-#[derive(Serialize)]
-pub struct NodeJson<'a> {
-    pub ctid: Ctid,
-    pub name: &'a str,
-    pub parent: Option<Ctid>,
-    pub children: &'a [Ctid],
-    pub is_template: bool,
-    pub hash: &'a str,
-    pub snapshot: String,
-    pub manifest: &'a hash::Manifest,
+pub(crate) fn fail(msg: &str, code: i32) -> i32 {
+    eprintln!("error: {msg}");
+    code
 }
 
-fn node_json<'a>(fleet: &'a Fleet, ctid: Ctid, h: &'a Hashed) -> NodeJson<'a> {
-    let node = &fleet.nodes[&ctid];
-    NodeJson {
-        ctid,
-        name: node.name(),
-        parent: fleet.graph.parent_of(ctid),
-        children: fleet.graph.children_of(ctid),
-        is_template: node.is_template(),
-        hash: h.hash.as_str(),
-        snapshot: h.hash.snapshot().to_string(),
-        manifest: &h.manifest,
-    }
-}
-
-fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
-    let hashes = hash::hash_fleet(fleet);
-    let format = if cli.output == Output::Json {
-        GraphFormat::Json
-    } else {
-        format
-    };
-    let label = |c: Ctid| {
-        let n = &fleet.nodes[&c];
-        let kind = if n.is_template() {
-            "template"
-        } else {
-            "container"
-        };
-        format!("{c} {}\\n{kind} {}", n.name(), &hashes[&c].hash.snapshot())
-    };
-    let mut out = String::new();
-    match format {
-        GraphFormat::Json => {
-            #[derive(Serialize)]
-            struct GraphJson<'a> {
-                schema_version: u32,
-                nodes: Vec<NodeJson<'a>>,
-            }
-            let nodes = fleet
-                .graph
-                .order
-                .iter()
-                .map(|&c| node_json(fleet, c, &hashes[&c]))
-                .collect();
-            print_json(&GraphJson {
-                schema_version: JSON_SCHEMA_VERSION,
-                nodes,
+/// Opens the state directory and takes the host lock (one `build` or `gc` at a time).
+pub(crate) fn lock_host(cli: &Cli, command: &str, wait: bool) -> Result<(StateDir, HostLock), i32> {
+    let state = StateDir::open(&cli.state_dir).map_err(|e| fail(&e, exit::HOST))?;
+    match HostLock::acquire(&state, command, wait) {
+        Ok(lock) => Ok((state, lock)),
+        Err(LockError::Held(holder)) => {
+            let who = holder.map_or("another phoenix process".to_string(), |h| {
+                format!(
+                    "phoenix {} (pid {}, started {} s ago)",
+                    h.command,
+                    h.pid,
+                    now_secs().saturating_sub(h.started)
+                )
             });
-            return exit::OK;
+            Err(fail(
+                &format!(
+                    "{who} holds the host lock {}; wait for it, or pass --wait",
+                    state.root.join("phoenix.lock").display()
+                ),
+                exit::LOCKED,
+            ))
         }
-        GraphFormat::Dot => {
-            out.push_str("digraph phoenix {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
-            for &c in &fleet.graph.order {
-                let shape = if fleet.nodes[&c].is_template() {
-                    "box"
-                } else {
-                    "ellipse"
-                };
-                out.push_str(&format!(
-                    "  \"{c}\" [shape={shape}, label=\"{}\"];\n",
-                    label(c)
-                ));
-            }
-            for &c in &fleet.graph.order {
-                if let Some(p) = fleet.graph.parent_of(c) {
-                    out.push_str(&format!("  \"{p}\" -> \"{c}\";\n"));
-                }
-            }
-            out.push_str("}\n");
-        }
-        GraphFormat::Mermaid => {
-            out.push_str("flowchart LR\n");
-            for &c in &fleet.graph.order {
-                let text = label(c).replace("\\n", "<br/>");
-                if fleet.nodes[&c].is_template() {
-                    out.push_str(&format!("  n{c}[\"{text}\"]\n"));
-                } else {
-                    out.push_str(&format!("  n{c}([\"{text}\"])\n"));
-                }
-            }
-            for &c in &fleet.graph.order {
-                if let Some(p) = fleet.graph.parent_of(c) {
-                    out.push_str(&format!("  n{p} --> n{c}\n"));
-                }
-            }
-        }
+        Err(LockError::Io(e)) => Err(fail(&format!("cannot take the host lock: {e}"), exit::HOST)),
     }
-    print!("{out}");
-    exit::OK
 }
 
-fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
-    if fleet.node(ctid).is_none() {
-        eprintln!(
-            "error: CT {ctid} is not defined in {} (defined: {})",
-            fleet.lxc_path().display(),
-            fleet
-                .nodes
-                .keys()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        return exit::NOT_FOUND;
-    }
-    let hashes = hash::hash_fleet(fleet);
-    let h = &hashes[&ctid];
-    match cli.output {
-        Output::Json => print_json(&json!({
-            "schema_version": JSON_SCHEMA_VERSION,
-            "node": node_json(fleet, ctid, h),
-            "canonical": h.manifest.canonical(),
-        })),
-        Output::Human => {
-            let node = &fleet.nodes[&ctid];
-            println!(
-                "CT {ctid} {}{}",
-                node.name(),
-                if node.is_template() {
-                    " (template)"
-                } else {
-                    ""
-                }
-            );
-            println!("  defined at {}", fleet.line_of(&node.pointer));
-            match fleet.graph.parent_of(ctid) {
-                Some(p) => println!("  parent    {p} {}", fleet.nodes[&p].name()),
-                None => println!(
-                    "  parent    none (created from {})",
-                    node.spec.template.as_deref().unwrap_or("?")
-                ),
-            }
-            println!("  hash      {}", h.hash);
-            println!("  snapshot  {}", h.hash.snapshot());
-            println!("manifest:");
-            let pretty = serde_json::to_string_pretty(&h.manifest).unwrap_or_default();
-            for line in pretty.lines() {
-                println!("  {line}");
-            }
-        }
-    }
-    exit::OK
+pub(crate) fn unknown_targets(fleet: &Fleet, targets: &[Ctid]) -> Option<i32> {
+    let unknown: Vec<String> = targets
+        .iter()
+        .filter(|c| fleet.node(**c).is_none())
+        .map(u32::to_string)
+        .collect();
+    (!unknown.is_empty()).then(|| {
+        fail(
+            &format!(
+                "CT {} not defined in {}",
+                unknown.join(", "),
+                fleet.lxc_path().display()
+            ),
+            exit::NOT_FOUND,
+        )
+    })
+}
+
+/// Reads the host and the state for `why` and `generations`.
+pub(crate) fn read_for_history(
+    cli: &Cli,
+    fleet: &Fleet,
+) -> Result<(Box<dyn Host>, crate::build::Planned, StateDir), i32> {
+    let host = open_host(cli).map_err(|e| fail(&e, exit::HOST))?;
+    let planned = crate::build::make_plan(fleet, host.as_ref(), &Consent::default(), &[])
+        .map_err(|e| fail(&format!("cannot read the host: {e}"), exit::HOST))?;
+    let state = StateDir {
+        root: cli.state_dir.clone(),
+    };
+    Ok((host, planned, state))
+}
+
+pub(crate) fn node_label(fleet: &Fleet, ctid: Ctid) -> String {
+    format!("{ctid} {}", fleet.node(ctid).map_or("", |n| n.name()))
 }

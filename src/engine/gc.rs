@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::hash::Hashed;
+use crate::engine::snapshot::{current_build, generations};
 use crate::fleet::config::Ctid;
 use crate::host::CtInfo;
 
@@ -87,7 +88,7 @@ pub fn decide(
         if wanted.is_none() {
             out.orphans.push(OrphanDecision {
                 ctid: ct.ctid,
-                name: ct.config.get("hostname").cloned().unwrap_or_default(),
+                name: ct.settings.hostname.clone().unwrap_or_default(),
                 running: ct.running,
                 destroy: policy.orphans,
             });
@@ -95,9 +96,9 @@ pub fn decide(
                 continue;
             }
         }
-        let current = ct.current_build().map(|s| s.name.clone());
+        let current = current_build(ct).map(|s| s.name.clone());
         let mut rank = 0;
-        for s in ct.generations() {
+        for s in generations(ct) {
             let reason = if wanted.as_deref() == Some(s.name.as_str()) {
                 Some(Keep::Wanted)
             } else if current.as_deref() == Some(s.name.as_str()) {

@@ -1,14 +1,16 @@
 //! The plan: what happens to each node (DESIGN §4), decided from the fleet, its hashes and
-//! one bulk read of the host. Pure: no host calls, no I/O.
+//! one bulk read of the host. Pure: no host calls, no I/O. Every action carries typed
+//! causes; the sentences people read are rendered apart
+//! ([`render::plan`](crate::render::plan)).
 //!
 //! | action | when |
 //! |---|---|
 //! | `fresh` | the CT exists, its newest `phx-*` snapshot is `phx-<hash>`, runtime settings match |
-//! | `update` | fresh by hash, but runtime settings differ → `pct set` / `pct resize` |
+//! | `update` | fresh by hash, but runtime settings differ → set / resize, no rebuild |
 //! | `create` | the CT does not exist |
 //! | `rebuild` | the CT exists and its newest `phx-*` snapshot is not `phx-<hash>` (`replace` or `in-place`) |
 //! | `held` | replacing a standard container needs consent; it and its descendants stay untouched |
-//! | `blocked` | an ancestor fails, is held, is blocked, or is not phoenix's |
+//! | `blocked` | an ancestor is held, blocked, or is not phoenix's |
 //! | `unmanaged` | a CT with this CTID exists but phoenix did not create it: never touched |
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::hash::{Hashed, NodeHash};
+use crate::engine::snapshot::{current_build, BuildRecord};
 use crate::fleet::config::{Ctid, Fleet, Node, RebuildPolicy};
-use crate::host::CtInfo;
+use crate::host::{CtInfo, Network, Settings};
 
 /// Consent to replace standard containers whose parent changed.
 #[derive(Clone, Debug, Default)]
@@ -39,8 +42,11 @@ pub enum RebuildMode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cause", rename_all = "snake_case")]
 pub enum Cause {
-    /// The parent's hash changed (or the parent is rebuilt in this run).
-    ParentChanged { parent: Ctid },
+    /// The parent's hash changed. (`changed_parent` in JSON, beside the entry's `parent`.)
+    ParentChanged {
+        #[serde(rename = "changed_parent")]
+        parent: Ctid,
+    },
     /// Only the node's own inputs changed; the parent is as it was.
     OwnInputs,
     /// A build was started but never reached its snapshot.
@@ -49,9 +55,22 @@ pub enum Cause {
     Unknown,
 }
 
-/// A runtime setting that differs: applied with `pct set` / `pct resize`.
+/// Who agreed to a rebuild that discards or converges a standard container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentBy {
+    /// Templates, unfinished builds and a node's own changes need none.
+    NotNeeded,
+    /// `--replace <CTID>` or `--replace-all`.
+    CommandLine,
+    /// The block's `"rebuild"` field.
+    Config,
+}
+
+/// A runtime setting that differs: applied without rebuilding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
+    /// `hostname`, `memory`, `cores`, `network`, `onboot` or `disk`.
     pub key: String,
     pub old: Option<String>,
     pub new: String,
@@ -60,7 +79,11 @@ pub struct Change {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
-    Fresh,
+    Fresh {
+        /// The disk is larger than `storage_size_gb` asks, and disks never shrink.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        disk_kept_gb: Option<u64>,
+    },
     Update {
         changes: Vec<Change>,
     },
@@ -69,6 +92,8 @@ pub enum Action {
         mode: RebuildMode,
         #[serde(flatten)]
         cause: Cause,
+        consent: ConsentBy,
+        /// The snapshot the live CT was built as (empty for an unfinished build).
         built: String,
     },
     Held {
@@ -77,6 +102,7 @@ pub enum Action {
         built: String,
     },
     Blocked {
+        /// The held, blocked or unmanaged ancestor at the top.
         by: Ctid,
     },
     Unmanaged,
@@ -85,7 +111,7 @@ pub enum Action {
 impl Action {
     pub fn name(&self) -> &'static str {
         match self {
-            Action::Fresh => "fresh",
+            Action::Fresh { .. } => "fresh",
             Action::Update { .. } => "update",
             Action::Create => "create",
             Action::Rebuild { .. } => "rebuild",
@@ -105,6 +131,13 @@ impl Action {
     pub fn snapshots(&self) -> bool {
         matches!(self, Action::Create | Action::Rebuild { .. })
     }
+    /// The node stops its descendants from being built.
+    fn stops_descendants(&self) -> bool {
+        matches!(
+            self,
+            Action::Held { .. } | Action::Blocked { .. } | Action::Unmanaged
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,8 +150,6 @@ pub struct Entry {
     pub snapshot: String,
     #[serde(flatten)]
     pub action: Action,
-    /// One line for people.
-    pub reason: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -140,81 +171,96 @@ impl Plan {
     }
 }
 
-/// Settings applied to a live CT without rebuilding it (`pct set` keys).
-pub fn runtime_settings(node: &Node) -> BTreeMap<String, String> {
+/// The node's runtime settings, applied to a live CT without rebuilding it.
+pub fn runtime_settings(node: &Node) -> Settings {
     let s = &node.spec;
-    let mut out = BTreeMap::new();
-    out.insert("hostname".to_string(), s.name.clone());
-    out.insert("memory".to_string(), s.memory_mb.to_string());
-    out.insert("cores".to_string(), s.cores.to_string());
-    if let Some(net) = &s.network_config {
-        let mut v = format!("name={},bridge={},ip={}", net.name, net.bridge, net.ip);
-        if let Some(gw) = &net.gw {
-            v.push_str(&format!(",gw={gw}"));
-        }
-        if let Some(mac) = &s.mac_address {
-            v.push_str(&format!(",hwaddr={}", mac.to_ascii_uppercase()));
-        }
-        v.push_str(",type=veth");
-        out.insert("net0".to_string(), v);
+    Settings {
+        hostname: Some(s.name.clone()),
+        memory_mb: Some(s.memory_mb),
+        cores: Some(s.cores),
+        network: s.network_config.as_ref().map(|n| Network {
+            name: n.name.clone(),
+            bridge: n.bridge.clone(),
+            ip: n.ip.clone(),
+            gw: n.gw.clone(),
+            mac: s.mac_address.as_ref().map(|m| m.to_ascii_uppercase()),
+        }),
+        onboot: s.onboot,
+        ..Settings::default()
     }
-    if let Some(onboot) = s.onboot {
-        out.insert(
-            "onboot".to_string(),
-            if onboot { "1" } else { "0" }.to_string(),
-        );
-    }
-    out
 }
 
-fn props(v: &str) -> BTreeMap<String, String> {
-    v.split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn show_network(n: &Network) -> String {
+    let mut v = format!("name={},bridge={},ip={}", n.name, n.bridge, n.ip);
+    if let Some(gw) = &n.gw {
+        v.push_str(&format!(",gw={gw}"));
+    }
+    if let Some(mac) = &n.mac {
+        v.push_str(&format!(",hwaddr={mac}"));
+    }
+    v
 }
 
 /// Runtime settings of `node` that the live CT does not have.
 pub fn runtime_changes(node: &Node, ct: &CtInfo) -> Vec<Change> {
+    let want = runtime_settings(node);
+    let have = &ct.settings;
     let mut out = Vec::new();
-    for (key, want) in runtime_settings(node) {
-        let have = ct.config.get(&key);
-        let same = match (key.as_str(), have) {
-            ("net0", Some(h)) => {
-                let (w, h) = (props(&want), props(h));
-                // A MAC the config leaves open is whatever Proxmox assigned.
-                w.iter()
-                    .all(|(k, v)| h.get(k).is_some_and(|hv| hv.eq_ignore_ascii_case(v)))
+    let differ = |out: &mut Vec<Change>, key: &str, old: Option<String>, new: Option<String>| {
+        if let Some(new) = new {
+            if old.as_ref() != Some(&new) {
+                out.push(Change {
+                    key: key.to_string(),
+                    old,
+                    new,
+                });
             }
-            (_, Some(h)) => *h == want,
-            (_, None) => false,
-        };
-        if !same {
+        }
+    };
+    differ(
+        &mut out,
+        "hostname",
+        have.hostname.clone(),
+        want.hostname.clone(),
+    );
+    differ(
+        &mut out,
+        "memory",
+        have.memory_mb.map(|m| m.to_string()),
+        want.memory_mb.map(|m| m.to_string()),
+    );
+    differ(
+        &mut out,
+        "cores",
+        have.cores.map(|c| c.to_string()),
+        want.cores.map(|c| c.to_string()),
+    );
+    if let Some(net) = &want.network {
+        if !have.network.as_ref().is_some_and(|h| net.satisfied_by(h)) {
             out.push(Change {
-                key,
-                old: have.cloned(),
-                new: want,
+                key: "network".into(),
+                old: have.network.as_ref().map(show_network),
+                new: show_network(net),
             });
         }
     }
-    if let Some(gb) = ct.rootfs_gb() {
+    let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+    differ(
+        &mut out,
+        "onboot",
+        have.onboot.map(flag),
+        want.onboot.map(flag),
+    );
+    if let Some(gb) = ct.disk_gb {
         if node.spec.storage_size_gb > gb {
             out.push(Change {
-                key: "rootfs".to_string(),
+                key: "disk".to_string(),
                 old: Some(format!("{gb}G")),
                 new: format!("{}G", node.spec.storage_size_gb),
             });
         }
     }
     out
-}
-
-/// `parent: <hash>` from a phoenix snapshot description.
-pub fn described_parent(description: &str) -> Option<Option<String>> {
-    description.lines().find_map(|l| {
-        let v = l.strip_prefix("parent: ")?.trim();
-        Some(if v == "-" { None } else { Some(v.to_string()) })
-    })
 }
 
 /// Decides every selected node's action. `targets`: only these nodes and their ancestors
@@ -235,17 +281,16 @@ pub fn plan(
         }
         let node = &fleet.nodes[&ctid];
         let hashed = &hashes[&ctid];
-        let want = hashed.hash.snapshot();
         let parent = fleet.graph.parent_of(ctid);
-        let parent_entry = parent.and_then(|p| actions.get(&p));
-        let (action, reason) = decide(
-            fleet,
-            node,
-            hashed,
-            inventory.get(&ctid),
-            parent_entry,
-            consent,
-        );
+        let action = match parent.and_then(|p| actions.get(&p)) {
+            Some(p) if p.action.stops_descendants() => Action::Blocked {
+                by: match p.action {
+                    Action::Blocked { by } => by,
+                    _ => p.ctid,
+                },
+            },
+            _ => decide(node, hashed, inventory.get(&ctid), consent),
+        };
         actions.insert(
             ctid,
             Entry {
@@ -254,9 +299,8 @@ pub fn plan(
                 is_template: node.is_template(),
                 parent,
                 hash: hashed.hash.clone(),
-                snapshot: want.to_string(),
+                snapshot: hashed.hash.snapshot().to_string(),
                 action,
-                reason,
             },
         );
     }
@@ -265,7 +309,7 @@ pub fn plan(
         Action::Held { .. } => 1,
         Action::Blocked { .. } => 2,
         Action::Unmanaged => 3,
-        Action::Fresh => 4,
+        Action::Fresh { .. } => 4,
     };
     let position: BTreeMap<Ctid, usize> = fleet
         .graph
@@ -279,160 +323,84 @@ pub fn plan(
     Plan { entries }
 }
 
-fn decide(
-    fleet: &Fleet,
-    node: &Node,
-    hashed: &Hashed,
-    ct: Option<&CtInfo>,
-    parent: Option<&Entry>,
-    consent: &Consent,
-) -> (Action, String) {
-    if let Some(p) = parent {
-        let stopped_by = match &p.action {
-            Action::Blocked { by } => Some(*by),
-            Action::Held { .. } | Action::Unmanaged => Some(p.ctid),
-            _ => None,
-        };
-        if let Some(by) = stopped_by {
-            return (
-                Action::Blocked { by },
-                format!(
-                    "ancestor {by} is {}",
-                    if by == p.ctid {
-                        p.action.name()
-                    } else {
-                        "not built"
-                    }
-                ),
-            );
-        }
-    }
-    let want = hashed.hash.snapshot();
+/// One node whose parent does not stop it.
+fn decide(node: &Node, hashed: &Hashed, ct: Option<&CtInfo>, consent: &Consent) -> Action {
     let Some(ct) = ct else {
-        return (Action::Create, "new node: no CT with this id".to_string());
+        return Action::Create;
     };
     if !ct.is_managed() {
-        return (
-            Action::Unmanaged,
-            format!("CT {} exists but was not created by phoenix (no `phoenix` tag): it is never touched", node.ctid),
-        );
+        return Action::Unmanaged;
     }
-    let built = ct.current_build();
-    if built.is_some_and(|s| s.name == want.as_str()) {
-        let changes = runtime_changes(node, ct);
-        if changes.is_empty() {
-            let shrink = ct
-                .rootfs_gb()
-                .filter(|&gb| gb > node.spec.storage_size_gb)
-                .map_or(String::new(), |gb| {
-                    format!(
-                        "; storage_size_gb {} is below the disk's {gb} GB, and disks never shrink: kept at {gb} GB",
-                        node.spec.storage_size_gb
-                    )
-                });
-            return (Action::Fresh, format!("up to date ({want}){shrink}"));
+    let want = hashed.hash.snapshot();
+    match current_build(ct) {
+        Some(built) if built.name == want.as_str() => up_to_date(node, ct),
+        None => Action::Rebuild {
+            mode: RebuildMode::Replace,
+            cause: Cause::Unfinished,
+            consent: ConsentBy::NotNeeded,
+            built: String::new(),
+        },
+        Some(built) => {
+            let cause = cause(&built.description, hashed);
+            rebuild(node, cause, built.name.clone(), consent)
         }
-        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-        return (
-            Action::Update {
-                changes: changes.clone(),
-            },
-            format!("runtime settings changed: {}", keys.join(", ")),
-        );
     }
-    let Some(built) = built else {
-        return (
-            Action::Rebuild {
-                mode: RebuildMode::Replace,
-                cause: Cause::Unfinished,
-                built: String::new(),
-            },
-            "an earlier build never reached its snapshot: replaced".to_string(),
-        );
+}
+
+/// Fresh, or an update of runtime settings.
+fn up_to_date(node: &Node, ct: &CtInfo) -> Action {
+    let changes = runtime_changes(node, ct);
+    if changes.is_empty() {
+        Action::Fresh {
+            disk_kept_gb: ct.disk_gb.filter(|&gb| gb > node.spec.storage_size_gb),
+        }
+    } else {
+        Action::Update { changes }
+    }
+}
+
+/// Did the parent change? The snapshot's description records the parent it was built on:
+/// its hash, not whether it is rebuilt in this run, decides, so a parent recreated from
+/// the same inputs (its CT was lost) is the same parent.
+fn cause(description: &str, hashed: &Hashed) -> Cause {
+    let Some(old) = BuildRecord::parse(description).parent else {
+        return Cause::Unknown;
     };
-    let built_name = built.name.clone();
-    // Did the parent change? The snapshot's description records the parent it was built on.
-    let cause = match (
-        described_parent(&built.description),
-        &hashed.manifest.parent,
-    ) {
-        (None, _) => Cause::Unknown,
-        (Some(old), new) => {
-            // The parent's hash, not whether it is rebuilt in this run: a parent recreated
-            // from the same inputs (its CT was lost) is the same parent.
-            let same_parent = old.as_deref() == new.as_ref().map(|p| p.hash.as_str());
-            if same_parent {
-                Cause::OwnInputs
-            } else {
-                Cause::ParentChanged {
-                    parent: new.as_ref().map_or(0, |p| p.ctid),
-                }
-            }
+    let new = &hashed.manifest.parent;
+    if old.as_deref() == new.as_ref().map(|p| p.hash.as_str()) {
+        Cause::OwnInputs
+    } else {
+        Cause::ParentChanged {
+            parent: new.as_ref().map_or(0, |p| p.ctid),
         }
+    }
+}
+
+/// A built node whose hash changed: how it is rebuilt, and whether that needs consent.
+fn rebuild(node: &Node, cause: Cause, built: String, consent: &Consent) -> Action {
+    let rebuild = |mode, consent| Action::Rebuild {
+        mode,
+        cause: cause.clone(),
+        consent,
+        built: built.clone(),
     };
     if node.is_template() {
-        let why = match &cause {
-            Cause::ParentChanged { parent } => format!("parent {parent} changed"),
-            Cause::OwnInputs => "its inputs changed".to_string(),
-            _ => "built from unrecorded inputs".to_string(),
-        };
-        return (
-            Action::Rebuild {
-                mode: RebuildMode::Replace,
-                cause,
-                built: built_name.clone(),
-            },
-            format!("template replaced: {why} ({built_name} → {want})"),
-        );
+        return rebuild(RebuildMode::Replace, ConsentBy::NotNeeded);
     }
     if cause == Cause::OwnInputs {
-        return (
-            Action::Rebuild {
-                mode: RebuildMode::InPlace,
-                cause,
-                built: built_name.clone(),
-            },
-            format!("in place: its own inputs changed ({built_name} → {want})"),
-        );
+        return rebuild(RebuildMode::InPlace, ConsentBy::NotNeeded);
     }
-    let what = match &cause {
-        Cause::ParentChanged { parent } => format!("parent {parent} changed"),
-        _ => "the previous build's parent is unknown".to_string(),
-    };
-    if consent.replace_all
-        || consent.replace.contains(&node.ctid)
-        || node.spec.rebuild == Some(RebuildPolicy::Replace)
-    {
-        let by = if node.spec.rebuild == Some(RebuildPolicy::Replace) {
-            "\"rebuild\": \"replace\""
-        } else {
-            "consent given"
-        };
-        return (
-            Action::Rebuild {
-                mode: RebuildMode::Replace,
-                cause,
-                built: built_name,
-            },
-            format!("replace: {what} ({by}; its data is discarded)"),
-        );
+    // A standard container whose parent changed (or may have): replacing it discards
+    // its data, so it happens only with consent; `"rebuild": "in-place"` converges it.
+    let policy = node.spec.rebuild;
+    if policy == Some(RebuildPolicy::Replace) {
+        return rebuild(RebuildMode::Replace, ConsentBy::Config);
     }
-    if node.spec.rebuild == Some(RebuildPolicy::InPlace) {
-        return (
-            Action::Rebuild {
-                mode: RebuildMode::InPlace,
-                cause,
-                built: built_name,
-            },
-            format!("in place: {what} (\"rebuild\": \"in-place\" converges the live CT)"),
-        );
+    if consent.replace_all || consent.replace.contains(&node.ctid) {
+        return rebuild(RebuildMode::Replace, ConsentBy::CommandLine);
     }
-    let _ = fleet;
-    (
-        Action::Held { cause, built: built_name },
-        format!(
-            "held: {what}; replacing it destroys its data — run with --replace {} (or --replace-all), or set \"rebuild\" in its block",
-            node.ctid
-        ),
-    )
+    if policy == Some(RebuildPolicy::InPlace) {
+        return rebuild(RebuildMode::InPlace, ConsentBy::Config);
+    }
+    Action::Held { cause, built }
 }

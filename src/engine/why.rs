@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use crate::engine::hash::{Hashed, Manifest, NodeHash};
 use crate::engine::plan::{Action, Change, Plan};
+use crate::engine::snapshot::{current_build, BuildRecord, PREFIX};
 use crate::fleet::config::{Ctid, Fleet};
 use crate::host::CtInfo;
-use crate::state::StateDir;
 
 /// Which kind of script changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,15 +358,26 @@ pub struct Context<'a> {
     pub hashes: &'a BTreeMap<Ctid, Hashed>,
     pub inventory: &'a BTreeMap<Ctid, CtInfo>,
     pub plan: &'a Plan,
-    pub state: &'a StateDir,
+    pub history: &'a dyn History,
     pub verbose: bool,
 }
 
-/// The full hash recorded in a phoenix snapshot description (`hash: <64 hex>`).
-pub fn described_hash(description: &str) -> Option<String> {
-    description
-        .lines()
-        .find_map(|l| l.strip_prefix("hash: ").map(|h| h.trim().to_string()))
+/// Where `why` finds what earlier builds were made of (phoenix's state directory).
+pub trait History {
+    /// A stored manifest by full hash, or by the 32-digit prefix a snapshot name carries.
+    fn manifest(&self, hash_or_prefix: &str) -> Option<(NodeHash, Manifest)>;
+    /// A stored script by content digest.
+    fn blob(&self, digest: &str) -> Option<Vec<u8>>;
+    /// Where manifests are kept, for messages.
+    fn manifests_at(&self) -> String;
+}
+
+/// The manifest key of a build snapshot: the full hash its description records, else the
+/// prefix in its name.
+pub fn manifest_key(snapshot: &str, description: &str) -> String {
+    BuildRecord::parse(description)
+        .hash
+        .unwrap_or_else(|| snapshot.trim_start_matches(PREFIX).to_string())
 }
 
 impl Context<'_> {
@@ -376,11 +387,9 @@ impl Context<'_> {
         snapshot: &str,
         description: &str,
     ) -> Result<(NodeHash, Manifest), String> {
-        let key = described_hash(description)
-            .unwrap_or_else(|| snapshot.trim_start_matches("phx-").to_string());
-        self.state
-            .manifest(&key)
-            .ok_or_else(|| format!("not in {}", self.state.root.join("manifests").display()))
+        self.history
+            .manifest(&manifest_key(snapshot, description))
+            .ok_or_else(|| format!("not in {}", self.history.manifests_at()))
     }
 
     pub fn explain(&self, ctid: Ctid) -> Explanation {
@@ -392,11 +401,11 @@ impl Context<'_> {
         if !ct.is_managed() {
             return Explanation::NotManaged;
         }
-        let Some(built) = ct.current_build() else {
+        let Some(built) = current_build(ct) else {
             return Explanation::Unfinished;
         };
         match entry.map(|e| &e.action) {
-            Some(Action::Fresh) => {
+            Some(Action::Fresh { .. }) => {
                 let parent = self.fleet.graph.parent_of(ctid);
                 return Explanation::UpToDate {
                     snapshot: built.name.clone(),
@@ -453,11 +462,11 @@ impl Context<'_> {
                         break;
                     };
                     snapshot_name = format!("phx-{}", &parent_old[..32.min(parent_old.len())]);
-                    old = self.state.manifest(&parent_old).ok_or_else(|| {
+                    old = self.history.manifest(&parent_old).ok_or_else(|| {
                         format!(
                             "the parent's manifest {} is not in {}",
                             &parent_old[..12.min(parent_old.len())],
-                            self.state.root.join("manifests").display()
+                            self.history.manifests_at()
                         )
                     });
                     cur = parent;
@@ -531,7 +540,7 @@ impl Context<'_> {
                 } => {
                     let text = |d: &Option<String>| {
                         d.as_ref()
-                            .and_then(|d| self.state.blob(d).or_else(|| self.current_script(d)))
+                            .and_then(|d| self.history.blob(d).or_else(|| self.current_script(d)))
                             .map(|b| String::from_utf8_lossy(&b).into_owned())
                     };
                     let (a, b) = (text(&old), text(&new));

@@ -662,6 +662,18 @@ pub fn parse_ctid(text: &str) -> Option<Ctid> {
     }
 }
 
+/// Proxmox's rule for snapshot names (`pve-snapshot-name`, pct-spec §2), reserved names
+/// included: 2–40 characters, a letter first, then letters, digits, `_`, `-`.
+pub fn is_valid_snapshot_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    (2..=40).contains(&name.len())
+        && first_ok
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name != "current"
+        && name != "vzdump"
+}
+
 /// Scans the hooks directory: node hooks, `lib/`, and the step scripts (the binary's own
 /// copies when the directory has none).
 pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {

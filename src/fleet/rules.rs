@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::snapshot::is_valid_snapshot_name;
+use crate::fleet::config::is_valid_snapshot_name;
 use crate::fleet::config::{Ctid, Fleet, Node, PortainerRole};
 use crate::fleet::diag::Problem;
 

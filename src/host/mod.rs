@@ -1,11 +1,25 @@
-//! The host: one trait with Proxmox's verbs for containers, and the types they speak.
+//! The host: one trait, [`Host`], in phoenix's own terms, and the values it speaks.
 //!
-//! Everything phoenix does to a machine goes through [`Host`]. Backends (`sim`, later
-//! `pve` and `lxc`) implement it; the engine (plan, walker) never sees which one runs.
-//! Reads of the whole host are one bulk call ([`Host::inventory`]) so that a no-op build
-//! costs O(1) host calls, not one per node.
+//! Everything phoenix does to a machine goes through [`Host`]. Settings are values
+//! ([`Settings`], [`Network`], [`Passthrough`]) written and read back as such; every call
+//! is one [`Verb`] (the single definition that call counting, latencies, injected faults
+//! and the scheduler's cost model use); failures carry an [`ErrorKind`] that callers match
+//! on, and the host's own words for people. Reads of the whole host are one bulk call
+//! ([`Host::inventory`]), so a no-op build costs O(1) host calls.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`facts`] | host facts (NVIDIA driver, device majors) parsed from real `/proc` texts |
+//! | [`pve`] | everything that knows Proxmox's formats: the CT config file, property strings, `pct` arguments, output and error texts |
+//! | [`sim`] | a model of a Proxmox node whose state is real PVE files: `--backend sim`, and the engine behind the `pct` front-end |
+//! | [`pct`] | the `pct` command-line front-end over any [`Host`], put first on a hook's `PATH` |
+//!
+//! Backends: `sim` today; `pve` (Proxmox through `pct`) and `lxc` (plain LXC) plug in
+//! behind the same trait.
 
+pub mod facts;
 pub mod pct;
+pub mod pve;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -15,10 +29,239 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::config::Ctid;
+pub use crate::fleet::config::Ctid;
+pub use facts::HostFacts;
 
 /// The tag phoenix puts on every CT it creates; it never touches a CT without it.
 pub const MANAGED_TAG: &str = "phoenix";
+
+/// Every call a [`Host`] answers. Its name is what `calls.log`, the `host_calls` of a
+/// run, `PHOENIX_SIM_LATENCY` and `PHOENIX_SIM_FAULTS` use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verb {
+    Inventory,
+    Config,
+    Facts,
+    Create,
+    Clone,
+    Set,
+    Resize,
+    Devices,
+    Start,
+    Shutdown,
+    Stop,
+    Exec,
+    Push,
+    Pull,
+    Snapshot,
+    Delsnapshot,
+    Rollback,
+    Destroy,
+    Unlock,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 19] = [
+        Verb::Inventory,
+        Verb::Config,
+        Verb::Facts,
+        Verb::Create,
+        Verb::Clone,
+        Verb::Set,
+        Verb::Resize,
+        Verb::Devices,
+        Verb::Start,
+        Verb::Shutdown,
+        Verb::Stop,
+        Verb::Exec,
+        Verb::Push,
+        Verb::Pull,
+        Verb::Snapshot,
+        Verb::Delsnapshot,
+        Verb::Rollback,
+        Verb::Destroy,
+        Verb::Unlock,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Inventory => "inventory",
+            Verb::Config => "config",
+            Verb::Facts => "facts",
+            Verb::Create => "create",
+            Verb::Clone => "clone",
+            Verb::Set => "set",
+            Verb::Resize => "resize",
+            Verb::Devices => "devices",
+            Verb::Start => "start",
+            Verb::Shutdown => "shutdown",
+            Verb::Stop => "stop",
+            Verb::Exec => "exec",
+            Verb::Push => "push",
+            Verb::Pull => "pull",
+            Verb::Snapshot => "snapshot",
+            Verb::Delsnapshot => "delsnapshot",
+            Verb::Rollback => "rollback",
+            Verb::Destroy => "destroy",
+            Verb::Unlock => "unlock",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// Changes the host (reads are `inventory`, `config`, `facts` and `pull`).
+    pub fn is_mutating(self) -> bool {
+        !matches!(
+            self,
+            Verb::Inventory | Verb::Config | Verb::Facts | Verb::Pull
+        )
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a host call failed: what callers decide on. The words are in [`HostError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The CT carries a lock (`CT is locked (disk)`): another task holds it.
+    Locked,
+    /// The CT's config file lock could not be taken in time.
+    LockTimeout,
+    /// The CT does not exist.
+    NotFound,
+    /// The CT must be running and is not.
+    NotRunning,
+    /// The CT must be stopped and is not.
+    Running,
+    /// Something of that name or id exists already.
+    Exists,
+    /// The request itself is wrong (a bad name, an option the host refuses).
+    Invalid,
+    /// Anything else.
+    Failed,
+}
+
+impl ErrorKind {
+    /// Worth retrying with backoff: the obstacle is another task that will finish.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Locked | ErrorKind::LockTimeout)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HostError {
+    pub kind: ErrorKind,
+    /// The host's own words (for Proxmox, pct's stderr line).
+    pub message: String,
+}
+
+impl HostError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        HostError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        HostError::new(ErrorKind::Failed, message)
+    }
+}
+
+pub type HostResult<T> = Result<T, HostError>;
+
+/// A CT's network interface (`net0`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Interface name inside the CT (`eth0`).
+    pub name: String,
+    pub bridge: String,
+    /// CIDR, `dhcp` or `manual`.
+    pub ip: String,
+    pub gw: Option<String>,
+    /// `None` when writing: the host picks one.
+    pub mac: Option<String>,
+}
+
+impl Network {
+    /// Whether a live interface satisfies this wanted one: a MAC left open is whatever
+    /// the host assigned, and MACs compare without case.
+    pub fn satisfied_by(&self, have: &Network) -> bool {
+        self.name == have.name
+            && self.bridge == have.bridge
+            && self.ip == have.ip
+            && self.gw == have.gw
+            && self.mac.as_ref().is_none_or(|want| {
+                have.mac
+                    .as_ref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(want))
+            })
+    }
+}
+
+/// CT settings as values. Writing, `None` leaves a setting as it is; reading back, `None`
+/// means the host does not have it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub hostname: Option<String>,
+    pub memory_mb: Option<u64>,
+    pub cores: Option<u64>,
+    pub network: Option<Network>,
+    pub onboot: Option<bool>,
+    /// Container features as a set (`nesting` → `1`); the empty set clears them.
+    pub features: Option<BTreeMap<String, String>>,
+    /// phoenix's marker: its tag on the CT.
+    pub managed: Option<bool>,
+    pub description: Option<String>,
+    /// Host-specific options phoenix does not model, passed through verbatim (`pct set
+    /// --swap 0` from a hook).
+    pub extra: BTreeMap<String, String>,
+    /// Host-specific options to remove.
+    pub delete: Vec<String>,
+}
+
+impl Settings {
+    pub fn is_empty(&self) -> bool {
+        *self == Settings::default()
+    }
+}
+
+/// Host devices passed into a CT: character-device majors it may use, and device nodes
+/// bind-mounted at the same path inside.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Passthrough {
+    pub char_majors: Vec<u32>,
+    pub nodes: Vec<String>,
+}
+
+/// A new CT from an OS template.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSpec {
+    /// A path or a storage volume (`local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst`).
+    pub ostemplate: String,
+    pub storage: String,
+    pub disk_gb: u64,
+    pub unprivileged: bool,
+    pub settings: Settings,
+}
+
+/// A full clone of a CT at one of its snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneSpec {
+    pub source: Ctid,
+    pub snapshot: String,
+    pub target: Ctid,
+    pub hostname: String,
+    pub storage: String,
+}
 
 /// One snapshot of a CT.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,246 +279,32 @@ pub struct SnapshotInfo {
 pub struct CtInfo {
     pub ctid: Ctid,
     pub running: bool,
+    /// A task's lock on the CT (`create`, `disk`, `snapshot`, ...).
     pub lock: Option<String>,
-    /// `pct config` keys (`hostname`, `memory`, `cores`, `net0`, `rootfs`, `tags`, ...).
-    pub config: BTreeMap<String, String>,
-    /// Raw `lxc.*` lines of the config, in file order.
-    pub raw_lxc: Vec<String>,
+    pub template: bool,
+    pub unprivileged: bool,
+    /// The settings as the CT has them now.
+    pub settings: Settings,
+    /// Root disk size, GiB rounded up.
+    pub disk_gb: Option<u64>,
+    pub passthrough: Passthrough,
     pub snapshots: Vec<SnapshotInfo>,
-    /// The snapshot the current state descends from (PVE's `parent:`).
+    /// The snapshot the current state descends from (Proxmox's `parent:`).
     pub parent_snapshot: Option<String>,
 }
 
 impl CtInfo {
     pub fn is_managed(&self) -> bool {
-        self.config
-            .get("tags")
-            .is_some_and(|t| t.split([';', ',', ' ']).any(|t| t == MANAGED_TAG))
+        self.settings.managed == Some(true)
     }
     pub fn snapshot(&self, name: &str) -> Option<&SnapshotInfo> {
         self.snapshots.iter().find(|s| s.name == name)
     }
-    /// The newest `phx-*` snapshot on the chain from the current state back to the root:
-    /// the build the live CT's contents come from.
-    pub fn current_build(&self) -> Option<&SnapshotInfo> {
-        let mut cur = self.parent_snapshot.as_deref();
-        while let Some(name) = cur {
-            let snap = self.snapshot(name)?;
-            if crate::engine::snapshot::SnapshotName::parse(&snap.name).is_some() {
-                return Some(snap);
-            }
-            cur = snap.parent.as_deref();
-        }
-        None
-    }
-    /// The CT's `phx-*` snapshots, newest generation first: the chain from the current
-    /// state back to the root, then any others by time. (Snapshot times have one-second
-    /// resolution; the chain does not.)
-    pub fn generations(&self) -> Vec<&SnapshotInfo> {
-        let is_phx =
-            |s: &SnapshotInfo| crate::engine::snapshot::SnapshotName::parse(&s.name).is_some();
-        let mut out: Vec<&SnapshotInfo> = Vec::new();
-        let mut cur = self.parent_snapshot.as_deref();
-        while let Some(snap) = cur.and_then(|n| self.snapshot(n)) {
-            if out.iter().any(|s| s.name == snap.name) {
-                break;
-            }
-            if is_phx(snap) {
-                out.push(snap);
-            }
-            cur = snap.parent.as_deref();
-        }
-        let mut rest: Vec<&SnapshotInfo> = self
-            .snapshots
-            .iter()
-            .filter(|s| is_phx(s) && !out.iter().any(|o| o.name == s.name))
-            .collect();
-        rest.sort_by(|a, b| b.snaptime.cmp(&a.snaptime).then(b.name.cmp(&a.name)));
-        out.extend(rest);
-        out
-    }
-
-    /// rootfs size in GiB from `rootfs: <vol>,size=8G`.
-    pub fn rootfs_gb(&self) -> Option<u64> {
-        let rootfs = self.config.get("rootfs")?;
-        rootfs.split(',').find_map(|kv| {
-            let size = kv.strip_prefix("size=")?;
-            if let Some(g) = size.strip_suffix('G') {
-                g.parse().ok()
-            } else if let Some(t) = size.strip_suffix('T') {
-                t.parse::<u64>().ok().map(|t| t * 1024)
-            } else {
-                size.strip_suffix('M')
-                    .and_then(|m| m.parse::<u64>().ok())
-                    .map(|m| m.div_ceil(1024))
-            }
-        })
-    }
-}
-
-/// Facts about the host machine that steps depend on.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostFacts {
-    /// Kernel driver version from `/proc/driver/nvidia/version`, if a driver is loaded.
-    pub nvidia_driver: Option<String>,
-    /// Character-device majors from `/proc/devices` (`nvidia-frontend` → 195, ...).
-    pub char_majors: BTreeMap<String, u32>,
-    /// `/dev/nvidia*` nodes present on the host.
-    pub nvidia_devices: Vec<String>,
-}
-
-/// Parses `/proc/driver/nvidia/version`:
-/// `NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.76.05  Tue Jul 29 ...`.
-pub fn parse_nvidia_version(text: &str) -> Option<String> {
-    let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
-    line.split_whitespace()
-        .find(|w| {
-            w.split('.').count() >= 2
-                && w.split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(str::to_string)
-}
-
-/// Parses the `Character devices:` section of `/proc/devices`.
-pub fn parse_char_majors(text: &str) -> BTreeMap<String, u32> {
-    let mut out = BTreeMap::new();
-    let mut in_char = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line == "Character devices:" {
-            in_char = true;
-        } else if line.ends_with("devices:") {
-            in_char = false;
-        } else if in_char {
-            let mut parts = line.split_whitespace();
-            if let (Some(major), Some(name)) = (parts.next(), parts.next()) {
-                if let Ok(m) = major.parse() {
-                    out.insert(name.to_string(), m);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Options of `pct create`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreateSpec {
-    pub ostemplate: String,
-    pub storage: String,
-    pub rootfs_gb: u64,
-    pub unprivileged: bool,
-    /// Further `--key value` config options (hostname, memory, cores, net0, features,
-    /// tags, description, onboot).
-    pub options: BTreeMap<String, String>,
-}
-
-/// How a host call failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// Worth retrying: `CT is locked`, `can't lock file ... got timeout`.
-    Transient,
-    /// The CT does not exist.
-    NotFound,
-    /// Anything else.
-    Failed,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct HostError {
-    pub kind: ErrorKind,
-    /// The host's own words (pct's stderr).
-    pub message: String,
-}
-
-impl HostError {
-    pub fn failed(message: impl Into<String>) -> Self {
-        HostError {
-            kind: ErrorKind::Failed,
-            message: message.into(),
-        }
-    }
-    pub fn transient(message: impl Into<String>) -> Self {
-        HostError {
-            kind: ErrorKind::Transient,
-            message: message.into(),
-        }
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        HostError {
-            kind: ErrorKind::NotFound,
-            message: message.into(),
-        }
-    }
-    /// Classifies a Proxmox error text (pct-spec §0, §5).
-    pub fn from_pve_text(message: impl Into<String>) -> Self {
-        let message = message.into();
-        let kind = if message.contains("CT is locked")
-            || (message.contains("can't lock file") && message.contains("got timeout"))
-            || message.contains("trying to acquire lock")
-        {
-            ErrorKind::Transient
-        } else if message.contains("does not exist") && message.contains("Configuration file") {
-            ErrorKind::NotFound
-        } else {
-            ErrorKind::Failed
-        };
-        HostError { kind, message }
-    }
-}
-
-pub type HostResult<T> = Result<T, HostError>;
-
-/// The host verbs (DESIGN §7). Every mutating verb takes the CT's id first.
-pub trait Host: Send + Sync {
-    /// Backend name, as given to hooks in `PHOENIX_BACKEND`.
-    fn name(&self) -> &'static str;
-    /// Every CT on the host, in one bulk read.
-    fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>>;
-    /// One CT (`pct config`), or `None` when it does not exist.
-    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>>;
-    /// The host facts steps rely on (NVIDIA driver, device majors).
-    fn facts(&self) -> HostResult<HostFacts>;
-    fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
-    /// Full clone of `source` at `snapname` into `target`.
-    fn clone_ct(
-        &self,
-        source: Ctid,
-        snapname: &str,
-        target: Ctid,
-        hostname: &str,
-        storage: &str,
-    ) -> HostResult<()>;
-    /// `pct set`: each pair is `--key value`.
-    fn set(&self, ctid: Ctid, options: &[(String, String)]) -> HostResult<()>;
-    /// Grows a disk (`pct resize <ctid> rootfs <N>G`).
-    fn resize(&self, ctid: Ctid, disk: &str, size_gb: u64) -> HostResult<()>;
-    /// Replaces the raw `lxc.*` lines that start with one of `prefixes` by `lines` (device
-    /// passthrough; pct cannot set raw keys).
-    fn set_raw_lxc(&self, ctid: Ctid, prefixes: &[&str], lines: &[String]) -> HostResult<()>;
-    fn start(&self, ctid: Ctid) -> HostResult<()>;
-    fn shutdown(&self, ctid: Ctid, timeout_s: u64) -> HostResult<()>;
-    /// Runs `argv` inside the CT; its output goes to `log`. Returns the exit code.
-    fn exec(&self, ctid: Ctid, argv: &[String], log: &mut dyn Write) -> HostResult<i32>;
-    /// Copies a host file into the CT.
-    fn push(&self, ctid: Ctid, local: &Path, dest: &str, perms: u32) -> HostResult<()>;
-    fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()>;
-    fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()>;
-    fn destroy(&self, ctid: Ctid) -> HostResult<()>;
-    /// `pct unlock`: removes a lock left behind by an interrupted task.
-    fn unlock(&self, ctid: Ctid) -> HostResult<()>;
-    /// A directory to put first on a hook's `PATH`: it holds a `pct` that acts on this host.
-    /// `None` when the real `pct` is already on `PATH`.
-    fn pct_dir(&self) -> Option<PathBuf>;
-    /// Environment a hook needs for that `pct` to find this host.
-    fn hook_env(&self) -> Vec<(String, String)>;
-    /// Expected duration of a verb, for scheduling priorities (any consistent unit).
-    fn estimate_ms(&self, verb: &str) -> u64 {
-        let _ = verb;
-        1
+    pub fn hostname(&self) -> String {
+        self.settings
+            .hostname
+            .clone()
+            .unwrap_or_else(|| format!("CT{}", self.ctid))
     }
 }
 
@@ -290,38 +319,145 @@ impl fmt::Display for CtInfo {
     }
 }
 
+/// The host verbs (DESIGN §7). Every call that names a CT takes its id first.
+pub trait Host: Send + Sync {
+    /// Backend name, as given to hooks in `PHOENIX_BACKEND`.
+    fn name(&self) -> &'static str;
+    /// Every CT on the host, in one bulk read.
+    fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>>;
+    /// One CT, or `None` when it does not exist.
+    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>>;
+    /// The CT's config in the host's own format (for Proxmox, its `.conf` file), when the
+    /// host keeps one; `None` otherwise. For display (`pct config`): phoenix decides from
+    /// [`CtInfo`].
+    fn config_file(&self, ctid: Ctid) -> HostResult<Option<String>> {
+        let _ = ctid;
+        Ok(None)
+    }
+    /// The host's words for a CT that does not exist.
+    fn not_found(&self, ctid: Ctid) -> HostError {
+        HostError::new(ErrorKind::NotFound, format!("CT {ctid} does not exist"))
+    }
+    /// The host facts steps rely on (NVIDIA driver, device majors).
+    fn facts(&self) -> HostResult<HostFacts>;
+    fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
+    /// A full clone; the new CT is stopped, with fresh MAC addresses.
+    fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()>;
+    fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()>;
+    /// Grows the root disk to `disk_gb` (disks never shrink).
+    fn resize(&self, ctid: Ctid, disk_gb: u64) -> HostResult<()>;
+    /// Replaces the CT's device passthrough.
+    fn set_devices(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()>;
+    fn start(&self, ctid: Ctid) -> HostResult<()>;
+    /// A clean shutdown, forced after `timeout_s`.
+    fn shutdown(&self, ctid: Ctid, timeout_s: u64) -> HostResult<()>;
+    /// An immediate stop.
+    fn stop(&self, ctid: Ctid) -> HostResult<()>;
+    /// Runs `argv` inside the CT (no shell); its output goes to `out`. Returns the exit
+    /// code.
+    fn exec(&self, ctid: Ctid, argv: &[String], out: &mut dyn Write) -> HostResult<i32>;
+    /// Copies a host file into the CT.
+    fn push(&self, ctid: Ctid, local: &Path, dest: &str, perms: u32) -> HostResult<()>;
+    /// Copies a file of the CT to the host.
+    fn pull(&self, ctid: Ctid, path: &str, local: &Path) -> HostResult<()>;
+    fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()>;
+    fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()>;
+    /// Puts the CT back to a snapshot (stopping it if it runs).
+    fn rollback(&self, ctid: Ctid, name: &str) -> HostResult<()>;
+    fn destroy(&self, ctid: Ctid) -> HostResult<()>;
+    /// Removes a lock left behind by an interrupted task.
+    fn unlock(&self, ctid: Ctid) -> HostResult<()>;
+    /// A directory to put first on a hook's `PATH`: it holds a `pct` that acts on this
+    /// host. `None` when the real `pct` is already on `PATH`.
+    fn pct_dir(&self) -> Option<PathBuf>;
+    /// Environment a hook needs for that `pct` to find this host.
+    fn hook_env(&self) -> Vec<(String, String)>;
+    /// Expected duration of a verb, for scheduling priorities (any consistent unit).
+    fn estimate_ms(&self, verb: Verb) -> u64 {
+        let _ = verb;
+        1
+    }
+}
+
+/// The backends phoenix can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Proxmox VE, through `pct`.
+    Pve,
+    /// Plain LXC (`lxc-*` tools).
+    Lxc,
+    /// The embedded simulated Proxmox node under the state directory.
+    Sim,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Pve => "pve",
+            Backend::Lxc => "lxc",
+            Backend::Sim => "sim",
+        }
+    }
+
+    /// Opens this backend. `state_dir` is phoenix's state directory (the sim lives in it).
+    pub fn open(self, state_dir: &Path) -> Result<Box<dyn Host>, String> {
+        match self {
+            Backend::Sim => Ok(Box::new(sim::SimHost::for_state_dir(state_dir)?)),
+            Backend::Pve | Backend::Lxc => Err(format!(
+                "the `{}` backend is not part of this build yet; use --backend sim (the embedded simulated host)",
+                self.name()
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Backend::Pve, Backend::Lxc, Backend::Sim]
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown backend `{s}` (pve, lxc, sim)"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reads_proc_files() {
-        let v = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.76.05  Tue Jul 29 17:29:08 UTC 2025\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n";
-        assert_eq!(parse_nvidia_version(v).as_deref(), Some("580.76.05"));
-        assert_eq!(parse_nvidia_version("garbage"), None);
-        let d = "Character devices:\n  1 mem\n195 nvidia-frontend\n226 drm\n509 nvidia-uvm\n510 nvidia-caps\n\nBlock devices:\n  8 sd\n";
-        let m = parse_char_majors(d);
-        assert_eq!(m["nvidia-frontend"], 195);
-        assert_eq!(m["nvidia-uvm"], 509);
-        assert!(!m.contains_key("sd"));
+    fn verbs_have_one_name_each() {
+        for v in Verb::ALL {
+            assert_eq!(Verb::parse(v.name()), Some(v));
+        }
+        assert!(!Verb::Inventory.is_mutating());
+        assert!(Verb::Clone.is_mutating());
     }
 
     #[test]
-    fn transient_errors_are_recognised() {
-        assert_eq!(
-            HostError::from_pve_text("CT is locked (disk)").kind,
-            ErrorKind::Transient
-        );
-        assert_eq!(
-            HostError::from_pve_text(
-                "can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout"
-            )
-            .kind,
-            ErrorKind::Transient
-        );
-        assert_eq!(
-            HostError::from_pve_text("snapshot name 'x' already used").kind,
-            ErrorKind::Failed
-        );
+    fn an_open_mac_accepts_any() {
+        let want = Network {
+            name: "eth0".into(),
+            bridge: "vmbr0".into(),
+            ip: "dhcp".into(),
+            gw: None,
+            mac: None,
+        };
+        let have = Network {
+            mac: Some("BC:24:11:00:00:01".into()),
+            ..want.clone()
+        };
+        assert!(want.satisfied_by(&have));
+        let pinned = Network {
+            mac: Some("bc:24:11:00:00:01".into()),
+            ..want.clone()
+        };
+        assert!(pinned.satisfied_by(&have));
+        assert!(!Network {
+            mac: Some("bc:24:11:00:00:02".into()),
+            ..want
+        }
+        .satisfied_by(&have));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::build::events::{Event, NodeOutcome, Step};
+use crate::engine::plan::Plan;
 use crate::fleet::config::Ctid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,7 +237,12 @@ pub fn plain_line(e: &Event) -> Option<String> {
 
 /// The closing summary for people: counts, then failures root cause first, with the
 /// command that shows each log; then held nodes and how to consent.
-pub fn summary(events: &[Event]) -> String {
+pub fn summary(events: &[Event], plan: &Plan) -> String {
+    let why = |ctid: Ctid| {
+        plan.entry(ctid)
+            .map(|e| super::plan::reason(e, plan))
+            .unwrap_or_default()
+    };
     let mut out = String::new();
     let mut failed = Vec::new();
     let mut blocked: BTreeMap<Ctid, Vec<Ctid>> = BTreeMap::new();
@@ -265,10 +271,8 @@ pub fn summary(events: &[Event]) -> String {
                     .entry(blocked_by.unwrap_or(0))
                     .or_default()
                     .push(*ctid),
-                NodeOutcome::Held => held.push((*ctid, error.clone().unwrap_or_default())),
-                NodeOutcome::Unmanaged => {
-                    unmanaged.push((*ctid, error.clone().unwrap_or_default()))
-                }
+                NodeOutcome::Held => held.push((*ctid, why(*ctid))),
+                NodeOutcome::Unmanaged => unmanaged.push((*ctid, why(*ctid))),
                 NodeOutcome::Cancelled => *actions.entry("cancelled".into()).or_insert(0) += 1,
             }
         }

@@ -259,26 +259,133 @@ impl Fixture {
         cmd.spawn().expect("start phoenix")
     }
 
-    /// The simulated host of this fixture, for acting on it the way an admin would by hand.
+    /// `phoenix <args>` on the sim backend (transient errors retried after 5 ms).
+    pub fn sim(&self, args: &[&str]) -> Run {
+        self.sim_env(args, &[])
+    }
+
+    /// `phoenix <args>` on the sim backend, with more environment.
+    pub fn sim_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut all = vec![("PHOENIX_BACKEND", "sim"), ("PHOENIX_RETRY_DELAY_MS", "5")];
+        all.extend_from_slice(env);
+        self.phoenix_env(args, &all)
+    }
+
+    /// The simulated Proxmox node of this fixture, for acting on it or reading it the way
+    /// an admin would.
     pub fn sim_host(&self) -> phoenix::host::sim::SimHost {
-        phoenix::host::sim::SimHost::open(&self.state_dir).expect("open the sim host")
+        phoenix::host::sim::SimHost::for_state_dir(&self.state_dir).expect("open the sim host")
+    }
+
+    /// One CT as the model reads it from its `.conf` file, as JSON (`None`: no CT).
+    pub fn ct(&self, ctid: u32) -> Option<Value> {
+        self.sim_host()
+            .observe(ctid)
+            .expect("read the sim host")
+            .map(|ct| serde_json::to_value(ct).unwrap())
+    }
+
+    /// A CT's snapshot names, oldest generation first.
+    pub fn snapshot_names(&self, ctid: u32) -> Vec<String> {
+        let ct = self
+            .sim_host()
+            .observe(ctid)
+            .expect("read the sim host")
+            .unwrap_or_else(|| panic!("CT {ctid} does not exist"));
+        let mut names: Vec<String> = phoenix::engine::snapshot::generations(&ct)
+            .into_iter()
+            .rev()
+            .map(|s| s.name.clone())
+            .collect();
+        let mut others: Vec<&phoenix::host::SnapshotInfo> = ct
+            .snapshots
+            .iter()
+            .filter(|s| !names.contains(&s.name))
+            .collect();
+        others.sort_by_key(|s| s.snaptime);
+        names.extend(others.into_iter().map(|s| s.name.clone()));
+        names
+    }
+
+    /// A comparable picture of the whole simulated host: every CT as the model reads it,
+    /// without snapshot times.
+    pub fn host_state(&self) -> std::collections::BTreeMap<u32, Value> {
+        self.sim_host()
+            .observe_all()
+            .expect("read the sim host")
+            .into_iter()
+            .map(|(ctid, ct)| {
+                let mut v = serde_json::to_value(&ct).unwrap();
+                v["snapshots"] = ct
+                    .snapshots
+                    .iter()
+                    .map(|s| Value::from(s.name.clone()))
+                    .collect();
+                (ctid, v)
+            })
+            .collect()
+    }
+
+    /// Every file of the simulated host's state (configs, volumes, snapshots), with its
+    /// bytes; the model's own call log left out.
+    pub fn host_files(&self) -> Vec<(String, Vec<u8>)> {
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                if matches!(
+                    rel.as_str(),
+                    "calls.log" | "faults.json" | "bin" | "run/lock"
+                ) {
+                    continue;
+                }
+                let meta = fs::symlink_metadata(&p).unwrap();
+                if meta.is_dir() {
+                    walk(&p, root, out);
+                } else if meta.is_file() {
+                    out.push((rel, fs::read(&p).unwrap()));
+                }
+            }
+        }
+        let root = self.state_dir.join("sim");
+        let mut out = Vec::new();
+        walk(&root, &root, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Host calls recorded by the model (all processes, hooks' `pct` included).
+    pub fn calls(&self) -> Vec<Value> {
+        fs::read_to_string(self.state_dir.join("sim/calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Writes a CT config by hand into the model's node, as another tool would: not
+    /// phoenix's. Returns its path.
+    pub fn write_foreign_conf(&self, ctid: u32, text: &str) -> PathBuf {
+        let path = self.sim_host().conf_path(ctid);
+        fs::write(&path, text).unwrap();
+        path
     }
 
     /// Creates a CT on the simulated host by hand, as an admin would: not phoenix's.
-    pub fn create_foreign_ct(&self, ctid: u32, hostname: &str) {
-        use phoenix::host::Host;
-        let spec = phoenix::host::CreateSpec {
-            ostemplate: "local:vztmpl/debian-12.tar.zst".into(),
-            storage: "local-zfs".into(),
-            rootfs_gb: 8,
-            unprivileged: true,
-            options: [("hostname".to_string(), hostname.to_string())]
-                .into_iter()
-                .collect(),
-        };
-        self.sim_host()
-            .create(ctid, &spec)
-            .expect("create a foreign CT");
+    pub fn create_foreign_ct(&self, ctid: u32, hostname: &str) -> PathBuf {
+        let volume = self
+            .state_dir
+            .join(format!("sim/rpool/data/subvol-{ctid}-disk-0"));
+        fs::create_dir_all(volume).unwrap();
+        self.write_foreign_conf(
+            ctid,
+            &format!(
+                "#made by hand\narch: amd64\ncores: 1\nhostname: {hostname}\nmemory: 512\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,type=veth\nostype: debian\nrootfs: local-zfs:subvol-{ctid}-disk-0,size=8G\nswap: 512\nunprivileged: 1\n"
+            ),
+        )
     }
 
     /// Waits until process `pid` holds the host lock (its pid is written in the lock file).

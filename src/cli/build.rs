@@ -1,0 +1,57 @@
+//! `phoenix build`.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::build::events::Event;
+use crate::build::BuildOptions;
+use crate::render::report::{self, Mode, Reporter};
+
+pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> i32 {
+    if let Some(code) = unknown_targets(fleet, &opts.targets) {
+        return code;
+    }
+    let (state, _lock) = match lock_host(cli, "build", wait) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let host = match open_host(cli) {
+        Ok(h) => h,
+        Err(e) => return fail(&e, exit::HOST),
+    };
+    let mode = match cli.output {
+        Output::Json => Mode::Json,
+        Output::Human
+            if std::io::stderr().is_terminal() && std::env::var_os("PHOENIX_NO_LIVE").is_none() =>
+        {
+            Mode::Live
+        }
+        Output::Human => Mode::Plain,
+    };
+    let reporter = Reporter::new(mode);
+    let events: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+    let emit = |e: Event| {
+        reporter.event(&e);
+        if let Ok(mut v) = events.lock() {
+            v.push(e);
+        }
+    };
+    let run_id = format!("{}-{}", now_secs(), std::process::id());
+    let result = crate::build::run(fleet, host.as_ref(), &state, opts, &run_id, &emit);
+    reporter.finish();
+    match result {
+        Ok(r) => {
+            if cli.output == Output::Human {
+                print!(
+                    "{}",
+                    report::summary(
+                        &events.lock().map(|v| v.clone()).unwrap_or_default(),
+                        &r.plan
+                    )
+                );
+            }
+            r.exit_code
+        }
+        Err(e) => fail(&e, exit::HOST),
+    }
+}

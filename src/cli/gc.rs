@@ -1,0 +1,152 @@
+//! `phoenix gc`.
+
+use super::*;
+
+pub struct GcArgs {
+    pub dry_run: bool,
+    pub keep: usize,
+    pub older_than: String,
+    pub orphans: bool,
+    pub wait: bool,
+}
+
+pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
+    let older_than_s = match crate::engine::gc::parse_duration(&args.older_than) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("--older-than: {e}"), exit::USAGE),
+    };
+    let (_state, _lock) = match lock_host(cli, "gc", args.wait) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let host = match open_host(cli) {
+        Ok(h) => h,
+        Err(e) => return fail(&e, exit::HOST),
+    };
+    let hashes = crate::engine::hash::hash_fleet(fleet);
+    let inventory = match host.inventory() {
+        Ok(i) => i,
+        Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
+    };
+    let policy = crate::engine::gc::Policy {
+        keep: args.keep,
+        older_than_s,
+        now: now_secs(),
+        orphans: args.orphans,
+    };
+    let decisions = crate::engine::gc::decide(&hashes, &inventory, &policy);
+    let mut errors = Vec::new();
+    let mut deleted = Vec::new();
+    let mut destroyed = Vec::new();
+    if !args.dry_run {
+        for d in decisions
+            .snapshots
+            .iter()
+            .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
+        {
+            match host.delete_snapshot(d.ctid, &d.snapshot) {
+                Ok(()) => deleted.push((d.ctid, d.snapshot.clone())),
+                Err(e) => errors.push(format!("CT {}: cannot delete {}: {e}", d.ctid, d.snapshot)),
+            }
+        }
+        for o in decisions.orphans.iter().filter(|o| o.destroy) {
+            let r = (|| {
+                if o.running {
+                    host.shutdown(o.ctid, 60)?;
+                }
+                host.destroy(o.ctid)
+            })();
+            match r {
+                Ok(()) => destroyed.push(o.ctid),
+                Err(e) => errors.push(format!("CT {}: cannot destroy the orphan: {e}", o.ctid)),
+            }
+        }
+    }
+    match cli.output {
+        Output::Json => print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "dry_run": args.dry_run,
+            "snapshots": decisions.snapshots,
+            "orphans": decisions.orphans,
+            "deleted": deleted.iter().map(|(c, s)| json!({"ctid": c, "snapshot": s})).collect::<Vec<_>>(),
+            "destroyed": destroyed,
+            "errors": errors,
+        })),
+        Output::Human => {
+            let verb = if args.dry_run {
+                "would delete"
+            } else {
+                "delete"
+            };
+            let mut last = None;
+            for d in &decisions.snapshots {
+                if last != Some(d.ctid) {
+                    println!("CT {}", node_label(fleet, d.ctid));
+                    last = Some(d.ctid);
+                }
+                let why = match &d.decision {
+                    crate::engine::gc::Decision::Delete => verb.to_string(),
+                    crate::engine::gc::Decision::Keep { reason } => format!(
+                        "keep: {}",
+                        match reason {
+                            crate::engine::gc::Keep::Wanted =>
+                                "today's config builds it".to_string(),
+                            crate::engine::gc::Keep::Current =>
+                                "the live CT descends from it".to_string(),
+                            crate::engine::gc::Keep::Recent { rank } =>
+                                format!("generation {rank} of the --keep {}", args.keep),
+                            crate::engine::gc::Keep::Young { age_s } => format!(
+                                "younger than --older-than ({} old)",
+                                crate::state::age(*age_s)
+                            ),
+                        }
+                    ),
+                };
+                println!(
+                    "  {}  {} UTC  {why}",
+                    d.snapshot,
+                    crate::state::utc(d.snaptime)
+                );
+            }
+            for o in &decisions.orphans {
+                if o.destroy {
+                    println!(
+                        "CT {} {}: phoenix's, no longer in the config: {}",
+                        o.ctid,
+                        o.name,
+                        if args.dry_run {
+                            "would destroy"
+                        } else {
+                            "destroy"
+                        }
+                    );
+                } else {
+                    println!("CT {} {}: phoenix's, no longer in the config: kept (pass --orphans to destroy it)", o.ctid, o.name);
+                }
+            }
+            let candidates = decisions
+                .snapshots
+                .iter()
+                .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
+                .count();
+            let kept = decisions.snapshots.len() - candidates;
+            if args.dry_run {
+                println!("gc (dry run): {candidates} snapshot(s) would be deleted, {kept} kept; nothing was changed");
+            } else {
+                println!(
+                    "gc: {} snapshot(s) deleted, {kept} kept, {} orphan CT(s) destroyed",
+                    deleted.len(),
+                    destroyed.len()
+                );
+            }
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if errors.is_empty() {
+        exit::OK
+    } else {
+        exit::BUILD_FAILED
+    }
+}

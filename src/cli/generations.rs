@@ -1,0 +1,139 @@
+//! `phoenix generations`: the build snapshots of one CT, newest first.
+
+use super::*;
+use crate::engine::hash::Manifest;
+use crate::engine::snapshot::{self, current_build};
+use crate::engine::why::manifest_key;
+
+/// One build snapshot, as `--output json` prints it.
+#[derive(Serialize)]
+struct Generation {
+    snapshot: String,
+    snaptime: u64,
+    current: bool,
+    wanted: bool,
+    /// What the build was made of; `None` when the manifest is not in the state dir.
+    manifest: Option<Recipe>,
+}
+
+/// The parts of a stored manifest worth a line each.
+#[derive(Serialize)]
+struct Recipe {
+    parent: Option<ParentSnap>,
+    /// The first 12 hex digits of the hook's blake3.
+    hook: Option<String>,
+    build_fields: usize,
+    steps: Vec<String>,
+    nvidia_driver: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ParentSnap {
+    ctid: Ctid,
+    snapshot: String,
+}
+
+impl Recipe {
+    fn of(m: &Manifest) -> Recipe {
+        Recipe {
+            parent: m.parent.as_ref().map(|p| ParentSnap {
+                ctid: p.ctid,
+                snapshot: p.hash.snapshot().to_string(),
+            }),
+            hook: m.hook.as_ref().map(|h| h.blake3[..12].to_string()),
+            build_fields: m.build.len(),
+            steps: m.steps.keys().cloned().collect(),
+            nvidia_driver: m.nvidia.as_ref().and_then(|n| n.driver_version.clone()),
+        }
+    }
+
+    fn summary(&self) -> String {
+        let parent = self
+            .parent
+            .as_ref()
+            .map_or("none".to_string(), |p| format!("{}@{}", p.ctid, p.snapshot));
+        let steps = if self.steps.is_empty() {
+            "none".to_string()
+        } else {
+            self.steps.join("+")
+        };
+        let driver = self
+            .nvidia_driver
+            .as_deref()
+            .map_or(String::new(), |d| format!("  driver {d}"));
+        format!(
+            "parent {parent}  hook {}  steps {steps}{driver}",
+            self.hook.as_deref().unwrap_or("none")
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct Listing {
+    schema_version: u32,
+    ctid: Ctid,
+    generations: Vec<Generation>,
+}
+
+pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
+    if let Some(code) = unknown_targets(fleet, &[ctid]) {
+        return code;
+    }
+    let (_host, planned, state) = match read_for_history(cli, fleet) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(ct) = planned.inventory.get(&ctid) else {
+        return fail(
+            &format!("CT {ctid} does not exist on the host"),
+            exit::NOT_FOUND,
+        );
+    };
+    let wanted = planned.hashes[&ctid].hash.snapshot().to_string();
+    let current = current_build(ct).map(|s| s.name.clone());
+    let rows: Vec<Generation> = snapshot::generations(ct)
+        .into_iter()
+        .map(|s| Generation {
+            snapshot: s.name.clone(),
+            snaptime: s.snaptime,
+            current: current.as_deref() == Some(s.name.as_str()),
+            wanted: s.name == wanted,
+            manifest: state
+                .manifest(&manifest_key(&s.name, &s.description))
+                .map(|(_, m)| Recipe::of(&m)),
+        })
+        .collect();
+    match cli.output {
+        Output::Json => print_json(&Listing {
+            schema_version: JSON_SCHEMA_VERSION,
+            ctid,
+            generations: rows,
+        }),
+        Output::Human => {
+            println!(
+                "CT {}: {} generation{} (newest first)",
+                node_label(fleet, ctid),
+                rows.len(),
+                plural(rows.len())
+            );
+            for r in &rows {
+                let marks: Vec<&str> = [(r.current, "current"), (r.wanted, "wanted")]
+                    .into_iter()
+                    .filter_map(|(on, mark)| on.then_some(mark))
+                    .collect();
+                let summary = r
+                    .manifest
+                    .as_ref()
+                    .map_or("manifest not stored".to_string(), Recipe::summary);
+                println!(
+                    "{} {}  {} UTC  {:<16} {summary}",
+                    if r.current { "*" } else { " " },
+                    r.snapshot,
+                    crate::state::utc(r.snaptime),
+                    marks.join(", "),
+                );
+            }
+        }
+    }
+    exit::OK
+}

@@ -1,0 +1,160 @@
+//! `phoenix graph` and `phoenix show`: the build graph and one node's manifest.
+
+use super::*;
+
+/// One node as `graph --format json` and `show --output json` print it.
+#[derive(Serialize)]
+pub struct NodeJson<'a> {
+    pub ctid: Ctid,
+    pub name: &'a str,
+    pub parent: Option<Ctid>,
+    pub children: &'a [Ctid],
+    pub is_template: bool,
+    pub hash: &'a str,
+    pub snapshot: String,
+    pub manifest: &'a hash::Manifest,
+}
+
+fn node_json<'a>(fleet: &'a Fleet, ctid: Ctid, h: &'a Hashed) -> NodeJson<'a> {
+    let node = &fleet.nodes[&ctid];
+    NodeJson {
+        ctid,
+        name: node.name(),
+        parent: fleet.graph.parent_of(ctid),
+        children: fleet.graph.children_of(ctid),
+        is_template: node.is_template(),
+        hash: h.hash.as_str(),
+        snapshot: h.hash.snapshot().to_string(),
+        manifest: &h.manifest,
+    }
+}
+
+pub fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
+    let hashes = hash::hash_fleet(fleet);
+    let format = if cli.output == Output::Json {
+        GraphFormat::Json
+    } else {
+        format
+    };
+    let label = |c: Ctid| {
+        let n = &fleet.nodes[&c];
+        let kind = if n.is_template() {
+            "template"
+        } else {
+            "container"
+        };
+        format!("{c} {}\\n{kind} {}", n.name(), &hashes[&c].hash.snapshot())
+    };
+    let mut out = String::new();
+    match format {
+        GraphFormat::Json => {
+            #[derive(Serialize)]
+            struct GraphJson<'a> {
+                schema_version: u32,
+                nodes: Vec<NodeJson<'a>>,
+            }
+            let nodes = fleet
+                .graph
+                .order
+                .iter()
+                .map(|&c| node_json(fleet, c, &hashes[&c]))
+                .collect();
+            print_json(&GraphJson {
+                schema_version: JSON_SCHEMA_VERSION,
+                nodes,
+            });
+            return exit::OK;
+        }
+        GraphFormat::Dot => {
+            out.push_str("digraph phoenix {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
+            for &c in &fleet.graph.order {
+                let shape = if fleet.nodes[&c].is_template() {
+                    "box"
+                } else {
+                    "ellipse"
+                };
+                out.push_str(&format!(
+                    "  \"{c}\" [shape={shape}, label=\"{}\"];\n",
+                    label(c)
+                ));
+            }
+            for &c in &fleet.graph.order {
+                if let Some(p) = fleet.graph.parent_of(c) {
+                    out.push_str(&format!("  \"{p}\" -> \"{c}\";\n"));
+                }
+            }
+            out.push_str("}\n");
+        }
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for &c in &fleet.graph.order {
+                let text = label(c).replace("\\n", "<br/>");
+                if fleet.nodes[&c].is_template() {
+                    out.push_str(&format!("  n{c}[\"{text}\"]\n"));
+                } else {
+                    out.push_str(&format!("  n{c}([\"{text}\"])\n"));
+                }
+            }
+            for &c in &fleet.graph.order {
+                if let Some(p) = fleet.graph.parent_of(c) {
+                    out.push_str(&format!("  n{p} --> n{c}\n"));
+                }
+            }
+        }
+    }
+    print!("{out}");
+    exit::OK
+}
+
+pub fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
+    if fleet.node(ctid).is_none() {
+        eprintln!(
+            "error: CT {ctid} is not defined in {} (defined: {})",
+            fleet.lxc_path().display(),
+            fleet
+                .nodes
+                .keys()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return exit::NOT_FOUND;
+    }
+    let hashes = hash::hash_fleet(fleet);
+    let h = &hashes[&ctid];
+    match cli.output {
+        Output::Json => print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "node": node_json(fleet, ctid, h),
+            "canonical": h.manifest.canonical(),
+        })),
+        Output::Human => {
+            let node = &fleet.nodes[&ctid];
+            println!(
+                "CT {ctid} {}{}",
+                node.name(),
+                if node.is_template() {
+                    " (template)"
+                } else {
+                    ""
+                }
+            );
+            println!("  defined at {}", fleet.line_of(&node.pointer));
+            match fleet.graph.parent_of(ctid) {
+                Some(p) => println!("  parent    {p} {}", fleet.nodes[&p].name()),
+                None => println!(
+                    "  parent    none (created from {})",
+                    node.spec.template.as_deref().unwrap_or("?")
+                ),
+            }
+            println!("  hash      {}", h.hash);
+            println!("  snapshot  {}", h.hash.snapshot());
+            println!("manifest:");
+            let pretty = serde_json::to_string_pretty(&h.manifest).unwrap_or_default();
+            for line in pretty.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    exit::OK
+}

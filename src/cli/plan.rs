@@ -1,0 +1,70 @@
+//! `phoenix plan`.
+
+use super::*;
+use crate::engine::plan::{Action, Consent};
+
+pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> i32 {
+    if let Some(code) = unknown_targets(fleet, targets) {
+        return code;
+    }
+    let host = match open_host(cli) {
+        Ok(h) => h,
+        Err(e) => return fail(&e, exit::HOST),
+    };
+    let plan = match crate::build::make_plan(fleet, host.as_ref(), consent, targets) {
+        Ok(p) => p.plan,
+        Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
+    };
+    match cli.output {
+        Output::Json => print_json(&json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "backend": host.name(),
+            "nodes": plan.entries,
+            "counts": plan.counts(),
+        })),
+        Output::Human => {
+            println!("{:<16} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
+            for e in &plan.entries {
+                let action = match &e.action {
+                    Action::Rebuild { mode, .. } => format!(
+                        "rebuild/{}",
+                        serde_json::to_value(mode)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    ),
+                    a => a.name().to_string(),
+                };
+                println!(
+                    "{action:<16} {:>9}  {:<24} {}",
+                    e.ctid,
+                    e.name,
+                    crate::render::plan::reason(e, &plan)
+                );
+            }
+            let counts = plan.counts();
+            let parts: Vec<String> = [
+                "create",
+                "rebuild",
+                "update",
+                "held",
+                "blocked",
+                "unmanaged",
+                "fresh",
+            ]
+            .iter()
+            .filter_map(|a| counts.get(a).map(|n| format!("{n} {a}")))
+            .collect();
+            println!("plan: {}", parts.join(", "));
+        }
+    }
+    if plan
+        .entries
+        .iter()
+        .any(|e| matches!(e.action, Action::Held { .. }))
+    {
+        exit::HELD
+    } else {
+        exit::OK
+    }
+}

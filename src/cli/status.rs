@@ -1,0 +1,106 @@
+//! `phoenix status`: each node's built snapshot, state and age on the host, and its
+//! planned action.
+
+use super::*;
+use crate::engine::snapshot::current_build;
+
+/// Where a node's CT stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtState {
+    Running,
+    Stopped,
+    Missing,
+}
+
+/// One row of `phoenix status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusRow {
+    pub ctid: Ctid,
+    pub name: String,
+    pub state: CtState,
+    /// Whether phoenix created the CT; `None` when there is none.
+    pub managed: Option<bool>,
+    pub built_snapshot: Option<String>,
+    pub built_at: Option<u64>,
+    pub age_s: Option<u64>,
+    pub wanted_snapshot: String,
+    pub action: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    schema_version: u32,
+    backend: &'a str,
+    nodes: Vec<StatusRow>,
+}
+
+pub fn status(cli: &Cli, fleet: &Fleet) -> i32 {
+    let host = match open_host(cli) {
+        Ok(h) => h,
+        Err(e) => return fail(&e, exit::HOST),
+    };
+    let crate::build::Planned {
+        hashes,
+        inventory,
+        plan,
+    } = match crate::build::make_plan(fleet, host.as_ref(), &Consent::default(), &[]) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
+    };
+    let now = now_secs();
+    let rows: Vec<StatusRow> = fleet
+        .graph
+        .order
+        .iter()
+        .map(|&ctid| {
+            let ct = inventory.get(&ctid);
+            let built = ct.and_then(current_build);
+            StatusRow {
+                ctid,
+                name: fleet.nodes[&ctid].name().to_string(),
+                state: match ct {
+                    None => CtState::Missing,
+                    Some(c) if c.running => CtState::Running,
+                    Some(_) => CtState::Stopped,
+                },
+                managed: ct.map(|c| c.is_managed()),
+                built_snapshot: built.map(|b| b.name.clone()),
+                built_at: built.map(|b| b.snaptime),
+                age_s: built.map(|b| now.saturating_sub(b.snaptime)),
+                wanted_snapshot: hashes[&ctid].hash.snapshot().to_string(),
+                action: plan.entry(ctid).map(|e| e.action.name()),
+            }
+        })
+        .collect();
+    match cli.output {
+        Output::Json => print_json(&StatusJson {
+            schema_version: JSON_SCHEMA_VERSION,
+            backend: host.name(),
+            nodes: rows,
+        }),
+        Output::Human => {
+            println!(
+                "{:>9}  {:<24} {:<8} {:<37} {:>8}  PLAN",
+                "CTID", "NAME", "STATE", "BUILT", "AGE"
+            );
+            for r in &rows {
+                let state = match r.state {
+                    CtState::Running => "running",
+                    CtState::Stopped => "stopped",
+                    CtState::Missing => "missing",
+                };
+                println!(
+                    "{:>9}  {:<24} {:<8} {:<37} {:>8}  {}",
+                    r.ctid,
+                    r.name,
+                    state,
+                    r.built_snapshot.as_deref().unwrap_or("-"),
+                    r.age_s.map_or("-".to_string(), crate::state::age),
+                    r.action.unwrap_or("")
+                );
+            }
+        }
+    }
+    exit::OK
+}

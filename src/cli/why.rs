@@ -1,0 +1,235 @@
+//! `phoenix why`: root cause first, then the cascade, then what stayed the same.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::engine::plan::Action;
+use crate::engine::why;
+
+/// Config field behind a runtime setting, for `file:line`.
+fn runtime_field(key: &str) -> &str {
+    match key {
+        "memory" => "memory_mb",
+        "hostname" => "name",
+        "network" => "network_config",
+        "disk" => "storage_size_gb",
+        other => other,
+    }
+}
+
+pub fn why(cli: &Cli, fleet: &Fleet, ctid: Option<Ctid>, verbose: bool) -> i32 {
+    if let Some(code) = unknown_targets(fleet, &ctid.into_iter().collect::<Vec<_>>()) {
+        return code;
+    }
+    let (_host, planned, state) = match read_for_history(cli, fleet) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let cx = why::Context {
+        fleet,
+        hashes: &planned.hashes,
+        inventory: &planned.inventory,
+        plan: &planned.plan,
+        history: &state,
+        verbose,
+    };
+    let explanations: BTreeMap<Ctid, why::Explanation> = planned
+        .plan
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.action, Action::Fresh { .. }) || Some(e.ctid) == ctid)
+        .map(|e| (e.ctid, cx.explain(e.ctid)))
+        .collect();
+    let causes = why::root_causes(&explanations);
+    let weight = |c: Ctid| {
+        causes
+            .iter()
+            .find(|rc| rc.ctid == c)
+            .map_or(0, |rc| rc.forces.len())
+    };
+    match ctid {
+        Some(ctid) => {
+            let mut ex = explanations[&ctid].clone();
+            if let why::Explanation::Rebuild { root_causes, .. } = &mut ex {
+                root_causes.sort_by(|a, b| {
+                    weight(b.ctid)
+                        .cmp(&weight(a.ctid))
+                        .then(a.ctid.cmp(&b.ctid))
+                });
+            }
+            match cli.output {
+                Output::Json => print_json(&json!({
+                    "schema_version": JSON_SCHEMA_VERSION,
+                    "ctid": ctid,
+                    "name": fleet.nodes[&ctid].name(),
+                    "snapshot": planned.hashes[&ctid].hash.snapshot(),
+                    "explanation": ex,
+                })),
+                Output::Human => print!("{}", render_why(fleet, &planned, ctid, &ex, &weight)),
+            }
+        }
+        None => match cli.output {
+            Output::Json => print_json(&json!({
+                "schema_version": JSON_SCHEMA_VERSION,
+                "root_causes": causes,
+                "nodes": explanations,
+            })),
+            Output::Human => print!("{}", render_why_all(&explanations, &causes)),
+        },
+    }
+    exit::OK
+}
+
+fn render_reasons(out: &mut String, reasons: &[why::Reason], indent: &str) {
+    for r in reasons {
+        out.push_str(&format!("{indent}{}\n", r.sentence()));
+        if let why::Reason::Script { diff: Some(d), .. } = r {
+            for line in d.lines() {
+                out.push_str(&format!("{indent}  {line}\n"));
+            }
+        }
+    }
+}
+
+fn render_why(
+    fleet: &Fleet,
+    planned: &crate::build::Planned,
+    ctid: Ctid,
+    ex: &why::Explanation,
+    weight: &dyn Fn(Ctid) -> usize,
+) -> String {
+    use why::Explanation as E;
+    let mut out = String::new();
+    let label = node_label(fleet, ctid);
+    let now = now_secs();
+    match ex {
+        E::UpToDate { snapshot, built_at, parent, parent_snapshot } => {
+            out.push_str(&format!(
+                "CT {label} is up to date: {snapshot}, built {} UTC ({} ago)",
+                crate::state::utc(*built_at),
+                crate::state::age(now.saturating_sub(*built_at))
+            ));
+            match (parent, parent_snapshot) {
+                (Some(p), Some(ps)) => out.push_str(&format!(", cloned from {} at {ps}\n", node_label(fleet, *p))),
+                _ => out.push_str(&format!(", created from {}\n", fleet.nodes[&ctid].spec.template.as_deref().unwrap_or("?"))),
+            }
+        }
+        E::Update { changes } => {
+            out.push_str(&format!("CT {label} is built from today's inputs; only runtime settings differ, applied in place (update, no rebuild):\n"));
+            for c in changes {
+                let at = fleet.line_of(&format!("{}/{}", fleet.nodes[&ctid].pointer, runtime_field(&c.key)));
+                out.push_str(&format!("  {}: {} → {} ({at})\n", c.key, c.old.as_deref().unwrap_or("(unset)"), c.new));
+            }
+        }
+        E::NeverBuilt => out.push_str(&format!(
+            "CT {label} has never been built: no CT with this id exists on the host. `phoenix build {ctid}` creates it.\n"
+        )),
+        E::NotManaged => out.push_str(&format!(
+            "CT {label}: a CT with this id exists but phoenix did not create it (no `phoenix` tag). phoenix never touches it and cannot say what is inside.\n"
+        )),
+        E::Unfinished => out.push_str(&format!(
+            "CT {label} exists but its build never reached a snapshot (interrupted or failed): it will be replaced.\n"
+        )),
+        E::Rebuild { action, root_causes, cascade, unchanged } => {
+            let entry = planned.plan.entry(ctid);
+            let what = match entry.map(|e| &e.action) {
+                Some(Action::Rebuild { mode: crate::engine::plan::RebuildMode::InPlace, .. }) => "would be rebuilt in place".to_string(),
+                Some(Action::Rebuild { .. }) => "would be replaced".to_string(),
+                Some(Action::Held { .. }) => "is held".to_string(),
+                Some(Action::Blocked { by }) => format!("is blocked by {by}"),
+                _ => format!("would {action}"),
+            };
+            out.push_str(&format!("CT {label} {what} ({action}).\n"));
+            if let Some(e) = entry {
+                out.push_str(&format!("  plan: {}\n", crate::render::plan::reason(e, &planned.plan)));
+            }
+            if root_causes.len() > 1 {
+                out.push_str(&format!("\n{} root causes, ranked by how many nodes each forces:\n", root_causes.len()));
+            }
+            for (i, rc) in root_causes.iter().enumerate() {
+                let head = if root_causes.len() > 1 { format!("{}. ", i + 1) } else { "root cause: ".to_string() };
+                out.push_str(&format!(
+                    "\n{head}{} (forces {} node{})\n",
+                    node_label(fleet, rc.ctid),
+                    weight(rc.ctid),
+                    crate::cli::plural(weight(rc.ctid))
+                ));
+                render_reasons(&mut out, &rc.reasons, "  ");
+            }
+            if cascade.len() > 1 {
+                out.push_str(&format!(
+                    "\ncascade: {}: parent changed\n",
+                    cascade.iter().map(u32::to_string).collect::<Vec<_>>().join(" → ")
+                ));
+            }
+            if !unchanged.is_empty() {
+                out.push_str(&format!("\nunchanged on {ctid}: {}\n", unchanged.join("; ")));
+            }
+        }
+    }
+    out
+}
+
+fn render_why_all(
+    explanations: &BTreeMap<Ctid, why::Explanation>,
+    causes: &[why::RootCause],
+) -> String {
+    use why::Explanation as E;
+    let mut out = String::new();
+    if causes.is_empty()
+        && explanations
+            .values()
+            .all(|e| matches!(e, E::UpToDate { .. }))
+    {
+        return "every node is up to date\n".to_string();
+    }
+    if !causes.is_empty() {
+        out.push_str(&format!(
+            "{} root cause{}, ranked by how many nodes each forces:\n",
+            causes.len(),
+            crate::cli::plural(causes.len())
+        ));
+        for (i, rc) in causes.iter().enumerate() {
+            let forced: Vec<String> = rc.forces.iter().map(|(c, a)| format!("{c} {a}")).collect();
+            out.push_str(&format!(
+                "\n{}. {} {} — forces {}: {}\n",
+                i + 1,
+                rc.ctid,
+                rc.name,
+                rc.forces.len(),
+                forced.join(", ")
+            ));
+            render_reasons(&mut out, &rc.reasons, "     ");
+        }
+    }
+    let list = |pred: &dyn Fn(&E) -> bool| -> Vec<String> {
+        explanations
+            .iter()
+            .filter(|(_, e)| pred(e))
+            .map(|(c, _)| c.to_string())
+            .collect()
+    };
+    for (title, items) in [
+        (
+            "runtime updates (no rebuild)",
+            list(&|e| matches!(e, E::Update { .. })),
+        ),
+        (
+            "never built (create)",
+            list(&|e| matches!(e, E::NeverBuilt)),
+        ),
+        (
+            "unfinished builds (replace)",
+            list(&|e| matches!(e, E::Unfinished)),
+        ),
+        (
+            "not phoenix's (never touched)",
+            list(&|e| matches!(e, E::NotManaged)),
+        ),
+    ] {
+        if !items.is_empty() {
+            out.push_str(&format!("\n{title}: {}\n", items.join(", ")));
+        }
+    }
+    out
+}

@@ -1,0 +1,260 @@
+//! phoenix's values ↔ a Proxmox CT config: how [`Settings`], [`Passthrough`] and
+//! [`CtInfo`] are written into and read out of a [`ConfFile`]. The model writes with it
+//! and the `pve` backend reads the same files with it.
+//!
+//! | value | config key |
+//! |---|---|
+//! | hostname, memory_mb, cores, onboot | `hostname`, `memory`, `cores`, `onboot` |
+//! | network | `net0: name=..,bridge=..,gw=..,hwaddr=..,ip=..,type=veth` |
+//! | features | `features` (a set; empty removes the key) |
+//! | managed | `phoenix` in `tags` (other tags kept) |
+//! | description | the `#` lines |
+//! | disk size | `size=` of `rootfs` |
+//! | passthrough | `lxc.cgroup2.devices.allow: c <major>:* rwm`, `lxc.mount.entry: /dev/x dev/x none bind,optional,create=file` |
+
+use std::collections::BTreeMap;
+
+use super::conf::{ConfFile, Section};
+use super::props::{self, Features, NetConf, Tags};
+use crate::host::{CtInfo, Ctid, Network, Passthrough, Settings, SnapshotInfo, MANAGED_TAG};
+
+const DEVICE_ALLOW: &str = "lxc.cgroup2.devices.allow";
+const MOUNT_ENTRY: &str = "lxc.mount.entry";
+
+/// Whether a raw `lxc.*` entry is one of the device lines phoenix writes.
+pub fn is_passthrough_entry(key: &str, value: &str) -> bool {
+    (key == DEVICE_ALLOW && value.starts_with("c ") && value.ends_with(":* rwm"))
+        || (key == MOUNT_ENTRY && value.starts_with("/dev/nvidia"))
+}
+
+/// The raw `lxc.*` entries of a passthrough.
+pub fn passthrough_entries(p: &Passthrough) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = p
+        .char_majors
+        .iter()
+        .map(|m| (DEVICE_ALLOW.to_string(), format!("c {m}:* rwm")))
+        .collect();
+    for node in &p.nodes {
+        let create = if node.ends_with("-caps") {
+            "dir"
+        } else {
+            "file"
+        };
+        out.push((
+            MOUNT_ENTRY.to_string(),
+            format!(
+                "{node} {} none bind,optional,create={create}",
+                node.trim_start_matches('/')
+            ),
+        ));
+    }
+    out
+}
+
+fn read_passthrough(section: &Section) -> Passthrough {
+    let mut p = Passthrough::default();
+    for (k, v) in section.lxc() {
+        if !is_passthrough_entry(k, v) {
+            continue;
+        }
+        if k == DEVICE_ALLOW {
+            if let Some(m) = v
+                .strip_prefix("c ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|m| m.parse().ok())
+            {
+                p.char_majors.push(m);
+            }
+        } else if let Some(node) = v.split_whitespace().next() {
+            p.nodes.push(node.to_string());
+        }
+    }
+    p
+}
+
+/// Replaces a section's passthrough entries, keeping every other raw line.
+pub fn write_passthrough(section: &mut Section, p: &Passthrough) {
+    section.retain_lxc(|k, v| !is_passthrough_entry(k, v));
+    for (k, v) in passthrough_entries(p) {
+        section.push_lxc(&k, &v);
+    }
+}
+
+/// The network of `net0`, if it reads.
+pub fn read_network(value: &str) -> Option<Network> {
+    let n = NetConf::parse(value).ok()?;
+    Some(Network {
+        name: n.name,
+        bridge: n.bridge.unwrap_or_default(),
+        ip: n.ip.unwrap_or_default(),
+        gw: n.gw,
+        mac: n.hwaddr,
+    })
+}
+
+/// `net0` for a network; `mac` is used when the network leaves it open.
+pub fn network_value(net: &Network, mac: Option<&str>) -> String {
+    let mut n = NetConf::new(&net.name);
+    n.bridge = Some(net.bridge.clone());
+    n.ip = Some(net.ip.clone());
+    n.gw = net.gw.clone();
+    n.hwaddr = net.mac.as_deref().or(mac).map(|m| m.to_ascii_uppercase());
+    n.type_ = Some("veth".to_string());
+    n.to_string()
+}
+
+/// Writes settings into a section (`None` leaves a key alone). `new_mac` supplies a MAC
+/// for an interface that leaves it open and has none yet.
+pub fn write_settings(section: &mut Section, s: &Settings, new_mac: &mut dyn FnMut() -> String) {
+    if let Some(h) = &s.hostname {
+        section.set("hostname", h);
+    }
+    if let Some(m) = s.memory_mb {
+        section.set("memory", &m.to_string());
+    }
+    if let Some(c) = s.cores {
+        section.set("cores", &c.to_string());
+    }
+    if let Some(net) = &s.network {
+        let kept = section
+            .get("net0")
+            .and_then(read_network)
+            .and_then(|n| n.mac);
+        let mac = kept.unwrap_or_else(&mut *new_mac);
+        section.set("net0", &network_value(net, Some(&mac)));
+    }
+    if let Some(b) = s.onboot {
+        section.set("onboot", if b { "1" } else { "0" });
+    }
+    if let Some(f) = &s.features {
+        if f.is_empty() {
+            section.remove("features");
+        } else {
+            section.set("features", &Features::from_map(f).to_string());
+        }
+    }
+    if let Some(managed) = s.managed {
+        let mut tags = section.get("tags").map(Tags::parse).unwrap_or_default();
+        if managed {
+            tags.insert(MANAGED_TAG);
+        } else {
+            tags.remove(MANAGED_TAG);
+        }
+        if tags.is_empty() {
+            section.remove("tags");
+        } else {
+            section.set("tags", &tags.to_string());
+        }
+    }
+    if let Some(d) = &s.description {
+        section.set_description(d);
+    }
+    for (k, v) in &s.extra {
+        section.set(k, v);
+    }
+    for k in &s.delete {
+        section.remove(k);
+    }
+}
+
+/// Settings as a section has them.
+pub fn read_settings(section: &Section) -> Settings {
+    let num = |k: &str| section.get(k).and_then(|v| v.trim().parse().ok());
+    let description = section.description();
+    Settings {
+        hostname: section.get("hostname").map(str::to_string),
+        memory_mb: num("memory"),
+        cores: num("cores"),
+        network: section.get("net0").and_then(read_network),
+        onboot: section.get("onboot").map(|v| v == "1"),
+        features: Some(
+            section
+                .get("features")
+                .and_then(|f| Features::parse(f).ok())
+                .map(|f| f.to_map())
+                .unwrap_or_default(),
+        ),
+        managed: Some(
+            section
+                .get("tags")
+                .is_some_and(|t| Tags::parse(t).contains(MANAGED_TAG)),
+        ),
+        description: (!description.is_empty()).then_some(description),
+        extra: BTreeMap::new(),
+        delete: Vec::new(),
+    }
+}
+
+/// Root disk size in GiB (rounded up) from `rootfs`.
+pub fn disk_gb(section: &Section) -> Option<u64> {
+    let mp = props::MountPoint::parse(section.get("rootfs")?).ok()?;
+    mp.size_bytes.map(props::size_gib_ceil)
+}
+
+/// What phoenix reads of a CT from its config file.
+pub fn ct_info(ctid: Ctid, conf: &ConfFile, running: bool) -> CtInfo {
+    let main = conf.main();
+    let flag = |k: &str| main.get(k).is_some_and(|v| v.trim() == "1");
+    let snapshots = conf
+        .snapshot_names()
+        .into_iter()
+        .filter_map(|name| {
+            let s = conf.snapshot(name)?;
+            Some(SnapshotInfo {
+                name: name.to_string(),
+                description: s.description(),
+                snaptime: s.get("snaptime").and_then(|t| t.parse().ok()).unwrap_or(0),
+                parent: s.get("parent").map(str::to_string),
+            })
+        })
+        .collect();
+    CtInfo {
+        ctid,
+        running,
+        lock: main.get("lock").map(str::to_string),
+        template: flag("template"),
+        // Proxmox's default for a CT without the key is privileged.
+        unprivileged: flag("unprivileged"),
+        settings: read_settings(main),
+        disk_gb: disk_gb(main),
+        passthrough: read_passthrough(main),
+        snapshots,
+        parent_snapshot: main.get("parent").map(str::to_string),
+    }
+}
+
+/// A CT as Proxmox would hold its config, for a host that keeps none of its own.
+pub fn conf_of(ct: &CtInfo) -> ConfFile {
+    let mut conf = ConfFile::new();
+    let main = conf.main_mut();
+    write_settings(main, &ct.settings, &mut String::new);
+    if let Some(gb) = ct.disk_gb {
+        main.set(
+            "rootfs",
+            &format!("rootfs,size={}", props::format_size(gb * props::GIB)),
+        );
+    }
+    if ct.unprivileged {
+        main.set("unprivileged", "1");
+    }
+    if ct.template {
+        main.set("template", "1");
+    }
+    if let Some(l) = &ct.lock {
+        main.set("lock", l);
+    }
+    if let Some(p) = &ct.parent_snapshot {
+        main.set("parent", p);
+    }
+    write_passthrough(main, &ct.passthrough);
+    for s in &ct.snapshots {
+        let mut section = Section::default();
+        section.set_description(&s.description);
+        if let Some(p) = &s.parent {
+            section.set("parent", p);
+        }
+        section.set("snaptime", &s.snaptime.to_string());
+        conf.add_snapshot(&s.name, section);
+    }
+    conf
+}

@@ -1,0 +1,23 @@
+//! Everything that knows Proxmox VE's formats, in one place: used by the model
+//! ([`sim`](crate::host::sim)), the `pct` front-end, and the `pve` backend.
+//!
+//! | module | format |
+//! |---|---|
+//! | [`conf`] | the CT config file (`/etc/pve/nodes/<node>/lxc/<vmid>.conf`), lossless |
+//! | [`props`] | property strings (`net0`, `rootfs`/`mpN`, `features`, `devN`, `tags`) and sizes |
+//! | [`map`] | phoenix's values (settings, passthrough, [`CtInfo`](crate::host::CtInfo)) ↔ config keys |
+//! | [`storage`] | `/etc/pve/storage.cfg` |
+//! | [`args`] | `pct`'s command line |
+//! | [`output`] | what `pct` prints |
+//! | [`text`] | error texts and their kinds |
+//!
+//! Citations in brackets name the Proxmox source a rule was read in (`pct-spec.md`'s
+//! table of tags).
+
+pub mod args;
+pub mod conf;
+pub mod map;
+pub mod output;
+pub mod props;
+pub mod storage;
+pub mod text;

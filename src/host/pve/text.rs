@@ -1,0 +1,238 @@
+//! Proxmox's error texts (pct-spec §0–§5), each with the [`ErrorKind`] phoenix decides on.
+//! The model writes them, the `pct` front-end prints them, and [`classify`] reads them
+//! back from a real `pct`'s stderr: one place for the words.
+
+use crate::host::{Ctid, ErrorKind, HostError};
+
+fn err(kind: ErrorKind, message: String) -> HostError {
+    HostError::new(kind, message)
+}
+
+/// `Configuration file 'nodes/<node>/lxc/<vmid>.conf' does not exist` [ABS load_config].
+pub fn config_missing(node: &str, ctid: Ctid) -> HostError {
+    err(
+        ErrorKind::NotFound,
+        format!("Configuration file 'nodes/{node}/lxc/{ctid}.conf' does not exist"),
+    )
+}
+
+/// `CT is locked (<lock>)` [ABS check_lock].
+pub fn locked(lock: &str) -> HostError {
+    err(ErrorKind::Locked, format!("CT is locked ({lock})"))
+}
+
+/// The config file lock was not had within 10 s [PTOOLS lock_file_full].
+pub fn lock_timeout(path: &str) -> HostError {
+    err(
+        ErrorKind::LockTimeout,
+        format!("can't lock file '{path}' - got timeout"),
+    )
+}
+
+/// `CT <vmid> already exists on node '<node>'` [CLU check_vmid_unused].
+pub fn already_exists(ctid: Ctid, node: &str) -> HostError {
+    err(
+        ErrorKind::Exists,
+        format!("CT {ctid} already exists on node '{node}'"),
+    )
+}
+
+pub fn already_running(ctid: Ctid) -> HostError {
+    err(ErrorKind::Running, format!("CT {ctid} already running"))
+}
+
+/// shutdown/stop of a CT that is not running (also when it does not exist) [A-ST].
+pub fn not_running(ctid: Ctid) -> HostError {
+    err(ErrorKind::NotRunning, format!("CT {ctid} not running"))
+}
+
+/// `pct exec` of a stopped CT [PCT exec].
+pub fn exec_not_running(ctid: Ctid) -> HostError {
+    err(
+        ErrorKind::NotRunning,
+        format!("container '{ctid}' not running!"),
+    )
+}
+
+pub fn push_not_running() -> HostError {
+    err(
+        ErrorKind::NotRunning,
+        "can only push files to a running CT".into(),
+    )
+}
+
+pub fn pull_not_running() -> HostError {
+    err(
+        ErrorKind::NotRunning,
+        "can only pull files from a running VM".into(),
+    )
+}
+
+pub fn destroy_running(ctid: Ctid) -> HostError {
+    err(
+        ErrorKind::Running,
+        format!("unable to destroy CT {ctid} - container is running"),
+    )
+}
+
+pub fn snapshot_missing(name: &str) -> HostError {
+    err(
+        ErrorKind::NotFound,
+        format!("snapshot '{name}' does not exist"),
+    )
+}
+
+pub fn snapshot_used(name: &str) -> HostError {
+    err(
+        ErrorKind::Exists,
+        format!("snapshot name '{name}' already used"),
+    )
+}
+
+/// The first failing check of `pct snapshot`'s name [A-SNAP, JS check_prop: format, then
+/// length].
+pub fn bad_snapshot_name(name: &str) -> Option<HostError> {
+    if name == "current" || name == "vzdump" {
+        return Some(err(
+            ErrorKind::Invalid,
+            format!("unable to use snapshot name '{name}' (reserved name)"),
+        ));
+    }
+    if crate::fleet::config::is_valid_snapshot_name(name) {
+        return None;
+    }
+    let valid_format = {
+        let mut c = name.chars();
+        c.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.len() >= 2
+            && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    Some(err(
+        ErrorKind::Invalid,
+        if valid_format {
+            "400 Parameter verification failed.\nsnapname: value may only be 40 characters long"
+                .to_string()
+        } else {
+            format!("400 Parameter verification failed.\nsnapname: invalid format - invalid configuration ID '{name}'")
+        },
+    ))
+}
+
+pub fn template_start() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "you can't start a CT if it's a template".into(),
+    )
+}
+
+pub fn template_snapshot() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "you can't take a snapshot if it's a template".into(),
+    )
+}
+
+/// ZFS rolls back only to the newest snapshot [ZFS volume_rollback_is_possible].
+pub fn rollback_not_latest(name: &str, volid: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("can't rollback, '{name}' is not most recent snapshot on '{volid}'"),
+    )
+}
+
+pub fn no_lock() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "no lock found trying to remove any lock".into(),
+    )
+}
+
+pub fn read_only_option(key: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("unable to modify read-only option: '{key}'"),
+    )
+}
+
+pub fn no_options() -> HostError {
+    err(ErrorKind::Invalid, "no options specified".into())
+}
+
+pub fn unknown_storage(storage: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("storage '{storage}' does not exist"),
+    )
+}
+
+pub fn shrink() -> HostError {
+    err(ErrorKind::Invalid, "unable to shrink disk size".into())
+}
+
+/// The kind of a Proxmox error text, as a real `pct` prints it on stderr.
+pub fn classify(message: &str) -> ErrorKind {
+    let has = |s: &str| message.contains(s);
+    if has("CT is locked") {
+        ErrorKind::Locked
+    } else if (has("can't lock file") && has("got timeout")) || has("trying to acquire lock") {
+        ErrorKind::LockTimeout
+    } else if has("Configuration file") && has("does not exist") {
+        ErrorKind::NotFound
+    } else if has("already exists on node") || has("already used") {
+        ErrorKind::Exists
+    } else if has("not running") || has("from a running") || has("to a running") {
+        ErrorKind::NotRunning
+    } else if has("already running") || has("container is running") {
+        ErrorKind::Running
+    } else if has("400 ") || has("reserved name") || has("read-only option") {
+        ErrorKind::Invalid
+    } else {
+        ErrorKind::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every text this module writes reads back as its own kind.
+    #[test]
+    fn texts_classify_as_their_kind() {
+        let all = [
+            config_missing("pve", 100),
+            locked("disk"),
+            lock_timeout("/run/lock/lxc/pve-config-100.lock"),
+            already_exists(100, "pve"),
+            already_running(100),
+            not_running(100),
+            exec_not_running(100),
+            push_not_running(),
+            pull_not_running(),
+            destroy_running(100),
+            snapshot_used("s1"),
+            bad_snapshot_name("2024-01-01").unwrap(),
+            bad_snapshot_name(&"a".repeat(41)).unwrap(),
+            bad_snapshot_name("vzdump").unwrap(),
+            read_only_option("unprivileged"),
+        ];
+        for e in all {
+            assert_eq!(classify(&e.message), e.kind, "{}", e.message);
+        }
+        assert!(ErrorKind::Locked.is_transient());
+        assert!(ErrorKind::LockTimeout.is_transient());
+        assert!(!classify("snapshot feature is not available").is_transient());
+    }
+
+    #[test]
+    fn snapshot_name_errors_follow_pves_check_order() {
+        assert!(bad_snapshot_name("phx-0123").is_none());
+        assert!(bad_snapshot_name("2024-01-01")
+            .unwrap()
+            .message
+            .ends_with("invalid configuration ID '2024-01-01'"));
+        assert!(bad_snapshot_name(&"a".repeat(41))
+            .unwrap()
+            .message
+            .ends_with("value may only be 40 characters long"));
+    }
+}

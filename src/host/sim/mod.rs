@@ -1,0 +1,1075 @@
+//! `sim`: a model of a Proxmox VE node whose state is real Proxmox files.
+//!
+//! The zero-setup backend (`--backend sim`: the README demo, most tests, the benchmarks)
+//! and, behind the `pct` front-end, the engine of the `pve` backend's test double. Its
+//! files are the truth, laid out as on a Proxmox node under one root (`<state-dir>/sim/`
+//! for `--backend sim`):
+//!
+//! | path under the root | what |
+//! |---|---|
+//! | `etc/pve/nodes/<node>/lxc/<vmid>.conf` | CT configs in Proxmox's format ([`pve::conf`](crate::host::pve::conf)); `etc/pve/lxc` links to the node's directory |
+//! | `etc/pve/storage.cfg` | storages (the installer's `local` and `local-zfs` unless one is there) |
+//! | `<pool>/subvol-<vmid>-disk-0/` | a `zfspool` volume: the CT's root filesystem (pushed files; commands run inside are recorded in `var/log/sim-commands.log`, not executed) |
+//! | `<pool>/<volume>/.zfs/snapshot/<name>/` | its ZFS snapshots, in creation order in `.zfs/snapshots` |
+//! | `run/lxc/<vmid>.running` | the CT runs |
+//! | `run/lock/lxc/pve-config-<vmid>.lock` | the config file lock (10 s, as Proxmox) |
+//! | `proc/driver/nvidia/version`, `proc/devices`, `dev/nvidia*` | host facts, read by the same code as on a real host |
+//! | `calls.log` | one JSON line per call (`verb`, `ctid`, `mutating`, `pid`) |
+//!
+//! A config written by hand or by another tool into the CT directory is that CT. It
+//! behaves like Proxmox where phoenix depends on it (`pct-spec.md`): a clone locks its
+//! source (`CT is locked (disk)`) for the whole copy, snapshot names follow Proxmox's rule,
+//! a clone is stopped with fresh MACs, `exec`/`push` need a running CT, a running CT
+//! cannot be destroyed, rollback only to the newest snapshot, error texts are Proxmox's
+//! ([`pve::text`](crate::host::pve::text)).
+//!
+//! Knobs: [`knobs`] (latency, faults), and `PHOENIX_SIM_NVIDIA_VERSION=580.76.05|none`,
+//! the host kernel driver the model's `proc/` reports.
+
+pub mod knobs;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use knobs::{Effect, Fault, Latency};
+
+use crate::host::pve::conf::{ConfFile, Section};
+use crate::host::pve::props::{self, MountPoint};
+use crate::host::pve::storage::{self, Storage};
+use crate::host::pve::{map, text};
+use crate::host::{
+    CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
+    Passthrough, Settings, Verb,
+};
+
+/// `/proc/devices` of a host with the NVIDIA driver loaded.
+const PROC_DEVICES: &str = include_str!("../../../tests/fixtures/host/proc-devices.txt");
+/// `/proc/driver/nvidia/version` of such a host; the version is replaced by the model's.
+const PROC_NVIDIA_VERSION: &str =
+    include_str!("../../../tests/fixtures/host/proc-driver-nvidia-version.txt");
+pub const DEFAULT_NVIDIA_VERSION: &str = "580.76.05";
+/// The node name of `--backend sim`.
+pub const SIM_NODE: &str = "sim";
+/// Proxmox waits this long for a config file lock [PTOOLS lock_file_full].
+const CONFIG_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where commands run inside a CT are recorded, in its root filesystem.
+const COMMANDS_LOG: &str = "var/log/sim-commands.log";
+
+pub struct SimHost {
+    root: PathBuf,
+    node: String,
+    latency: Latency,
+    faults: Vec<Fault>,
+    /// Environment for the `pct` front-end to open this same host.
+    env: Vec<(String, String)>,
+    /// `<root>/bin`, holding the `pct` link, made once per process.
+    pct_dir: std::sync::OnceLock<Option<PathBuf>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> HostError {
+    HostError::failed(format!("sim: cannot {what} {}: {e}", path.display()))
+}
+
+/// A MAC in Proxmox's default `BC:24:11` range [DCC].
+fn new_mac(ctid: Ctid) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let h = blake3::hash(format!("{ctid}:{n}:{nanos}:{}", std::process::id()).as_bytes());
+    let b = h.as_bytes();
+    format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2])
+}
+
+/// Copies a directory tree (files and directories), leaving out `.zfs`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        if e.file_name() == ".zfs" {
+            continue;
+        }
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &target)?;
+        } else {
+            fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Empties a directory tree except `.zfs`.
+fn clear_tree(dir: &Path) -> std::io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name() == ".zfs" {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            fs::remove_dir_all(e.path())?;
+        } else {
+            fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// A path inside a CT, relative to its root filesystem; `None` for one that is not
+/// absolute or leaves the root.
+fn inside(path: &str) -> Option<PathBuf> {
+    let rel = path.strip_prefix('/')?;
+    let p = Path::new(rel);
+    p.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        .then(|| p.to_path_buf())
+}
+
+/// The OS type Proxmox detects, guessed from the template's name.
+fn ostype(template: &str) -> &'static str {
+    let name = template.rsplit(['/', ':']).next().unwrap_or(template);
+    [
+        "debian",
+        "ubuntu",
+        "centos",
+        "fedora",
+        "alpine",
+        "archlinux",
+        "opensuse",
+        "rocky",
+        "almalinux",
+    ]
+    .into_iter()
+    .find(|os| name.starts_with(os))
+    .unwrap_or("unmanaged")
+}
+
+impl SimHost {
+    /// The model behind `--backend sim`: node `sim` under `<state_dir>/sim`, knobs from the
+    /// environment.
+    pub fn for_state_dir(state_dir: &Path) -> Result<SimHost, String> {
+        let mut h = SimHost::open(&state_dir.join("sim"), SIM_NODE)?;
+        h.env = vec![
+            ("PHOENIX_BACKEND".into(), "sim".into()),
+            ("PHOENIX_STATE_DIR".into(), state_dir.display().to_string()),
+        ];
+        Ok(h)
+    }
+
+    /// Opens (creating if needed) a model of node `node` under `root`, knobs from the
+    /// environment.
+    pub fn open(root: &Path, node: &str) -> Result<SimHost, String> {
+        let latency =
+            knobs::parse_latency(&std::env::var("PHOENIX_SIM_LATENCY").unwrap_or_default())?;
+        let faults = knobs::parse_faults(&std::env::var("PHOENIX_SIM_FAULTS").unwrap_or_default())?;
+        let host = SimHost {
+            root: root.to_path_buf(),
+            node: node.to_string(),
+            latency,
+            faults,
+            env: Vec::new(),
+            pct_dir: std::sync::OnceLock::new(),
+        };
+        host.lay_out().map_err(|e| {
+            format!(
+                "cannot set up the simulated host in {}: {e}",
+                root.display()
+            )
+        })?;
+        Ok(host)
+    }
+
+    fn lay_out(&self) -> std::io::Result<()> {
+        fs::create_dir_all(self.conf_dir())?;
+        let link = self.root.join("etc/pve/lxc");
+        if fs::symlink_metadata(&link).is_err() {
+            let target = PathBuf::from("nodes").join(&self.node).join("lxc");
+            match std::os::unix::fs::symlink(target, &link) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        let cfg = self.root.join("etc/pve/storage.cfg");
+        if !cfg.exists() {
+            crate::state::write_atomic(&cfg, storage::DEFAULT_STORAGE_CFG.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn conf_dir(&self) -> PathBuf {
+        self.root.join("etc/pve/nodes").join(&self.node).join("lxc")
+    }
+
+    /// The config file of a CT.
+    pub fn conf_path(&self, ctid: Ctid) -> PathBuf {
+        self.conf_dir().join(format!("{ctid}.conf"))
+    }
+
+    fn running_path(&self, ctid: Ctid) -> PathBuf {
+        self.root.join(format!("run/lxc/{ctid}.running"))
+    }
+
+    fn is_running(&self, ctid: Ctid) -> bool {
+        self.running_path(ctid).exists()
+    }
+
+    fn set_running(&self, ctid: Ctid, running: bool) -> HostResult<()> {
+        let p = self.running_path(ctid);
+        let r = if running {
+            fs::create_dir_all(p.parent().unwrap_or(&self.root)).and_then(|()| fs::write(&p, ""))
+        } else {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        r.map_err(|e| io_err("mark", &p, e))
+    }
+
+    /// Holds the config locks of these CTs (ascending, so two callers never wait on each
+    /// other) for one read-modify-write, like Proxmox's `pve-config-<vmid>.lock`.
+    fn locked<T>(&self, ctids: &[Ctid], f: impl FnOnce() -> HostResult<T>) -> HostResult<T> {
+        let mut ids = ctids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut held = Vec::with_capacity(ids.len());
+        for id in ids {
+            held.push(self.lock_file(&format!("run/lock/lxc/pve-config-{id}.lock"))?);
+        }
+        let r = f();
+        drop(held); // closing the files releases the locks
+        r
+    }
+
+    fn lock_file(&self, rel: &str) -> HostResult<File> {
+        let path = self.root.join(rel);
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let file = open()
+            .or_else(|_| {
+                fs::create_dir_all(path.parent().unwrap_or(&self.root)).and_then(|()| open())
+            })
+            .map_err(|e| io_err("open lock", &path, e))?;
+        let deadline = Instant::now() + CONFIG_LOCK_TIMEOUT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    sleep(Duration::from_millis(2));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(text::lock_timeout(&format!("/{rel}")))
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path, e)),
+            }
+        }
+    }
+
+    fn read_conf(&self, ctid: Ctid) -> HostResult<Option<ConfFile>> {
+        let path = self.conf_path(ctid);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                ConfFile::parse(&text).map(Some).map_err(|e| {
+                    HostError::failed(format!("{}:{}: {}", path.display(), e.line, e.message))
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path, e)),
+        }
+    }
+
+    fn get(&self, ctid: Ctid) -> HostResult<ConfFile> {
+        self.read_conf(ctid)?
+            .ok_or_else(|| text::config_missing(&self.node, ctid))
+    }
+
+    /// Writes a config atomically (as pmxcfs does): readers see the old or the new file.
+    fn write_conf(&self, ctid: Ctid, conf: &ConfFile) -> HostResult<()> {
+        let path = self.conf_path(ctid);
+        crate::state::write_atomic(&path, conf.to_text().as_bytes())
+            .map_err(|e| io_err("write", &path, e))
+    }
+
+    fn remove_conf(&self, ctid: Ctid) -> HostResult<()> {
+        let path = self.conf_path(ctid);
+        fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))
+    }
+
+    fn storages(&self) -> HostResult<BTreeMap<String, Storage>> {
+        let path = self.root.join("etc/pve/storage.cfg");
+        let text = fs::read_to_string(&path).map_err(|e| io_err("read", &path, e))?;
+        storage::parse(&text).map_err(|e| HostError::failed(format!("{}: {e}", path.display())))
+    }
+
+    fn storage(&self, id: &str) -> HostResult<Storage> {
+        self.storages()?
+            .remove(id)
+            .ok_or_else(|| text::unknown_storage(id))
+    }
+
+    /// The volume name of a CT's root disk on a storage, and its volume id.
+    fn new_volume(&self, storage: &Storage, ctid: Ctid) -> HostResult<String> {
+        if !storage.holds("rootdir") {
+            return Err(HostError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "storage '{}' does not support container directories",
+                    storage.id
+                ),
+            ));
+        }
+        match storage.kind.as_str() {
+            "zfspool" => Ok(format!("{}:subvol-{ctid}-disk-0", storage.id)),
+            "dir" => Ok(format!("{}:{ctid}/subvol-{ctid}-disk-0.subvol", storage.id)),
+            other => Err(HostError::failed(format!(
+                "sim: storage '{}' is of type '{other}'; the model has zfspool and dir storages",
+                storage.id
+            ))),
+        }
+    }
+
+    /// Where a volume's files are, and whether its storage takes snapshots.
+    fn volume(&self, volid: &str) -> HostResult<(PathBuf, bool)> {
+        let (store, name) = volid
+            .split_once(':')
+            .ok_or_else(|| HostError::failed(format!("unable to parse volume ID '{volid}'")))?;
+        let s = self.storage(store)?;
+        let prop = |k: &str| s.properties.get(k).cloned().unwrap_or_default();
+        match s.kind.as_str() {
+            "zfspool" => Ok((self.root.join(prop("pool")).join(name), true)),
+            "dir" => Ok((
+                self.root
+                    .join(prop("path").trim_start_matches('/'))
+                    .join("images")
+                    .join(name),
+                false,
+            )),
+            other => Err(HostError::failed(format!(
+                "sim: storage '{store}' is of type '{other}'; the model has zfspool and dir storages"
+            ))),
+        }
+    }
+
+    fn rootfs(&self, conf: &ConfFile) -> HostResult<(PathBuf, bool)> {
+        let rootfs = conf
+            .main()
+            .get("rootfs")
+            .ok_or_else(|| HostError::failed("CT has no rootfs"))?;
+        let mp = MountPoint::parse(rootfs)
+            .map_err(|e| HostError::failed(format!("unable to parse rootfs '{rootfs}': {e}")))?;
+        self.volume(&mp.volume)
+    }
+
+    /// The ZFS snapshots of a volume, oldest first.
+    fn zfs_snapshots(vol: &Path) -> Vec<String> {
+        fs::read_to_string(vol.join(".zfs/snapshots"))
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    fn set_zfs_snapshots(vol: &Path, names: &[String]) -> HostResult<()> {
+        let p = vol.join(".zfs/snapshots");
+        let mut text = names.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        crate::state::write_atomic(&p, text.as_bytes()).map_err(|e| io_err("write", &p, e))
+    }
+
+    /// Records the call, applies its latency and any injected fault. An `exitN` fault is
+    /// returned.
+    fn call(&self, verb: Verb, ctid: Option<Ctid>) -> HostResult<Option<i32>> {
+        self.record(verb, ctid);
+        self.effects(verb, ctid)
+    }
+
+    fn record(&self, verb: Verb, ctid: Option<Ctid>) {
+        let line = serde_json::json!({"verb": verb, "ctid": ctid, "mutating": verb.is_mutating(), "pid": std::process::id()});
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("calls.log"))
+        {
+            // One write per line: appends from threads and processes never interleave.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+
+    fn effects(&self, verb: Verb, ctid: Option<Ctid>) -> HostResult<Option<i32>> {
+        let ms = knobs::latency_of(&self.latency, verb);
+        if ms > 0 {
+            sleep(Duration::from_millis(ms));
+        }
+        let mut exit = None;
+        for fault in &self.faults {
+            if fault.verb != verb || (fault.ctid.is_some() && fault.ctid != ctid) {
+                continue;
+            }
+            if let Some(limit) = fault.count {
+                if !self.count_fault(&fault.spec, limit)? {
+                    continue;
+                }
+            }
+            match fault.effect {
+                Effect::Fail => {
+                    return Err(HostError::failed(format!(
+                        "simulated failure ({})",
+                        fault.spec
+                    )))
+                }
+                Effect::Locked => return Err(text::locked("disk")),
+                Effect::Exit(n) => exit = Some(n),
+                Effect::Sleep(ms) => sleep(Duration::from_millis(ms)),
+            }
+        }
+        Ok(exit)
+    }
+
+    /// True while a counted fault has calls left (and uses one).
+    fn count_fault(&self, spec: &str, limit: u64) -> HostResult<bool> {
+        let _held = self.lock_file("run/lock/sim-faults.lock")?;
+        let path = self.root.join("faults.json");
+        let mut counts: BTreeMap<String, u64> = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let n = counts.entry(spec.to_string()).or_insert(0);
+        let fire = *n < limit;
+        if fire {
+            *n += 1;
+            let _ = fs::write(&path, serde_json::to_vec(&counts).unwrap_or_default());
+        }
+        Ok(fire)
+    }
+
+    /// One CT as its config file and running state say, without counting a call or
+    /// waiting out a latency: the model's read API for tests and tools.
+    pub fn observe(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
+        Ok(self
+            .read_conf(ctid)?
+            .map(|conf| map::ct_info(ctid, &conf, self.is_running(ctid))))
+    }
+
+    /// Every CT, as [`SimHost::observe`] reads it.
+    pub fn observe_all(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
+        let dir = self.conf_dir();
+        let mut out = BTreeMap::new();
+        let entries = fs::read_dir(&dir).map_err(|e| io_err("read", &dir, e))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(ctid) = name
+                .strip_suffix(".conf")
+                .and_then(crate::fleet::config::parse_ctid)
+            else {
+                continue;
+            };
+            if let Some(ct) = self.observe(ctid)? {
+                out.insert(ctid, ct);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commands run inside a CT, in order, the OS template's extraction first.
+    pub fn history(&self, ctid: Ctid) -> HostResult<Vec<String>> {
+        let conf = self.get(ctid)?;
+        let (vol, _) = self.rootfs(&conf)?;
+        Ok(fs::read_to_string(vol.join(COMMANDS_LOG))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn record_command(vol: &Path, line: &str) -> HostResult<()> {
+        let p = vol.join(COMMANDS_LOG);
+        let _ = fs::create_dir_all(p.parent().unwrap_or(vol));
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(|e| io_err("open", &p, e))?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| io_err("write", &p, e))
+    }
+
+    fn check_lock(main: &Section) -> HostResult<()> {
+        match main.get("lock") {
+            Some(l) => Err(text::locked(l)),
+            None => Ok(()),
+        }
+    }
+
+    fn is_template(main: &Section) -> bool {
+        main.get("template").is_some_and(|t| t.trim() == "1")
+    }
+
+    fn write_facts(&self) -> HostResult<()> {
+        let version = match std::env::var("PHOENIX_SIM_NVIDIA_VERSION") {
+            Ok(v) if v == "none" => None,
+            Ok(v) if !v.is_empty() => Some(v),
+            // Files written by hand stay as they are.
+            _ if self.root.join("proc").exists() => return Ok(()),
+            _ => Some(DEFAULT_NVIDIA_VERSION.to_string()),
+        };
+        let write = |rel: &str, text: &str| {
+            let p = self.root.join(rel);
+            crate::state::write_atomic(&p, text.as_bytes()).map_err(|e| io_err("write", &p, e))
+        };
+        let remove = |rel: &str| {
+            let p = self.root.join(rel);
+            let _ = fs::remove_file(p);
+        };
+        let nodes = [
+            "nvidia0",
+            "nvidia1",
+            "nvidiactl",
+            "nvidia-uvm",
+            "nvidia-uvm-tools",
+            "nvidia-modeset",
+        ];
+        match version {
+            Some(v) => {
+                write(
+                    "proc/driver/nvidia/version",
+                    &PROC_NVIDIA_VERSION.replace(DEFAULT_NVIDIA_VERSION, &v),
+                )?;
+                write("proc/devices", PROC_DEVICES)?;
+                for n in nodes {
+                    write(&format!("dev/{n}"), "")?;
+                }
+            }
+            None => {
+                remove("proc/driver/nvidia/version");
+                write(
+                    "proc/devices",
+                    "Character devices:\n  1 mem\n  4 tty\n\nBlock devices:\n  8 sd\n",
+                )?;
+                for n in nodes {
+                    remove(&format!("dev/{n}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Host for SimHost {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
+        self.call(Verb::Inventory, None)?;
+        self.observe_all()
+    }
+
+    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
+        self.call(Verb::Config, Some(ctid))?;
+        self.observe(ctid)
+    }
+
+    fn not_found(&self, ctid: Ctid) -> HostError {
+        text::config_missing(&self.node, ctid)
+    }
+
+    fn config_file(&self, ctid: Ctid) -> HostResult<Option<String>> {
+        Ok(self.read_conf(ctid)?.map(|c| c.to_text()))
+    }
+
+    fn facts(&self) -> HostResult<HostFacts> {
+        self.call(Verb::Facts, None)?;
+        self.write_facts()?;
+        HostFacts::read(&self.root).map_err(HostError::failed)
+    }
+
+    fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
+        self.call(Verb::Create, Some(ctid))?;
+        self.locked(&[ctid], || {
+            if self.read_conf(ctid)?.is_some() {
+                return Err(text::already_exists(ctid, &self.node));
+            }
+            let storage = self.storage(&spec.storage)?;
+            let volid = self.new_volume(&storage, ctid)?;
+            let mut conf = ConfFile::new();
+            let main = conf.main_mut();
+            main.set("arch", "amd64");
+            main.set("hostname", &format!("CT{ctid}"));
+            main.set("memory", "512");
+            main.set("swap", "512");
+            main.set("ostype", ostype(&spec.ostemplate));
+            main.set(
+                "rootfs",
+                &format!(
+                    "{volid},size={}",
+                    props::format_size(spec.disk_gb * props::GIB)
+                ),
+            );
+            if spec.unprivileged {
+                main.set("unprivileged", "1");
+            }
+            map::write_settings(main, &spec.settings, &mut || new_mac(ctid));
+            let (vol, _) = self.volume(&volid)?;
+            extract_skeleton(&vol)?;
+            Self::record_command(&vol, &format!("extract {}", spec.ostemplate))?;
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
+        let CloneSpec {
+            source,
+            snapshot,
+            target,
+            hostname,
+            storage,
+        } = spec;
+        let (source, target) = (*source, *target);
+        // Pre-fork: lock the source, create the target with `lock: create` (Proxmox's
+        // order); the copy runs with both locked [A-LXC clone_vm].
+        self.record(Verb::Clone, Some(target));
+        let snap_vol = self.locked(&[source, target], || {
+            let mut src = self.get(source)?;
+            Self::check_lock(src.main())?;
+            if self.read_conf(target)?.is_some() {
+                return Err(text::already_exists(target, &self.node));
+            }
+            let storage = self.storage(storage)?;
+            let snap = src
+                .snapshot(snapshot)
+                .ok_or_else(|| text::snapshot_missing(snapshot))?
+                .clone();
+            let (src_vol, _) = self.rootfs(&src)?;
+            src.main_mut().set("lock", "disk");
+            self.write_conf(source, &src)?;
+            // The new config: the snapshot's, less what belongs to the source's history.
+            let mut new = ConfFile::new();
+            let main = new.main_mut();
+            for (k, v) in snap.keys() {
+                if !matches!(k, "parent" | "snaptime" | "snapstate" | "template") {
+                    main.set(k, v);
+                }
+            }
+            for (k, v) in snap.lxc() {
+                main.push_lxc(k, v);
+            }
+            main.set("hostname", hostname);
+            main.set("lock", "create");
+            let volid = self.new_volume(&storage, target)?;
+            let size = main
+                .get("rootfs")
+                .and_then(|r| MountPoint::parse(r).ok())
+                .and_then(|m| m.size_bytes);
+            let mut rootfs = volid;
+            if let Some(bytes) = size {
+                rootfs.push_str(&format!(",size={}", props::format_size(bytes)));
+            }
+            main.set("rootfs", &rootfs);
+            // Every interface gets a new MAC [A-LXC clone_vm].
+            let nets: Vec<(String, String)> = main
+                .keys()
+                .filter(|(k, _)| k.starts_with("net"))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            for (k, v) in nets {
+                if let Ok(mut n) = props::NetConf::parse(&v) {
+                    n.hwaddr = Some(new_mac(target));
+                    main.set(&k, &n.to_string());
+                }
+            }
+            self.write_conf(target, &new)?;
+            Ok(src_vol.join(".zfs/snapshot").join(snapshot))
+        })?;
+        // The copy itself: the source stays locked meanwhile.
+        let copied = self.effects(Verb::Clone, Some(target)).and_then(|_| {
+            let conf = self.get(target)?;
+            let (vol, _) = self.rootfs(&conf)?;
+            copy_tree(&snap_vol, &vol).map_err(|e| io_err("copy", &snap_vol, e))
+        });
+        self.locked(&[source, target], || {
+            if let Some(mut src) = self.read_conf(source)? {
+                src.main_mut().remove("lock");
+                self.write_conf(source, &src)?;
+            }
+            if let Err(e) = &copied {
+                // Proxmox frees the new volumes and deletes the target config.
+                if let Some(conf) = self.read_conf(target)? {
+                    if let Ok((vol, _)) = self.rootfs(&conf) {
+                        let _ = fs::remove_dir_all(vol);
+                    }
+                    self.remove_conf(target)?;
+                }
+                return Err(e.clone());
+            }
+            let mut conf = self.get(target)?;
+            conf.main_mut().remove("lock");
+            self.write_conf(target, &conf)
+        })
+    }
+
+    fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
+        self.call(Verb::Set, Some(ctid))?;
+        if settings.is_empty() {
+            return Err(text::no_options());
+        }
+        if settings.extra.contains_key("unprivileged") {
+            return Err(text::read_only_option("unprivileged"));
+        }
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            Self::check_lock(conf.main())?;
+            map::write_settings(conf.main_mut(), settings, &mut || new_mac(ctid));
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn resize(&self, ctid: Ctid, disk_gb: u64) -> HostResult<()> {
+        self.call(Verb::Resize, Some(ctid))?;
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            Self::check_lock(conf.main())?;
+            let rootfs = conf
+                .main()
+                .get("rootfs")
+                .ok_or_else(|| HostError::failed("unable to parse volume ID for 'rootfs'"))?;
+            let mut mp = MountPoint::parse(rootfs)
+                .map_err(|e| HostError::failed(format!("unable to parse rootfs: {e}")))?;
+            let want = disk_gb * props::GIB;
+            if want < mp.size_bytes.unwrap_or(0) {
+                return Err(text::shrink());
+            }
+            mp.size_bytes = Some(want);
+            conf.main_mut().set("rootfs", &mp.to_string());
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn set_devices(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
+        self.call(Verb::Devices, Some(ctid))?;
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            Self::check_lock(conf.main())?;
+            map::write_passthrough(conf.main_mut(), devices);
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn start(&self, ctid: Ctid) -> HostResult<()> {
+        self.call(Verb::Start, Some(ctid))?;
+        self.locked(&[ctid], || {
+            if self.is_running(ctid) {
+                return Err(text::already_running(ctid));
+            }
+            let conf = self.get(ctid)?;
+            if conf.main().get("lock").is_some_and(|l| l != "mounted") {
+                Self::check_lock(conf.main())?;
+            }
+            if Self::is_template(conf.main()) {
+                return Err(text::template_start());
+            }
+            self.set_running(ctid, true)
+        })
+    }
+
+    fn shutdown(&self, ctid: Ctid, _timeout_s: u64) -> HostResult<()> {
+        self.call(Verb::Shutdown, Some(ctid))?;
+        self.stop_now(ctid)
+    }
+
+    fn stop(&self, ctid: Ctid) -> HostResult<()> {
+        self.call(Verb::Stop, Some(ctid))?;
+        self.stop_now(ctid)
+    }
+
+    fn exec(&self, ctid: Ctid, argv: &[String], out: &mut dyn Write) -> HostResult<i32> {
+        let injected = self.call(Verb::Exec, Some(ctid))?;
+        if argv.is_empty() {
+            return Err(HostError::new(ErrorKind::Invalid, "missing command"));
+        }
+        self.locked(&[ctid], || {
+            let conf = self.get(ctid)?;
+            if !self.is_running(ctid) {
+                return Err(text::exec_not_running(ctid));
+            }
+            let (vol, _) = self.rootfs(&conf)?;
+            Self::record_command(&vol, &argv.join(" "))
+        })?;
+        let code = injected.unwrap_or(0);
+        if code != 0 {
+            let _ = writeln!(out, "sim: `{}` exited {code} (injected)", argv.join(" "));
+        }
+        Ok(code)
+    }
+
+    fn push(&self, ctid: Ctid, local: &Path, dest: &str, perms: u32) -> HostResult<()> {
+        self.call(Verb::Push, Some(ctid))?;
+        if !self.is_running(ctid) {
+            return Err(text::push_not_running());
+        }
+        let content = fs::read(local).map_err(|_| {
+            HostError::failed(format!("failed to open {} for reading", local.display()))
+        })?;
+        let conf = self.get(ctid)?;
+        let (vol, _) = self.rootfs(&conf)?;
+        let rel = inside(dest).ok_or_else(|| {
+            HostError::failed(format!("failed to create file: {dest}: Invalid argument"))
+        })?;
+        let target = vol.join(rel);
+        let write = || -> std::io::Result<()> {
+            fs::write(&target, &content)?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&target, fs::Permissions::from_mode(perms & 0o7777))
+        };
+        write().map_err(|e| HostError::failed(format!("failed to create file: {dest}: {e}")))
+    }
+
+    fn pull(&self, ctid: Ctid, path: &str, local: &Path) -> HostResult<()> {
+        self.call(Verb::Pull, Some(ctid))?;
+        if !self.is_running(ctid) {
+            return Err(text::pull_not_running());
+        }
+        let conf = self.get(ctid)?;
+        let (vol, _) = self.rootfs(&conf)?;
+        let src = inside(path)
+            .map(|r| vol.join(r))
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                HostError::failed(format!("failed to open {path}: No such file or directory"))
+            })?;
+        fs::copy(&src, local).map(|_| ()).map_err(|e| {
+            HostError::failed(format!("failed to create file: {}: {e}", local.display()))
+        })
+    }
+
+    fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()> {
+        self.call(Verb::Snapshot, Some(ctid))?;
+        if let Some(e) = text::bad_snapshot_name(name) {
+            return Err(e);
+        }
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            if Self::is_template(conf.main()) {
+                return Err(text::template_snapshot());
+            }
+            Self::check_lock(conf.main())?;
+            if conf.snapshot(name).is_some() {
+                return Err(text::snapshot_used(name));
+            }
+            let (vol, snapshots) = self.rootfs(&conf)?;
+            if !snapshots {
+                return Err(HostError::failed("snapshot feature is not available"));
+            }
+            let copy = vol.join(".zfs/snapshot").join(name);
+            copy_tree(&vol, &copy).map_err(|e| io_err("snapshot", &vol, e))?;
+            let mut order = Self::zfs_snapshots(&vol);
+            order.push(name.to_string());
+            Self::set_zfs_snapshots(&vol, &order)?;
+            let mut section = conf.main().copy_for_snapshot();
+            section.set("snaptime", &now().to_string());
+            section.set_description(description);
+            conf.add_snapshot(name, section);
+            conf.main_mut().set("parent", name);
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()> {
+        self.call(Verb::Delsnapshot, Some(ctid))?;
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            if conf.snapshot(name).is_none() {
+                return Err(text::snapshot_missing(name));
+            }
+            Self::check_lock(conf.main())?;
+            let removed = conf
+                .remove_snapshot(name)
+                .ok_or_else(|| text::snapshot_missing(name))?;
+            let up = removed.get("parent").map(str::to_string);
+            // Children of the deleted snapshot, and the live state, move up to its parent.
+            let reparent = |s: &mut Section| {
+                if s.get("parent") == Some(name) {
+                    match &up {
+                        Some(p) => s.set("parent", p),
+                        None => {
+                            s.remove("parent");
+                        }
+                    }
+                }
+            };
+            let names: Vec<String> = conf
+                .snapshot_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            for n in names {
+                if let Some(s) = conf.snapshot_mut(&n) {
+                    reparent(s);
+                }
+            }
+            reparent(conf.main_mut());
+            if let Ok((vol, true)) = self.rootfs(&conf) {
+                let _ = fs::remove_dir_all(vol.join(".zfs/snapshot").join(name));
+                let order: Vec<String> = Self::zfs_snapshots(&vol)
+                    .into_iter()
+                    .filter(|n| n != name)
+                    .collect();
+                Self::set_zfs_snapshots(&vol, &order)?;
+            }
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn rollback(&self, ctid: Ctid, name: &str) -> HostResult<()> {
+        self.call(Verb::Rollback, Some(ctid))?;
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            if Self::is_template(conf.main()) {
+                return Err(HostError::new(
+                    ErrorKind::Invalid,
+                    "you can't rollback if vm is a template",
+                ));
+            }
+            let snap = conf
+                .snapshot(name)
+                .cloned()
+                .ok_or_else(|| text::snapshot_missing(name))?;
+            let (vol, _) = self.rootfs(&conf)?;
+            if Self::zfs_snapshots(&vol).last().map(String::as_str) != Some(name) {
+                let volid = conf
+                    .main()
+                    .get("rootfs")
+                    .and_then(|r| MountPoint::parse(r).ok())
+                    .map(|m| m.volume)
+                    .unwrap_or_default();
+                return Err(text::rollback_not_latest(name, &volid));
+            }
+            Self::check_lock(conf.main())?;
+            // A running CT is stopped first [LCFG __snapshot_rollback_vm_stop].
+            self.set_running(ctid, false)?;
+            clear_tree(&vol).map_err(|e| io_err("roll back", &vol, e))?;
+            copy_tree(&vol.join(".zfs/snapshot").join(name), &vol)
+                .map_err(|e| io_err("roll back", &vol, e))?;
+            // The snapshot's config comes back; the description stays [ABS].
+            let description = conf.main().description();
+            let mut main = snap;
+            main.remove("snaptime");
+            main.set_description(&description);
+            main.set("parent", name);
+            *conf.main_mut() = main;
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn destroy(&self, ctid: Ctid) -> HostResult<()> {
+        self.call(Verb::Destroy, Some(ctid))?;
+        self.locked(&[ctid], || {
+            let conf = self.get(ctid)?;
+            Self::check_lock(conf.main())?;
+            if self.is_running(ctid) {
+                return Err(text::destroy_running(ctid));
+            }
+            if let Ok((vol, _)) = self.rootfs(&conf) {
+                // `zfs destroy -r`: its snapshots go with it.
+                match fs::remove_dir_all(&vol) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_err("destroy", &vol, e))
+                    }
+                    _ => {}
+                }
+            }
+            self.remove_conf(ctid)
+        })
+    }
+
+    fn unlock(&self, ctid: Ctid) -> HostResult<()> {
+        self.call(Verb::Unlock, Some(ctid))?;
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            if conf.main_mut().remove("lock").is_none() {
+                return Err(text::no_lock());
+            }
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    fn pct_dir(&self) -> Option<PathBuf> {
+        self.pct_dir
+            .get_or_init(|| crate::host::pct::link_into(&self.root.join("bin")))
+            .clone()
+    }
+
+    fn hook_env(&self) -> Vec<(String, String)> {
+        self.env.clone()
+    }
+
+    fn estimate_ms(&self, verb: Verb) -> u64 {
+        knobs::latency_of(&self.latency, verb).max(1)
+    }
+}
+
+impl SimHost {
+    fn stop_now(&self, ctid: Ctid) -> HostResult<()> {
+        self.locked(&[ctid], || {
+            if !self.is_running(ctid) {
+                return Err(text::not_running(ctid));
+            }
+            let conf = self.get(ctid)?;
+            Self::check_lock(conf.main())?;
+            self.set_running(ctid, false)
+        })
+    }
+}
+
+/// The directories every OS template's tarball carries; the model's "extraction".
+const SKELETON: [&str; 8] = [
+    "bin",
+    "etc",
+    "root",
+    "tmp",
+    "usr/bin",
+    "usr/local/bin",
+    "var/log",
+    "var/tmp",
+];
+
+fn extract_skeleton(vol: &Path) -> HostResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in SKELETON {
+        let d = vol.join(dir);
+        fs::create_dir_all(&d).map_err(|e| io_err("create", &d, e))?;
+        if dir.ends_with("tmp") {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o1777))
+                .map_err(|e| io_err("chmod", &d, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! The model against pct-spec: what phoenix depends on, on real files.
+
+use super::*;
+
+fn host() -> (tempfile::TempDir, SimHost) {
+    let t = tempfile::tempdir().unwrap();
+    let mut h = SimHost::open(&t.path().join("sim"), "pve").unwrap();
+    h.latency.clear();
+    h.faults.clear();
+    (t, h)
+}
+
+fn spec() -> CreateSpec {
+    CreateSpec {
+        ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".into(),
+        storage: "local-zfs".into(),
+        disk_gb: 8,
+        unprivileged: true,
+        settings: Settings {
+            hostname: Some("web01".into()),
+            managed: Some(true),
+            ..Settings::default()
+        },
+    }
+}
+
+fn clone_of(source: Ctid, snapshot: &str, target: Ctid) -> CloneSpec {
+    CloneSpec {
+        source,
+        snapshot: snapshot.into(),
+        target,
+        hostname: format!("ct{target}"),
+        storage: "local-zfs".into(),
+    }
+}
+
+#[test]
+fn state_is_proxmox_files() {
+    let (_t, h) = host();
+    h.create(100, &spec()).unwrap();
+    let conf = fs::read_to_string(h.root().join("etc/pve/nodes/pve/lxc/100.conf")).unwrap();
+    assert_eq!(
+        conf,
+        "arch: amd64\nhostname: web01\nmemory: 512\nostype: debian\nrootfs: local-zfs:subvol-100-disk-0,size=8G\nswap: 512\ntags: phoenix\nunprivileged: 1\n"
+    );
+    // etc/pve/lxc is the node's directory, as on Proxmox.
+    assert!(h.root().join("etc/pve/lxc/100.conf").exists());
+    assert!(h.root().join("rpool/data/subvol-100-disk-0").is_dir());
+    h.snapshot(100, "s1", "first\nsecond line").unwrap();
+    let conf = fs::read_to_string(h.conf_path(100)).unwrap();
+    assert!(conf.contains("parent: s1\n"), "{conf}");
+    assert!(conf.contains("\n[s1]\n#first\n#second line\n"), "{conf}");
+    assert!(h
+        .root()
+        .join("rpool/data/subvol-100-disk-0/.zfs/snapshot/s1")
+        .is_dir());
+}
+
+#[test]
+fn behaves_like_pve_where_phoenix_depends_on_it() {
+    let (_t, h) = host();
+    h.create(100, &spec()).unwrap();
+    let e = h.create(100, &spec()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Exists);
+    assert_eq!(e.message, "CT 100 already exists on node 'pve'");
+    let mut log = Vec::new();
+    let e = h.exec(100, &["true".into()], &mut log).unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotRunning, "container '100' not running!")
+    );
+    assert!(h
+        .snapshot(100, "2024-01-01", "")
+        .unwrap_err()
+        .message
+        .contains("invalid configuration ID"));
+    h.snapshot(100, "phx-abc", "d").unwrap();
+    assert_eq!(
+        h.snapshot(100, "phx-abc", "d").unwrap_err().kind,
+        ErrorKind::Exists
+    );
+    // Clone from the snapshot: stopped, a new MAC, the source unlocked afterwards.
+    h.set(
+        100,
+        &Settings {
+            network: Some(crate::host::Network {
+                name: "eth0".into(),
+                bridge: "vmbr0".into(),
+                ip: "dhcp".into(),
+                gw: None,
+                mac: Some("52:54:00:AA:BB:CC".into()),
+            }),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    h.snapshot(100, "phx-def", "d").unwrap();
+    h.clone_ct(&clone_of(100, "phx-def", 101)).unwrap();
+    let inv = h.inventory().unwrap();
+    assert!(!inv[&101].running);
+    assert_eq!(inv[&100].lock, None);
+    let mac = inv[&101]
+        .settings
+        .network
+        .as_ref()
+        .unwrap()
+        .mac
+        .clone()
+        .unwrap();
+    assert!(mac.starts_with("BC:24:11:"), "{mac}");
+    assert!(inv[&101].snapshots.is_empty());
+    assert_eq!(inv[&101].settings.hostname.as_deref(), Some("ct101"));
+    assert_eq!(
+        h.clone_ct(&clone_of(100, "nope", 102)).unwrap_err().message,
+        "snapshot 'nope' does not exist"
+    );
+    h.start(101).unwrap();
+    assert_eq!(h.start(101).unwrap_err().kind, ErrorKind::Running);
+    assert_eq!(h.destroy(101).unwrap_err().kind, ErrorKind::Running);
+    assert_eq!(
+        h.ct(999).map(|c| c.is_none()),
+        Ok(true),
+        "a missing CT reads as none"
+    );
+    assert_eq!(h.start(999).unwrap_err().kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn files_travel_with_snapshots_and_clones() {
+    let (t, h) = host();
+    h.create(100, &spec()).unwrap();
+    h.start(100).unwrap();
+    let local = t.path().join("script.sh");
+    fs::write(&local, "echo hi\n").unwrap();
+    h.push(100, &local, "/tmp/script.sh", 0o755).unwrap();
+    h.exec(
+        100,
+        &["bash".into(), "/tmp/script.sh".into()],
+        &mut Vec::new(),
+    )
+    .unwrap();
+    h.shutdown(100, 60).unwrap();
+    h.snapshot(100, "s1", "").unwrap();
+    h.clone_ct(&clone_of(100, "s1", 101)).unwrap();
+    h.start(101).unwrap();
+    let back = t.path().join("back.sh");
+    h.pull(101, "/tmp/script.sh", &back).unwrap();
+    assert_eq!(fs::read_to_string(&back).unwrap(), "echo hi\n");
+    assert_eq!(
+        h.history(101).unwrap(),
+        vec![
+            "extract local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+            "bash /tmp/script.sh"
+        ]
+    );
+    assert!(h.pull(101, "/etc/../../x", &back).is_err());
+    assert!(h.push(101, &local, "relative", 0o644).is_err());
+}
+
+#[test]
+fn rollback_only_to_the_newest_snapshot() {
+    let (_t, h) = host();
+    h.create(100, &spec()).unwrap();
+    h.snapshot(100, "s1", "").unwrap();
+    h.set(
+        100,
+        &Settings {
+            memory_mb: Some(2048),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    h.snapshot(100, "s2", "").unwrap();
+    h.set(
+        100,
+        &Settings {
+            memory_mb: Some(4096),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    let e = h.rollback(100, "s1").unwrap_err();
+    assert_eq!(
+        e.message,
+        "can't rollback, 's1' is not most recent snapshot on 'local-zfs:subvol-100-disk-0'"
+    );
+    h.start(100).unwrap();
+    h.rollback(100, "s2").unwrap();
+    let ct = h.ct(100).unwrap().unwrap();
+    assert!(!ct.running, "a rollback stops the CT");
+    assert_eq!(ct.settings.memory_mb, Some(2048));
+    assert_eq!(ct.parent_snapshot.as_deref(), Some("s2"));
+    // Deleting s2 moves the live state (and children) up to s1.
+    h.delete_snapshot(100, "s2").unwrap();
+    let ct = h.ct(100).unwrap().unwrap();
+    assert_eq!(ct.parent_snapshot.as_deref(), Some("s1"));
+    h.rollback(100, "s1").unwrap();
+}
+
+#[test]
+fn parallel_clones_of_one_source_collide() {
+    let (_t, mut h) = host();
+    h.latency.insert(Some(Verb::Clone), 300);
+    h.create(100, &spec()).unwrap();
+    h.snapshot(100, "s1", "").unwrap();
+    let h = std::sync::Arc::new(h);
+    let a = {
+        let h = h.clone();
+        std::thread::spawn(move || h.clone_ct(&clone_of(100, "s1", 101)))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let b = h.clone_ct(&clone_of(100, "s1", 102));
+    assert!(a.join().unwrap().is_ok());
+    let err = b.unwrap_err();
+    assert_eq!(err.message, "CT is locked (disk)");
+    assert_eq!(err.kind, ErrorKind::Locked);
+    assert!(err.kind.is_transient());
+}
+
+#[test]
+fn a_foreign_config_is_read_as_that_ct() {
+    let (_t, h) = host();
+    let foreign = "#hand made\narch: amd64\ncores: 2\nhostname: db01\nmemory: 1024\nmp0: local-zfs:subvol-300-disk-1,mp=/data,size=16G\nrootfs: local-zfs:subvol-300-disk-0,size=8G\nlxc.apparmor.profile: unconfined\n";
+    fs::write(h.conf_path(300), foreign).unwrap();
+    let ct = h.ct(300).unwrap().unwrap();
+    assert!(!ct.is_managed());
+    assert_eq!(ct.settings.hostname.as_deref(), Some("db01"));
+    assert_eq!(ct.disk_gb, Some(8));
+    assert_eq!(ct.settings.description.as_deref(), Some("hand made"));
+    assert!(h.inventory().unwrap().contains_key(&300));
+    assert_eq!(fs::read_to_string(h.conf_path(300)).unwrap(), foreign);
+}
