@@ -32,7 +32,8 @@ use phoenix::build::events::{Event, NodeOutcome, Step};
 use phoenix::build::{self, BuildOptions};
 use phoenix::engine::plan::Consent;
 use phoenix::exit;
-use phoenix::fleet::config::{self, Ctid, Fleet, Paths};
+use phoenix::fleet::config::{self, Ctid, Paths};
+use phoenix::fleet::Fleet;
 use phoenix::host::sim::SimHost;
 use phoenix::state::StateDir;
 use serde_json::{json, Value};
@@ -285,7 +286,7 @@ fn write_fleet(dir: &Path, n: usize) -> Fleet {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("json");
     fs::write(config_dir.join(config::LXC_FILE), pretty(&lxc)).expect("write lxc");
     fs::write(config_dir.join(config::HYPERVISOR_FILE), pretty(&hv)).expect("write hv");
-    let fleet = config::load(&Paths {
+    let fleet = phoenix::fleet::load(&Paths {
         config_dir,
         hooks_dir,
     })

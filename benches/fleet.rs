@@ -166,7 +166,7 @@ fn generate(dir: &Path) -> Paths {
 }
 
 fn load_and_hash(paths: &Paths) -> usize {
-    let fleet = match config::load(paths) {
+    let fleet = match phoenix::fleet::load(paths) {
         Ok(f) => f,
         Err(problems) => panic!("generated fleet is invalid:\n{}", problems.render(false)),
     };
@@ -223,7 +223,8 @@ fn main() {
     c.bench_function("load+validate+hash 10k nodes", |b| {
         b.iter(|| load_and_hash(&paths))
     });
-    let fleet = config::load(&paths).unwrap_or_else(|_| panic!("generated fleet is invalid"));
+    let fleet =
+        phoenix::fleet::load(&paths).unwrap_or_else(|_| panic!("generated fleet is invalid"));
     c.bench_function("hash only 10k nodes", |b| {
         b.iter(|| black_box(hash::hash_fleet(&fleet)))
     });

@@ -13,6 +13,8 @@
 //! | [`build`] | one run: dispatcher, tasks and costs, steps, hooks, GPU device lines, events | render |
 //! | [`render`] | events and results for people and as JSON | decide anything |
 //! | [`cli`] | the command line, one file per command; [`exit`] holds every exit code | |
+//!
+//! [`os`] (the clock, atomic file writes) is a leaf every layer may use.
 
 pub mod build;
 pub mod cli;
@@ -20,5 +22,6 @@ pub mod engine;
 pub mod exit;
 pub mod fleet;
 pub mod host;
+pub mod os;
 pub mod render;
 pub mod state;

@@ -635,7 +635,7 @@ mod spelling {
     //! strings (`\u0041`, `\/`) never changes a hash. Library level, to keep it fast.
 
     use super::*;
-    use phoenix::fleet::config::{self, Paths};
+    use phoenix::fleet::config::Paths;
     use proptest::prelude::*;
 
     /// A tiny deterministic generator (xorshift), seeded by proptest.
@@ -735,7 +735,7 @@ mod spelling {
             config_dir: config_dir.to_path_buf(),
             hooks_dir: common::repo().join("hooks"),
         };
-        let fleet = config::load(&paths).unwrap_or_else(|p| {
+        let fleet = phoenix::fleet::load(&paths).unwrap_or_else(|p| {
             panic!(
                 "{}",
                 p.0.iter()

@@ -33,7 +33,8 @@ use crate::engine::hash::{self, Hashed};
 use crate::engine::plan::{self, Action, Consent, Entry, Plan};
 use crate::engine::walker::{self, Outcome};
 use crate::exit;
-use crate::fleet::config::{Ctid, Fleet};
+use crate::fleet::config::Ctid;
+use crate::fleet::Fleet;
 use crate::host::{CtInfo, Host, HostFacts, HostResult};
 use crate::state::StateDir;
 

@@ -26,9 +26,11 @@ use super::{gpu, hook};
 use crate::engine::hash::Hashed;
 use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
 use crate::engine::snapshot::BuildRecord;
-use crate::fleet::config::{Ctid, Fleet, Node, PortainerRole, Script};
+use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
+use crate::fleet::Fleet;
 use crate::host::{CloneSpec, CreateSpec, CtInfo, Host, HostFacts, HostResult, Settings};
-use crate::state::{now_secs, StateDir};
+use crate::os::now_secs;
+use crate::state::StateDir;
 
 /// A node's failure: the step and what went wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -641,7 +643,7 @@ impl Executor<'_> {
     ) -> StepResult {
         let local = self.state.root.join("scripts").join(&script.digest);
         if !local.exists() {
-            crate::state::write_atomic(&local, &script.bytes).map_err(|e| StepError {
+            crate::os::write_atomic(&local, &script.bytes).map_err(|e| StepError {
                 step,
                 message: format!("cannot stage {}: {e}", script.origin),
             })?;

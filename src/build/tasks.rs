@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use crate::engine::plan::{Action, Entry, RebuildMode};
 use crate::engine::walker::Task;
-use crate::fleet::config::{Ctid, Fleet};
+use crate::fleet::config::Ctid;
+use crate::fleet::Fleet;
 use crate::host::{Host, Verb};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -97,7 +97,7 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
                                 format!("generation {rank} of the --keep {}", args.keep),
                             crate::engine::gc::Keep::Young { age_s } => format!(
                                 "younger than --older-than ({} old)",
-                                crate::state::age(*age_s)
+                                crate::os::age(*age_s)
                             ),
                         }
                     ),
@@ -105,7 +105,7 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
                 println!(
                     "  {}  {} UTC  {why}",
                     d.snapshot,
-                    crate::state::utc(d.snaptime)
+                    crate::os::utc(d.snaptime)
                 );
             }
             for o in &decisions.orphans {

@@ -129,7 +129,7 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
                     "{} {}  {} UTC  {:<16} {summary}",
                     if r.current { "*" } else { " " },
                     r.snapshot,
-                    crate::state::utc(r.snaptime),
+                    crate::os::utc(r.snaptime),
                     marks.join(", "),
                 );
             }

@@ -21,10 +21,12 @@ use serde_json::json;
 use crate::engine::hash::{self, Hashed};
 use crate::engine::plan::Consent;
 use crate::exit;
-use crate::fleet::config::{self, Ctid, Fleet, Paths};
+use crate::fleet::config::{self, Ctid, Paths};
 use crate::fleet::diag::{ProblemJson, Problems};
+use crate::fleet::Fleet;
 use crate::host::{Backend, Host};
-use crate::state::{now_secs, HostLock, LockError, StateDir};
+use crate::os::now_secs;
+use crate::state::{HostLock, LockError, StateDir};
 
 pub use crate::render::JSON_SCHEMA_VERSION;
 
@@ -43,7 +45,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "PHOENIX_HOOKS_DIR", default_value = config::DEFAULT_HOOKS_DIR)]
     pub hooks_dir: PathBuf,
     /// Directory of phoenix's own state (manifests, logs, lock; the sim host).
-    #[arg(long, global = true, env = "PHOENIX_STATE_DIR", default_value = crate::state::DEFAULT_STATE_DIR)]
+    #[arg(long, global = true, env = "PHOENIX_STATE_DIR", default_value = crate::host::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// The host to act on: `pve` (Proxmox through pct), `lxc` (plain LXC), `sim` (an embedded simulated Proxmox node).
     #[arg(long, global = true, env = "PHOENIX_BACKEND", value_enum, default_value_t = Backend::Pve)]
@@ -205,7 +207,7 @@ pub fn run(cli: Cli) -> i32 {
         Color::Never => false,
         Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    let fleet = match config::load(&paths) {
+    let fleet = match crate::fleet::load(&paths) {
         Ok(f) => f,
         Err(problems) => {
             report_problems(&cli, &problems, color);

@@ -96,7 +96,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> i32 {
                     r.name,
                     state,
                     r.built_snapshot.as_deref().unwrap_or("-"),
-                    r.age_s.map_or("-".to_string(), crate::state::age),
+                    r.age_s.map_or("-".to_string(), crate::os::age),
                     r.action.unwrap_or("")
                 );
             }

@@ -106,8 +106,8 @@ fn render_why(
         E::UpToDate { snapshot, built_at, parent, parent_snapshot } => {
             out.push_str(&format!(
                 "CT {label} is up to date: {snapshot}, built {} UTC ({} ago)",
-                crate::state::utc(*built_at),
-                crate::state::age(now.saturating_sub(*built_at))
+                crate::os::utc(*built_at),
+                crate::os::age(now.saturating_sub(*built_at))
             ));
             match (parent, parent_snapshot) {
                 (Some(p), Some(ps)) => out.push_str(&format!(", cloned from {} at {ps}\n", node_label(fleet, *p))),

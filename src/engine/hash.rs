@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::canon;
 use crate::engine::snapshot::SnapshotName;
 pub use crate::fleet::config::is_secret_field;
-use crate::fleet::config::{Ctid, Fleet, Node, Nvidia, PortainerRole};
+use crate::fleet::config::{Ctid, Node, Nvidia, PortainerRole};
+use crate::fleet::Fleet;
 
 /// Bumped whenever a built-in step changes what it does to a container.
 pub const RECIPE: u32 = 1;

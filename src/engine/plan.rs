@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::hash::{Hashed, NodeHash};
 use crate::engine::snapshot::{current_build, BuildRecord};
-use crate::fleet::config::{Ctid, Fleet, Node, RebuildPolicy};
+use crate::fleet::config::{Ctid, Node, RebuildPolicy};
+use crate::fleet::Fleet;
 use crate::host::{CtInfo, Network, Settings};
 
 /// Consent to replace standard containers whose parent changed.

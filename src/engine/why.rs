@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::engine::hash::{Hashed, Manifest, NodeHash};
 use crate::engine::plan::{Action, Change, Plan};
 use crate::engine::snapshot::{current_build, BuildRecord, PREFIX};
-use crate::fleet::config::{Ctid, Fleet};
+use crate::fleet::config::Ctid;
+use crate::fleet::Fleet;
 use crate::host::CtInfo;
 
 /// Which kind of script changed.

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::fleet::config::is_valid_snapshot_name;
-use crate::fleet::config::{Ctid, Fleet, Node, PortainerRole};
+use crate::fleet::config::{Ctid, Node, PortainerRole};
 use crate::fleet::diag::Problem;
+use crate::fleet::Fleet;
 
 pub fn check(fleet: &Fleet) -> Vec<Problem> {
     let mut out = Vec::new();

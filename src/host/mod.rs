@@ -379,6 +379,9 @@ pub trait Host: Send + Sync {
     }
 }
 
+/// Where phoenix keeps its state (and the sim its node) unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/phoenix";
+
 /// The backends phoenix can drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -23,7 +23,7 @@ const FAIL: i32 = 255;
 pub fn main(argv: &[String]) -> i32 {
     let backend = std::env::var("PHOENIX_BACKEND").unwrap_or_else(|_| "sim".into());
     let state = std::env::var_os("PHOENIX_STATE_DIR")
-        .unwrap_or_else(|| crate::state::DEFAULT_STATE_DIR.into());
+        .unwrap_or_else(|| crate::host::DEFAULT_STATE_DIR.into());
     let host = match backend
         .parse::<Backend>()
         .and_then(|b| b.open(Path::new(&state)))
@@ -278,10 +278,7 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
         }
         "listsnapshot" => {
             let id = vmid(&a, "pct listsnapshot <vmid>")?;
-            w(
-                out,
-                &output::snapshot_tree(&ct(host, id)?, &crate::state::utc),
-            );
+            w(out, &output::snapshot_tree(&ct(host, id)?, &crate::os::utc));
         }
         other => unreachable!("resolve_command returned {other}"),
     }

@@ -196,13 +196,13 @@ mod tests {
             Some("s2"),
         );
         assert_eq!(
-            snapshot_tree(&c, &crate::state::utc),
+            snapshot_tree(&c, &crate::os::utc),
             "`-> s1                          2024-01-01 10:00:00     no-description\n \
              `-> s2                         2024-01-01 11:00:00     before upgrade\n  \
              `-> current                                           You are here!\n"
         );
         assert_eq!(
-            snapshot_tree(&ct(&[], None), &crate::state::utc),
+            snapshot_tree(&ct(&[], None), &crate::os::utc),
             format!("`-> {:<27} {:<23} You are here!\n", "current", "")
         );
     }

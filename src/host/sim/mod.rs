@@ -203,7 +203,7 @@ impl SimHost {
         }
         let cfg = self.root.join("etc/pve/storage.cfg");
         if !cfg.exists() {
-            crate::state::write_atomic(&cfg, storage::DEFAULT_STORAGE_CFG.as_bytes())?;
+            crate::os::write_atomic(&cfg, storage::DEFAULT_STORAGE_CFG.as_bytes())?;
         }
         Ok(())
     }
@@ -312,7 +312,7 @@ impl SimHost {
     /// Writes a config atomically (as pmxcfs does): readers see the old or the new file.
     fn write_conf(&self, ctid: Ctid, conf: &ConfFile) -> HostResult<()> {
         let path = self.conf_path(ctid);
-        crate::state::write_atomic(&path, conf.to_text().as_bytes())
+        crate::os::write_atomic(&path, conf.to_text().as_bytes())
             .map_err(|e| io_err("write", &path, e))
     }
 
@@ -399,7 +399,7 @@ impl SimHost {
         if !text.is_empty() {
             text.push('\n');
         }
-        crate::state::write_atomic(&p, text.as_bytes()).map_err(|e| io_err("write", &p, e))
+        crate::os::write_atomic(&p, text.as_bytes()).map_err(|e| io_err("write", &p, e))
     }
 
     /// Records the call, applies its latency and any injected fault. An `exitN` fault is
@@ -540,7 +540,7 @@ impl SimHost {
         };
         let write = |rel: &str, text: &str| {
             let p = self.root.join(rel);
-            crate::state::write_atomic(&p, text.as_bytes()).map_err(|e| io_err("write", &p, e))
+            crate::os::write_atomic(&p, text.as_bytes()).map_err(|e| io_err("write", &p, e))
         };
         let remove = |rel: &str| {
             let p = self.root.join(rel);
