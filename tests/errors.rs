@@ -42,6 +42,24 @@ fn log_before_any_build_and_generations_of_a_missing_ct() {
 }
 
 #[test]
+fn a_command_that_fails_under_output_json_prints_one_error_document() {
+    let f = Fixture::example();
+    for (args, kind, code) in [
+        (&["generations", "950", "--output", "json"][..], "not_on_host", 7),
+        (&["why", "123", "--output", "json"], "not_in_config", 7),
+        (&["gc", "--older-than", "soon", "--output", "json"], "usage", 2),
+    ] {
+        let r = f.sim(args);
+        assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
+        let v = r.json();
+        assert_eq!(v["error"]["kind"], kind, "{args:?}");
+        assert_eq!(v["error"]["exit_code"], code);
+        assert!(v["error"]["help"].as_str().is_some_and(|h| !h.is_empty()));
+        assert!(r.stderr.contains("help:"), "{}", r.stderr);
+    }
+}
+
+#[test]
 fn bad_simulator_knobs_are_named() {
     let f = Fixture::example();
     let r = f.sim_env(&["plan"], &[("PHOENIX_SIM_LATENCY", "clone")]);

@@ -35,7 +35,7 @@ use crate::engine::walker::{self, Outcome};
 use crate::exit;
 use crate::fleet::config::Ctid;
 use crate::fleet::Fleet;
-use crate::host::{CtInfo, Host, HostFacts, HostResult};
+use crate::host::{CtInfo, Host, HostError, HostFacts, HostResult};
 use crate::state::StateDir;
 
 #[derive(Clone, Debug)]
@@ -95,6 +95,22 @@ pub fn gpu_blocker(fleet: &Fleet, facts: &HostFacts) -> Option<String> {
     }
 }
 
+/// Why a run could not start (a node's own failure is an outcome, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read the host: {0}")]
+    ReadHost(#[source] HostError),
+    #[error("cannot remove the stale lock '{lock}' of CT {ctid}: {source}")]
+    StaleLock {
+        ctid: Ctid,
+        lock: String,
+        #[source]
+        source: HostError,
+    },
+    #[error("cannot read host facts: {0}")]
+    Facts(#[source] HostError),
+}
+
 /// Result of a build, for the caller's summary.
 pub struct RunResult {
     pub exit_code: i32,
@@ -110,11 +126,8 @@ fn read_host(
     host: &dyn Host,
     opts: &BuildOptions,
     emit: &(dyn Fn(Event) + Sync),
-) -> Result<Planned, String> {
-    let read = || {
-        make_plan(fleet, host, &opts.consent, &opts.targets)
-            .map_err(|e| format!("cannot read the host: {e}"))
-    };
+) -> Result<Planned, RunError> {
+    let read = || make_plan(fleet, host, &opts.consent, &opts.targets).map_err(RunError::ReadHost);
     let planned = read()?;
     let stale: Vec<(Ctid, String)> = planned
         .inventory
@@ -131,8 +144,9 @@ fn read_host(
         return Ok(planned);
     }
     for (ctid, lock) in stale {
-        host.unlock(ctid)
-            .map_err(|e| format!("cannot remove the stale lock '{lock}' of CT {ctid}: {e}"))?;
+        if let Err(source) = host.unlock(ctid) {
+            return Err(RunError::StaleLock { ctid, lock, source });
+        }
         emit(Event::StaleLock { ctid, lock });
     }
     read()
@@ -159,7 +173,7 @@ pub fn run(
     opts: &BuildOptions,
     run_id: &str,
     emit: &(dyn Fn(Event) + Sync),
-) -> Result<RunResult, String> {
+) -> Result<RunResult, RunError> {
     let started = Instant::now();
     let counting = Counting::new(host);
     let host: &dyn Host = &counting;
@@ -176,8 +190,7 @@ pub fn run(
         .collect();
     let needs_gpu = building.iter().any(|c| fleet.nodes[c].has_gpu());
     let facts = if needs_gpu {
-        host.facts()
-            .map_err(|e| format!("cannot read host facts: {e}"))?
+        host.facts().map_err(RunError::Facts)?
     } else {
         HostFacts::default()
     };

@@ -7,18 +7,10 @@ use crate::build::events::Event;
 use crate::build::BuildOptions;
 use crate::render::report::{self, Mode, Reporter};
 
-pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> i32 {
-    if let Some(code) = unknown_targets(fleet, &opts.targets) {
-        return code;
-    }
-    let (state, _lock) = match lock_host(cli, "build", wait) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let host = match open_host(cli) {
-        Ok(h) => h,
-        Err(e) => return fail(&e, exit::HOST),
-    };
+pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> Result<i32, Error> {
+    check_targets(fleet, &opts.targets)?;
+    let (state, _lock) = lock_host(cli, "build", wait)?;
+    let host = open_host(cli)?;
     let mode = match cli.output {
         Output::Json => Mode::Json,
         Output::Human
@@ -50,8 +42,8 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> i32 {
                     )
                 );
             }
-            r.exit_code
+            Ok(r.exit_code)
         }
-        Err(e) => fail(&e, exit::HOST),
+        Err(e) => Err(Error::Run(e)),
     }
 }

@@ -10,24 +10,16 @@ pub struct GcArgs {
     pub wait: bool,
 }
 
-pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
-    let older_than_s = match crate::engine::gc::parse_duration(&args.older_than) {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("--older-than: {e}"), exit::USAGE),
-    };
-    let (_state, _lock) = match lock_host(cli, "gc", args.wait) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let host = match open_host(cli) {
-        Ok(h) => h,
-        Err(e) => return fail(&e, exit::HOST),
-    };
+pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
+    let older_than_s =
+        crate::engine::gc::parse_duration(&args.older_than).map_err(|message| Error::Usage {
+            option: "--older-than",
+            message,
+        })?;
+    let (_state, _lock) = lock_host(cli, "gc", args.wait)?;
+    let host = open_host(cli)?;
     let hashes = crate::engine::hash::hash_fleet(fleet);
-    let inventory = match host.inventory() {
-        Ok(i) => i,
-        Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
-    };
+    let inventory = host.inventory().map_err(Error::ReadHost)?;
     let policy = crate::engine::gc::Policy {
         keep: args.keep,
         older_than_s,
@@ -144,9 +136,9 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> i32 {
             }
         }
     }
-    if errors.is_empty() {
+    Ok(if errors.is_empty() {
         exit::OK
     } else {
         exit::BUILD_FAILED
-    }
+    })
 }

@@ -75,19 +75,11 @@ struct Listing {
     generations: Vec<Generation>,
 }
 
-pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
-    if let Some(code) = unknown_targets(fleet, &[ctid]) {
-        return code;
-    }
-    let (_host, planned, state) = match read_for_history(cli, fleet) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
+    check_targets(fleet, &[ctid])?;
+    let (_host, planned, state) = read_for_history(cli, fleet)?;
     let Some(ct) = planned.inventory.get(&ctid) else {
-        return fail(
-            &format!("CT {ctid} does not exist on the host"),
-            exit::NOT_FOUND,
-        );
+        return Err(Error::NotOnHost { ctid });
     };
     let wanted = planned.hashes[&ctid].hash.snapshot().to_string();
     let current = current_build(ct).map(|s| s.name.clone());
@@ -135,5 +127,5 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
             }
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }

@@ -29,7 +29,7 @@ fn node_json<'a>(fleet: &'a Fleet, ctid: Ctid, h: &'a Hashed) -> NodeJson<'a> {
     }
 }
 
-pub fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
+pub fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> Result<i32, Error> {
     let hashes = hash::hash_fleet(fleet);
     let format = if cli.output == Output::Json {
         GraphFormat::Json
@@ -63,7 +63,7 @@ pub fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
                 schema_version: JSON_SCHEMA_VERSION,
                 nodes,
             });
-            return exit::OK;
+            return Ok(exit::OK);
         }
         GraphFormat::Dot => {
             out.push_str("digraph phoenix {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
@@ -103,23 +103,11 @@ pub fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> i32 {
         }
     }
     print!("{out}");
-    exit::OK
+    Ok(exit::OK)
 }
 
-pub fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
-    if fleet.node(ctid).is_none() {
-        eprintln!(
-            "error: CT {ctid} is not defined in {} (defined: {})",
-            fleet.lxc_path().display(),
-            fleet
-                .nodes
-                .keys()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        return exit::NOT_FOUND;
-    }
+pub fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
+    check_targets(fleet, &[ctid])?;
     let hashes = hash::hash_fleet(fleet);
     let h = &hashes[&ctid];
     match cli.output {
@@ -156,5 +144,5 @@ pub fn show(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> i32 {
             }
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }

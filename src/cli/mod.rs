@@ -2,6 +2,7 @@
 //! or as JSON. The engine modules know nothing of this one.
 
 mod build;
+pub mod error;
 mod gc;
 mod generations;
 mod graph;
@@ -27,6 +28,8 @@ use crate::fleet::Fleet;
 use crate::host::{Backend, Host};
 use crate::os::now_secs;
 use crate::state::{HostLock, LockError, StateDir};
+
+pub use error::Error;
 
 pub use crate::render::JSON_SCHEMA_VERSION;
 
@@ -217,7 +220,7 @@ pub fn run(cli: Cli) -> i32 {
     if !fleet.warnings.0.is_empty() && cli.output == Output::Human {
         eprint!("{}", fleet.warnings.render(color));
     }
-    match &cli.command {
+    let result = match &cli.command {
         Command::Validate => validate::validate(&cli, &fleet),
         Command::Graph { format } => graph::graph(&cli, &fleet, *format),
         Command::Show { ctid } => graph::show(&cli, &fleet, *ctid),
@@ -264,7 +267,8 @@ pub fn run(cli: Cli) -> i32 {
             },
         ),
         Command::Generations { ctid } => generations::generations(&cli, &fleet, *ctid),
-    }
+    };
+    result.unwrap_or_else(|e| error::report(&e, cli.output == Output::Json, color))
 }
 
 fn report_problems(cli: &Cli, problems: &Problems, color: bool) {
@@ -305,67 +309,69 @@ pub fn print_json<T: Serialize>(value: &T) {
     let _ = out.flush();
 }
 
-pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, String> {
-    cli.backend.open(&cli.state_dir)
-}
-
-pub(crate) fn fail(msg: &str, code: i32) -> i32 {
-    eprintln!("error: {msg}");
-    code
+pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, Error> {
+    cli.backend.open(&cli.state_dir).map_err(Error::Backend)
 }
 
 /// Opens the state directory and takes the host lock (one `build` or `gc` at a time).
-pub(crate) fn lock_host(cli: &Cli, command: &str, wait: bool) -> Result<(StateDir, HostLock), i32> {
-    let state = StateDir::open(&cli.state_dir).map_err(|e| fail(&e, exit::HOST))?;
+pub(crate) fn lock_host(
+    cli: &Cli,
+    command: &str,
+    wait: bool,
+) -> Result<(StateDir, HostLock), Error> {
+    let state = StateDir::open(&cli.state_dir).map_err(Error::StateDir)?;
+    let lock = state.root.join("phoenix.lock");
     match HostLock::acquire(&state, command, wait) {
-        Ok(lock) => Ok((state, lock)),
-        Err(LockError::Held(holder)) => {
-            let who = holder.map_or("another phoenix process".to_string(), |h| {
+        Ok(held) => Ok((state, held)),
+        Err(LockError::Held(holder)) => Err(Error::Locked {
+            holder: holder.map_or("another phoenix process".to_string(), |h| {
                 format!(
                     "phoenix {} (pid {}, started {} s ago)",
                     h.command,
                     h.pid,
                     now_secs().saturating_sub(h.started)
                 )
-            });
-            Err(fail(
-                &format!(
-                    "{who} holds the host lock {}; wait for it, or pass --wait",
-                    state.root.join("phoenix.lock").display()
-                ),
-                exit::LOCKED,
-            ))
-        }
-        Err(LockError::Io(e)) => Err(fail(&format!("cannot take the host lock: {e}"), exit::HOST)),
+            }),
+            lock,
+        }),
+        Err(LockError::Io(message)) => Err(Error::LockIo { lock, message }),
     }
 }
 
-pub(crate) fn unknown_targets(fleet: &Fleet, targets: &[Ctid]) -> Option<i32> {
-    let unknown: Vec<String> = targets
+/// Every CTID named on the command line must be in the config.
+pub(crate) fn check_targets(fleet: &Fleet, targets: &[Ctid]) -> Result<(), Error> {
+    let ctids: Vec<Ctid> = targets
         .iter()
-        .filter(|c| fleet.node(**c).is_none())
-        .map(u32::to_string)
+        .copied()
+        .filter(|c| fleet.node(*c).is_none())
         .collect();
-    (!unknown.is_empty()).then(|| {
-        fail(
-            &format!(
-                "CT {} not defined in {}",
-                unknown.join(", "),
-                fleet.lxc_path().display()
-            ),
-            exit::NOT_FOUND,
-        )
+    if ctids.is_empty() {
+        return Ok(());
+    }
+    Err(Error::NotInConfig {
+        ctids,
+        file: fleet.lxc_path().to_path_buf(),
+        defined: fleet
+            .nodes
+            .keys()
+            .map(Ctid::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
     })
+}
+
+/// Reads the host and decides the plan with no consent given.
+pub(crate) fn read_plan(fleet: &Fleet, host: &dyn Host) -> Result<crate::build::Planned, Error> {
+    crate::build::make_plan(fleet, host, &Consent::default(), &[]).map_err(Error::ReadHost)
 }
 
 /// Reads the host and the state for `why` and `generations`.
 pub(crate) fn read_for_history(
     cli: &Cli,
     fleet: &Fleet,
-) -> Result<(Box<dyn Host>, crate::build::Planned, StateDir), i32> {
-    let host = open_host(cli).map_err(|e| fail(&e, exit::HOST))?;
-    let planned = crate::build::make_plan(fleet, host.as_ref(), &Consent::default(), &[])
-        .map_err(|e| fail(&format!("cannot read the host: {e}"), exit::HOST))?;
+) -> Result<(Box<dyn Host>, crate::build::Planned, StateDir), Error> {
+    let host = open_host(cli)?;
+    let planned = read_plan(fleet, host.as_ref())?;
     let state = StateDir {
         root: cli.state_dir.clone(),
     };

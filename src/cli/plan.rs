@@ -3,18 +3,12 @@
 use super::*;
 use crate::engine::plan::{Action, Consent};
 
-pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> i32 {
-    if let Some(code) = unknown_targets(fleet, targets) {
-        return code;
-    }
-    let host = match open_host(cli) {
-        Ok(h) => h,
-        Err(e) => return fail(&e, exit::HOST),
-    };
-    let plan = match crate::build::make_plan(fleet, host.as_ref(), consent, targets) {
-        Ok(p) => p.plan,
-        Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
-    };
+pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Result<i32, Error> {
+    check_targets(fleet, targets)?;
+    let host = open_host(cli)?;
+    let plan = crate::build::make_plan(fleet, host.as_ref(), consent, targets)
+        .map_err(Error::ReadHost)?
+        .plan;
     match cli.output {
         Output::Json => print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
@@ -63,8 +57,8 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> i3
         .iter()
         .any(|e| matches!(e.action, Action::Held { .. }))
     {
-        exit::HELD
+        Ok(exit::HELD)
     } else {
-        exit::OK
+        Ok(exit::OK)
     }
 }

@@ -35,19 +35,13 @@ struct StatusJson<'a> {
     nodes: Vec<StatusRow>,
 }
 
-pub fn status(cli: &Cli, fleet: &Fleet) -> i32 {
-    let host = match open_host(cli) {
-        Ok(h) => h,
-        Err(e) => return fail(&e, exit::HOST),
-    };
+pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
+    let host = open_host(cli)?;
     let crate::build::Planned {
         hashes,
         inventory,
         plan,
-    } = match crate::build::make_plan(fleet, host.as_ref(), &Consent::default(), &[]) {
-        Ok(p) => p,
-        Err(e) => return fail(&format!("cannot read the host: {e}"), exit::HOST),
-    };
+    } = read_plan(fleet, host.as_ref())?;
     let now = now_secs();
     let rows: Vec<StatusRow> = fleet
         .graph
@@ -102,5 +96,5 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> i32 {
             }
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub fn validate(cli: &Cli, fleet: &Fleet) -> i32 {
+pub fn validate(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
     let templates = fleet.nodes.values().filter(|n| n.is_template()).count();
     match cli.output {
         Output::Json => print_json(&json!({
@@ -21,5 +21,5 @@ pub fn validate(cli: &Cli, fleet: &Fleet) -> i32 {
             fleet.hooks.dir.display()
         ),
     }
-    exit::OK
+    Ok(exit::OK)
 }

@@ -17,14 +17,9 @@ fn runtime_field(key: &str) -> &str {
     }
 }
 
-pub fn why(cli: &Cli, fleet: &Fleet, ctid: Option<Ctid>, verbose: bool) -> i32 {
-    if let Some(code) = unknown_targets(fleet, &ctid.into_iter().collect::<Vec<_>>()) {
-        return code;
-    }
-    let (_host, planned, state) = match read_for_history(cli, fleet) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub fn why(cli: &Cli, fleet: &Fleet, ctid: Option<Ctid>, verbose: bool) -> Result<i32, Error> {
+    check_targets(fleet, &ctid.into_iter().collect::<Vec<_>>())?;
+    let (_host, planned, state) = read_for_history(cli, fleet)?;
     let cx = why::Context {
         fleet,
         hashes: &planned.hashes,
@@ -77,7 +72,7 @@ pub fn why(cli: &Cli, fleet: &Fleet, ctid: Option<Ctid>, verbose: bool) -> i32 {
             Output::Human => print!("{}", render_why_all(&explanations, &causes)),
         },
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
 fn render_reasons(out: &mut String, reasons: &[why::Reason], indent: &str) {

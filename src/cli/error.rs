@@ -1,0 +1,215 @@
+//! What can stop a command, as types: each error says what happened, carries a help line
+//! with what to do, and maps to its exit code here and nowhere else. Reported as a miette
+//! diagnostic on stderr, and as one JSON object on stdout under `--output json`.
+
+use std::path::PathBuf;
+
+use miette::Diagnostic;
+use serde::Serialize;
+
+use crate::build::RunError;
+use crate::exit;
+use crate::fleet::config::Ctid;
+use crate::host::HostError;
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    #[error("{0}")]
+    #[diagnostic(help(
+        "point --state-dir (PHOENIX_STATE_DIR) at a directory phoenix may write, or run as root"
+    ))]
+    StateDir(String),
+
+    #[error("{0}")]
+    #[diagnostic(help("--backend sim runs everything on the embedded simulated host"))]
+    Backend(String),
+
+    #[error("cannot read the host: {0}")]
+    #[diagnostic(help("{}", host_help(.0)))]
+    ReadHost(HostError),
+
+    #[error(transparent)]
+    #[diagnostic(help("{}", run_help(.0)))]
+    Run(RunError),
+
+    #[error("{holder} holds the host lock {}", .lock.display())]
+    #[diagnostic(help("wait for it to finish, or pass --wait to queue behind it"))]
+    Locked { holder: String, lock: PathBuf },
+
+    #[error("cannot take the host lock {}: {message}", .lock.display())]
+    #[diagnostic(help("check that the state directory is writable"))]
+    LockIo { lock: PathBuf, message: String },
+
+    #[error("CT {} not defined in {}", join(.ctids), .file.display())]
+    #[diagnostic(help("defined: {defined}"))]
+    NotInConfig {
+        ctids: Vec<Ctid>,
+        file: PathBuf,
+        defined: String,
+    },
+
+    #[error("CT {ctid} does not exist on the host")]
+    #[diagnostic(help("`phoenix build {ctid}` creates it"))]
+    NotOnHost { ctid: Ctid },
+
+    #[error("CT {ctid} has no build log in {} yet", .dir.display())]
+    #[diagnostic(help("`phoenix build {ctid}` writes one"))]
+    NoLog { ctid: Ctid, dir: PathBuf },
+
+    #[error("cannot read {}: {source}", .path.display())]
+    #[diagnostic(help("check the file's permissions"))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{option}: {message}")]
+    #[diagnostic(help("see `phoenix help` for the option's format"))]
+    Usage {
+        option: &'static str,
+        message: String,
+    },
+}
+
+fn join(ctids: &[Ctid]) -> String {
+    ctids
+        .iter()
+        .map(Ctid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn host_help(e: &HostError) -> &'static str {
+    use crate::host::ErrorKind;
+    match e.kind {
+        ErrorKind::Locked | ErrorKind::LockTimeout => {
+            "another task holds a CT's lock; run again when it is done"
+        }
+        _ => "check that the backend can reach the host (--backend, PHOENIX_BACKEND)",
+    }
+}
+
+fn run_help(e: &RunError) -> String {
+    match e {
+        RunError::ReadHost(h) | RunError::Facts(h) => host_help(h).to_string(),
+        RunError::StaleLock { ctid, .. } => {
+            format!("check what holds CT {ctid}; `pct unlock {ctid}` removes the lock")
+        }
+    }
+}
+
+impl Error {
+    /// The process exit code (see [`crate::exit`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::StateDir(_)
+            | Error::Backend(_)
+            | Error::ReadHost(_)
+            | Error::Run(_)
+            | Error::LockIo { .. }
+            | Error::Read { .. } => exit::HOST,
+            Error::Locked { .. } => exit::LOCKED,
+            Error::NotInConfig { .. } | Error::NotOnHost { .. } | Error::NoLog { .. } => {
+                exit::NOT_FOUND
+            }
+            Error::Usage { .. } => exit::USAGE,
+        }
+    }
+
+    /// A stable name for scripts: the variant in snake case.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::StateDir(_) => "state_dir",
+            Error::Backend(_) => "backend",
+            Error::ReadHost(_) => "read_host",
+            Error::Run(_) => "run",
+            Error::Locked { .. } => "locked",
+            Error::LockIo { .. } => "lock_io",
+            Error::NotInConfig { .. } => "not_in_config",
+            Error::NotOnHost { .. } => "not_on_host",
+            Error::NoLog { .. } => "no_log",
+            Error::Read { .. } => "read",
+            Error::Usage { .. } => "usage",
+        }
+    }
+}
+
+/// `--output json`'s document for a command that failed.
+#[derive(Serialize)]
+struct Failure<'a> {
+    schema_version: u32,
+    error: ErrorJson<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    kind: &'a str,
+    message: String,
+    help: Option<String>,
+    exit_code: i32,
+}
+
+/// Tells the user, and returns the exit code.
+pub fn report(e: &Error, json: bool, color: bool) -> i32 {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let mut text = String::new();
+    let _ = miette::GraphicalReportHandler::new_themed(theme).render_report(&mut text, e);
+    eprint!("{text}");
+    if json {
+        super::print_json(&Failure {
+            schema_version: crate::render::JSON_SCHEMA_VERSION,
+            error: ErrorJson {
+                kind: e.kind(),
+                message: e.to_string(),
+                help: e.help().map(|h| h.to_string()),
+                exit_code: e.exit_code(),
+            },
+        });
+    }
+    e.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::ErrorKind;
+
+    #[test]
+    fn every_error_names_what_to_do() {
+        let host = HostError::new(ErrorKind::Failed, "pct: not found");
+        let errors = [
+            Error::StateDir("cannot create /x".into()),
+            Error::Backend("no".into()),
+            Error::ReadHost(host.clone()),
+            Error::Run(RunError::Facts(host)),
+            Error::Locked {
+                holder: "phoenix build (pid 1)".into(),
+                lock: "/s/phoenix.lock".into(),
+            },
+            Error::NotInConfig {
+                ctids: vec![123, 124],
+                file: "/etc/x.json".into(),
+                defined: "900, 901".into(),
+            },
+            Error::NotOnHost { ctid: 950 },
+            Error::Usage {
+                option: "--older-than",
+                message: "bad".into(),
+            },
+        ];
+        for e in &errors {
+            assert!(e.help().is_some(), "{e}");
+            assert_ne!(e.exit_code(), exit::OK);
+        }
+        assert_eq!(
+            errors[5].to_string(),
+            "CT 123, 124 not defined in /etc/x.json"
+        );
+        assert_eq!(errors[4].exit_code(), exit::LOCKED);
+        assert_eq!(errors[7].exit_code(), exit::USAGE);
+    }
+}
