@@ -35,3 +35,21 @@ fn graph_json_has_the_documented_fields() {
     let n900 = nodes.iter().find(|n| n["ctid"] == 900).unwrap();
     assert!(n900["parent"].is_null());
 }
+
+#[test]
+fn verbosity_goes_through_tracing_and_rust_log_overrides_it() {
+    let f = Fixture::example();
+    let quiet = f.sim_env(&["plan"], &[("RUST_LOG", "")]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("host call"), "{}", quiet.stderr);
+    let loud = f.sim(&["build", "-vv"]);
+    assert!(
+        loud.stderr.contains("host call") && loud.stderr.contains("verb=\"inventory\""),
+        "{}",
+        loud.stderr
+    );
+    assert!(loud.stderr.contains("planned ctid=950"), "{}", loud.stderr);
+    let info = f.sim_env(&["plan"], &[("RUST_LOG", "phoenix=info")]);
+    assert!(info.stderr.contains("read the host"), "{}", info.stderr);
+    assert!(!info.stderr.contains("host call"), "{}", info.stderr);
+}

@@ -45,9 +45,17 @@ fn log_before_any_build_and_generations_of_a_missing_ct() {
 fn a_command_that_fails_under_output_json_prints_one_error_document() {
     let f = Fixture::example();
     for (args, kind, code) in [
-        (&["generations", "950", "--output", "json"][..], "not_on_host", 7),
+        (
+            &["generations", "950", "--output", "json"][..],
+            "not_on_host",
+            7,
+        ),
         (&["why", "123", "--output", "json"], "not_in_config", 7),
-        (&["gc", "--older-than", "soon", "--output", "json"], "usage", 2),
+        (
+            &["gc", "--older-than", "soon", "--output", "json"],
+            "usage",
+            2,
+        ),
     ] {
         let r = f.sim(args);
         assert_eq!(r.code, code, "{args:?}: {}", r.stderr);

@@ -1,9 +1,11 @@
-//! A host wrapper that counts calls per [`Verb`]: a run reports them (`host_calls`).
+//! A host wrapper that counts calls per [`Verb`] (a run reports them as `host_calls`) and
+//! traces each one with its time and outcome (`-vv`, or `RUST_LOG=phoenix=debug`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, Host, HostError, HostFacts, HostResult, Passthrough,
@@ -23,10 +25,30 @@ impl<'a> Counting<'a> {
         }
     }
 
-    fn count(&self, verb: Verb) {
+    fn call<T>(
+        &self,
+        verb: Verb,
+        ctid: Option<Ctid>,
+        f: impl FnOnce(&dyn Host) -> HostResult<T>,
+    ) -> HostResult<T> {
         if let Ok(mut c) = self.counts.lock() {
             *c.entry(verb).or_insert(0) += 1;
         }
+        let started = Instant::now();
+        let result = f(self.inner);
+        let ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(_) => tracing::debug!(verb = verb.name(), ctid, ms, "host call"),
+            Err(e) => tracing::debug!(
+                verb = verb.name(),
+                ctid,
+                ms,
+                kind = ?e.kind,
+                error = %e.message,
+                "host call failed"
+            ),
+        }
+        result
     }
 
     /// Calls so far, by verb name.
@@ -43,12 +65,10 @@ impl Host for Counting<'_> {
         self.inner.name()
     }
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
-        self.count(Verb::Inventory);
-        self.inner.inventory()
+        self.call(Verb::Inventory, None, |h| h.inventory())
     }
     fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
-        self.count(Verb::Config);
-        self.inner.ct(ctid)
+        self.call(Verb::Config, Some(ctid), |h| h.ct(ctid))
     }
     fn config_file(&self, ctid: Ctid) -> HostResult<Option<String>> {
         self.inner.config_file(ctid)
@@ -57,72 +77,59 @@ impl Host for Counting<'_> {
         self.inner.not_found(ctid)
     }
     fn facts(&self) -> HostResult<HostFacts> {
-        self.count(Verb::Facts);
-        self.inner.facts()
+        self.call(Verb::Facts, None, |h| h.facts())
     }
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
-        self.count(Verb::Create);
-        self.inner.create(ctid, spec)
+        self.call(Verb::Create, Some(ctid), |h| h.create(ctid, spec))
     }
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
-        self.count(Verb::Clone);
-        self.inner.clone_ct(spec)
+        self.call(Verb::Clone, Some(spec.target), |h| h.clone_ct(spec))
     }
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
-        self.count(Verb::Set);
-        self.inner.set(ctid, settings)
+        self.call(Verb::Set, Some(ctid), |h| h.set(ctid, settings))
     }
     fn resize(&self, ctid: Ctid, disk_gb: u64) -> HostResult<()> {
-        self.count(Verb::Resize);
-        self.inner.resize(ctid, disk_gb)
+        self.call(Verb::Resize, Some(ctid), |h| h.resize(ctid, disk_gb))
     }
     fn set_devices(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
-        self.count(Verb::Devices);
-        self.inner.set_devices(ctid, devices)
+        self.call(Verb::Devices, Some(ctid), |h| h.set_devices(ctid, devices))
     }
     fn start(&self, ctid: Ctid) -> HostResult<()> {
-        self.count(Verb::Start);
-        self.inner.start(ctid)
+        self.call(Verb::Start, Some(ctid), |h| h.start(ctid))
     }
     fn shutdown(&self, ctid: Ctid, timeout_s: u64) -> HostResult<()> {
-        self.count(Verb::Shutdown);
-        self.inner.shutdown(ctid, timeout_s)
+        self.call(Verb::Shutdown, Some(ctid), |h| h.shutdown(ctid, timeout_s))
     }
     fn stop(&self, ctid: Ctid) -> HostResult<()> {
-        self.count(Verb::Stop);
-        self.inner.stop(ctid)
+        self.call(Verb::Stop, Some(ctid), |h| h.stop(ctid))
     }
     fn exec(&self, ctid: Ctid, argv: &[String], out: &mut dyn Write) -> HostResult<i32> {
-        self.count(Verb::Exec);
-        self.inner.exec(ctid, argv, out)
+        self.call(Verb::Exec, Some(ctid), |h| h.exec(ctid, argv, out))
     }
     fn push(&self, ctid: Ctid, local: &Path, dest: &str, perms: u32) -> HostResult<()> {
-        self.count(Verb::Push);
-        self.inner.push(ctid, local, dest, perms)
+        self.call(Verb::Push, Some(ctid), |h| h.push(ctid, local, dest, perms))
     }
     fn pull(&self, ctid: Ctid, path: &str, local: &Path) -> HostResult<()> {
-        self.count(Verb::Pull);
-        self.inner.pull(ctid, path, local)
+        self.call(Verb::Pull, Some(ctid), |h| h.pull(ctid, path, local))
     }
     fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()> {
-        self.count(Verb::Snapshot);
-        self.inner.snapshot(ctid, name, description)
+        self.call(Verb::Snapshot, Some(ctid), |h| {
+            h.snapshot(ctid, name, description)
+        })
     }
     fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()> {
-        self.count(Verb::Delsnapshot);
-        self.inner.delete_snapshot(ctid, name)
+        self.call(Verb::Delsnapshot, Some(ctid), |h| {
+            h.delete_snapshot(ctid, name)
+        })
     }
     fn rollback(&self, ctid: Ctid, name: &str) -> HostResult<()> {
-        self.count(Verb::Rollback);
-        self.inner.rollback(ctid, name)
+        self.call(Verb::Rollback, Some(ctid), |h| h.rollback(ctid, name))
     }
     fn destroy(&self, ctid: Ctid) -> HostResult<()> {
-        self.count(Verb::Destroy);
-        self.inner.destroy(ctid)
+        self.call(Verb::Destroy, Some(ctid), |h| h.destroy(ctid))
     }
     fn unlock(&self, ctid: Ctid) -> HostResult<()> {
-        self.count(Verb::Unlock);
-        self.inner.unlock(ctid)
+        self.call(Verb::Unlock, Some(ctid), |h| h.unlock(ctid))
     }
     fn pct_dir(&self) -> Option<PathBuf> {
         self.inner.pct_dir()

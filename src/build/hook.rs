@@ -30,6 +30,8 @@ pub fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run hook {}: {e}", path.display()))?;
+    // Names only: the environment may carry secrets.
+    tracing::debug!(hook = %path.display(), arg, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     let status = loop {

@@ -65,11 +65,23 @@ pub fn make_plan(
     consent: &Consent,
     targets: &[Ctid],
 ) -> HostResult<Planned> {
+    let started = Instant::now();
     let hashes = hash::hash_fleet(fleet);
+    let hashed_ms = started.elapsed().as_millis() as u64;
     let inventory = host.inventory()?;
+    tracing::info!(
+        nodes = hashes.len(),
+        hashed_ms,
+        cts = inventory.len(),
+        backend = host.name(),
+        "hashed the fleet and read the host"
+    );
     let targets: Option<BTreeSet<Ctid>> =
         (!targets.is_empty()).then(|| targets.iter().copied().collect());
     let plan = plan::plan(fleet, &hashes, &inventory, consent, targets.as_ref());
+    for e in &plan.entries {
+        tracing::debug!(ctid = e.ctid, action = e.action.name(), "planned");
+    }
     Ok(Planned {
         hashes,
         inventory,
@@ -144,6 +156,7 @@ fn read_host(
         return Ok(planned);
     }
     for (ctid, lock) in stale {
+        tracing::info!(ctid, lock = %lock, "removing a lock a killed run left");
         if let Err(source) = host.unlock(ctid) {
             return Err(RunError::StaleLock { ctid, lock, source });
         }

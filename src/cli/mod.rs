@@ -59,6 +59,11 @@ pub struct Cli {
     /// Colour in human output.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// More detail on stderr: -v what phoenix read and decided (and script diffs in `why`),
+    /// -vv each node's plan and every host call of a build with its time. RUST_LOG (e.g.
+    /// `phoenix=debug`) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -121,12 +126,8 @@ pub enum Command {
     /// Print a node's log from its latest build.
     Log { ctid: Ctid },
     /// Explain why a node would rebuild (root cause first), or, without a CTID, the plan's root causes.
-    Why {
-        ctid: Option<Ctid>,
-        /// Show script changes as unified diffs.
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    /// With -v, shows script changes as unified diffs.
+    Why { ctid: Option<Ctid> },
     /// Remove phx-* snapshots that no current node needs (and, with --orphans, phoenix's CTs that left the config).
     Gc {
         /// List what would be removed and what is kept, and why; change nothing.
@@ -201,6 +202,7 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> i32 {
+    init_tracing(cli.verbose);
     let paths = Paths {
         config_dir: cli.config_dir.clone(),
         hooks_dir: cli.hooks_dir.clone(),
@@ -248,7 +250,7 @@ pub fn run(cli: Cli) -> i32 {
         ),
         Command::Status => status::status(&cli, &fleet),
         Command::Log { ctid } => log::log(&cli, &fleet, *ctid),
-        Command::Why { ctid, verbose } => why::why(&cli, &fleet, *ctid, *verbose),
+        Command::Why { ctid } => why::why(&cli, &fleet, *ctid, cli.verbose > 0),
         Command::Gc {
             dry_run,
             keep,
@@ -269,6 +271,26 @@ pub fn run(cli: Cli) -> i32 {
         Command::Generations { ctid } => generations::generations(&cli, &fleet, *ctid),
     };
     result.unwrap_or_else(|e| error::report(&e, cli.output == Output::Json, color))
+}
+
+/// phoenix's own diagnostics go to stderr through `tracing`: warnings by default, more
+/// with each -v; `RUST_LOG` (an `EnvFilter` directive) wins when set.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("phoenix={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .try_init();
 }
 
 fn report_problems(cli: &Cli, problems: &Problems, color: bool) {

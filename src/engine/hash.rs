@@ -133,26 +133,45 @@ pub struct Hashed {
 
 /// Hashes every node of a valid fleet, parents first.
 pub fn hash_fleet(fleet: &Fleet) -> BTreeMap<Ctid, Hashed> {
-    let mut out: BTreeMap<Ctid, Hashed> = BTreeMap::new();
+    use rayon::prelude::*;
     let lib: BTreeMap<String, String> = fleet
         .hooks
         .lib
         .iter()
         .map(|(k, s)| (k.clone(), s.digest.clone()))
         .collect();
+    // A node's hash needs its parent's, so the fleet is hashed a generation at a time;
+    // the nodes of one generation are independent and hashed in parallel.
+    let mut depth: BTreeMap<Ctid, usize> = BTreeMap::new();
     let mut gpu_subtree: BTreeMap<Ctid, bool> = BTreeMap::new();
+    let mut generations: Vec<Vec<Ctid>> = Vec::new();
     for &ctid in &fleet.graph.order {
-        let node = &fleet.nodes[&ctid];
         let parent = fleet.graph.parent_of(ctid);
-        let in_gpu = node.has_gpu() || parent.is_some_and(|p| gpu_subtree[&p]);
+        let d = parent.map_or(0, |p| depth[&p] + 1);
+        depth.insert(ctid, d);
+        let in_gpu = fleet.nodes[&ctid].has_gpu() || parent.is_some_and(|p| gpu_subtree[&p]);
         gpu_subtree.insert(ctid, in_gpu);
-        let parent_ref = parent.map(|p| ParentRef {
-            ctid: p,
-            hash: out[&p].hash.clone(),
-        });
-        let manifest = manifest(fleet, node, &lib, in_gpu, parent_ref);
-        let hash = NodeHash::of(&manifest);
-        out.insert(ctid, Hashed { manifest, hash });
+        if generations.len() == d {
+            generations.push(Vec::new());
+        }
+        generations[d].push(ctid);
+    }
+    let mut out: BTreeMap<Ctid, Hashed> = BTreeMap::new();
+    for generation in generations {
+        let hashed: Vec<(Ctid, Hashed)> = generation
+            .par_iter()
+            .map(|&ctid| {
+                let parent_ref = fleet.graph.parent_of(ctid).map(|p| ParentRef {
+                    ctid: p,
+                    hash: out[&p].hash.clone(),
+                });
+                let node = &fleet.nodes[&ctid];
+                let manifest = manifest(fleet, node, &lib, gpu_subtree[&ctid], parent_ref);
+                let hash = NodeHash::of(&manifest);
+                (ctid, Hashed { manifest, hash })
+            })
+            .collect();
+        out.extend(hashed);
     }
     out
 }
