@@ -495,14 +495,7 @@ fn a_foreign_conf_is_unmanaged_and_left_byte_identical_by_build_and_gc() {
     assert_eq!(bytes(&at_910), b910, "gc wrote 910's config");
     assert_eq!(bytes(&at_960), b960, "gc wrote 960's config");
     // The hooks' pct reads it as Proxmox would print it.
-    let pct = f.sim_host().root().join("bin/pct");
-    let out = std::process::Command::new(&pct)
-        .args(["config", "960"])
-        .env("PHOENIX_BACKEND", "sim")
-        .env("PHOENIX_STATE_DIR", &f.state_dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = f.pct(&["config", "960"]).stdout;
     assert!(
         text.starts_with("arch: amd64\ncores: 4\ncpulimit: 2\ndescription: Somebody's database%3A do not touch%0Asecond line\n"),
         "{text}"

@@ -407,7 +407,8 @@ impl Backend {
     pub fn open(self, state_dir: &Path) -> Result<Box<dyn Host>, String> {
         match self {
             Backend::Sim => Ok(Box::new(sim::SimHost::for_state_dir(state_dir)?)),
-            Backend::Pve | Backend::Lxc => Err(format!(
+            Backend::Pve => Ok(Box::new(pve::backend::PveHost::from_env()?)),
+            Backend::Lxc => Err(format!(
                 "the `{}` backend is not part of this build yet; use --backend sim (the embedded simulated host)",
                 self.name()
             )),

@@ -5,7 +5,8 @@
 //! their running-state check print their error but exit 0.
 //!
 //! Commands: status, list, config, exec, push, pull, set, start, shutdown, stop, snapshot,
-//! listsnapshot, delsnapshot, rollback. The backend comes from `PHOENIX_BACKEND` and its
+//! listsnapshot, delsnapshot, rollback, and (for the `pct-emulator`, where phoenix's `pve`
+//! backend is the caller) create, clone, resize, destroy, unlock. The backend comes from `PHOENIX_BACKEND` and its
 //! place from `PHOENIX_STATE_DIR`, both set for hooks ([`Host::hook_env`]). On Proxmox
 //! the real `pct` is on `PATH` instead.
 
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::host::pve::args::{self, Args};
 use crate::host::pve::conf::ConfFile;
 use crate::host::pve::{map, output, props};
-use crate::host::{Backend, Ctid, ErrorKind, Host, HostError, Settings};
+use crate::host::{Backend, CloneSpec, CreateSpec, Ctid, ErrorKind, Host, HostError, Settings};
 
 const FAIL: i32 = 255;
 
@@ -164,6 +165,125 @@ fn settings_of(a: &Args) -> Result<Settings, String> {
     Ok(s)
 }
 
+/// `pct create` options: `--storage` (default `local`), `--rootfs <storage>:<GiB>`,
+/// `--unprivileged` (default 1), and the settings.
+fn create_spec(a: &Args, ostemplate: &str) -> Result<CreateSpec, String> {
+    let usage = "pct create <vmid> <ostemplate> [OPTIONS]";
+    let mut rest = a.clone();
+    let mut take = |k: &str| rest.options.remove(k);
+    let mut storage = take("storage").unwrap_or_else(|| "local".to_string());
+    let mut disk_gb = 4;
+    if let Some(rootfs) = take("rootfs") {
+        let (volume, _) = rootfs.split_once(',').unwrap_or((&rootfs, ""));
+        let (s, size) = props::new_disk_request(volume).ok_or_else(|| {
+            args::bad_param(
+                "rootfs",
+                "only a new volume (<storage>:<GiB>) is modelled",
+                usage,
+            )
+        })?;
+        storage = s.to_string();
+        disk_gb = props::size_gib_ceil(size);
+    }
+    let unprivileged = match take("unprivileged") {
+        Some(v) => args::parse_bool(&v).ok_or_else(|| {
+            args::bad_param(
+                "unprivileged",
+                &format!("type check ('boolean') failed - got '{v}'"),
+                usage,
+            )
+        })?,
+        None => true,
+    };
+    for ignored in [
+        "start",
+        "password",
+        "ssh-public-keys",
+        "pool",
+        "force",
+        "unique",
+    ] {
+        take(ignored);
+    }
+    Ok(CreateSpec {
+        ostemplate: ostemplate.to_string(),
+        storage,
+        disk_gb,
+        unprivileged,
+        settings: settings_of(&rest)?,
+    })
+}
+
+/// `pct clone` options. The model clones from a snapshot (`--snapname`), as phoenix does;
+/// the hostname defaults to the source's and the storage to its rootfs's.
+fn clone_spec(host: &dyn Host, a: &Args) -> Result<CloneSpec, String> {
+    let usage = "pct clone <vmid> <newid> [OPTIONS]";
+    let source = vmid(a, usage)?;
+    let target = crate::fleet::config::parse_ctid(nth(a, 1, usage)?).ok_or_else(|| {
+        args::bad_param(
+            "newid",
+            "invalid format - value does not look like a valid VM ID",
+            usage,
+        )
+    })?;
+    let snapshot = a
+        .options
+        .get("snapname")
+        .cloned()
+        .ok_or_else(|| "the emulator clones from a snapshot: pass --snapname".to_string())?;
+    let conf = conf_of(host, source)?;
+    let main = conf.snapshot(&snapshot).unwrap_or(conf.main());
+    let hostname = a
+        .options
+        .get("hostname")
+        .cloned()
+        .or_else(|| main.get("hostname").map(str::to_string))
+        .unwrap_or_else(|| format!("CT{target}"));
+    let storage = match a.options.get("storage") {
+        Some(s) => s.clone(),
+        None => main
+            .get("rootfs")
+            .and_then(|r| r.split([':', ',']).next())
+            .unwrap_or("local")
+            .to_string(),
+    };
+    Ok(CloneSpec {
+        source,
+        snapshot,
+        target,
+        hostname,
+        storage,
+    })
+}
+
+/// `pct resize <vmid> rootfs <size>`: `8G` sets the size, `+2G` grows it.
+fn resize_to(host: &dyn Host, a: &Args, id: Ctid) -> Result<u64, String> {
+    let usage = "pct resize <vmid> <disk> <size> [OPTIONS]";
+    let disk = nth(a, 1, usage)?;
+    if disk != "rootfs" {
+        return Err(format!("the emulator resizes rootfs only, not '{disk}'"));
+    }
+    let size = nth(a, 2, usage)?;
+    let bad = || {
+        args::bad_param(
+            "size",
+            &format!("value '{size}' does not match the regex pattern"),
+            usage,
+        )
+    };
+    let (grow, amount) = match size.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, size),
+    };
+    let bytes = props::parse_size(amount).ok_or_else(bad)?;
+    let gb = props::size_gib_ceil(bytes);
+    if grow {
+        Ok(ct(host, id)?.disk_gb.unwrap_or(0) + gb)
+    } else {
+        Ok(gb)
+    }
+}
+
 /// Runs one `pct` command on `host`; stdout goes to `out`. `Err` is pct's stderr text.
 pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32, String> {
     let Some(word) = argv.first() else {
@@ -280,6 +400,28 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
             let id = vmid(&a, "pct listsnapshot <vmid>")?;
             w(out, &output::snapshot_tree(&ct(host, id)?, &crate::os::utc));
         }
+        "create" => {
+            let usage = "pct create <vmid> <ostemplate> [OPTIONS]";
+            let id = vmid(&a, usage)?;
+            let spec = create_spec(&a, nth(&a, 1, usage)?)?;
+            host.create(id, &spec)
+                .map_err(|e| format!("unable to create CT {id} - {}", e.message))?;
+        }
+        "clone" => {
+            let spec = clone_spec(host, &a)?;
+            host.clone_ct(&spec).map_err(host_err)?;
+        }
+        "resize" => {
+            let id = vmid(&a, "pct resize <vmid> <disk> <size> [OPTIONS]")?;
+            let gb = resize_to(host, &a, id)?;
+            host.resize(id, gb).map_err(host_err)?;
+        }
+        "destroy" => host
+            .destroy(vmid(&a, "pct destroy <vmid> [OPTIONS]")?)
+            .map_err(host_err)?,
+        "unlock" => host
+            .unlock(vmid(&a, "pct unlock <vmid>")?)
+            .map_err(host_err)?,
         other => unreachable!("resolve_command returned {other}"),
     }
     Ok(0)

@@ -271,6 +271,21 @@ impl Fixture {
         self.phoenix_env(args, &all)
     }
 
+    /// The `pct` that hooks get, run as an admin would on this fixture's sim host.
+    pub fn pct(&self, args: &[&str]) -> Run {
+        let out = Command::new(self.sim_host().root().join("bin/pct"))
+            .args(args)
+            .env("PHOENIX_BACKEND", "sim")
+            .env("PHOENIX_STATE_DIR", &self.state_dir)
+            .output()
+            .expect("run pct");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// The simulated Proxmox node of this fixture, for acting on it or reading it the way
     /// an admin would.
     pub fn sim_host(&self) -> phoenix::host::sim::SimHost {

@@ -116,6 +116,11 @@ pub const COMMANDS: &[&str] = &[
     "listsnapshot",
     "delsnapshot",
     "rollback",
+    "create",
+    "clone",
+    "resize",
+    "destroy",
+    "unlock",
 ];
 
 /// The command a word names: itself, or the one command it is a unique prefix of.

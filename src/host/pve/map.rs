@@ -53,6 +53,18 @@ pub fn passthrough_entries(p: &Passthrough) -> Vec<(String, String)> {
 
 fn read_passthrough(section: &Section) -> Passthrough {
     let mut p = Passthrough::default();
+    // `devN` entries (pve-container 5.0.7+) name the nodes; Proxmox derives the rules.
+    for (k, v) in section.keys() {
+        if k.strip_prefix("dev")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+        {
+            if let Ok(d) = props::DevConf::parse(v) {
+                if d.path.starts_with("/dev/nvidia") {
+                    p.nodes.push(d.path);
+                }
+            }
+        }
+    }
     for (k, v) in section.lxc() {
         if !is_passthrough_entry(k, v) {
             continue;

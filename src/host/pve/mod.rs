@@ -11,10 +11,14 @@
 //! | [`output`] | what `pct` prints |
 //! | [`text`] | error texts and their kinds |
 //!
+//! [`backend`] is the `pve` backend itself: those formats read from a node's files and
+//! written through its `pct`.
+//!
 //! Citations in brackets name the Proxmox source a rule was read in (`pct-spec.md`'s
 //! table of tags).
 
 pub mod args;
+pub mod backend;
 pub mod conf;
 pub mod map;
 pub mod output;

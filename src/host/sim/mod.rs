@@ -174,6 +174,16 @@ impl SimHost {
         let latency =
             knobs::parse_latency(&std::env::var("PHOENIX_SIM_LATENCY").unwrap_or_default())?;
         let faults = knobs::parse_faults(&std::env::var("PHOENIX_SIM_FAULTS").unwrap_or_default())?;
+        SimHost::with_knobs(root, node, latency, faults)
+    }
+
+    /// Opens (creating if needed) a model of node `node` under `root` with the given knobs.
+    pub fn with_knobs(
+        root: &Path,
+        node: &str,
+        latency: Latency,
+        faults: Vec<Fault>,
+    ) -> Result<SimHost, String> {
         let host = SimHost {
             root: root.to_path_buf(),
             node: node.to_string(),

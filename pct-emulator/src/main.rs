@@ -1,0 +1,101 @@
+//! `pct-emulator`: Proxmox VE's `pct` for tests of phoenix's `pve` backend. Tests put a
+//! link named `pct` to it first on `PATH`; it runs phoenix's model of a Proxmox node
+//! ([`phoenix::host::sim`]) behind the `pct` command line ([`phoenix::host::pct`]), so
+//! its behaviour is the one `pct-spec.md` describes.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `PVE_EMULATOR_ROOT` | the node's file tree (required): `etc/pve/nodes/<node>/lxc/*.conf`, `etc/pve/storage.cfg`, volumes, `proc/`, `dev/` |
+//! | `PVE_EMULATOR_NODE` | the node's name (default `pve`) |
+//! | `PVE_EMULATOR_LATENCY_MS` | milliseconds each invocation costs before it runs (a real `pct` spends 0.5–1 s starting Perl) |
+//! | `PVE_EMULATOR_FAULTS` | injected faults, in the syntax of `PHOENIX_SIM_FAULTS` |
+//!
+//! Every invocation's argv is appended, shell-quoted, as one line to
+//! `$PVE_EMULATOR_ROOT/pct-calls.log`. `exec` runs nothing on the host: the command is
+//! recorded inside the CT's volume.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use phoenix::host::sim::{knobs, SimHost};
+
+const FAIL: i32 = 255;
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(root) = std::env::var_os("PVE_EMULATOR_ROOT").map(PathBuf::from) else {
+        eprintln!("pct-emulator: PVE_EMULATOR_ROOT is not set (the emulated node's file tree)");
+        return FAIL;
+    };
+    log_call(&root, &argv);
+    if let Some(ms) = std::env::var("PVE_EMULATOR_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    let node = std::env::var("PVE_EMULATOR_NODE").unwrap_or_else(|_| "pve".to_string());
+    let faults =
+        match knobs::parse_faults(&std::env::var("PVE_EMULATOR_FAULTS").unwrap_or_default()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!(
+                    "pct-emulator: {}",
+                    e.replace("PHOENIX_SIM_FAULTS", "PVE_EMULATOR_FAULTS")
+                );
+                return FAIL;
+            }
+        };
+    let host = match SimHost::with_knobs(&root, &node, knobs::Latency::default(), faults) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("pct-emulator: {e}");
+            return FAIL;
+        }
+    };
+    let out = &mut std::io::stdout().lock();
+    match phoenix::host::pct::run(&host, &argv, out) {
+        Ok(code) => code,
+        Err(msg) => {
+            let _ = out.flush();
+            eprintln!("{msg}");
+            FAIL
+        }
+    }
+}
+
+/// Appends `pct <argv>` as an admin would type it.
+fn log_call(root: &std::path::Path, argv: &[String]) {
+    let mut line = String::from("pct");
+    for a in argv {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    line.push('\n');
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("pct-calls.log"))
+    {
+        // One write per line: concurrent invocations never interleave.
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// A word as a POSIX shell reads it back: bare when it is safe, else single-quoted.
+fn quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+%@".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,496 @@
+//! `pve`: a Proxmox VE node driven through `pct`.
+//!
+//! Reads are files, in bulk: every CT config under `<root>/etc/pve/nodes/*/lxc/` (and the
+//! VMs under `qemu-server/`, so a VMID taken anywhere in the cluster is seen), parsed by
+//! [`conf`](super::conf) and mapped by [`map`](super::map), plus one `pct list` for which
+//! CTs run. Every change is one `pct` invocation built as an argument vector; a non-zero
+//! exit is an error carrying pct's last stderr line, classified into an
+//! [`ErrorKind`] by [`text::classify`](super::text::classify). Host facts come from the
+//! same root (`/proc/driver/nvidia/version`, `/proc/devices`, `/dev/nvidia*`).
+//!
+//! `PHOENIX_PVE_ROOT` (default `/`) moves the root, and `PHOENIX_PVE_NODE` names the local
+//! node (default: the first label of `<root>/etc/hostname`); tests point both at the
+//! `pct-emulator`'s tree.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::conf::ConfFile;
+use super::props::{DevConf, Features, Tags};
+use super::{map, text};
+use crate::fleet::config::parse_ctid;
+use crate::host::{
+    CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
+    Passthrough, Settings, Verb, MANAGED_TAG,
+};
+
+pub struct PveHost {
+    root: PathBuf,
+    node: String,
+    pct: PathBuf,
+}
+
+impl PveHost {
+    /// The node under `PHOENIX_PVE_ROOT`, driven by the `pct` first on `PATH`.
+    pub fn from_env() -> Result<PveHost, String> {
+        let root = std::env::var_os("PHOENIX_PVE_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let node = match std::env::var("PHOENIX_PVE_NODE") {
+            Ok(n) if !n.is_empty() => n,
+            _ => fs::read_to_string(root.join("etc/hostname"))
+                .ok()
+                .and_then(|h| h.trim().split('.').next().map(str::to_string))
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "cannot tell this node's name: {} is missing; set PHOENIX_PVE_NODE",
+                        root.join("etc/hostname").display()
+                    )
+                })?,
+        };
+        let pct = find_on_path("pct").ok_or_else(|| {
+            "`pct` is not on PATH: the pve backend runs on a Proxmox VE node (or use --backend sim)"
+                .to_string()
+        })?;
+        let host = PveHost { root, node, pct };
+        let dir = host.node_dir().join("lxc");
+        if !dir.is_dir() {
+            return Err(format!(
+                "{} is not a directory: is this a Proxmox VE node named '{}'? (PHOENIX_PVE_ROOT, PHOENIX_PVE_NODE)",
+                dir.display(),
+                host.node
+            ));
+        }
+        Ok(host)
+    }
+
+    fn node_dir(&self) -> PathBuf {
+        self.root.join("etc/pve/nodes").join(&self.node)
+    }
+
+    fn conf_path(&self, ctid: Ctid) -> PathBuf {
+        self.node_dir().join("lxc").join(format!("{ctid}.conf"))
+    }
+
+    fn read_conf(&self, ctid: Ctid) -> HostResult<Option<ConfFile>> {
+        let path = self.conf_path(ctid);
+        match fs::read_to_string(&path) {
+            Ok(text) => ConfFile::parse(&text)
+                .map(Some)
+                .map_err(|e| HostError::failed(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::failed(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Runs `pct <args>`; stdout comes back, a failure is pct's last stderr line.
+    fn pct(&self, args: &[String]) -> HostResult<String> {
+        let out = self.invoke(args, Stdio::piped())?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(pct_error(&stderr, out.status.code()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn invoke(&self, args: &[String], stdout: Stdio) -> HostResult<std::process::Output> {
+        tracing::debug!(argv = ?args, "pct");
+        Command::new(&self.pct)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| HostError::failed(format!("cannot run {}: {e}", self.pct.display())))
+    }
+
+    /// Which CTs run, from one `pct list`.
+    fn running(&self) -> HostResult<BTreeMap<Ctid, bool>> {
+        let out = self.pct(&["list".to_string()])?;
+        Ok(out
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut cols = l.split_whitespace();
+                let ctid = parse_ctid(cols.next()?)?;
+                Some((ctid, cols.next()? == "running"))
+            })
+            .collect())
+    }
+
+    /// VMIDs on other nodes, or VMs on this one: `(vmid, "CT"|"VM", node)`.
+    fn cluster_ids(&self) -> Vec<(Ctid, &'static str, String)> {
+        let mut out = Vec::new();
+        let Ok(nodes) = fs::read_dir(self.root.join("etc/pve/nodes")) else {
+            return out;
+        };
+        for node in nodes.flatten() {
+            let name = node.file_name().to_string_lossy().into_owned();
+            for (dir, kind) in [("lxc", "CT"), ("qemu-server", "VM")] {
+                if name == self.node && kind == "CT" {
+                    continue;
+                }
+                let Ok(entries) = fs::read_dir(node.path().join(dir)) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let file = e.file_name().to_string_lossy().into_owned();
+                    if let Some(id) = file.strip_suffix(".conf").and_then(parse_ctid) {
+                        out.push((id, kind, name.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn simple(&self, verb: &str, ctid: Ctid, rest: &[&str]) -> HostResult<()> {
+        let mut args = vec![verb.to_string(), ctid.to_string()];
+        args.extend(rest.iter().map(|s| s.to_string()));
+        self.pct(&args).map(|_| ())
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// pct's failure: its last non-empty stderr line (task errors are one line, §0).
+fn pct_error(stderr: &str, code: Option<i32>) -> HostError {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("trying to acquire lock"))
+        .map(str::trim)
+        .unwrap_or("");
+    let message = if line.is_empty() {
+        format!("pct failed with exit code {}", code.unwrap_or(-1))
+    } else {
+        line.to_string()
+    };
+    HostError::new(text::classify(stderr), message)
+}
+
+/// `pct set` / `pct create` options for settings, given the CT's current config (for its
+/// MAC and tags).
+fn setting_options(s: &Settings, current: Option<&ConfFile>) -> Vec<String> {
+    let main = current.map(|c| c.main());
+    let mut opts: Vec<(String, String)> = Vec::new();
+    if let Some(h) = &s.hostname {
+        opts.push(("hostname".into(), h.clone()));
+    }
+    if let Some(m) = s.memory_mb {
+        opts.push(("memory".into(), m.to_string()));
+    }
+    if let Some(c) = s.cores {
+        opts.push(("cores".into(), c.to_string()));
+    }
+    if let Some(net) = &s.network {
+        let kept = main
+            .and_then(|m| m.get("net0"))
+            .and_then(map::read_network)
+            .and_then(|n| n.mac);
+        opts.push(("net0".into(), map::network_value(net, kept.as_deref())));
+    }
+    if let Some(b) = s.onboot {
+        opts.push(("onboot".into(), if b { "1" } else { "0" }.into()));
+    }
+    let mut delete: Vec<String> = s.delete.clone();
+    if let Some(f) = &s.features {
+        if f.is_empty() {
+            delete.push("features".into());
+        } else {
+            opts.push(("features".into(), Features::from_map(f).to_string()));
+        }
+    }
+    if let Some(managed) = s.managed {
+        let mut tags = main
+            .and_then(|m| m.get("tags"))
+            .map(Tags::parse)
+            .unwrap_or_default();
+        if managed {
+            tags.insert(MANAGED_TAG);
+        } else {
+            tags.remove(MANAGED_TAG);
+        }
+        if tags.is_empty() {
+            delete.push("tags".into());
+        } else {
+            opts.push(("tags".into(), tags.to_string()));
+        }
+    }
+    if let Some(d) = &s.description {
+        opts.push(("description".into(), d.clone()));
+    }
+    for (k, v) in &s.extra {
+        opts.push((k.clone(), v.clone()));
+    }
+    let mut out = Vec::new();
+    for (k, v) in opts {
+        out.push(format!("--{k}"));
+        out.push(v);
+    }
+    if !delete.is_empty() {
+        out.push("--delete".into());
+        out.push(delete.join(","));
+    }
+    out
+}
+
+impl Host for PveHost {
+    fn name(&self) -> &'static str {
+        "pve"
+    }
+
+    fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
+        let running = self.running()?;
+        let mut out = BTreeMap::new();
+        let dir = self.node_dir().join("lxc");
+        let entries =
+            fs::read_dir(&dir).map_err(|e| HostError::failed(format!("{}: {e}", dir.display())))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(ctid) = name.strip_suffix(".conf").and_then(parse_ctid) else {
+                continue;
+            };
+            if let Some(conf) = self.read_conf(ctid)? {
+                let ct = map::ct_info(ctid, &conf, running.get(&ctid) == Some(&true));
+                out.insert(ctid, ct);
+            }
+        }
+        // A VMID taken elsewhere in the cluster is somebody else's.
+        for (vmid, kind, node) in self.cluster_ids() {
+            out.entry(vmid).or_insert_with(|| {
+                let mut ct = map::ct_info(vmid, &ConfFile::new(), false);
+                ct.settings.managed = Some(false);
+                ct.settings.description = Some(format!("{kind} {vmid} on node '{node}'"));
+                ct
+            });
+        }
+        Ok(out)
+    }
+
+    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
+        let Some(conf) = self.read_conf(ctid)? else {
+            return Ok(None);
+        };
+        let running = self.running()?.get(&ctid) == Some(&true);
+        Ok(Some(map::ct_info(ctid, &conf, running)))
+    }
+
+    fn config_file(&self, ctid: Ctid) -> HostResult<Option<String>> {
+        Ok(self.read_conf(ctid)?.map(|c| c.to_text()))
+    }
+
+    fn not_found(&self, ctid: Ctid) -> HostError {
+        text::config_missing(&self.node, ctid)
+    }
+
+    fn facts(&self) -> HostResult<HostFacts> {
+        HostFacts::read(&self.root).map_err(HostError::failed)
+    }
+
+    fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
+        let mut args = vec![
+            "create".to_string(),
+            ctid.to_string(),
+            spec.ostemplate.clone(),
+            "--storage".into(),
+            spec.storage.clone(),
+            "--rootfs".into(),
+            format!("{}:{}", spec.storage, spec.disk_gb),
+            "--unprivileged".into(),
+            if spec.unprivileged { "1" } else { "0" }.into(),
+        ];
+        args.extend(setting_options(&spec.settings, None));
+        self.pct(&args).map(|_| ())
+    }
+
+    fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
+        self.pct(&[
+            "clone".into(),
+            spec.source.to_string(),
+            spec.target.to_string(),
+            "--snapname".into(),
+            spec.snapshot.clone(),
+            "--hostname".into(),
+            spec.hostname.clone(),
+            "--full".into(),
+            "1".into(),
+            "--storage".into(),
+            spec.storage.clone(),
+        ])
+        .map(|_| ())
+    }
+
+    fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
+        let current = self.read_conf(ctid)?;
+        let mut args = vec!["set".to_string(), ctid.to_string()];
+        args.extend(setting_options(settings, current.as_ref()));
+        self.pct(&args).map(|_| ())
+    }
+
+    fn resize(&self, ctid: Ctid, disk_gb: u64) -> HostResult<()> {
+        self.simple("resize", ctid, &["rootfs", &format!("{disk_gb}G")])
+    }
+
+    /// `devN` entries (pve-container 5.0.7+): Proxmox makes the device nodes and cgroup
+    /// rules itself, for privileged and unprivileged CTs alike. Entries for devices no
+    /// longer wanted are deleted; others are left alone.
+    fn set_devices(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
+        let conf = self.read_conf(ctid)?.ok_or_else(|| self.not_found(ctid))?;
+        let main = conf.main();
+        let mut have: BTreeMap<String, String> = BTreeMap::new(); // path → key
+        let mut used = Vec::new();
+        for (k, v) in main.keys() {
+            if let Some(n) = k.strip_prefix("dev").and_then(|n| n.parse::<u32>().ok()) {
+                used.push(n);
+                if let Ok(d) = DevConf::parse(v) {
+                    have.insert(d.path.clone(), k.to_string());
+                }
+            }
+        }
+        let mut args = vec!["set".to_string(), ctid.to_string()];
+        let mut next = 0u32;
+        for node in &devices.nodes {
+            if have.contains_key(node) {
+                continue;
+            }
+            while used.contains(&next) {
+                next += 1;
+            }
+            used.push(next);
+            let mut d = DevConf::new(node);
+            d.mode = Some("0666".into());
+            args.push(format!("--dev{next}"));
+            args.push(d.to_string());
+        }
+        let stale: Vec<String> = have
+            .iter()
+            .filter(|(path, _)| path.starts_with("/dev/nvidia") && !devices.nodes.contains(path))
+            .map(|(_, key)| key.clone())
+            .collect();
+        if !stale.is_empty() {
+            args.push("--delete".into());
+            args.push(stale.join(","));
+        }
+        if args.len() == 2 {
+            return Ok(());
+        }
+        self.pct(&args).map(|_| ())
+    }
+
+    fn start(&self, ctid: Ctid) -> HostResult<()> {
+        self.simple("start", ctid, &[])
+    }
+
+    fn shutdown(&self, ctid: Ctid, timeout_s: u64) -> HostResult<()> {
+        self.simple(
+            "shutdown",
+            ctid,
+            &["--timeout", &timeout_s.to_string(), "--forceStop", "1"],
+        )
+    }
+
+    fn stop(&self, ctid: Ctid) -> HostResult<()> {
+        self.simple("stop", ctid, &[])
+    }
+
+    fn exec(&self, ctid: Ctid, argv: &[String], out: &mut dyn Write) -> HostResult<i32> {
+        let mut args = vec!["exec".to_string(), ctid.to_string(), "--".to_string()];
+        args.extend(argv.iter().cloned());
+        let o = self.invoke(&args, Stdio::piped())?;
+        let _ = out.write_all(&o.stdout);
+        let _ = out.write_all(&o.stderr);
+        let code = o.status.code().unwrap_or(-1);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        // pct's own failure (not running, no such CT) is 255 with its error; otherwise
+        // the code is the command's.
+        if code == 255 && text::classify(&stderr) != ErrorKind::Failed {
+            return Err(pct_error(&stderr, Some(code)));
+        }
+        Ok(code)
+    }
+
+    fn push(&self, ctid: Ctid, local: &Path, dest: &str, perms: u32) -> HostResult<()> {
+        let args = [
+            "push".to_string(),
+            ctid.to_string(),
+            local.display().to_string(),
+            dest.to_string(),
+            "--perms".into(),
+            format!("{perms:o}"),
+        ];
+        file_transfer(self.invoke(&args, Stdio::null())?)
+    }
+
+    fn pull(&self, ctid: Ctid, path: &str, local: &Path) -> HostResult<()> {
+        let args = [
+            "pull".to_string(),
+            ctid.to_string(),
+            path.to_string(),
+            local.display().to_string(),
+        ];
+        file_transfer(self.invoke(&args, Stdio::null())?)
+    }
+
+    fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()> {
+        self.simple("snapshot", ctid, &[name, "--description", description])
+    }
+
+    fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()> {
+        self.simple("delsnapshot", ctid, &[name])
+    }
+
+    fn rollback(&self, ctid: Ctid, name: &str) -> HostResult<()> {
+        self.simple("rollback", ctid, &[name])
+    }
+
+    fn destroy(&self, ctid: Ctid) -> HostResult<()> {
+        self.simple("destroy", ctid, &["--purge", "1"])
+    }
+
+    fn unlock(&self, ctid: Ctid) -> HostResult<()> {
+        self.simple("unlock", ctid, &[])
+    }
+
+    fn pct_dir(&self) -> Option<PathBuf> {
+        // Hooks use the node's own pct.
+        self.pct.parent().map(Path::to_path_buf)
+    }
+
+    fn hook_env(&self) -> Vec<(String, String)> {
+        vec![("PHOENIX_BACKEND".into(), "pve".into())]
+    }
+
+    /// A real `pct` spends most of a second starting; creating and cloning take longest.
+    fn estimate_ms(&self, verb: Verb) -> u64 {
+        match verb {
+            Verb::Create => 30_000,
+            Verb::Clone => 20_000,
+            Verb::Start | Verb::Shutdown | Verb::Stop | Verb::Destroy => 3_000,
+            Verb::Exec => 2_000,
+            Verb::Inventory | Verb::Config | Verb::Facts => 100,
+            _ => 1_000,
+        }
+    }
+}
+
+/// `push` and `pull` exit 0 even when their worker failed (pct-spec §0): an error line on
+/// stderr is the failure.
+fn file_transfer(o: std::process::Output) -> HostResult<()> {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() || !stderr.trim().is_empty() {
+        return Err(pct_error(&stderr, o.status.code()));
+    }
+    Ok(())
+}
