@@ -230,3 +230,33 @@ fn a_foreign_config_is_read_as_that_ct() {
     assert!(h.inventory().unwrap().contains_key(&300));
     assert_eq!(fs::read_to_string(h.conf_path(300)).unwrap(), foreign);
 }
+
+#[test]
+fn every_file_the_model_writes_is_what_proxmox_would_write() {
+    // write_pct_config's layout: parse + print as Proxmox gives the same bytes back.
+    let (_t, h) = host();
+    h.create(100, &spec()).unwrap();
+    h.set(
+        100,
+        &Settings {
+            description: Some("web: 50% done\nsecond".into()),
+            network: Some(crate::host::Network {
+                name: "eth0".into(),
+                bridge: "vmbr0".into(),
+                ip: "dhcp".into(),
+                gw: None,
+                mac: None,
+            }),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    h.snapshot(100, "s1", "first").unwrap();
+    h.clone_ct(&clone_of(100, "s1", 101)).unwrap();
+    h.snapshot(101, "s2", "").unwrap();
+    for ctid in [100, 101] {
+        let text = fs::read_to_string(h.conf_path(ctid)).unwrap();
+        let conf = ConfFile::parse(&text).unwrap();
+        assert_eq!(conf.to_pve_text(), text, "{ctid}");
+    }
+}
