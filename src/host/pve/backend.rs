@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::conf::ConfFile;
-use super::props::{DevConf, Features, Tags};
+use super::props::{DevConf, Features};
 use super::{map, text};
 use crate::fleet::config::parse_ctid;
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
-    Passthrough, Settings, Verb, MANAGED_TAG,
+    Passthrough, Settings, Verb,
 };
 
 pub struct PveHost {
@@ -137,14 +137,8 @@ impl PveHost {
                 if name == self.node && kind == "CT" {
                     continue;
                 }
-                let Ok(entries) = fs::read_dir(node.path().join(dir)) else {
-                    continue;
-                };
-                for e in entries.flatten() {
-                    let file = e.file_name().to_string_lossy().into_owned();
-                    if let Some(id) = file.strip_suffix(".conf").and_then(parse_ctid) {
-                        out.push((id, kind, name.clone()));
-                    }
+                for id in map::conf_ids(&node.path().join(dir)).unwrap_or_default() {
+                    out.push((id, kind, name.clone()));
                 }
             }
         }
@@ -213,19 +207,9 @@ fn setting_options(s: &Settings, current: Option<&ConfFile>) -> Vec<String> {
         }
     }
     if let Some(managed) = s.managed {
-        let mut tags = main
-            .and_then(|m| m.get("tags"))
-            .map(Tags::parse)
-            .unwrap_or_default();
-        if managed {
-            tags.insert(MANAGED_TAG);
-        } else {
-            tags.remove(MANAGED_TAG);
-        }
-        if tags.is_empty() {
-            delete.push("tags".into());
-        } else {
-            opts.push(("tags".into(), tags.to_string()));
+        match map::tags_marked(main.and_then(|m| m.get("tags")), managed) {
+            Some(t) => opts.push(("tags".into(), t)),
+            None => delete.push("tags".into()),
         }
     }
     if let Some(d) = &s.description {
@@ -255,13 +239,9 @@ impl Host for PveHost {
         let running = self.running()?;
         let mut out = BTreeMap::new();
         let dir = self.node_dir().join("lxc");
-        let entries =
-            fs::read_dir(&dir).map_err(|e| HostError::failed(format!("{}: {e}", dir.display())))?;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(ctid) = name.strip_suffix(".conf").and_then(parse_ctid) else {
-                continue;
-            };
+        let ids = map::conf_ids(&dir)
+            .map_err(|e| HostError::failed(format!("{}: {e}", dir.display())))?;
+        for ctid in ids {
             if let Some(conf) = self.read_conf(ctid)? {
                 let ct = map::ct_info(ctid, &conf, running.get(&ctid) == Some(&true));
                 out.insert(ctid, ct);

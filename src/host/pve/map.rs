@@ -146,16 +146,11 @@ pub fn write_settings(section: &mut Section, s: &Settings, new_mac: &mut dyn FnM
         }
     }
     if let Some(managed) = s.managed {
-        let mut tags = section.get("tags").map(Tags::parse).unwrap_or_default();
-        if managed {
-            tags.insert(MANAGED_TAG);
-        } else {
-            tags.remove(MANAGED_TAG);
-        }
-        if tags.is_empty() {
-            section.remove("tags");
-        } else {
-            section.set("tags", &tags.to_string());
+        match tags_marked(section.get("tags"), managed) {
+            Some(t) => section.set("tags", &t),
+            None => {
+                section.remove("tags");
+            }
         }
     }
     if let Some(d) = &s.description {
@@ -167,6 +162,36 @@ pub fn write_settings(section: &mut Section, s: &Settings, new_mac: &mut dyn FnM
     for k in &s.delete {
         section.remove(k);
     }
+}
+
+/// `tags` with phoenix's marker added or removed, other tags kept; `None` when none are
+/// left.
+pub fn tags_marked(tags: Option<&str>, managed: bool) -> Option<String> {
+    let mut tags = tags.map(Tags::parse).unwrap_or_default();
+    if managed {
+        tags.insert(MANAGED_TAG);
+    } else {
+        tags.remove(MANAGED_TAG);
+    }
+    (!tags.is_empty()).then(|| tags.to_string())
+}
+
+/// The VMIDs of the `<vmid>.conf` files in a config directory (a missing one has none).
+pub fn conf_ids(dir: &std::path::Path) -> std::io::Result<Vec<Ctid>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(entries
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".conf")
+                .and_then(crate::fleet::config::parse_ctid)
+        })
+        .collect())
 }
 
 /// Settings as a section has them.

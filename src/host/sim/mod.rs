@@ -490,15 +490,7 @@ impl SimHost {
     pub fn observe_all(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         let dir = self.conf_dir();
         let mut out = BTreeMap::new();
-        let entries = fs::read_dir(&dir).map_err(|e| io_err("read", &dir, e))?;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(ctid) = name
-                .strip_suffix(".conf")
-                .and_then(crate::fleet::config::parse_ctid)
-            else {
-                continue;
-            };
+        for ctid in map::conf_ids(&dir).map_err(|e| io_err("read", &dir, e))? {
             if let Some(ct) = self.observe(ctid)? {
                 out.insert(ctid, ct);
             }
