@@ -3,7 +3,7 @@
 //! | code | name | meaning |
 //! |---|---|---|
 //! | 0 | [`OK`] | success; for `build`, every requested node is fresh or was built |
-//! | 1 | [`BUILD_FAILED`] | at least one node failed (its descendants are blocked) |
+//! | 1 | [`BUILD_FAILED`] | at least one node failed (its descendants are blocked); for `plan`, a node fails the preflight |
 //! | 2 | [`USAGE`] | bad command line (unknown flag, missing argument) |
 //! | 3 | [`INVALID_CONFIG`] | the configuration has errors; nothing was touched |
 //! | 4 | [`HELD`] | nothing failed, but some nodes are held: replacing them needs consent (`--replace`, `--replace-all`, `"rebuild"`) |

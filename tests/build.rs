@@ -257,6 +257,127 @@ fn a_driver_that_differs_from_the_host_stops_the_gpu_subtree_only() {
     assert!(f.ct(901).is_none());
 }
 
+/// The preflight of a plan: each node the host cannot build, by check.
+fn preflight(r: &Run) -> BTreeMap<u64, (String, String)> {
+    r.json()["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["ctid"].as_u64().unwrap(),
+                (
+                    p["check"].as_str().unwrap().to_string(),
+                    p["message"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn plan_shows_the_preflight_that_build_enforces() {
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_NVIDIA_VERSION", "570.172.08")];
+    let r = f.sim_env(&["plan", "--output", "json"], &env);
+    assert_eq!(
+        r.code, 1,
+        "a plan that cannot be built exits 1: {}",
+        r.stderr
+    );
+    let p = preflight(&r);
+    // Every GPU node that would build (920 and 950 also have GPUs).
+    assert_eq!(p.keys().copied().collect::<Vec<_>>(), [901, 903, 920, 950]);
+    let (check, message) = &p[&901];
+    assert_eq!(check, "nvidia_driver");
+    assert!(
+        message.contains("570.172.08") && message.contains("580.76.05"),
+        "{message}"
+    );
+    let r = f.sim_env(&["plan"], &env);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("preflight: 4 node(s) cannot be built on this host")
+            && r.stdout
+                .contains("  901 BaseTemplateGPU: the host's NVIDIA kernel driver is 570.172.08"),
+        "{}",
+        r.stdout
+    );
+    // Nothing was touched: a plan is a read.
+    assert!(f.ct(900).is_none());
+}
+
+#[test]
+fn a_storage_or_os_template_the_host_lacks_fails_its_subtree_before_any_change() {
+    let cases: [(&str, serde_json::Value, &str); 3] = [
+        (
+            "storage_pool",
+            json!("tank"),
+            "storage 'tank' does not exist in /etc/pve/storage.cfg (it has: local, local-zfs)",
+        ),
+        (
+            "storage_pool",
+            json!("local"),
+            "storage 'local' does not hold container disks (content: iso,vztmpl,backup)",
+        ),
+        (
+            "template",
+            json!("local:vztmpl/debian-11-standard_11.7-1_amd64.tar.zst"),
+            "pveam download local debian-11-standard_11.7-1_amd64.tar.zst",
+        ),
+    ];
+    for (field, value, said) in cases {
+        let f = Fixture::example();
+        f.edit_block(900, |b| {
+            b.insert(field.into(), value.clone());
+        });
+        let r = f.sim(&["plan", "--output", "json"]);
+        assert_eq!(r.code, 1, "{field}: {}", r.stderr);
+        let p = preflight(&r);
+        assert_eq!(p.keys().copied().collect::<Vec<_>>(), [900], "{field}");
+        assert_eq!(p[&900].0, "storage");
+        assert!(p[&900].1.contains(said), "{field}: {}", p[&900].1);
+
+        let r = build_json(&f, &[]);
+        assert_eq!(r.code, 1, "{field}");
+        assert_eq!(outcome_of(&r, "failed"), set(&[900]), "{field}");
+        assert!(
+            built(&r).is_empty(),
+            "{field}: everything descends from 900"
+        );
+        assert!(f.ct(900).is_none(), "{field}: no CT was created");
+        assert!(
+            f.calls().iter().all(|c| c["mutating"] == false),
+            "{field}: nothing on the host changed"
+        );
+    }
+}
+
+#[test]
+fn a_gpu_the_host_does_not_have_fails_its_node_in_preflight() {
+    let f = Fixture::example();
+    f.edit_block(901, |b| {
+        b.insert("gpu_assignment".into(), json!("0,3"));
+    });
+    let r = f.sim(&["plan", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let p = preflight(&r);
+    assert_eq!(p.keys().copied().collect::<Vec<_>>(), [901]);
+    assert_eq!(p[&901].0, "gpu_device");
+    assert!(
+        p[&901]
+            .1
+            .contains("CT 901 is assigned GPU 3, but the host has no /dev/nvidia3"),
+        "{:?}",
+        p[&901]
+    );
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(outcome_of(&r, "failed"), set(&[901]));
+    assert!(f.ct(901).is_none());
+}
+
 #[test]
 fn a_memory_change_is_an_update_not_a_rebuild() {
     let f = Fixture::example();

@@ -79,6 +79,9 @@ impl Host for Counting<'_> {
     fn facts(&self) -> HostResult<HostFacts> {
         self.call(Verb::Facts, None, |h| h.facts())
     }
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
+        self.inner.check_storage(storage, ostemplate)
+    }
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         self.call(Verb::Create, Some(ctid), |h| h.create(ctid, spec))
     }

@@ -7,6 +7,7 @@
 //! | [`tasks`] | the run's work as walker tasks, with costs from the host's estimates |
 //! | [`steps`] | one node's steps, through the [`Host`] trait |
 //! | [`hook`] | a node's hook: process group, time limit, output |
+//! | [`preflight`] | what the host must have before a node's first change |
 //! | [`gpu`] | the host devices a GPU node needs |
 //! | [`log`] | a node's log for one run |
 //! | [`counting`] | host calls per verb |
@@ -17,6 +18,7 @@ pub mod events;
 pub mod gpu;
 pub mod hook;
 pub mod log;
+pub mod preflight;
 pub mod steps;
 pub mod tasks;
 
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use counting::Counting;
 use events::{Event, NodeOutcome};
+use preflight::Problem;
 use steps::{Executor, Retry, StepError};
 use tasks::Part;
 
@@ -51,11 +54,15 @@ pub struct BuildOptions {
 /// Locks that phoenix's own tasks set (pct-spec §5), and so may find left over.
 const STALE_LOCKS: &[&str] = &["create", "disk", "snapshot", "snapshot-delete"];
 
-/// The fleet's hashes, the host as read, and the plan decided from both.
+/// The fleet's hashes, the host as read, the plan decided from both, and the nodes the
+/// host cannot build.
 pub struct Planned {
     pub hashes: BTreeMap<Ctid, Hashed>,
     pub inventory: BTreeMap<Ctid, CtInfo>,
     pub plan: Plan,
+    /// Read only when a GPU node builds.
+    pub facts: HostFacts,
+    pub preflight: BTreeMap<Ctid, Problem>,
 }
 
 /// Reads the host and decides the plan (the `plan` command, and the first half of `build`).
@@ -82,29 +89,22 @@ pub fn make_plan(
     for e in &plan.entries {
         tracing::debug!(ctid = e.ctid, action = e.action.name(), "planned");
     }
+    let facts = if preflight::needs_facts(fleet, &plan.entries) {
+        host.facts()?
+    } else {
+        HostFacts::default()
+    };
+    let preflight = preflight::check(fleet, &plan.entries, host, &facts);
+    for p in preflight.values() {
+        tracing::info!(ctid = p.ctid, check = ?p.check, "preflight: {}", p.message);
+    }
     Ok(Planned {
         hashes,
         inventory,
         plan,
+        facts,
+        preflight,
     })
-}
-
-/// Why GPU nodes cannot be built here, if they cannot (DESIGN §5 step 4).
-pub fn gpu_blocker(fleet: &Fleet, facts: &HostFacts) -> Option<String> {
-    let want = fleet.nvidia.driver_version.as_deref();
-    match (&facts.nvidia_driver, want) {
-        (_, None) => Some(format!(
-            "GPU nodes need nvidia_driver_version in {}",
-            fleet.lxc_path().display()
-        )),
-        (None, Some(w)) => Some(format!(
-            "the host has no NVIDIA kernel driver (/proc/driver/nvidia/version is missing), but GPU nodes need {w}: the GPU subtree is not built"
-        )),
-        (Some(have), Some(w)) if have != w => Some(format!(
-            "the host's NVIDIA kernel driver is {have} (/proc/driver/nvidia/version) but nvidia_driver_version is {w}: the userspace driver must equal the kernel's, so the GPU subtree is not built. Set nvidia_driver_version (and the runfile URL) to {have}, or upgrade the host driver"
-        )),
-        _ => None,
-    }
 }
 
 /// Why a run could not start (a node's own failure is an outcome, not an error).
@@ -119,8 +119,6 @@ pub enum RunError {
         #[source]
         source: HostError,
     },
-    #[error("cannot read host facts: {0}")]
-    Facts(#[source] HostError),
 }
 
 /// Result of a build, for the caller's summary.
@@ -194,6 +192,8 @@ pub fn run(
         hashes,
         inventory,
         plan,
+        facts,
+        preflight,
     } = read_host(fleet, host, opts, emit)?;
     let building: Vec<Ctid> = plan
         .entries
@@ -201,12 +201,6 @@ pub fn run(
         .filter(|e| e.action.builds())
         .map(|e| e.ctid)
         .collect();
-    let needs_gpu = building.iter().any(|c| fleet.nodes[c].has_gpu());
-    let facts = if needs_gpu {
-        host.facts().map_err(RunError::Facts)?
-    } else {
-        HostFacts::default()
-    };
     emit(Event::RunStarted {
         run: run_id.to_string(),
         backend: host.name().to_string(),
@@ -220,7 +214,7 @@ pub fn run(
         inventory: &inventory,
         host,
         facts: &facts,
-        gpu_blocker: needs_gpu.then(|| gpu_blocker(fleet, &facts)).flatten(),
+        preflight: &preflight,
         state,
         run_id,
         emit,

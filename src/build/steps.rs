@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::events::{Event, Step};
 use super::log::NodeLog;
+use super::preflight::Problem;
 use super::{gpu, hook};
 use crate::engine::hash::Hashed;
 use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
@@ -76,8 +77,8 @@ pub struct Executor<'a> {
     pub inventory: &'a BTreeMap<Ctid, CtInfo>,
     pub host: &'a dyn Host,
     pub facts: &'a HostFacts,
-    /// Why GPU nodes cannot be built on this host (driver mismatch), checked before the run.
-    pub gpu_blocker: Option<String>,
+    /// The nodes this host cannot build, found before the run ([`super::preflight`]).
+    pub preflight: &'a BTreeMap<Ctid, Problem>,
     pub state: &'a StateDir,
     pub run_id: &'a str,
     pub emit: &'a (dyn Fn(Event) + Sync),
@@ -143,15 +144,15 @@ impl Executor<'_> {
         (self.emit)(Event::StepStarted { ctid, step });
     }
 
-    /// A GPU node on a host whose driver does not match fails before touching anything.
+    /// A node that failed the preflight fails before touching anything.
     fn preflight(&self, node: &Node, log: &mut NodeLog) -> StepResult {
-        match &self.gpu_blocker {
-            Some(why) if node.has_gpu() => {
+        match self.preflight.get(&node.ctid) {
+            Some(p) => {
                 self.step(node.ctid, Step::Preflight, log);
-                log.line(why);
-                fail(Step::Preflight, why.clone())
+                log.line(&p.message);
+                fail(Step::Preflight, p.message.clone())
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 

@@ -91,7 +91,7 @@ fn host_help(e: &HostError) -> &'static str {
 
 fn run_help(e: &RunError) -> String {
     match e {
-        RunError::ReadHost(h) | RunError::Facts(h) => host_help(h).to_string(),
+        RunError::ReadHost(h) => host_help(h).to_string(),
         RunError::StaleLock { ctid, .. } => {
             format!("check what holds CT {ctid}; `pct unlock {ctid}` removes the lock")
         }
@@ -185,7 +185,7 @@ mod tests {
             Error::StateDir("cannot create /x".into()),
             Error::Backend("no".into()),
             Error::ReadHost(host.clone()),
-            Error::Run(RunError::Facts(host)),
+            Error::Run(RunError::ReadHost(host)),
             Error::Locked {
                 holder: "phoenix build (pid 1)".into(),
                 lock: "/s/phoenix.lock".into(),

@@ -6,15 +6,16 @@ use crate::engine::plan::{Action, Consent};
 pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Result<i32, Error> {
     check_targets(fleet, targets)?;
     let host = open_host(cli)?;
-    let plan = crate::build::make_plan(fleet, host.as_ref(), consent, targets)
-        .map_err(Error::ReadHost)?
-        .plan;
+    let planned =
+        crate::build::make_plan(fleet, host.as_ref(), consent, targets).map_err(Error::ReadHost)?;
+    let (plan, preflight) = (planned.plan, planned.preflight);
     match cli.output {
         Output::Json => print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
             "backend": host.name(),
             "nodes": plan.entries,
             "counts": plan.counts(),
+            "preflight": preflight.values().collect::<Vec<_>>(),
         })),
         Output::Human => {
             println!("{:<16} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
@@ -50,9 +51,21 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
             .filter_map(|a| counts.get(a).map(|n| format!("{n} {a}")))
             .collect();
             println!("plan: {}", parts.join(", "));
+            if !preflight.is_empty() {
+                println!(
+                    "\npreflight: {} node(s) cannot be built on this host (nor what descends from them):",
+                    preflight.len()
+                );
+                for p in preflight.values() {
+                    let name = plan.entry(p.ctid).map(|e| e.name.as_str()).unwrap_or("");
+                    println!("  {} {name}: {}", p.ctid, p.message);
+                }
+            }
         }
     }
-    if plan
+    if !preflight.is_empty() {
+        Ok(exit::BUILD_FAILED)
+    } else if plan
         .entries
         .iter()
         .any(|e| matches!(e.action, Action::Held { .. }))

@@ -41,6 +41,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
         hashes,
         inventory,
         plan,
+        ..
     } = read_plan(fleet, host.as_ref())?;
     let now = now_secs();
     let rows: Vec<StatusRow> = fleet

@@ -340,6 +340,10 @@ pub trait Host: Send + Sync {
     }
     /// The host facts steps rely on (NVIDIA driver, device majors).
     fn facts(&self) -> HostResult<HostFacts>;
+    /// Why a CT cannot get its root disk on `storage`, or be created from `ostemplate`,
+    /// if it cannot: the storage is unknown or holds no CT disks, the OS template is not
+    /// on the host. A read, made before any change (the build's preflight).
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String>;
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
     /// A full clone; the new CT is stopped, with fresh MAC addresses.
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()>;

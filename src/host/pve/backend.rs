@@ -279,6 +279,10 @@ impl Host for PveHost {
         HostFacts::read(&self.root).map_err(HostError::failed)
     }
 
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
+        super::storage::check(&self.root, storage, ostemplate)
+    }
+
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         let mut args = vec![
             "create".to_string(),

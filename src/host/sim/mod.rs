@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `etc/pve/nodes/<node>/lxc/<vmid>.conf` | CT configs in Proxmox's format ([`pve::conf`](crate::host::pve::conf)); `etc/pve/lxc` links to the node's directory |
 //! | `etc/pve/storage.cfg` | storages (the installer's `local` and `local-zfs` unless one is there) |
+//! | `var/lib/vz/template/cache/` | OS templates of `local` (a new node has Proxmox's standard ones, [`STANDARD_TEMPLATES`]) |
 //! | `<pool>/subvol-<vmid>-disk-0/` | a `zfspool` volume: the CT's root filesystem (pushed files; commands run inside are recorded in `var/log/sim-commands.log`, not executed) |
 //! | `<pool>/<volume>/.zfs/snapshot/<name>/` | its ZFS snapshots, in creation order in `.zfs/snapshots` |
 //! | `run/lxc/<vmid>.running` | the CT runs |
@@ -57,6 +58,13 @@ pub const DEFAULT_NVIDIA_VERSION: &str = "580.76.05";
 pub const SIM_NODE: &str = "sim";
 /// Proxmox waits this long for a config file lock [PTOOLS lock_file_full].
 const CONFIG_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The OS templates a new model node holds in `local` (`pveam download local <name>`).
+pub const STANDARD_TEMPLATES: &[&str] = &[
+    "debian-12-standard_12.7-1_amd64.tar.zst",
+    "debian-13-standard_13.1-2_amd64.tar.zst",
+    "ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
+    "ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+];
 /// Where commands run inside a CT are recorded, in its root filesystem.
 const COMMANDS_LOG: &str = "var/log/sim-commands.log";
 
@@ -214,6 +222,12 @@ impl SimHost {
         let cfg = self.root.join("etc/pve/storage.cfg");
         if !cfg.exists() {
             crate::os::write_atomic(&cfg, storage::DEFAULT_STORAGE_CFG.as_bytes())?;
+            // A new node has downloaded Proxmox's standard system templates.
+            let cache = self.root.join("var/lib/vz/template/cache");
+            fs::create_dir_all(&cache)?;
+            for t in STANDARD_TEMPLATES {
+                fs::write(cache.join(t), b"")?;
+            }
         }
         Ok(())
     }
@@ -609,6 +623,10 @@ impl Host for SimHost {
         self.call(Verb::Facts, None)?;
         self.write_facts()?;
         HostFacts::read(&self.root).map_err(HostError::failed)
+    }
+
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
+        storage::check(&self.root, storage, ostemplate)
     }
 
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {

@@ -1,0 +1,118 @@
+//! Preflight: what the host must have before a node's first change, checked for every
+//! node the plan builds, shown by `plan` and enforced by `build` (a node that fails it
+//! is not touched; its descendants are blocked).
+//!
+//! | check | nodes | what |
+//! |---|---|---|
+//! | [`Check::Storage`] | created or replaced | `storage_pool` is in `storage.cfg` and holds CT disks; a base node's OS template is on the host |
+//! | [`Check::NvidiaDriver`] | with a GPU | the host's kernel driver equals `nvidia_driver_version` (both named) |
+//! | [`Check::GpuDevice`] | with a GPU | every assigned GPU's `/dev/nvidiaN`, and the driver's majors in `/proc/devices` |
+//!
+//! `pct` being there is the backend's own check, when it opens.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::gpu;
+use crate::engine::plan::{Action, Entry, RebuildMode};
+use crate::fleet::config::Ctid;
+use crate::fleet::Fleet;
+use crate::host::{Host, HostFacts};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    Storage,
+    NvidiaDriver,
+    GpuDevice,
+}
+
+/// A node the host cannot build, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub ctid: Ctid,
+    pub check: Check,
+    pub message: String,
+}
+
+/// Whether the host needs to report its facts for this plan: a GPU node builds.
+pub fn needs_facts(fleet: &Fleet, entries: &[Entry]) -> bool {
+    entries
+        .iter()
+        .any(|e| e.action.builds() && fleet.nodes[&e.ctid].has_gpu())
+}
+
+/// The first problem of each node that builds, if it has one.
+pub fn check(
+    fleet: &Fleet,
+    entries: &[Entry],
+    host: &dyn Host,
+    facts: &HostFacts,
+) -> BTreeMap<Ctid, Problem> {
+    let driver = driver_mismatch(fleet, facts);
+    let mut out = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.action.builds()) {
+        let node = &fleet.nodes[&e.ctid];
+        let problem = |check, message| Problem {
+            ctid: e.ctid,
+            check,
+            message,
+        };
+        let provisions = matches!(
+            e.action,
+            Action::Create
+                | Action::Rebuild {
+                    mode: RebuildMode::Replace,
+                    ..
+                }
+        );
+        let found = if provisions {
+            let ostemplate = e
+                .parent
+                .is_none()
+                .then(|| node.spec.template.as_deref())
+                .flatten();
+            host.check_storage(&node.spec.storage_pool, ostemplate)
+                .err()
+                .map(|m| problem(Check::Storage, m))
+        } else {
+            None
+        };
+        let found = found.or_else(|| {
+            if !node.has_gpu() {
+                return None;
+            }
+            driver
+                .clone()
+                .map(|m| problem(Check::NvidiaDriver, m))
+                .or_else(|| {
+                    gpu::passthrough(node, facts)
+                        .err()
+                        .map(|m| problem(Check::GpuDevice, m))
+                })
+        });
+        if let Some(p) = found {
+            out.insert(e.ctid, p);
+        }
+    }
+    out
+}
+
+/// Why GPU nodes cannot be built on this host's driver, if they cannot (DESIGN §5 step 4).
+pub fn driver_mismatch(fleet: &Fleet, facts: &HostFacts) -> Option<String> {
+    let want = fleet.nvidia.driver_version.as_deref();
+    match (&facts.nvidia_driver, want) {
+        (_, None) => Some(format!(
+            "GPU nodes need nvidia_driver_version in {}",
+            fleet.lxc_path().display()
+        )),
+        (None, Some(w)) => Some(format!(
+            "the host has no NVIDIA kernel driver (/proc/driver/nvidia/version is missing), but GPU nodes need {w}: the GPU subtree is not built"
+        )),
+        (Some(have), Some(w)) if have != w => Some(format!(
+            "the host's NVIDIA kernel driver is {have} (/proc/driver/nvidia/version) but nvidia_driver_version is {w}: the userspace driver must equal the kernel's, so the GPU subtree is not built. Set nvidia_driver_version (and the runfile URL) to {have}, or upgrade the host driver"
+        )),
+        _ => None,
+    }
+}
