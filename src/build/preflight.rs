@@ -68,11 +68,10 @@ pub fn check(
                 }
         );
         let found = if provisions {
-            let ostemplate = e
-                .parent
-                .is_none()
-                .then(|| node.spec.template.as_deref())
-                .flatten();
+            let ostemplate = match e.parent {
+                None => node.spec.template.as_deref(),
+                Some(_) => None,
+            };
             host.check_storage(&node.spec.storage_pool, ostemplate)
                 .err()
                 .map(|m| problem(Check::Storage, m))
