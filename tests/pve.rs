@@ -47,7 +47,35 @@ impl Node {
         }
         fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(emulator(), bin.join("pct")).unwrap();
+        // What the installer writes, and the OS template the fleet names, downloaded.
+        fs::write(
+            root.join("etc/pve/storage.cfg"),
+            "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n\n\
+             zfspool: local-zfs\n\tpool rpool/data\n\tsparse\n\tcontent images,rootdir\n",
+        )
+        .unwrap();
+        let cache = root.join("var/lib/vz/template/cache");
+        fs::create_dir_all(&cache).unwrap();
+        fs::write(
+            cache.join("ubuntu-24.04-standard_24.04-2_amd64.tar.zst"),
+            "",
+        )
+        .unwrap();
         Node { f, root, bin }
+    }
+
+    /// Installs pve-container `version` in the node's dpkg status.
+    fn pve_container(&self, version: &str) {
+        let dir = self.root.join("var/lib/dpkg");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("status"),
+            format!(
+                "Package: pve-manager\nStatus: install ok installed\nVersion: 8.0.4\n\n\
+                 Package: pve-container\nStatus: install ok installed\nVersion: {version}\n"
+            ),
+        )
+        .unwrap();
     }
 
     fn path(&self) -> String {
@@ -240,4 +268,117 @@ fn without_pct_on_path_the_backend_says_where_it_runs() {
     );
     assert_eq!(r.code, 6);
     assert!(r.stderr.contains("`pct` is not on PATH"), "{}", r.stderr);
+}
+
+/// The `lxc.*` and `devN` lines of a config's main section.
+fn device_lines(conf: &str) -> Vec<String> {
+    conf.split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("lxc.") || l.starts_with("dev"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn gpu_passthrough_is_dev_entries_on_pve_container_5_0_7_and_later() {
+    let n = Node::new();
+    n.pve_container("6.1.10");
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    // pct-spec §5: devN entries; Proxmox makes the nodes and cgroup rules itself.
+    assert_eq!(
+        device_lines(&fs::read_to_string(n.conf(901)).unwrap()),
+        [
+            "dev0: /dev/nvidia0,mode=0666",
+            "dev1: /dev/nvidiactl,mode=0666",
+            "dev2: /dev/nvidia-uvm,mode=0666",
+            "dev3: /dev/nvidia-uvm-tools,mode=0666",
+        ]
+    );
+    let set_devs: Vec<String> = n
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains(" --dev"))
+        .collect();
+    assert_eq!(
+        set_devs,
+        [901, 903].map(|c| format!("pct set {c} --dev0 /dev/nvidia0,mode=0666 --dev1 /dev/nvidiactl,mode=0666 --dev2 /dev/nvidia-uvm,mode=0666 --dev3 /dev/nvidia-uvm-tools,mode=0666")),
+        "clones inherit the entries: 920 and 950 need none set (903 clones 902, which has no GPU)"
+    );
+
+    // A node that loses its GPU loses the entries its clone source passed on.
+    n.f.edit_block(950, |b| {
+        b.insert("gpu_assignment".into(), serde_json::json!("none"));
+    });
+    let r = n.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        device_lines(&fs::read_to_string(n.conf(950)).unwrap()),
+        Vec::<String>::new()
+    );
+    assert!(n
+        .calls()
+        .contains(&"pct set 950 --delete dev0,dev1,dev2,dev3".to_string()));
+}
+
+#[test]
+fn before_pve_container_5_0_7_passthrough_is_raw_lxc_lines_edited_under_the_config_lock() {
+    let n = Node::new();
+    n.pve_container("5.0.6");
+    let r = n.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Majors from the host's /proc/devices (tests/fixtures/host/proc-devices.txt).
+    let want = [
+        "lxc.cgroup2.devices.allow: c 195:* rwm",
+        "lxc.cgroup2.devices.allow: c 238:* rwm",
+        "lxc.cgroup2.devices.allow: c 237:* rwm",
+        "lxc.mount.entry: /dev/nvidia0 dev/nvidia0 none bind,optional,create=file",
+        "lxc.mount.entry: /dev/nvidiactl dev/nvidiactl none bind,optional,create=file",
+        "lxc.mount.entry: /dev/nvidia-uvm dev/nvidia-uvm none bind,optional,create=file",
+        "lxc.mount.entry: /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,create=file",
+    ];
+    for ctid in [901, 903, 920, 950] {
+        assert_eq!(
+            device_lines(&fs::read_to_string(n.conf(ctid)).unwrap()),
+            want,
+            "CT {ctid}"
+        );
+    }
+    assert!(
+        !n.calls().iter().any(|c| c.contains("--dev")),
+        "no devN on this pve-container"
+    );
+    // The emulator reads the file as Proxmox would: the raw lines are part of the CT.
+    let shown = std::process::Command::new(n.bin.join("pct"))
+        .args(["config", "901"])
+        .env("PVE_EMULATOR_ROOT", &n.root)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout)
+        .contains("lxc.mount.entry: /dev/nvidia0 dev/nvidia0 none bind,optional,create=file"));
+
+    // A rerun adds nothing (and runs one pct list).
+    let before = n.calls().len();
+    let conf = fs::read(n.conf(950)).unwrap();
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    assert_eq!(n.calls()[before..], ["pct list"]);
+    assert_eq!(fs::read(n.conf(950)).unwrap(), conf);
+
+    // A removed GPU is removed; other raw lines stay.
+    let mut text = fs::read_to_string(n.conf(950)).unwrap();
+    text = text.replacen(
+        "lxc.cgroup2.devices.allow: c 195",
+        "lxc.apparmor.profile: unconfined\nlxc.cgroup2.devices.allow: c 195",
+        1,
+    );
+    fs::write(n.conf(950), text).unwrap();
+    n.f.edit_block(950, |b| {
+        b.insert("gpu_assignment".into(), serde_json::json!("none"));
+    });
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    assert_eq!(
+        device_lines(&fs::read_to_string(n.conf(950)).unwrap()),
+        ["lxc.apparmor.profile: unconfined"]
+    );
 }

@@ -29,7 +29,9 @@ use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
 use crate::engine::snapshot::BuildRecord;
 use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
 use crate::fleet::Fleet;
-use crate::host::{CloneSpec, CreateSpec, CtInfo, Host, HostFacts, HostResult, Settings};
+use crate::host::{
+    CloneSpec, CreateSpec, CtInfo, Host, HostFacts, HostResult, Passthrough, Settings,
+};
 use crate::os::now_secs;
 use crate::state::StateDir;
 
@@ -328,12 +330,17 @@ impl Executor<'_> {
         {
             self.grow_disk(ctid, node, log)?;
         }
-        if node.has_gpu() {
+        // A node without GPUs loses what its clone source or an earlier build passed in.
+        if node.has_gpu() || current.passthrough != Passthrough::default() {
             self.step(ctid, Step::Devices, log);
-            let devices = gpu::passthrough(node, self.facts).map_err(|m| StepError {
-                step: Step::Devices,
-                message: m,
-            })?;
+            let devices = if node.has_gpu() {
+                gpu::passthrough(node, self.facts).map_err(|m| StepError {
+                    step: Step::Devices,
+                    message: m,
+                })?
+            } else {
+                Passthrough::default()
+            };
             log.line(&format!("  {devices:?}"));
             self.call(
                 ctid,

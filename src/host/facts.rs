@@ -6,6 +6,7 @@
 //! | NVIDIA kernel driver version | `proc/driver/nvidia/version` (`NVRM version: ... Kernel Module  580.76.05 ...`) |
 //! | character-device majors | `proc/devices`, section `Character devices:` |
 //! | NVIDIA device nodes | `dev/nvidia*` |
+//! | the installed `pve-container` | `var/lib/dpkg/status` (its `Version:`) |
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,6 +23,8 @@ pub struct HostFacts {
     pub char_majors: BTreeMap<String, u32>,
     /// `/dev/nvidia*` nodes present on the host.
     pub nvidia_devices: Vec<String>,
+    /// The installed `pve-container` package's version (`6.1.10`), on a Proxmox node.
+    pub pve_container: Option<String>,
 }
 
 impl HostFacts {
@@ -53,10 +56,14 @@ impl HostFacts {
             Err(_) => Vec::new(),
         };
         nvidia_devices.sort();
+        let pve_container = read("var/lib/dpkg/status")?
+            .as_deref()
+            .and_then(|t| installed_version(t, "pve-container"));
         Ok(HostFacts {
             nvidia_driver,
             char_majors,
             nvidia_devices,
+            pve_container,
         })
     }
 }
@@ -72,6 +79,35 @@ pub fn parse_nvidia_version(text: &str) -> Option<String> {
                     .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         })
         .map(str::to_string)
+}
+
+/// The version of an installed package in dpkg's status file (stanzas of `Field: value`
+/// lines separated by blank lines; `Status: install ok installed` when installed).
+pub fn installed_version(status: &str, package: &str) -> Option<String> {
+    status.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        (field("Package") == Some(package)
+            && field("Status").is_some_and(|s| s.ends_with(" installed")))
+        .then(|| field("Version").map(str::to_string))
+        .flatten()
+    })
+}
+
+/// Whether Debian version `have` is at least `want`, comparing the runs of digits in
+/// order (`5.0.10` > `5.0.7`, `6.1.10` > `5.0.7`, `4.4-6` < `5.0.7`).
+pub fn version_at_least(have: &str, want: &str) -> bool {
+    let nums = |v: &str| -> Vec<u64> {
+        v.split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    nums(have) >= nums(want)
 }
 
 /// Parses the `Character devices:` section of `/proc/devices`.
@@ -110,6 +146,24 @@ mod tests {
         assert!(m.contains_key("nvidia-uvm"));
         let d = "Character devices:\n  1 mem\n195 nvidia-frontend\n\nBlock devices:\n  8 sd\n";
         assert!(!parse_char_majors(d).contains_key("sd"));
+    }
+
+    #[test]
+    fn reads_the_installed_pve_container() {
+        let status = "Package: pve-cluster\nStatus: install ok installed\nVersion: 9.0.6\n\n\
+                      Package: pve-container\nStatus: install ok installed\nPriority: optional\nVersion: 6.1.10\n\n\
+                      Package: lxc-pve\nStatus: deinstall ok config-files\nVersion: 6.0.0-1\n";
+        assert_eq!(
+            installed_version(status, "pve-container").as_deref(),
+            Some("6.1.10")
+        );
+        assert_eq!(installed_version(status, "lxc-pve"), None, "removed");
+        assert_eq!(installed_version(status, "qemu-server"), None);
+        assert!(version_at_least("6.1.10", "5.0.7"));
+        assert!(version_at_least("5.0.10", "5.0.7"));
+        assert!(version_at_least("5.0.7", "5.0.7"));
+        assert!(!version_at_least("5.0.6", "5.0.7"));
+        assert!(!version_at_least("4.4-6", "5.0.7"));
     }
 
     #[test]

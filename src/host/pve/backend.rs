@@ -17,11 +17,13 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use super::conf::ConfFile;
 use super::props::{DevConf, Features};
-use super::{map, text};
+use super::{lock, map, text};
 use crate::fleet::config::parse_ctid;
+use crate::host::facts::version_at_least;
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
     Passthrough, Settings, Verb,
@@ -31,7 +33,12 @@ pub struct PveHost {
     root: PathBuf,
     node: String,
     pct: PathBuf,
+    /// Whether device passthrough is `devN` entries ([`PveHost::has_devn`]), read once.
+    devn: OnceLock<bool>,
 }
+
+/// The pve-container release that brought `devN` entries (PVE 8.1) [CCHG].
+pub const DEVN_SINCE: &str = "5.0.7";
 
 impl PveHost {
     /// The node under `PHOENIX_PVE_ROOT`, driven by the `pct` first on `PATH`.
@@ -56,7 +63,12 @@ impl PveHost {
             "`pct` is not on PATH: the pve backend runs on a Proxmox VE node (or use --backend sim)"
                 .to_string()
         })?;
-        let host = PveHost { root, node, pct };
+        let host = PveHost {
+            root,
+            node,
+            pct,
+            devn: OnceLock::new(),
+        };
         let dir = host.node_dir().join("lxc");
         if !dir.is_dir() {
             return Err(format!(
@@ -143,6 +155,92 @@ impl PveHost {
             }
         }
         out
+    }
+
+    /// `devN` entries, through `pct set`: Proxmox makes the device nodes and cgroup rules
+    /// itself, for privileged and unprivileged CTs alike. Entries for NVIDIA devices no
+    /// longer wanted are deleted; others are left alone.
+    fn set_dev_entries(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
+        let conf = self.read_conf(ctid)?.ok_or_else(|| self.not_found(ctid))?;
+        let main = conf.main();
+        let mut have: BTreeMap<String, String> = BTreeMap::new(); // path → key
+        let mut used = Vec::new();
+        for (k, v) in main.keys() {
+            if let Some(n) = k.strip_prefix("dev").and_then(|n| n.parse::<u32>().ok()) {
+                used.push(n);
+                if let Ok(d) = DevConf::parse(v) {
+                    have.insert(d.path.clone(), k.to_string());
+                }
+            }
+        }
+        let mut args = vec!["set".to_string(), ctid.to_string()];
+        let mut next = 0u32;
+        for node in &devices.nodes {
+            if have.contains_key(node) {
+                continue;
+            }
+            while used.contains(&next) {
+                next += 1;
+            }
+            used.push(next);
+            let mut d = DevConf::new(node);
+            d.mode = Some("0666".into());
+            args.push(format!("--dev{next}"));
+            args.push(d.to_string());
+        }
+        let mut stale: Vec<&String> = have
+            .iter()
+            .filter(|(path, _)| path.starts_with("/dev/nvidia") && !devices.nodes.contains(path))
+            .map(|(_, key)| key)
+            .collect();
+        stale.sort_by_key(|k| k[3..].parse::<u32>().unwrap_or(u32::MAX));
+        if !stale.is_empty() {
+            args.push("--delete".into());
+            args.push(stale.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","));
+        }
+        if args.len() == 2 {
+            return Ok(());
+        }
+        self.pct(&args).map(|_| ())
+    }
+
+    /// Raw `lxc.cgroup2.devices.allow` and `lxc.mount.entry` lines, for pve-container
+    /// before 5.0.7. `pct set` refuses `lxc.*` keys (pct-spec §1 set), so the file is
+    /// edited the way Proxmox edits it: under the config lock, refused while the CT
+    /// carries a `lock:`, written whole by a rename. Only phoenix's device lines change
+    /// ([`map::write_passthrough`]); an unchanged file is not written.
+    fn set_raw_passthrough(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
+        let _held = lock::take_configs(&self.root, &[ctid])?;
+        let mut conf = self.read_conf(ctid)?.ok_or_else(|| self.not_found(ctid))?;
+        if let Some(l) = conf.main().get("lock") {
+            return Err(text::locked(l));
+        }
+        let before = conf.to_text();
+        map::write_passthrough(conf.main_mut(), devices);
+        let after = conf.to_text();
+        if after == before {
+            return Ok(());
+        }
+        let path = self.conf_path(ctid);
+        tracing::debug!(ctid, path = %path.display(), "raw passthrough lines written");
+        crate::os::write_atomic(&path, after.as_bytes())
+            .map_err(|e| HostError::failed(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Whether the node's pve-container takes `devN` entries: 5.0.7 or later, read from
+    /// dpkg's status under the root. A node whose version cannot be read is taken to
+    /// have them (every Proxmox VE still supported does).
+    fn has_devn(&self) -> bool {
+        *self.devn.get_or_init(|| {
+            let version = HostFacts::read(&self.root)
+                .ok()
+                .and_then(|f| f.pve_container);
+            tracing::info!(pve_container = ?version, "device passthrough as {}", match &version {
+                Some(v) if !version_at_least(v, DEVN_SINCE) => "raw lxc.* lines",
+                _ => "devN entries",
+            });
+            version.is_none_or(|v| version_at_least(&v, DEVN_SINCE))
+        })
     }
 
     fn simple(&self, verb: &str, ctid: Ctid, rest: &[&str]) -> HostResult<()> {
@@ -327,50 +425,14 @@ impl Host for PveHost {
         self.simple("resize", ctid, &["rootfs", &format!("{disk_gb}G")])
     }
 
-    /// `devN` entries (pve-container 5.0.7+): Proxmox makes the device nodes and cgroup
-    /// rules itself, for privileged and unprivileged CTs alike. Entries for devices no
-    /// longer wanted are deleted; others are left alone.
+    /// `devN` entries where the node's pve-container has them (5.0.7+, PVE 8.1), raw
+    /// `lxc.*` lines otherwise (see [`PveHost::has_devn`]).
     fn set_devices(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
-        let conf = self.read_conf(ctid)?.ok_or_else(|| self.not_found(ctid))?;
-        let main = conf.main();
-        let mut have: BTreeMap<String, String> = BTreeMap::new(); // path → key
-        let mut used = Vec::new();
-        for (k, v) in main.keys() {
-            if let Some(n) = k.strip_prefix("dev").and_then(|n| n.parse::<u32>().ok()) {
-                used.push(n);
-                if let Ok(d) = DevConf::parse(v) {
-                    have.insert(d.path.clone(), k.to_string());
-                }
-            }
+        if self.has_devn() {
+            self.set_dev_entries(ctid, devices)
+        } else {
+            self.set_raw_passthrough(ctid, devices)
         }
-        let mut args = vec!["set".to_string(), ctid.to_string()];
-        let mut next = 0u32;
-        for node in &devices.nodes {
-            if have.contains_key(node) {
-                continue;
-            }
-            while used.contains(&next) {
-                next += 1;
-            }
-            used.push(next);
-            let mut d = DevConf::new(node);
-            d.mode = Some("0666".into());
-            args.push(format!("--dev{next}"));
-            args.push(d.to_string());
-        }
-        let stale: Vec<String> = have
-            .iter()
-            .filter(|(path, _)| path.starts_with("/dev/nvidia") && !devices.nodes.contains(path))
-            .map(|(_, key)| key.clone())
-            .collect();
-        if !stale.is_empty() {
-            args.push("--delete".into());
-            args.push(stale.join(","));
-        }
-        if args.len() == 2 {
-            return Ok(());
-        }
-        self.pct(&args).map(|_| ())
     }
 
     fn start(&self, ctid: Ctid) -> HostResult<()> {

@@ -7,6 +7,7 @@
 //! | [`props`] | property strings (`net0`, `rootfs`/`mpN`, `features`, `devN`, `tags`) and sizes |
 //! | [`map`] | phoenix's values (settings, passthrough, [`CtInfo`](crate::host::CtInfo)) ↔ config keys |
 //! | [`storage`] | `/etc/pve/storage.cfg` |
+//! | [`lock`] | the config file lock (`/run/lock/lxc/pve-config-<vmid>.lock`) |
 //! | [`args`] | `pct`'s command line |
 //! | [`output`] | what `pct` prints |
 //! | [`text`] | error texts and their kinds |
@@ -20,6 +21,7 @@
 pub mod args;
 pub mod backend;
 pub mod conf;
+pub mod lock;
 pub mod map;
 pub mod output;
 pub mod props;

@@ -30,19 +30,19 @@
 pub mod knobs;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use knobs::{Effect, Fault, Latency};
 
 use crate::host::pve::conf::{ConfFile, Section};
 use crate::host::pve::props::{self, MountPoint};
 use crate::host::pve::storage::{self, Storage};
-use crate::host::pve::{map, text};
+use crate::host::pve::{lock, map, text};
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
     Passthrough, Settings, Verb,
@@ -56,8 +56,6 @@ const PROC_NVIDIA_VERSION: &str =
 pub const DEFAULT_NVIDIA_VERSION: &str = "580.76.05";
 /// The node name of `--backend sim`.
 pub const SIM_NODE: &str = "sim";
-/// Proxmox waits this long for a config file lock [PTOOLS lock_file_full].
-const CONFIG_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The OS templates a new model node holds in `local` (`pveam download local <name>`).
 pub const STANDARD_TEMPLATES: &[&str] = &[
     "debian-12-standard_12.7-1_amd64.tar.zst",
@@ -270,48 +268,12 @@ impl SimHost {
         r.map_err(|e| io_err("mark", &p, e))
     }
 
-    /// Holds the config locks of these CTs (ascending, so two callers never wait on each
-    /// other) for one read-modify-write, like Proxmox's `pve-config-<vmid>.lock`.
+    /// Holds the config locks of these CTs for one read-modify-write, like Proxmox.
     fn locked<T>(&self, ctids: &[Ctid], f: impl FnOnce() -> HostResult<T>) -> HostResult<T> {
-        let mut ids = ctids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut held = Vec::with_capacity(ids.len());
-        for id in ids {
-            held.push(self.lock_file(&format!("run/lock/lxc/pve-config-{id}.lock"))?);
-        }
+        let held = lock::take_configs(&self.root, ctids)?;
         let r = f();
         drop(held); // closing the files releases the locks
         r
-    }
-
-    fn lock_file(&self, rel: &str) -> HostResult<File> {
-        let path = self.root.join(rel);
-        let open = || {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-        };
-        let file = open()
-            .or_else(|_| {
-                fs::create_dir_all(path.parent().unwrap_or(&self.root)).and_then(|()| open())
-            })
-            .map_err(|e| io_err("open lock", &path, e))?;
-        let deadline = Instant::now() + CONFIG_LOCK_TIMEOUT;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    sleep(Duration::from_millis(2));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(text::lock_timeout(&format!("/{rel}")))
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path, e)),
-            }
-        }
     }
 
     fn read_conf(&self, ctid: Ctid) -> HostResult<Option<ConfFile>> {
@@ -477,7 +439,7 @@ impl SimHost {
 
     /// True while a counted fault has calls left (and uses one).
     fn count_fault(&self, spec: &str, limit: u64) -> HostResult<bool> {
-        let _held = self.lock_file("run/lock/sim-faults.lock")?;
+        let _held = lock::take(&self.root, "run/lock/sim-faults.lock")?;
         let path = self.root.join("faults.json");
         let mut counts: BTreeMap<String, u64> = fs::read(&path)
             .ok()
