@@ -27,8 +27,21 @@ fn emulator() -> PathBuf {
 }
 
 impl Node {
+    /// The example fleet on a node laid out as the installer leaves it, with the OS
+    /// template the fleet names downloaded.
     fn new() -> Node {
-        let f = Fixture::example();
+        let n = Node::on(Fixture::example());
+        n.storage_cfg(
+            "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n\n\
+             zfspool: local-zfs\n\tpool rpool/data\n\tsparse\n\tcontent images,rootdir\n",
+        );
+        n.file("var/lib/vz/template/cache/ubuntu-24.04-standard_24.04-2_amd64.tar.zst");
+        n
+    }
+
+    /// A node `pve` for this fixture's fleet: two GPUs with the driver of
+    /// `tests/fixtures/host/`, and a `pct` link to the emulator.
+    fn on(f: Fixture) -> Node {
         let root = f.tmp.path().join("pve");
         let bin = f.tmp.path().join("bin");
         fs::create_dir_all(root.join("etc/pve/nodes/pve/lxc")).unwrap();
@@ -42,26 +55,29 @@ impl Node {
         .unwrap();
         fs::copy(host.join("proc-devices.txt"), root.join("proc/devices")).unwrap();
         fs::create_dir_all(root.join("dev/nvidia-caps")).unwrap();
-        for n in ["nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"] {
+        for n in [
+            "nvidia0",
+            "nvidia1",
+            "nvidiactl",
+            "nvidia-uvm",
+            "nvidia-uvm-tools",
+        ] {
             fs::write(root.join("dev").join(n), "").unwrap();
         }
         fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(emulator(), bin.join("pct")).unwrap();
-        // What the installer writes, and the OS template the fleet names, downloaded.
-        fs::write(
-            root.join("etc/pve/storage.cfg"),
-            "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n\n\
-             zfspool: local-zfs\n\tpool rpool/data\n\tsparse\n\tcontent images,rootdir\n",
-        )
-        .unwrap();
-        let cache = root.join("var/lib/vz/template/cache");
-        fs::create_dir_all(&cache).unwrap();
-        fs::write(
-            cache.join("ubuntu-24.04-standard_24.04-2_amd64.tar.zst"),
-            "",
-        )
-        .unwrap();
         Node { f, root, bin }
+    }
+
+    fn storage_cfg(&self, text: &str) {
+        fs::write(self.root.join("etc/pve/storage.cfg"), text).unwrap();
+    }
+
+    /// An empty file at `rel` under the node's root.
+    fn file(&self, rel: &str) {
+        let p = self.root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, "").unwrap();
     }
 
     /// Installs pve-container `version` in the node's dpkg status.
@@ -381,4 +397,131 @@ fn before_pve_container_5_0_7_passthrough_is_raw_lxc_lines_edited_under_the_conf
         device_lines(&fs::read_to_string(n.conf(950)).unwrap()),
         ["lxc.apparmor.profile: unconfined"]
     );
+}
+
+#[test]
+fn the_upstream_fleet_builds_completely_on_a_node_laid_out_like_its_users() {
+    let f = Fixture::empty();
+    let fleet = common::repo().join("tests/fixtures/fleets/upstream-fe8c1c1");
+    for name in [
+        "phoenix_lxc_configs.json",
+        "phoenix_lxc_configs.schema.json",
+        "phoenix_hypervisor_config.json",
+        "phoenix_hypervisor_config.schema.json",
+    ] {
+        fs::copy(fleet.join(name), f.config_dir.join(name)).unwrap();
+    }
+    let n = Node::on(f);
+    n.storage_cfg(
+        "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n\n\
+         zfspool: lxc-disks\n\tpool quickOS/lxc-disks\n\tcontent rootdir,images\n\tsparse 1\n",
+    );
+    // The driver the fleet pins; its template is a path, not a volume.
+    let version = n.root.join("proc/driver/nvidia/version");
+    let text = fs::read_to_string(&version).unwrap();
+    fs::write(&version, text.replace("580.76.05", "580.76.06")).unwrap();
+
+    // Preflight names what the node lacks before anything is touched.
+    let r = n.phoenix(&["plan", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let problems = r.json()["preflight"].as_array().unwrap().clone();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["ctid"], 900);
+    assert!(problems[0]["message"].as_str().unwrap().contains(
+        "fastData/shared-iso/template/cache/ubuntu-24.04-standard_24.04-2_amd64.tar.zst is missing"
+    ));
+    assert!(n.calls().iter().all(|c| c == "pct list"), "{:?}", n.calls());
+
+    n.file("fastData/shared-iso/template/cache/ubuntu-24.04-standard_24.04-2_amd64.tar.zst");
+    let r = n.phoenix(&["build", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for ctid in [900, 901, 902, 910, 920, 950] {
+        let conf = fs::read_to_string(n.conf(ctid)).unwrap();
+        assert!(
+            conf.contains("rootfs: lxc-disks:subvol-"),
+            "CT {ctid} on lxc-disks: {conf}"
+        );
+        assert!(conf.contains("\n[phx-"), "CT {ctid} has its build snapshot");
+    }
+    // Two GPUs: both nodes, majors from the host, in every GPU CT.
+    let conf = fs::read_to_string(n.conf(950)).unwrap();
+    assert!(
+        conf.contains("dev0: /dev/nvidia0,mode=0666")
+            && conf.contains("dev1: /dev/nvidia1,mode=0666"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("hwaddr=52:54:00:67:89:B0"),
+        "the fleet's MAC: {conf}"
+    );
+    assert!(conf.contains("ip=10.0.0.150/24"), "{conf}");
+
+    let before = n.calls().len();
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    assert_eq!(n.calls()[before..], ["pct list"]);
+}
+
+#[test]
+fn hooks_get_the_nodes_pct_and_the_contracts_variables() {
+    let n = Node::new();
+    let out = n.f.tmp.path().join("hook-910.txt");
+    n.f.write_hook(
+        910,
+        &format!(
+            "#!/bin/bash\nset -eu\n{{\n  echo \"pct=$(command -v pct)\"\n  env | grep '^PHOENIX_' | grep -v '^PHOENIX_CONFIG_BLOCK=' | sort\n  pct status \"$1\"\n}} > {}\n",
+            out.display()
+        ),
+    );
+    let r = n.phoenix(&["build", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = fs::read_to_string(&out).unwrap();
+    let var = |k: &str| {
+        seen.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} missing: {seen}"))
+            .to_string()
+    };
+    assert_eq!(var("pct"), n.bin.join("pct").display().to_string());
+    assert_eq!(var("PHOENIX_BACKEND"), "pve");
+    assert_eq!(var("PHOENIX_CTID"), "910");
+    assert_eq!(var("PHOENIX_NAME"), "Portainer");
+    assert_eq!(var("PHOENIX_IS_TEMPLATE"), "0");
+    assert_eq!(var("PHOENIX_PARENT_CTID"), "902");
+    assert!(var("PHOENIX_PARENT_SNAPSHOT").starts_with("phx-"));
+    assert!(var("PHOENIX_SNAPSHOT").starts_with("phx-"));
+    assert_eq!(var("PHOENIX_NVIDIA_DRIVER_VERSION"), "580.76.05");
+    assert!(var("PHOENIX_CONFIG_FILE").ends_with("phoenix_lxc_configs.json"));
+    assert_eq!(
+        var("PHOENIX_HOOKS_DIR"),
+        n.f.hooks_dir.display().to_string()
+    );
+    // The hook's own pct call reached the node, and was logged like phoenix's.
+    assert!(seen.contains("status: running"), "{seen}");
+    assert!(n.calls().contains(&"pct status 910".to_string()));
+}
+
+/// pct-spec §1: the commands phoenix runs for a base template (900), a GPU template
+/// cloned from it (901) and a container cloned from that (950), in order (`-j 1`), as
+/// the emulator logged them. Hashes, times and temporary paths are masked.
+#[test]
+fn the_pct_commands_of_a_base_template_a_gpu_template_and_a_clone_read_as_an_admin_types_them() {
+    let n = Node::new();
+    n.f.edit_lxc(|v| {
+        let configs = v["lxc_configs"].as_object_mut().unwrap();
+        configs.retain(|k, _| ["900", "901", "950"].contains(&k.as_str()));
+        configs["950"]["clone_from_template_ctid"] = serde_json::json!("901");
+    });
+    let r = n.phoenix(&["build", "-j", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::with_settings!({
+        filters => vec![
+            (r"phx-[0-9a-f]{32}", "phx-<hash>"),
+            (r"(hash|parent): [0-9a-f]{64}", "$1: <hash>"),
+            (r"built: \d+", "built: <time>"),
+            (r"phoenix \d+\.\d+\.\d+ build", "phoenix <version> build"),
+            (r"\S*/state/scripts/[0-9a-f]{64}", "<state-dir>/scripts/<content-hash>"),
+        ],
+    }, {
+        insta::assert_snapshot!(n.calls().join("\n"));
+    });
 }

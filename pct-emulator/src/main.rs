@@ -87,7 +87,8 @@ fn log_call(root: &std::path::Path, argv: &[String]) {
     }
 }
 
-/// A word as a POSIX shell reads it back: bare when it is safe, else single-quoted.
+/// A word as bash reads it back, on one line: bare when it is safe, single-quoted, or
+/// `$'...'` when it holds a newline or another control character (as `printf %q` does).
 fn quote(word: &str) -> String {
     let safe = !word.is_empty()
         && word
@@ -95,7 +96,35 @@ fn quote(word: &str) -> String {
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+%@".contains(&b));
     if safe {
         word.to_string()
+    } else if word.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in word.chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn words_quote_onto_one_line_as_bash_reads_them() {
+        assert_eq!(quote("phx-0a1b"), "phx-0a1b");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote("one\ntwo's"), r"$'one\ntwo\'s'");
+        assert_eq!(quote(""), "''");
     }
 }

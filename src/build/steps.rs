@@ -323,7 +323,10 @@ impl Executor<'_> {
                 || self.host.shutdown(ctid, 120),
             )?;
         }
-        self.set(ctid, &self.managed_settings(node), log)?;
+        let unmet = self.managed_settings(node).unmet_by(&current.settings);
+        if !unmet.is_empty() {
+            self.set(ctid, &unmet, log)?;
+        }
         if current
             .disk_gb
             .is_some_and(|gb| gb < node.spec.storage_size_gb)

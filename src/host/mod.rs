@@ -59,10 +59,12 @@ pub enum Verb {
     Rollback,
     Destroy,
     Unlock,
+    /// `pct template`: the emulator's, phoenix never converts a CT.
+    Template,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 19] = [
+    pub const ALL: [Verb; 20] = [
         Verb::Inventory,
         Verb::Config,
         Verb::Facts,
@@ -82,6 +84,7 @@ impl Verb {
         Verb::Rollback,
         Verb::Destroy,
         Verb::Unlock,
+        Verb::Template,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +108,7 @@ impl Verb {
             Verb::Rollback => "rollback",
             Verb::Destroy => "destroy",
             Verb::Unlock => "unlock",
+            Verb::Template => "template",
         }
     }
 
@@ -232,6 +236,34 @@ impl Settings {
     pub fn is_empty(&self) -> bool {
         *self == Settings::default()
     }
+
+    /// The part of these wanted settings that `have` (read back from the host) does not
+    /// already satisfy: what a `pct set` still has to write. Pass-through options are
+    /// always kept (phoenix cannot read them back).
+    pub fn unmet_by(&self, have: &Settings) -> Settings {
+        fn unmet<T: PartialEq + Clone>(want: &Option<T>, have: &Option<T>) -> Option<T> {
+            want.as_ref().filter(|w| have.as_ref() != Some(*w)).cloned()
+        }
+        Settings {
+            hostname: unmet(&self.hostname, &have.hostname),
+            memory_mb: unmet(&self.memory_mb, &have.memory_mb),
+            cores: unmet(&self.cores, &have.cores),
+            network: self
+                .network
+                .as_ref()
+                .filter(|w| !have.network.as_ref().is_some_and(|h| w.satisfied_by(h)))
+                .cloned(),
+            onboot: unmet(&self.onboot, &Some(have.onboot.unwrap_or(false))),
+            features: unmet(
+                &self.features,
+                &Some(have.features.clone().unwrap_or_default()),
+            ),
+            managed: unmet(&self.managed, &Some(have.managed.unwrap_or(false))),
+            description: unmet(&self.description, &have.description),
+            extra: self.extra.clone(),
+            delete: self.delete.clone(),
+        }
+    }
 }
 
 /// Host devices passed into a CT: character-device majors it may use, and device nodes
@@ -261,6 +293,20 @@ pub struct CloneSpec {
     pub target: Ctid,
     pub hostname: String,
     pub storage: String,
+}
+
+/// `pct clone` with its own options (pct-spec §1 clone, §3): what is not given is
+/// Proxmox's default (`full`: 1 unless the source is a template; the source's storage,
+/// hostname and description; its current state).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloneRequest {
+    pub source: Ctid,
+    pub target: Ctid,
+    pub snapname: Option<String>,
+    pub full: Option<bool>,
+    pub storage: Option<String>,
+    pub hostname: Option<String>,
+    pub description: Option<String>,
 }
 
 /// One snapshot of a CT.
@@ -347,6 +393,37 @@ pub trait Host: Send + Sync {
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
     /// A full clone; the new CT is stopped, with fresh MAC addresses.
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()>;
+    /// `pct clone` as an admin types it. A host that models only phoenix's clone takes
+    /// the requests that are one: full, from a snapshot, hostname and storage given.
+    fn clone_with(&self, req: &CloneRequest) -> HostResult<()> {
+        match (&req.snapname, &req.hostname, &req.storage, req.full) {
+            (Some(snapshot), Some(hostname), Some(storage), None | Some(true)) => {
+                self.clone_ct(&CloneSpec {
+                    source: req.source,
+                    snapshot: snapshot.clone(),
+                    target: req.target,
+                    hostname: hostname.clone(),
+                    storage: storage.clone(),
+                })
+            }
+            _ => Err(HostError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "the {} host clones in full from a snapshot only: pass --snapname, --hostname and --storage",
+                    self.name()
+                ),
+            )),
+        }
+    }
+    /// `pct template`: makes a stopped CT without snapshots a template (its volumes
+    /// become read-only bases for linked clones).
+    fn template(&self, ctid: Ctid) -> HostResult<()> {
+        let _ = ctid;
+        Err(HostError::new(
+            ErrorKind::Invalid,
+            format!("the {} host does not convert CTs to templates", self.name()),
+        ))
+    }
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()>;
     /// Grows the root disk to `disk_gb` (disks never shrink).
     fn resize(&self, ctid: Ctid, disk_gb: u64) -> HostResult<()>;
@@ -441,6 +518,38 @@ mod tests {
         }
         assert!(!Verb::Inventory.is_mutating());
         assert!(Verb::Clone.is_mutating());
+    }
+
+    #[test]
+    fn settings_a_host_already_has_are_not_written_again() {
+        let want = Settings {
+            hostname: Some("web".into()),
+            memory_mb: Some(2048),
+            cores: Some(2),
+            onboot: Some(false),
+            features: Some(BTreeMap::new()),
+            managed: Some(true),
+            ..Settings::default()
+        };
+        let mut have = Settings {
+            hostname: Some("web".into()),
+            memory_mb: Some(2048),
+            cores: Some(4),
+            managed: Some(true),
+            ..Settings::default()
+        };
+        assert_eq!(
+            want.unmet_by(&have),
+            Settings {
+                cores: Some(2),
+                ..Settings::default()
+            },
+            "onboot and features absent are their defaults"
+        );
+        have.cores = Some(2);
+        assert!(want.unmet_by(&have).is_empty());
+        have.managed = None;
+        assert_eq!(want.unmet_by(&have).managed, Some(true));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!
 //! Commands: status, list, config, exec, push, pull, set, start, shutdown, stop, snapshot,
 //! listsnapshot, delsnapshot, rollback, and (for the `pct-emulator`, where phoenix's `pve`
-//! backend is the caller) create, clone, resize, destroy, unlock. The backend comes from `PHOENIX_BACKEND` and its
+//! backend is the caller) create, clone, resize, destroy, unlock, template. Each takes
+//! its own options only (`syntax`). The backend comes from `PHOENIX_BACKEND` and its
 //! place from `PHOENIX_STATE_DIR`, both set for hooks ([`Host::hook_env`]). On Proxmox
 //! the real `pct` is on `PATH` instead.
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::host::pve::args::{self, Args};
 use crate::host::pve::conf::ConfFile;
 use crate::host::pve::{map, output, props};
-use crate::host::{Backend, CloneSpec, CreateSpec, Ctid, ErrorKind, Host, HostError, Settings};
+use crate::host::{Backend, CloneRequest, CreateSpec, Ctid, ErrorKind, Host, HostError, Settings};
 
 const FAIL: i32 = 255;
 
@@ -63,6 +64,209 @@ pub fn link_into(bin: &Path) -> Option<PathBuf> {
         std::fs::rename(&tmp, &link).ok()?;
     }
     Some(bin.to_path_buf())
+}
+
+/// The config keys `pct create` and `pct set` take as options [LCFG $confdesc]; the
+/// numbered ones (`net0`, `mp1`, ...) by their stem.
+const CONFIG_KEYS: &[&str] = &[
+    "arch",
+    "cmode",
+    "console",
+    "cores",
+    "cpulimit",
+    "cpuunits",
+    "debug",
+    "description",
+    "entrypoint",
+    "env",
+    "features",
+    "hookscript",
+    "hostname",
+    "lock",
+    "memory",
+    "nameserver",
+    "onboot",
+    "ostype",
+    "protection",
+    "rootfs",
+    "searchdomain",
+    "startup",
+    "swap",
+    "tags",
+    "template",
+    "timezone",
+    "tty",
+    "unprivileged",
+];
+const NUMBERED_KEYS: &[&str] = &["dev", "mp", "net", "unused"];
+
+/// One command's command line [PCT cmddef, the API methods' parameters].
+struct Syntax {
+    usage: &'static str,
+    /// Positional arguments it takes; `None` for any number (`exec`'s command).
+    args: Option<usize>,
+    /// Its options, beside the config keys for `create` and `set`.
+    options: &'static [&'static str],
+    config_keys: bool,
+}
+
+impl Syntax {
+    fn takes(&self, option: &str) -> bool {
+        let numbered = |stem: &&str| {
+            option
+                .strip_prefix(*stem)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        self.options.contains(&option)
+            || (self.config_keys
+                && (CONFIG_KEYS.contains(&option) || NUMBERED_KEYS.iter().any(numbered)))
+    }
+}
+
+/// The command line of a command [`args::resolve_command`] returns.
+fn syntax(cmd: &str) -> Syntax {
+    let s = |usage, args, options| Syntax {
+        usage,
+        args,
+        options,
+        config_keys: false,
+    };
+    match cmd {
+        "status" => s("pct status <vmid> [OPTIONS]", Some(1), &["verbose"]),
+        "list" => s("pct list", Some(0), &[]),
+        "config" => s(
+            "pct config <vmid> [OPTIONS]",
+            Some(1),
+            &["current", "snapshot"],
+        ),
+        "exec" => s(
+            "pct exec <vmid> [<extra-args>] [OPTIONS]",
+            None,
+            &["keep-env"],
+        ),
+        "push" => s(
+            "pct push <vmid> <file> <destination> [OPTIONS]",
+            Some(3),
+            &["user", "group", "perms"],
+        ),
+        "pull" => s(
+            "pct pull <vmid> <path> <destination> [OPTIONS]",
+            Some(3),
+            &["user", "group", "perms"],
+        ),
+        "set" => Syntax {
+            config_keys: true,
+            ..s(
+                "pct set <vmid> [OPTIONS]",
+                Some(1),
+                &["delete", "revert", "digest"],
+            )
+        },
+        "start" => s(
+            "pct start <vmid> [OPTIONS]",
+            Some(1),
+            &["skiplock", "debug"],
+        ),
+        "shutdown" => s(
+            "pct shutdown <vmid> [OPTIONS]",
+            Some(1),
+            &["timeout", "forceStop"],
+        ),
+        "stop" => s(
+            "pct stop <vmid> [OPTIONS]",
+            Some(1),
+            &["skiplock", "overrule-shutdown"],
+        ),
+        "snapshot" => s(
+            "pct snapshot <vmid> <snapname> [OPTIONS]",
+            Some(2),
+            &["description"],
+        ),
+        "listsnapshot" => s("pct listsnapshot <vmid>", Some(1), &[]),
+        "delsnapshot" => s(
+            "pct delsnapshot <vmid> <snapname> [OPTIONS]",
+            Some(2),
+            &["force"],
+        ),
+        "rollback" => s(
+            "pct rollback <vmid> <snapname> [OPTIONS]",
+            Some(2),
+            &["start"],
+        ),
+        "create" => Syntax {
+            config_keys: true,
+            ..s(
+                "pct create <vmid> <ostemplate> [OPTIONS]",
+                Some(2),
+                &[
+                    "storage",
+                    "password",
+                    "ssh-public-keys",
+                    "start",
+                    "pool",
+                    "force",
+                    "restore",
+                    "unique",
+                    "ignore-unpack-errors",
+                    "bwlimit",
+                    "ha-managed",
+                ],
+            )
+        },
+        "clone" => s(
+            "pct clone <vmid> <newid> [OPTIONS]",
+            Some(2),
+            &[
+                "full",
+                "snapname",
+                "storage",
+                "hostname",
+                "description",
+                "pool",
+                "target",
+                "bwlimit",
+            ],
+        ),
+        "resize" => s(
+            "pct resize <vmid> <disk> <size> [OPTIONS]",
+            Some(3),
+            &["digest"],
+        ),
+        "destroy" => s(
+            "pct destroy <vmid> [OPTIONS]",
+            Some(1),
+            &["purge", "force", "destroy-unreferenced-disks"],
+        ),
+        "unlock" => s("pct unlock <vmid>", Some(1), &[]),
+        "template" => s("pct template <vmid>", Some(1), &[]),
+        _ => s("pct <COMMAND> [ARGS] [OPTIONS]", None, &[]),
+    }
+}
+
+/// A boolean option: absent is `None`; a value that is not one is a 400.
+fn flag(a: &Args, key: &str, usage: &str) -> Result<Option<bool>, String> {
+    a.options
+        .get(key)
+        .map(|v| {
+            args::parse_bool(v).ok_or_else(|| {
+                args::bad_param(
+                    key,
+                    &format!("type check ('boolean') failed - got '{v}'"),
+                    usage,
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A host's error as pct prints it: a parameter error gets the usage line, as pct's
+/// own parameter checks do [REST cli_handler].
+fn with_usage(e: HostError, usage: &str) -> String {
+    if e.message.starts_with("400 ") {
+        format!("{}\n\n{usage}", e.message)
+    } else {
+        e.message
+    }
 }
 
 fn vmid(a: &Args, usage: &str) -> Result<Ctid, String> {
@@ -118,7 +322,7 @@ fn ct(host: &dyn Host, ctid: Ctid) -> Result<crate::host::CtInfo, String> {
 /// `pct set` options as settings: the keys phoenix models as values, the rest verbatim.
 fn settings_of(a: &Args) -> Result<Settings, String> {
     let mut s = Settings::default();
-    let usage = "pct set <vmid> [OPTIONS]";
+    let usage = syntax("set").usage;
     for (k, v) in &a.options {
         let bad = |msg: &str| args::bad_param(k, msg, usage);
         match k.as_str() {
@@ -168,7 +372,7 @@ fn settings_of(a: &Args) -> Result<Settings, String> {
 /// `pct create` options: `--storage` (default `local`), `--rootfs <storage>:<GiB>`,
 /// `--unprivileged` (default 1), and the settings.
 fn create_spec(a: &Args, ostemplate: &str) -> Result<CreateSpec, String> {
-    let usage = "pct create <vmid> <ostemplate> [OPTIONS]";
+    let usage = syntax("create").usage;
     let mut rest = a.clone();
     let mut take = |k: &str| rest.options.remove(k);
     let mut storage = take("storage").unwrap_or_else(|| "local".to_string());
@@ -202,6 +406,10 @@ fn create_spec(a: &Args, ostemplate: &str) -> Result<CreateSpec, String> {
         "pool",
         "force",
         "unique",
+        "restore",
+        "ignore-unpack-errors",
+        "bwlimit",
+        "ha-managed",
     ] {
         take(ignored);
     }
@@ -214,10 +422,10 @@ fn create_spec(a: &Args, ostemplate: &str) -> Result<CreateSpec, String> {
     })
 }
 
-/// `pct clone` options. The model clones from a snapshot (`--snapname`), as phoenix does;
-/// the hostname defaults to the source's and the storage to its rootfs's.
-fn clone_spec(host: &dyn Host, a: &Args) -> Result<CloneSpec, String> {
-    let usage = "pct clone <vmid> <newid> [OPTIONS]";
+/// `pct clone` options as a request; what is not given is left to the host (Proxmox's
+/// defaults, pct-spec §1 clone).
+fn clone_request(a: &Args) -> Result<CloneRequest, String> {
+    let usage = syntax("clone").usage;
     let source = vmid(a, usage)?;
     let target = crate::fleet::config::parse_ctid(nth(a, 1, usage)?).ok_or_else(|| {
         args::bad_param(
@@ -226,39 +434,21 @@ fn clone_spec(host: &dyn Host, a: &Args) -> Result<CloneSpec, String> {
             usage,
         )
     })?;
-    let snapshot = a
-        .options
-        .get("snapname")
-        .cloned()
-        .ok_or_else(|| "the emulator clones from a snapshot: pass --snapname".to_string())?;
-    let conf = conf_of(host, source)?;
-    let main = conf.snapshot(&snapshot).unwrap_or(conf.main());
-    let hostname = a
-        .options
-        .get("hostname")
-        .cloned()
-        .or_else(|| main.get("hostname").map(str::to_string))
-        .unwrap_or_else(|| format!("CT{target}"));
-    let storage = match a.options.get("storage") {
-        Some(s) => s.clone(),
-        None => main
-            .get("rootfs")
-            .and_then(|r| r.split([':', ',']).next())
-            .unwrap_or("local")
-            .to_string(),
-    };
-    Ok(CloneSpec {
+    let opt = |k: &str| a.options.get(k).cloned();
+    Ok(CloneRequest {
         source,
-        snapshot,
         target,
-        hostname,
-        storage,
+        snapname: opt("snapname"),
+        full: flag(a, "full", usage)?,
+        storage: opt("storage"),
+        hostname: opt("hostname"),
+        description: opt("description"),
     })
 }
 
 /// `pct resize <vmid> rootfs <size>`: `8G` sets the size, `+2G` grows it.
 fn resize_to(host: &dyn Host, a: &Args, id: Ctid) -> Result<u64, String> {
-    let usage = "pct resize <vmid> <disk> <size> [OPTIONS]";
+    let usage = syntax("resize").usage;
     let disk = nth(a, 1, usage)?;
     if disk != "rootfs" {
         return Err(format!("the emulator resizes rootfs only, not '{disk}'"));
@@ -295,24 +485,40 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
         ));
     };
     let a = args::parse(&argv[1..])?;
+    let syn = syntax(cmd);
+    let usage = syn.usage;
+    // Getopt first, then the positional arguments [JS get_options].
+    let unknown: Vec<&str> = a
+        .options
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !syn.takes(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(args::unknown_options(&unknown, usage));
+    }
+    if syn.args.is_some_and(|n| a.positional.len() > n) {
+        return Err(args::too_many(usage));
+    }
+    let fail = |e: HostError| with_usage(e, usage);
     let w = |out: &mut dyn Write, s: &str| {
         let _ = out.write_all(s.as_bytes());
     };
     match cmd {
         "status" => {
-            let id = vmid(&a, "pct status <vmid> [OPTIONS]")?;
+            let id = vmid(&a, usage)?;
             w(out, &output::status(&ct(host, id)?));
         }
         "list" => {
-            let inv = host.inventory().map_err(host_err)?;
+            let inv = host.inventory().map_err(fail)?;
             w(out, &output::list(inv.values()));
         }
         "config" => {
-            let id = vmid(&a, "pct config <vmid> [OPTIONS]")?;
-            let current = a.options.get("current").is_some_and(|v| v == "1");
+            let id = vmid(&a, usage)?;
+            let current = flag(&a, "current", usage)?.unwrap_or(false);
             let snapshot = a.options.get("snapshot");
             if current && snapshot.is_some() {
-                return Err("400 Parameter verification failed.\ncurrent: option conflicts with option 'snapshot'\n\npct config <vmid> [OPTIONS]".into());
+                return Err(format!("400 Parameter verification failed.\ncurrent: option conflicts with option 'snapshot'\n\n{usage}"));
             }
             let conf = conf_of(host, id)?;
             w(
@@ -321,20 +527,15 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
             );
         }
         "exec" => {
-            let id = vmid(&a, "pct exec <vmid> [<extra-args>] [OPTIONS]")?;
+            let id = vmid(&a, usage)?;
             let mut command: Vec<String> = a.positional[1..].to_vec();
             command.extend(a.rest.iter().cloned());
             if command.is_empty() {
                 return Err("missing command".into());
             }
-            return host.exec(id, &command, out).map_err(host_err);
+            return host.exec(id, &command, out).map_err(fail);
         }
         "push" | "pull" => {
-            let usage = if cmd == "push" {
-                "pct push <vmid> <file> <destination> [OPTIONS]"
-            } else {
-                "pct pull <vmid> <path> <destination> [OPTIONS]"
-            };
             let id = vmid(&a, usage)?;
             let (from, to) = (nth(&a, 1, usage)?, nth(&a, 2, usage)?);
             let r = if cmd == "push" {
@@ -357,71 +558,64 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
             }
         }
         "set" => {
-            let id = vmid(&a, "pct set <vmid> [OPTIONS]")?;
-            host.set(id, &settings_of(&a)?).map_err(host_err)?;
+            let id = vmid(&a, usage)?;
+            host.set(id, &settings_of(&a)?).map_err(fail)?;
         }
-        "start" => host
-            .start(vmid(&a, "pct start <vmid> [OPTIONS]")?)
-            .map_err(host_err)?,
+        "start" => host.start(vmid(&a, usage)?).map_err(fail)?,
         "shutdown" => {
-            let id = vmid(&a, "pct shutdown <vmid> [OPTIONS]")?;
+            let id = vmid(&a, usage)?;
             let timeout = a
                 .options
                 .get("timeout")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(60);
-            host.shutdown(id, timeout).map_err(host_err)?;
+            host.shutdown(id, timeout).map_err(fail)?;
         }
-        "stop" => host
-            .stop(vmid(&a, "pct stop <vmid> [OPTIONS]")?)
-            .map_err(host_err)?,
+        "stop" => host.stop(vmid(&a, usage)?).map_err(fail)?,
         "snapshot" => {
-            let usage = "pct snapshot <vmid> <snapname> [OPTIONS]";
             let id = vmid(&a, usage)?;
             let name = nth(&a, 1, usage)?;
             let desc = a.options.get("description").cloned().unwrap_or_default();
-            host.snapshot(id, name, &desc).map_err(host_err)?;
+            host.snapshot(id, name, &desc).map_err(fail)?;
         }
         "delsnapshot" => {
-            let usage = "pct delsnapshot <vmid> <snapname> [OPTIONS]";
             let id = vmid(&a, usage)?;
-            host.delete_snapshot(id, nth(&a, 1, usage)?)
-                .map_err(host_err)?;
+            host.delete_snapshot(id, nth(&a, 1, usage)?).map_err(fail)?;
         }
         "rollback" => {
-            let usage = "pct rollback <vmid> <snapname> [OPTIONS]";
             let id = vmid(&a, usage)?;
-            host.rollback(id, nth(&a, 1, usage)?).map_err(host_err)?;
-            if a.options.get("start").is_some_and(|v| v == "1") {
-                host.start(id).map_err(host_err)?;
+            let start = flag(&a, "start", usage)?.unwrap_or(false);
+            host.rollback(id, nth(&a, 1, usage)?).map_err(fail)?;
+            if start {
+                host.start(id).map_err(fail)?;
             }
         }
         "listsnapshot" => {
-            let id = vmid(&a, "pct listsnapshot <vmid>")?;
+            let id = vmid(&a, usage)?;
             w(out, &output::snapshot_tree(&ct(host, id)?, &crate::os::utc));
         }
         "create" => {
-            let usage = "pct create <vmid> <ostemplate> [OPTIONS]";
             let id = vmid(&a, usage)?;
             let spec = create_spec(&a, nth(&a, 1, usage)?)?;
-            host.create(id, &spec)
-                .map_err(|e| format!("unable to create CT {id} - {}", e.message))?;
+            let start = flag(&a, "start", usage)?.unwrap_or(false);
+            host.create(id, &spec).map_err(fail)?;
+            if start {
+                host.start(id).map_err(fail)?;
+            }
         }
-        "clone" => {
-            let spec = clone_spec(host, &a)?;
-            host.clone_ct(&spec).map_err(host_err)?;
-        }
+        "clone" => host.clone_with(&clone_request(&a)?).map_err(fail)?,
         "resize" => {
-            let id = vmid(&a, "pct resize <vmid> <disk> <size> [OPTIONS]")?;
+            let id = vmid(&a, usage)?;
             let gb = resize_to(host, &a, id)?;
-            host.resize(id, gb).map_err(host_err)?;
+            host.resize(id, gb).map_err(fail)?;
         }
-        "destroy" => host
-            .destroy(vmid(&a, "pct destroy <vmid> [OPTIONS]")?)
-            .map_err(host_err)?,
-        "unlock" => host
-            .unlock(vmid(&a, "pct unlock <vmid>")?)
-            .map_err(host_err)?,
+        "destroy" => host.destroy(vmid(&a, usage)?).map_err(fail)?,
+        "unlock" => host.unlock(vmid(&a, usage)?).map_err(fail)?,
+        "template" => match host.template(vmid(&a, usage)?) {
+            // The worker's failure: printed, yet exit 0 (pct-spec §0, no $upid_exit).
+            Err(e) if e.kind == ErrorKind::Failed => eprintln!("{}", e.message),
+            r => r.map_err(fail)?,
+        },
         other => unreachable!("resolve_command returned {other}"),
     }
     Ok(0)

@@ -94,6 +94,22 @@ pub fn not_enough(usage: &str) -> String {
     format!("400 not enough arguments\n{usage}")
 }
 
+/// `400 too many arguments` and the usage line.
+pub fn too_many(usage: &str) -> String {
+    format!("400 too many arguments\n{usage}")
+}
+
+/// Options the command does not take: Getopt's warning for each, then the 400 [JS
+/// get_options].
+pub fn unknown_options(names: &[&str], usage: &str) -> String {
+    let mut out = String::new();
+    for n in names {
+        out.push_str(&format!("Unknown option: {n}\n"));
+    }
+    out.push_str(&format!("400 unable to parse option\n{usage}"));
+    out
+}
+
 /// A schema violation of one parameter [EXC stringify, REST cli_handler].
 pub fn bad_param(param: &str, msg: &str, usage: &str) -> String {
     format!("400 Parameter verification failed.\n{param}: {msg}\n\n{usage}")
@@ -121,6 +137,7 @@ pub const COMMANDS: &[&str] = &[
     "resize",
     "destroy",
     "unlock",
+    "template",
 ];
 
 /// The command a word names: itself, or the one command it is a unique prefix of.

@@ -196,7 +196,13 @@ impl PveHost {
         stale.sort_by_key(|k| k[3..].parse::<u32>().unwrap_or(u32::MAX));
         if !stale.is_empty() {
             args.push("--delete".into());
-            args.push(stale.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","));
+            args.push(
+                stale
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
         if args.len() == 2 {
             return Ok(());
@@ -273,8 +279,8 @@ fn pct_error(stderr: &str, code: Option<i32>) -> HostError {
 }
 
 /// `pct set` / `pct create` options for settings, given the CT's current config (for its
-/// MAC and tags).
-fn setting_options(s: &Settings, current: Option<&ConfFile>) -> Vec<String> {
+/// MAC and tags), and the keys to delete.
+fn setting_options(s: &Settings, current: Option<&ConfFile>) -> (Vec<String>, Vec<String>) {
     let main = current.map(|c| c.main());
     let mut opts: Vec<(String, String)> = Vec::new();
     if let Some(h) = &s.hostname {
@@ -321,11 +327,7 @@ fn setting_options(s: &Settings, current: Option<&ConfFile>) -> Vec<String> {
         out.push(format!("--{k}"));
         out.push(v);
     }
-    if !delete.is_empty() {
-        out.push("--delete".into());
-        out.push(delete.join(","));
-    }
-    out
+    (out, delete)
 }
 
 impl Host for PveHost {
@@ -393,7 +395,8 @@ impl Host for PveHost {
             "--unprivileged".into(),
             if spec.unprivileged { "1" } else { "0" }.into(),
         ];
-        args.extend(setting_options(&spec.settings, None));
+        // A new CT has nothing to delete (and `pct create` takes no `--delete`).
+        args.extend(setting_options(&spec.settings, None).0);
         self.pct(&args).map(|_| ())
     }
 
@@ -417,7 +420,12 @@ impl Host for PveHost {
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
         let current = self.read_conf(ctid)?;
         let mut args = vec!["set".to_string(), ctid.to_string()];
-        args.extend(setting_options(settings, current.as_ref()));
+        let (options, delete) = setting_options(settings, current.as_ref());
+        args.extend(options);
+        if !delete.is_empty() {
+            args.push("--delete".into());
+            args.push(delete.join(","));
+        }
         self.pct(&args).map(|_| ())
     }
 

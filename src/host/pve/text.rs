@@ -37,6 +37,88 @@ pub fn already_exists(ctid: Ctid, node: &str) -> HostError {
     )
 }
 
+/// `VM <vmid> already exists on node '<node>'`: a QEMU guest has the VMID [CLU
+/// check_vmid_unused].
+pub fn vm_already_exists(vmid: Ctid, node: &str) -> HostError {
+    err(
+        ErrorKind::Exists,
+        format!("VM {vmid} already exists on node '{node}'"),
+    )
+}
+
+/// `pct create` on a storage without `rootdir` content: a parameter error [A-LXC
+/// create_vm].
+pub fn no_rootdir(storage: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("400 Parameter verification failed.\nstorage: storage '{storage}' does not support container directories"),
+    )
+}
+
+/// The OS template is not on its storage [STOR abs_filesystem_path].
+pub fn no_such_file(volid: &str) -> HostError {
+    err(ErrorKind::Failed, format!("can't find file '{volid}'"))
+}
+
+/// `pct clone` [A-LXC clone_vm], in the order it checks.
+pub fn clone_storage_linked() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "parameter 'storage' not allowed for linked clones".into(),
+    )
+}
+
+pub fn clone_running_full() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "Full clone of a running container is only possible from a snapshot".into(),
+    )
+}
+
+pub fn clone_linked_unavailable(volid: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("Linked clone feature for '{volid}' is not available"),
+    )
+}
+
+/// `pct template`'s checks [A-LXC template] and its worker's [LXC template_create].
+pub fn template_with_snapshots() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "unable to create template, because CT contains snapshots".into(),
+    )
+}
+
+pub fn template_of_template() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "you can't convert a template to a template".into(),
+    )
+}
+
+pub fn template_running() -> HostError {
+    err(
+        ErrorKind::Running,
+        "you can't convert a CT to template if the CT is running".into(),
+    )
+}
+
+pub fn template_unavailable(volid: &str) -> HostError {
+    err(
+        ErrorKind::Failed,
+        format!("Template feature is not available for '{volid}'"),
+    )
+}
+
+/// Destroying a template whose base volume linked clones use [STOR vdisk_free].
+pub fn base_in_use(volname: &str) -> HostError {
+    err(
+        ErrorKind::Failed,
+        format!("base volume '{volname}' is still in use by linked clones"),
+    )
+}
+
 pub fn already_running(ctid: Ctid) -> HostError {
     err(ErrorKind::Running, format!("CT {ctid} already running"))
 }
@@ -182,9 +264,17 @@ pub fn classify(message: &str) -> ErrorKind {
         ErrorKind::Exists
     } else if has("not running") || has("from a running") || has("to a running") {
         ErrorKind::NotRunning
-    } else if has("already running") || has("container is running") {
+    } else if has("already running") || has("container is running") || has("CT is running") {
         ErrorKind::Running
-    } else if has("400 ") || has("reserved name") || has("read-only option") {
+    } else if has("400 ")
+        || has("reserved name")
+        || has("read-only option")
+        || has("not allowed for linked clones")
+        || has("only possible from a snapshot")
+        || has("Linked clone feature")
+        || has("to a template")
+        || has("CT contains snapshots")
+    {
         ErrorKind::Invalid
     } else {
         ErrorKind::Failed
@@ -214,6 +304,17 @@ mod tests {
             bad_snapshot_name(&"a".repeat(41)).unwrap(),
             bad_snapshot_name("vzdump").unwrap(),
             read_only_option("unprivileged"),
+            vm_already_exists(100, "pve"),
+            no_rootdir("local"),
+            no_such_file("local:vztmpl/x.tar.zst"),
+            clone_storage_linked(),
+            clone_running_full(),
+            clone_linked_unavailable("local-zfs:subvol-100-disk-0"),
+            template_with_snapshots(),
+            template_of_template(),
+            template_running(),
+            template_unavailable("local:100/subvol-100-disk-0.subvol"),
+            base_in_use("basevol-100-disk-0"),
         ];
         for e in all {
             assert_eq!(classify(&e.message), e.kind, "{}", e.message);

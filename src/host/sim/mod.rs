@@ -12,6 +12,7 @@
 //! | `var/lib/vz/template/cache/` | OS templates of `local` (a new node has Proxmox's standard ones, [`STANDARD_TEMPLATES`]) |
 //! | `<pool>/subvol-<vmid>-disk-0/` | a `zfspool` volume: the CT's root filesystem (pushed files; commands run inside are recorded in `var/log/sim-commands.log`, not executed) |
 //! | `<pool>/<volume>/.zfs/snapshot/<name>/` | its ZFS snapshots, in creation order in `.zfs/snapshots` |
+//! | `<pool>/basevol-<vmid>-disk-0/` | a template's base volume; its linked clone `basevol-<vmid>-disk-0/subvol-<newid>-disk-0` is `<pool>/subvol-<newid>-disk-0/` (a copy: the model has no copy-on-write) |
 //! | `run/lxc/<vmid>.running` | the CT runs |
 //! | `run/lock/lxc/pve-config-<vmid>.lock` | the config file lock (10 s, as Proxmox) |
 //! | `proc/driver/nvidia/version`, `proc/devices`, `dev/nvidia*` | host facts, read by the same code as on a real host |
@@ -22,7 +23,11 @@
 //! source (`CT is locked (disk)`) for the whole copy, snapshot names follow Proxmox's rule,
 //! a clone is stopped with fresh MACs, `exec`/`push` need a running CT, a running CT
 //! cannot be destroyed, rollback only to the newest snapshot, error texts are Proxmox's
-//! ([`pve::text`](crate::host::pve::text)).
+//! ([`pve::text`](crate::host::pve::text)). For the `pct-emulator` it also has Proxmox's
+//! VMIDs unique across the cluster's nodes (`etc/pve/nodes/*/{lxc,qemu-server}`), `pct
+//! create`'s pre-fork checks and rolled-back worker, `pct clone`'s options (linked clones
+//! of templates), `pct template`, and `[pve:pending]` for what a running CT cannot take
+//! at once (applied at the next start).
 //!
 //! Knobs: [`knobs`] (latency, faults), and `PHOENIX_SIM_NVIDIA_VERSION=580.76.05|none`,
 //! the host kernel driver the model's `proc/` reports.
@@ -44,8 +49,8 @@ use crate::host::pve::props::{self, MountPoint};
 use crate::host::pve::storage::{self, Storage};
 use crate::host::pve::{lock, map, text};
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
-    Passthrough, Settings, Verb,
+    CloneRequest, CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts,
+    HostResult, Passthrough, Settings, Verb,
 };
 
 /// `/proc/devices` of a host with the NVIDIA driver loaded.
@@ -322,13 +327,7 @@ impl SimHost {
     /// The volume name of a CT's root disk on a storage, and its volume id.
     fn new_volume(&self, storage: &Storage, ctid: Ctid) -> HostResult<String> {
         if !storage.holds("rootdir") {
-            return Err(HostError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "storage '{}' does not support container directories",
-                    storage.id
-                ),
-            ));
+            return Err(text::no_rootdir(&storage.id));
         }
         match storage.kind.as_str() {
             "zfspool" => Ok(format!("{}:subvol-{ctid}-disk-0", storage.id)),
@@ -348,7 +347,14 @@ impl SimHost {
         let s = self.storage(store)?;
         let prop = |k: &str| s.properties.get(k).cloned().unwrap_or_default();
         match s.kind.as_str() {
-            "zfspool" => Ok((self.root.join(prop("pool")).join(name), true)),
+            // A linked clone `basevol-100-disk-0/subvol-101-disk-0` is the dataset
+            // `<pool>/subvol-101-disk-0` [ZFS parse_volname].
+            "zfspool" => Ok((
+                self.root
+                    .join(prop("pool"))
+                    .join(name.rsplit('/').next().unwrap_or(name)),
+                true,
+            )),
             "dir" => Ok((
                 self.root
                     .join(prop("path").trim_start_matches('/'))
@@ -594,11 +600,25 @@ impl Host for SimHost {
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         self.call(Verb::Create, Some(ctid))?;
         self.locked(&[ctid], || {
-            if self.read_conf(ctid)?.is_some() {
-                return Err(text::already_exists(ctid, &self.node));
+            // Pre-fork [A-LXC create_vm]: the VMID is free in the cluster, the storage
+            // holds CT disks.
+            self.check_vmid_unused(ctid)?;
+            let volid = self.new_volume(&self.storage(&spec.storage)?, ctid)?;
+            // The worker's failures name the CT. Proxmox writes a bare `lock: create`
+            // config first and rolls back; the model checks before it writes anything.
+            let worker = |e: HostError| {
+                HostError::new(
+                    e.kind,
+                    format!("unable to create CT {ctid} - {}", e.message),
+                )
+            };
+            let template =
+                storage::ostemplate_path(&self.storages()?, &self.root, &spec.ostemplate)
+                    .ok()
+                    .filter(|p| p.is_file());
+            if template.is_none() {
+                return Err(worker(text::no_such_file(&spec.ostemplate)));
             }
-            let storage = self.storage(&spec.storage)?;
-            let volid = self.new_volume(&storage, ctid)?;
             let mut conf = ConfFile::new();
             let main = conf.main_mut();
             main.set("arch", "amd64");
@@ -618,93 +638,80 @@ impl Host for SimHost {
             }
             map::write_settings(main, &spec.settings, &mut || new_mac(ctid));
             let (vol, _) = self.volume(&volid)?;
-            extract_skeleton(&vol)?;
-            Self::record_command(&vol, &format!("extract {}", spec.ostemplate))?;
-            self.write_conf(ctid, &conf)
+            extract_skeleton(&vol).map_err(worker)?;
+            Self::record_command(&vol, &format!("extract {}", spec.ostemplate)).map_err(worker)?;
+            self.write_conf(ctid, &conf).map_err(worker)
         })
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
-        let CloneSpec {
-            source,
-            snapshot,
-            target,
-            hostname,
-            storage,
-        } = spec;
-        let (source, target) = (*source, *target);
-        // Pre-fork: lock the source, create the target with `lock: create` (Proxmox's
-        // order); the copy runs with both locked [A-LXC clone_vm].
+        self.clone_with(&CloneRequest {
+            source: spec.source,
+            target: spec.target,
+            snapname: Some(spec.snapshot.clone()),
+            full: Some(true),
+            storage: Some(spec.storage.clone()),
+            hostname: Some(spec.hostname.clone()),
+            description: None,
+        })
+    }
+
+    fn clone_with(&self, req: &CloneRequest) -> HostResult<()> {
+        let (source, target) = (req.source, req.target);
         self.record(Verb::Clone, Some(target));
-        let snap_vol = self.locked(&[source, target], || {
+        // Pre-fork, in Proxmox's order [A-LXC clone_vm]: the storage exists; the source
+        // gets `lock: disk`; the target's VMID is free; then the checks of the request.
+        // A failure unlocks the source and leaves no target.
+        if let Some(s) = &req.storage {
+            self.storage(s)?;
+        }
+        let src = self.locked(&[source], || {
             let mut src = self.get(source)?;
             Self::check_lock(src.main())?;
-            if self.read_conf(target)?.is_some() {
-                return Err(text::already_exists(target, &self.node));
-            }
-            let storage = self.storage(storage)?;
-            let snap = src
-                .snapshot(snapshot)
-                .ok_or_else(|| text::snapshot_missing(snapshot))?
-                .clone();
-            let (src_vol, _) = self.rootfs(&src)?;
             src.main_mut().set("lock", "disk");
             self.write_conf(source, &src)?;
-            // The new config: the snapshot's, less what belongs to the source's history.
-            let mut new = ConfFile::new();
-            let main = new.main_mut();
-            for (k, v) in snap.keys() {
-                if !matches!(k, "parent" | "snaptime" | "snapstate" | "template") {
-                    main.set(k, v);
-                }
-            }
-            for (k, v) in snap.lxc() {
-                main.push_lxc(k, v);
-            }
-            main.set("hostname", hostname);
-            main.set("lock", "create");
-            let volid = self.new_volume(&storage, target)?;
-            let size = main
-                .get("rootfs")
-                .and_then(|r| MountPoint::parse(r).ok())
-                .and_then(|m| m.size_bytes);
-            let mut rootfs = volid;
-            if let Some(bytes) = size {
-                rootfs.push_str(&format!(",size={}", props::format_size(bytes)));
-            }
-            main.set("rootfs", &rootfs);
-            // Every interface gets a new MAC [A-LXC clone_vm].
-            let nets: Vec<(String, String)> = main
-                .keys()
-                .filter(|(k, _)| k.starts_with("net"))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            for (k, v) in nets {
-                if let Ok(mut n) = props::NetConf::parse(&v) {
-                    n.hwaddr = Some(new_mac(target));
-                    main.set(&k, &n.to_string());
-                }
-            }
-            self.write_conf(target, &new)?;
-            Ok(src_vol.join(".zfs/snapshot").join(snapshot))
+            Ok(src)
         })?;
-        // The copy itself: the source stays locked meanwhile.
-        let copied = self.effects(Verb::Clone, Some(target)).and_then(|_| {
-            let conf = self.get(target)?;
-            let (vol, _) = self.rootfs(&conf)?;
-            copy_tree(&snap_vol, &vol).map_err(|e| io_err("copy", &snap_vol, e))
+        let unlock_source = || {
+            self.locked(&[source], || match self.read_conf(source)? {
+                Some(mut c) if c.main().get("lock") == Some("disk") => {
+                    c.main_mut().remove("lock");
+                    self.write_conf(source, &c)
+                }
+                _ => Ok(()),
+            })
+        };
+        // Proxmox writes the target config bare (`lock: create`) and fills it before
+        // forking; the model writes it once, complete, so that nothing sees it bare.
+        let plan = self.locked(&[target], || {
+            self.check_vmid_unused(target)?;
+            let plan = self.clone_plan(&src, req)?;
+            self.write_conf(target, &plan.conf)?;
+            Ok(plan)
         });
-        self.locked(&[source, target], || {
-            if let Some(mut src) = self.read_conf(source)? {
-                src.main_mut().remove("lock");
-                self.write_conf(source, &src)?;
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                unlock_source()?;
+                return Err(e);
             }
+        };
+        // The worker: the copy (for a linked clone too: the model has no copy-on-write);
+        // the source stays locked meanwhile.
+        let copied = self.effects(Verb::Clone, Some(target)).and_then(|_| {
+            let (vol, _) = self.volume(&plan.volid)?;
+            copy_tree(&plan.from, &vol).map_err(|e| {
+                HostError::failed(format!("clone failed: {}", io_err("copy", &plan.from, e)))
+            })
+        });
+        unlock_source()?;
+        self.locked(&[target], || {
             if let Err(e) = &copied {
                 // Proxmox frees the new volumes and deletes the target config.
-                if let Some(conf) = self.read_conf(target)? {
-                    if let Ok((vol, _)) = self.rootfs(&conf) {
-                        let _ = fs::remove_dir_all(vol);
-                    }
+                if let Ok((vol, _)) = self.volume(&plan.volid) {
+                    let _ = fs::remove_dir_all(vol);
+                }
+                if self.read_conf(target)?.is_some() {
                     self.remove_conf(target)?;
                 }
                 return Err(e.clone());
@@ -712,6 +719,47 @@ impl Host for SimHost {
             let mut conf = self.get(target)?;
             conf.main_mut().remove("lock");
             self.write_conf(target, &conf)
+        })
+    }
+
+    fn template(&self, ctid: Ctid) -> HostResult<()> {
+        self.call(Verb::Template, Some(ctid))?;
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            Self::check_lock(conf.main())?;
+            if !conf.snapshot_names().is_empty() {
+                return Err(text::template_with_snapshots());
+            }
+            if Self::is_template(conf.main()) {
+                return Err(text::template_of_template());
+            }
+            if self.is_running(ctid) {
+                return Err(text::template_running());
+            }
+            // The worker [LXC template_create, ZFS create_base]: the volume becomes the
+            // base `basevol-<vmid>-disk-N`; only ZFS volumes offer it in the model.
+            let rootfs = conf.main().get("rootfs").unwrap_or_default().to_string();
+            let mut mp = MountPoint::parse(&rootfs).map_err(|e| {
+                HostError::failed(format!("unable to parse rootfs '{rootfs}': {e}"))
+            })?;
+            let (store, name) = mp.volume.split_once(':').unwrap_or(("", ""));
+            let (prefix, last) = match name.rsplit_once('/') {
+                Some((p, l)) => (format!("{p}/"), l),
+                None => (String::new(), name),
+            };
+            let zfs = self.storage(store).is_ok_and(|s| s.kind == "zfspool");
+            let base = last
+                .strip_prefix("subvol-")
+                .filter(|_| zfs)
+                .ok_or_else(|| text::template_unavailable(&mp.volume))?;
+            let based = format!("{store}:{prefix}basevol-{base}");
+            let (from, _) = self.volume(&mp.volume)?;
+            let (to, _) = self.volume(&based)?;
+            fs::rename(&from, &to).map_err(|e| io_err("rename", &from, e))?;
+            mp.volume = based;
+            conf.main_mut().set("rootfs", &mp.to_string());
+            conf.main_mut().set("template", "1");
+            self.write_conf(ctid, &conf)
         })
     }
 
@@ -726,7 +774,62 @@ impl Host for SimHost {
         self.locked(&[ctid], || {
             let mut conf = self.get(ctid)?;
             Self::check_lock(conf.main())?;
-            map::write_settings(conf.main_mut(), settings, &mut || new_mac(ctid));
+            if !self.is_running(ctid) {
+                Self::apply_pending(&mut conf);
+                map::write_settings(conf.main_mut(), settings, &mut || new_mac(ctid));
+                return self.write_conf(ctid, &conf);
+            }
+            // A running CT takes some keys at once; the others wait in `[pve:pending]`
+            // [LCFG update_pct_config, vmconfig_hotplug_pending].
+            let before = conf.main().clone();
+            let mut after = before.clone();
+            map::write_settings(&mut after, settings, &mut || new_mac(ctid));
+            let mut keys: Vec<String> = before
+                .keys()
+                .chain(after.keys())
+                .map(|(k, _)| k.to_string())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let mut deferred = Vec::new();
+            for k in keys {
+                let (old, new) = (before.get(&k), after.get(&k).map(str::to_string));
+                if old == new.as_deref() || is_hot(&k, old.is_some()) {
+                    continue;
+                }
+                match old {
+                    Some(v) => after.set(&k, v),
+                    None => {
+                        after.remove(&k);
+                    }
+                }
+                deferred.push((k, new));
+            }
+            *conf.main_mut() = after;
+            if !deferred.is_empty() {
+                let pending = conf.pending_or_insert();
+                let mut delete = pending
+                    .get("delete")
+                    .map(props::PendingDelete::parse)
+                    .unwrap_or_default();
+                for (k, v) in deferred {
+                    match v {
+                        Some(v) => {
+                            delete.remove(&k);
+                            pending.set(&k, &v);
+                        }
+                        None => {
+                            pending.remove(&k);
+                            delete.insert(&k, false);
+                        }
+                    }
+                }
+                if delete.is_empty() {
+                    pending.remove("delete");
+                } else {
+                    pending.set("delete", &delete.to_string());
+                }
+            }
             self.write_conf(ctid, &conf)
         })
     }
@@ -768,12 +871,16 @@ impl Host for SimHost {
             if self.is_running(ctid) {
                 return Err(text::already_running(ctid));
             }
-            let conf = self.get(ctid)?;
+            let mut conf = self.get(ctid)?;
             if conf.main().get("lock").is_some_and(|l| l != "mounted") {
                 Self::check_lock(conf.main())?;
             }
             if Self::is_template(conf.main()) {
                 return Err(text::template_start());
+            }
+            if conf.pending().is_some() {
+                Self::apply_pending(&mut conf);
+                self.write_conf(ctid, &conf)?;
             }
             self.set_running(ctid, true)
         })
@@ -976,6 +1083,19 @@ impl Host for SimHost {
             if self.is_running(ctid) {
                 return Err(text::destroy_running(ctid));
             }
+            // A template's base volume stays while linked clones use it [STOR vdisk_free].
+            if Self::is_template(conf.main()) {
+                let volid = conf
+                    .main()
+                    .get("rootfs")
+                    .and_then(|r| MountPoint::parse(r).ok())
+                    .map(|m| m.volume)
+                    .unwrap_or_default();
+                if self.base_in_use(&volid)? {
+                    let name = volid.split_once(':').map_or(volid.as_str(), |(_, n)| n);
+                    return Err(text::base_in_use(name));
+                }
+            }
             if let Ok((vol, _)) = self.rootfs(&conf) {
                 // `zfs destroy -r`: its snapshots go with it.
                 match fs::remove_dir_all(&vol) {
@@ -1026,6 +1146,173 @@ impl SimHost {
             self.set_running(ctid, false)
         })
     }
+
+    /// Who has a VMID anywhere in the cluster: whether it is a QEMU VM, and its node
+    /// [CLU get_vmlist].
+    fn vmid_owner(&self, vmid: Ctid) -> Option<(bool, String)> {
+        let nodes = fs::read_dir(self.root.join("etc/pve/nodes")).ok()?;
+        nodes.flatten().find_map(|n| {
+            [("lxc", false), ("qemu-server", true)]
+                .into_iter()
+                .find(|(dir, _)| n.path().join(dir).join(format!("{vmid}.conf")).exists())
+                .map(|(_, qemu)| (qemu, n.file_name().to_string_lossy().into_owned()))
+        })
+    }
+
+    /// The VMID is free on every node [CLU check_vmid_unused].
+    fn check_vmid_unused(&self, vmid: Ctid) -> HostResult<()> {
+        match self.vmid_owner(vmid) {
+            Some((true, node)) => Err(text::vm_already_exists(vmid, &node)),
+            Some((false, node)) => Err(text::already_exists(vmid, &node)),
+            None => Ok(()),
+        }
+    }
+
+    /// A clone's config and disk, or the first of `pct clone`'s checks that fails, in
+    /// Proxmox's order [A-LXC clone_vm]. The model clones the root disk only.
+    fn clone_plan(&self, src: &ConfFile, req: &CloneRequest) -> HostResult<ClonePlan> {
+        let full = req.full.unwrap_or(!Self::is_template(src.main()));
+        if req.storage.is_some() && !full {
+            return Err(text::clone_storage_linked());
+        }
+        let section = match &req.snapname {
+            Some(s) => src.snapshot(s).ok_or_else(|| text::snapshot_missing(s))?,
+            None => src.main(),
+        };
+        let rootfs = section
+            .get("rootfs")
+            .ok_or_else(|| HostError::failed("CT has no rootfs"))?;
+        let mut mp = MountPoint::parse(rootfs)
+            .map_err(|e| HostError::failed(format!("unable to parse rootfs '{rootfs}': {e}")))?;
+        let (store, name) = mp.volume.split_once(':').unwrap_or(("", ""));
+        let last = name.rsplit('/').next().unwrap_or(name);
+        let (mut from, _) = self.volume(&mp.volume)?;
+        if let Some(s) = &req.snapname {
+            from = from.join(".zfs/snapshot").join(s);
+        }
+        let volid = if full {
+            if self.is_running(req.source) && req.snapname.is_none() {
+                return Err(text::clone_running_full());
+            }
+            let storage = self.storage(req.storage.as_deref().unwrap_or(store))?;
+            self.new_volume(&storage, req.target)?
+        } else {
+            // ZFS offers `clone` for base volumes, not from a snapshot [ZFS
+            // volume_has_feature].
+            let zfs = self.storage(store).is_ok_and(|s| s.kind == "zfspool");
+            if !zfs || !last.starts_with("basevol-") || req.snapname.is_some() {
+                return Err(text::clone_linked_unavailable(&mp.volume));
+            }
+            format!("{store}:{last}/subvol-{}-disk-0", req.target)
+        };
+        mp.volume = volid.clone();
+        // The source's config less its history and its locks; every interface gets a
+        // new MAC.
+        let mut conf = ConfFile::new();
+        let main = conf.main_mut();
+        for (k, v) in section.keys() {
+            let history = matches!(
+                k,
+                "lock" | "parent" | "snaptime" | "snapstate" | "template" | "digest"
+            );
+            if !history && !k.starts_with("unused") {
+                main.set(k, v);
+            }
+        }
+        for (k, v) in section.lxc() {
+            main.push_lxc(k, v);
+        }
+        main.set_description(req.description.as_deref().unwrap_or(&section.description()));
+        main.set("rootfs", &mp.to_string());
+        main.set("lock", "create");
+        if let Some(h) = &req.hostname {
+            main.set("hostname", h);
+        }
+        let nets: Vec<(String, String)> = main
+            .keys()
+            .filter(|(k, _)| {
+                k.strip_prefix("net")
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in nets {
+            if let Ok(mut n) = props::NetConf::parse(&v) {
+                n.hwaddr = Some(new_mac(req.target));
+                main.set(&k, &n.to_string());
+            }
+        }
+        Ok(ClonePlan { conf, from, volid })
+    }
+
+    /// Whether a CT of this node has a linked clone of this base volume.
+    fn base_in_use(&self, volid: &str) -> HostResult<bool> {
+        let dir = self.conf_dir();
+        let prefix = format!("{volid}/");
+        for id in map::conf_ids(&dir).map_err(|e| io_err("read", &dir, e))? {
+            let uses = self.read_conf(id)?.is_some_and(|c| {
+                c.main()
+                    .get("rootfs")
+                    .and_then(|r| MountPoint::parse(r).ok())
+                    .is_some_and(|m| m.volume.starts_with(&prefix))
+            });
+            if uses {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Applies the `[pve:pending]` section, as a start or a change to a stopped CT does
+    /// [LCFG vmconfig_apply_pending].
+    fn apply_pending(conf: &mut ConfFile) {
+        let Some(pending) = conf.remove_pending() else {
+            return;
+        };
+        let main = conf.main_mut();
+        for (k, v) in pending.keys() {
+            if k == "delete" {
+                for (d, _) in props::PendingDelete::parse(v).iter() {
+                    main.remove(d);
+                }
+            } else {
+                main.set(k, v);
+            }
+        }
+    }
+}
+
+/// What `pct clone` makes: the new config, the files its disk starts from and the
+/// disk's volume id.
+struct ClonePlan {
+    conf: ConfFile,
+    from: PathBuf,
+    volid: String,
+}
+
+/// Keys a running CT takes at once [LCFG vmconfig_hotplug_pending]; a new `mpN` or
+/// `devN` is hot-plugged too. The others wait in `[pve:pending]` for the next start.
+fn is_hot(key: &str, existed: bool) -> bool {
+    let numbered = |stem: &str| {
+        key.strip_prefix(stem)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    matches!(
+        key,
+        "hostname"
+            | "cores"
+            | "description"
+            | "onboot"
+            | "startup"
+            | "protection"
+            | "hookscript"
+            | "tags"
+            | "memory"
+            | "swap"
+            | "cpulimit"
+            | "cpuunits"
+    ) || numbered("net")
+        || (!existed && (numbered("mp") || numbered("dev")))
 }
 
 /// The directories every OS template's tarball carries; the model's "extraction".
