@@ -167,6 +167,14 @@ fn ostype(template: &str) -> &'static str {
     .unwrap_or("unmanaged")
 }
 
+/// The volume id of a section's `rootfs` (empty when it has none).
+fn rootfs_volid(main: &Section) -> String {
+    main.get("rootfs")
+        .and_then(|r| MountPoint::parse(r).ok())
+        .map(|m| m.volume)
+        .unwrap_or_default()
+}
+
 impl SimHost {
     /// The model behind `--backend sim`: node `sim` under `<state_dir>/sim`, knobs from the
     /// environment.
@@ -1050,12 +1058,7 @@ impl Host for SimHost {
                 .ok_or_else(|| text::snapshot_missing(name))?;
             let (vol, _) = self.rootfs(&conf)?;
             if Self::zfs_snapshots(&vol).last().map(String::as_str) != Some(name) {
-                let volid = conf
-                    .main()
-                    .get("rootfs")
-                    .and_then(|r| MountPoint::parse(r).ok())
-                    .map(|m| m.volume)
-                    .unwrap_or_default();
+                let volid = rootfs_volid(conf.main());
                 return Err(text::rollback_not_latest(name, &volid));
             }
             Self::check_lock(conf.main())?;
@@ -1085,12 +1088,7 @@ impl Host for SimHost {
             }
             // A template's base volume stays while linked clones use it [STOR vdisk_free].
             if Self::is_template(conf.main()) {
-                let volid = conf
-                    .main()
-                    .get("rootfs")
-                    .and_then(|r| MountPoint::parse(r).ok())
-                    .map(|m| m.volume)
-                    .unwrap_or_default();
+                let volid = rootfs_volid(conf.main());
                 if self.base_in_use(&volid)? {
                     let name = volid.split_once(':').map_or(volid.as_str(), |(_, n)| n);
                     return Err(text::base_in_use(name));
@@ -1250,12 +1248,9 @@ impl SimHost {
         let dir = self.conf_dir();
         let prefix = format!("{volid}/");
         for id in map::conf_ids(&dir).map_err(|e| io_err("read", &dir, e))? {
-            let uses = self.read_conf(id)?.is_some_and(|c| {
-                c.main()
-                    .get("rootfs")
-                    .and_then(|r| MountPoint::parse(r).ok())
-                    .is_some_and(|m| m.volume.starts_with(&prefix))
-            });
+            let uses = self
+                .read_conf(id)?
+                .is_some_and(|c| rootfs_volid(c.main()).starts_with(&prefix));
             if uses {
                 return Ok(true);
             }
