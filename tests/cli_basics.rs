@@ -53,3 +53,63 @@ fn verbosity_goes_through_tracing_and_rust_log_overrides_it() {
     assert!(info.stderr.contains("read the host"), "{}", info.stderr);
     assert!(!info.stderr.contains("host call"), "{}", info.stderr);
 }
+
+#[test]
+fn completions_for_every_shell_need_no_fleet() {
+    // An empty fixture: no config files at all.
+    let f = Fixture::empty();
+    for (shell, marker) in [
+        ("bash", "complete -F _phoenix"),
+        ("zsh", "#compdef phoenix"),
+        ("fish", "complete -c phoenix"),
+        ("elvish", "edit:completion:arg-completer[phoenix]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let r = f.phoenix(&["completions", shell]);
+        assert_eq!(r.code, 0, "{shell}: {}", r.stderr);
+        assert!(
+            r.stdout.contains(marker),
+            "{shell}: {}",
+            &r.stdout[..200.min(r.stdout.len())]
+        );
+        assert!(
+            r.stdout.contains("generations"),
+            "{shell} completes subcommands"
+        );
+    }
+    let r = f.phoenix(&["completions", "tcsh"]);
+    assert_eq!(r.code, 2, "an unknown shell is a usage error");
+}
+
+#[test]
+fn man_pages_cover_phoenix_and_every_command() {
+    let f = Fixture::empty();
+    let dir = f.tmp.path().join("man");
+    let r = f.phoenix(&["man", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    assert_eq!(
+        pages,
+        [
+            "phoenix-build.1",
+            "phoenix-completions.1",
+            "phoenix-gc.1",
+            "phoenix-generations.1",
+            "phoenix-graph.1",
+            "phoenix-log.1",
+            "phoenix-plan.1",
+            "phoenix-show.1",
+            "phoenix-status.1",
+            "phoenix-validate.1",
+            "phoenix-why.1",
+            "phoenix.1",
+        ]
+    );
+    let build = std::fs::read_to_string(dir.join("phoenix-build.1")).unwrap();
+    assert!(build.contains(".TH phoenix-build 1"), "{}", &build[..200]);
+    assert!(build.contains("fail\\-fast"));
+}

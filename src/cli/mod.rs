@@ -2,6 +2,7 @@
 //! or as JSON. The engine modules know nothing of this one.
 
 mod build;
+mod completions;
 pub mod error;
 mod gc;
 mod generations;
@@ -148,6 +149,17 @@ pub enum Command {
     },
     /// A CT's phx-* snapshots, newest first, with what each was built from.
     Generations { ctid: Ctid },
+    /// Print a completion script for a shell (`phoenix completions bash > /etc/bash_completion.d/phoenix`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (phoenix.1 and one per command) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -203,6 +215,12 @@ pub fn main() -> i32 {
 
 pub fn run(cli: Cli) -> i32 {
     init_tracing(cli.verbose);
+    // Commands about phoenix itself need no fleet.
+    match &cli.command {
+        Command::Completions { shell } => return completions::print(*shell),
+        Command::Man { dir } => return completions::man_pages(dir),
+        _ => {}
+    }
     let paths = Paths {
         config_dir: cli.config_dir.clone(),
         hooks_dir: cli.hooks_dir.clone(),
@@ -269,6 +287,7 @@ pub fn run(cli: Cli) -> i32 {
             },
         ),
         Command::Generations { ctid } => generations::generations(&cli, &fleet, *ctid),
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     };
     result.unwrap_or_else(|e| error::report(&e, cli.output == Output::Json, color))
 }
