@@ -9,7 +9,7 @@
 //! | 4 | [`HELD`] | nothing failed, but some nodes are held: replacing them needs consent (`--replace`, `--replace-all`, `"rebuild"`) |
 //! | 5 | [`LOCKED`] | another phoenix run holds the host lock |
 //! | 6 | [`HOST`] | the host could not be used (backend unreachable, state unreadable, preflight failed) |
-//! | 7 | [`NOT_FOUND`] | a CTID named on the command line is not in the config |
+//! | 7 | [`NOT_FOUND`] | a CTID named on the command line (target or `--replace`) is not in the config |
 //! | 101 | — | internal error (a bug: please report it) |
 
 pub const OK: i32 = 0;

@@ -1097,3 +1097,25 @@ fn a_hook_that_hangs_is_killed_after_the_hook_timeout() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(!marker.exists(), "the hook's child outlived it");
 }
+
+#[test]
+fn relative_directories_work_from_where_phoenix_was_started() {
+    // Hooks run in the hooks directory; their `pct` must still find the host.
+    let f = Fixture::example();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["build", "--config-dir", "etc", "--hooks-dir", "hooks"])
+        .args(["--state-dir", "state", "--backend", "sim"])
+        .current_dir(f.tmp.path())
+        .env("NO_COLOR", "1")
+        .env_remove("PHOENIX_SIM_LATENCY")
+        .env_remove("PHOENIX_SIM_FAULTS")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(f.ct(950).is_some());
+}

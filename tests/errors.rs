@@ -27,18 +27,40 @@ fn unknown_ctids_on_the_command_line() {
 }
 
 #[test]
-fn log_before_any_build_and_generations_of_a_missing_ct() {
+fn log_and_generations_of_a_configured_ct_never_built_say_so_and_succeed() {
     let f = Fixture::example();
     let r = f.sim(&["log", "950"]);
-    assert_eq!(r.code, 7);
-    assert!(r.stderr.contains("no build log"), "{}", r.stderr);
-    let r = f.sim(&["generations", "950"]);
-    assert_eq!(r.code, 7);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stderr.contains("does not exist on the host"),
+        r.stdout
+            .contains("CT 950 vllmQwen3Coder has not been built yet"),
         "{}",
-        r.stderr
+        r.stdout
     );
+    let r = f.sim(&["log", "950", "--output", "json"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["log"], serde_json::Value::Null);
+    let r = f.sim(&["generations", "950"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("is not on the host"), "{}", r.stdout);
+    let r = f.sim(&["generations", "950", "--output", "json"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["generations"], serde_json::json!([]));
+}
+
+#[test]
+fn a_replace_of_a_ctid_not_in_the_config_is_exit_7_naming_it() {
+    let f = Fixture::example();
+    for cmd in ["plan", "build"] {
+        let r = f.sim(&[cmd, "--replace", "123", "--replace", "910", "124", "124"]);
+        assert_eq!(r.code, 7, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("CT 123, 124 not defined"),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    assert!(f.ct(900).is_none(), "nothing was built");
 }
 
 #[test]
@@ -46,8 +68,8 @@ fn a_command_that_fails_under_output_json_prints_one_error_document() {
     let f = Fixture::example();
     for (args, kind, code) in [
         (
-            &["generations", "950", "--output", "json"][..],
-            "not_on_host",
+            &["generations", "123", "--output", "json"][..],
+            "not_in_config",
             7,
         ),
         (&["why", "123", "--output", "json"], "not_in_config", 7),

@@ -8,7 +8,9 @@ use crate::build::BuildOptions;
 use crate::render::report::{self, Mode, Reporter};
 
 pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> Result<i32, Error> {
-    check_targets(fleet, &opts.targets)?;
+    let mut named = opts.targets.clone();
+    named.extend(opts.consent.replace.iter().copied());
+    check_targets(fleet, &named)?;
     let (state, _lock) = lock_host(cli, "build", wait)?;
     let host = open_host(cli)?;
     let mode = match cli.output {

@@ -48,14 +48,6 @@ pub enum Error {
         defined: String,
     },
 
-    #[error("CT {ctid} does not exist on the host")]
-    #[diagnostic(help("`phoenix build {ctid}` creates it"))]
-    NotOnHost { ctid: Ctid },
-
-    #[error("CT {ctid} has no build log in {} yet", .dir.display())]
-    #[diagnostic(help("`phoenix build {ctid}` writes one"))]
-    NoLog { ctid: Ctid, dir: PathBuf },
-
     #[error("cannot read {}: {source}", .path.display())]
     #[diagnostic(help("check the file's permissions"))]
     Read {
@@ -109,9 +101,7 @@ impl Error {
             | Error::LockIo { .. }
             | Error::Read { .. } => exit::HOST,
             Error::Locked { .. } => exit::LOCKED,
-            Error::NotInConfig { .. } | Error::NotOnHost { .. } | Error::NoLog { .. } => {
-                exit::NOT_FOUND
-            }
+            Error::NotInConfig { .. } => exit::NOT_FOUND,
             Error::Usage { .. } => exit::USAGE,
         }
     }
@@ -126,8 +116,6 @@ impl Error {
             Error::Locked { .. } => "locked",
             Error::LockIo { .. } => "lock_io",
             Error::NotInConfig { .. } => "not_in_config",
-            Error::NotOnHost { .. } => "not_on_host",
-            Error::NoLog { .. } => "no_log",
             Error::Read { .. } => "read",
             Error::Usage { .. } => "usage",
         }
@@ -195,7 +183,6 @@ mod tests {
                 file: "/etc/x.json".into(),
                 defined: "900, 901".into(),
             },
-            Error::NotOnHost { ctid: 950 },
             Error::Usage {
                 option: "--older-than",
                 message: "bad".into(),
@@ -210,6 +197,6 @@ mod tests {
             "CT 123, 124 not defined in /etc/x.json"
         );
         assert_eq!(errors[4].exit_code(), exit::LOCKED);
-        assert_eq!(errors[7].exit_code(), exit::USAGE);
+        assert_eq!(errors[6].exit_code(), exit::USAGE);
     }
 }

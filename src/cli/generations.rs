@@ -78,8 +78,20 @@ struct Listing {
 pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
     check_targets(fleet, &[ctid])?;
     let (_host, planned, state) = read_for_history(cli, fleet)?;
+    // A configured node whose CT is not on the host has no generations: an answer.
     let Some(ct) = planned.inventory.get(&ctid) else {
-        return Err(Error::NotOnHost { ctid });
+        match cli.output {
+            Output::Json => print_json(&Listing {
+                schema_version: JSON_SCHEMA_VERSION,
+                ctid,
+                generations: Vec::new(),
+            }),
+            Output::Human => println!(
+                "CT {} is not on the host: no generations (`phoenix build {ctid}` creates it)",
+                node_label(fleet, ctid)
+            ),
+        }
+        return Ok(exit::OK);
     };
     let wanted = planned.hashes[&ctid].hash.snapshot().to_string();
     let current = current_build(ct).map(|s| s.name.clone());

@@ -7,11 +7,18 @@ pub fn log(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
     let state = StateDir {
         root: cli.state_dir.clone(),
     };
+    // A configured node that was never built has no log: that is an answer, not an error.
     let Some(path) = state.latest_log(ctid) else {
-        return Err(Error::NoLog {
-            ctid,
-            dir: state.log_dir(ctid),
-        });
+        match cli.output {
+            Output::Json => print_json(
+                &json!({"schema_version": JSON_SCHEMA_VERSION, "ctid": ctid, "path": null, "log": null}),
+            ),
+            Output::Human => println!(
+                "CT {} has not been built yet, so it has no log (`phoenix build {ctid}` writes one)",
+                node_label(fleet, ctid)
+            ),
+        }
+        return Ok(exit::OK);
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {

@@ -213,8 +213,15 @@ pub fn main() -> i32 {
     run(cli)
 }
 
-pub fn run(cli: Cli) -> i32 {
+pub fn run(mut cli: Cli) -> i32 {
     init_tracing(cli.verbose);
+    // Hooks run in the hooks directory, and their `pct` finds the host through these:
+    // relative paths would point elsewhere there.
+    for dir in [&mut cli.config_dir, &mut cli.hooks_dir, &mut cli.state_dir] {
+        if let Ok(abs) = std::path::absolute(&*dir) {
+            *dir = abs;
+        }
+    }
     // Commands about phoenix itself need no fleet.
     match &cli.command {
         Command::Completions { shell } => return completions::print(*shell),
@@ -379,12 +386,15 @@ pub(crate) fn lock_host(
     }
 }
 
-/// Every CTID named on the command line must be in the config.
+/// Every CTID named on the command line (targets and `--replace`) must be in the config:
+/// exit 7 names each one that is not.
 pub(crate) fn check_targets(fleet: &Fleet, targets: &[Ctid]) -> Result<(), Error> {
     let ctids: Vec<Ctid> = targets
         .iter()
         .copied()
         .filter(|c| fleet.node(*c).is_none())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     if ctids.is_empty() {
         return Ok(());

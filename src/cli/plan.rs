@@ -4,7 +4,9 @@ use super::*;
 use crate::engine::plan::{Action, Consent};
 
 pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Result<i32, Error> {
-    check_targets(fleet, targets)?;
+    let mut named = targets.to_vec();
+    named.extend(consent.replace.iter().copied());
+    check_targets(fleet, &named)?;
     let host = open_host(cli)?;
     let planned =
         crate::build::make_plan(fleet, host.as_ref(), consent, targets).map_err(Error::ReadHost)?;
