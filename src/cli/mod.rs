@@ -215,12 +215,11 @@ pub fn main() -> i32 {
 
 pub fn run(mut cli: Cli) -> i32 {
     init_tracing(cli.verbose);
-    // Hooks run in the hooks directory, and their `pct` finds the host through these:
-    // relative paths would point elsewhere there.
-    for dir in [&mut cli.config_dir, &mut cli.hooks_dir, &mut cli.state_dir] {
-        if let Ok(abs) = std::path::absolute(&*dir) {
-            *dir = abs;
-        }
+    // Hooks run in the hooks directory, and their `pct` finds the host through the state
+    // directory: a relative one would point elsewhere there. (The config and hooks
+    // directories stay as typed, for messages; hooks get them absolute.)
+    if let Ok(abs) = std::path::absolute(&cli.state_dir) {
+        cli.state_dir = abs;
     }
     // Commands about phoenix itself need no fleet.
     match &cli.command {
