@@ -113,3 +113,25 @@ fn man_pages_cover_phoenix_and_every_command() {
     assert!(build.contains(".TH phoenix-build 1"), "{}", &build[..200]);
     assert!(build.contains("fail\\-fast"));
 }
+
+#[test]
+fn plan_and_status_colour_their_actions_only_when_asked_or_on_a_terminal() {
+    let f = Fixture::example();
+    let r = f.sim(&["plan", "--color", "always"]);
+    assert!(
+        r.stdout
+            .contains("\x1b[32mcreate          \x1b[0m       900"),
+        "{}",
+        r.stdout
+    );
+    // Not a terminal (auto), or never: plain text.
+    for args in [&["plan"][..], &["plan", "--color", "never"]] {
+        let r = f.sim(args);
+        assert!(!r.stdout.contains('\x1b'), "{args:?}: {}", r.stdout);
+    }
+    assert_eq!(f.sim(&["build"]).code, 0);
+    let r = f.sim(&["status", "--color", "always"]);
+    assert!(r.stdout.contains("\x1b[2mfresh\x1b[0m"), "{}", r.stdout);
+    let r = f.sim_env(&["status"], &[("TERM", "dumb")]);
+    assert!(!r.stdout.contains('\x1b'), "{}", r.stdout);
+}

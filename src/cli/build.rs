@@ -16,7 +16,9 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> Resul
     let mode = match cli.output {
         Output::Json => Mode::Json,
         Output::Human
-            if std::io::stderr().is_terminal() && std::env::var_os("PHOENIX_NO_LIVE").is_none() =>
+            if std::io::stderr().is_terminal()
+                && !dumb_terminal()
+                && std::env::var_os("PHOENIX_NO_LIVE").is_none() =>
         {
             Mode::Live
         }

@@ -234,7 +234,11 @@ pub fn run(mut cli: Cli) -> i32 {
     let color = match cli.color {
         Color::Always => true,
         Color::Never => false,
-        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        Color::Auto => {
+            std::io::stderr().is_terminal()
+                && !dumb_terminal()
+                && std::env::var_os("NO_COLOR").is_none()
+        }
     };
     let fleet = match crate::fleet::load(&paths) {
         Ok(f) => f,
@@ -296,6 +300,44 @@ pub fn run(mut cli: Cli) -> i32 {
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     };
     result.unwrap_or_else(|e| error::report(&e, cli.output == Output::Json, color))
+}
+
+/// `TERM=dumb`: a terminal that takes no cursor movement and no colour.
+pub(crate) fn dumb_terminal() -> bool {
+    std::env::var_os("TERM").is_some_and(|t| t == "dumb")
+}
+
+/// Whether human output on stdout is coloured: `--color`, else a terminal that is not
+/// dumb and no `NO_COLOR`.
+pub(crate) fn stdout_color(cli: &Cli) -> bool {
+    match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::io::stdout().is_terminal()
+                && !dumb_terminal()
+                && std::env::var_os("NO_COLOR").is_none()
+        }
+    }
+}
+
+/// An action's name padded to `width`, coloured by what it does to the host when
+/// `color`: green creates, yellow rebuilds or updates, red fails or refuses, dim changes
+/// nothing.
+pub(crate) fn action_cell(action: &str, width: usize, color: bool) -> String {
+    let cell = format!("{action:<width$}");
+    if !color {
+        return cell;
+    }
+    let code = match action.split('/').next().unwrap_or(action) {
+        "create" => "32",
+        "rebuild" | "update" => "33",
+        "held" => "35",
+        "blocked" | "unmanaged" => "31",
+        "fresh" => "2",
+        _ => return cell,
+    };
+    format!("\x1b[{code}m{cell}\x1b[0m")
 }
 
 /// phoenix's own diagnostics go to stderr through `tracing`: warnings by default, more

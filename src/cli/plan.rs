@@ -20,6 +20,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
             "preflight": preflight.values().collect::<Vec<_>>(),
         })),
         Output::Human => {
+            let color = stdout_color(cli);
             println!("{:<16} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
             for e in &plan.entries {
                 let action = match &e.action {
@@ -33,7 +34,8 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                     a => a.name().to_string(),
                 };
                 println!(
-                    "{action:<16} {:>9}  {:<24} {}",
+                    "{} {:>9}  {:<24} {}",
+                    action_cell(&action, 16, color),
                     e.ctid,
                     e.name,
                     crate::render::plan::reason(e, &plan)

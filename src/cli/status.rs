@@ -75,6 +75,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
             nodes: rows,
         }),
         Output::Human => {
+            let color = stdout_color(cli);
             println!(
                 "{:>9}  {:<24} {:<8} {:<37} {:>8}  PLAN",
                 "CTID", "NAME", "STATE", "BUILT", "AGE"
@@ -92,7 +93,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
                     state,
                     r.built_snapshot.as_deref().unwrap_or("-"),
                     r.age_s.map_or("-".to_string(), crate::os::age),
-                    r.action.unwrap_or("")
+                    action_cell(r.action.unwrap_or(""), 0, color)
                 );
             }
         }
