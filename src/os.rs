@@ -14,6 +14,20 @@ pub fn now_secs() -> u64 {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of seconds since the epoch.
+/// A run's id: its start in UTC, compact so that ids sort by time, and the process id
+/// (`20261123T103045Z-4242`).
+pub fn run_id(t: u64, pid: u32) -> String {
+    let stamp: String = utc(t)
+        .chars()
+        .filter_map(|c| match c {
+            '-' | ':' => None,
+            ' ' => Some('T'),
+            c => Some(c),
+        })
+        .collect();
+    format!("{stamp}Z-{pid}")
+}
+
 pub fn utc(t: u64) -> String {
     let days = (t / 86400) as i64;
     let (h, m, s) = ((t % 86400) / 3600, (t % 3600) / 60, t % 60);
@@ -64,6 +78,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn run_ids_read_as_utc_and_sort_by_time() {
+        assert_eq!(super::run_id(1_795_437_498, 8376), "20261123T123818Z-8376");
+        assert!(super::run_id(1_795_437_498, 9) < super::run_id(1_795_437_499, 1));
+    }
+
     #[test]
     fn many_threads_write_one_path_atomically() {
         let dir = tempfile::tempdir().unwrap();

@@ -142,7 +142,11 @@ impl Executor<'_> {
     }
 
     fn step(&self, ctid: Ctid, step: Step, log: &mut NodeLog) {
-        log.line(&format!("== {} ({})", step.name(), now_secs()));
+        log.line(&format!(
+            "== {} ({} UTC)",
+            step.name(),
+            crate::os::utc(now_secs())
+        ));
         (self.emit)(Event::StepStarted { ctid, step });
     }
 

@@ -32,7 +32,7 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> Resul
             v.push(e);
         }
     };
-    let run_id = format!("{}-{}", now_secs(), std::process::id());
+    let run_id = crate::os::run_id(now_secs(), std::process::id());
     let result = crate::build::run(fleet, host.as_ref(), &state, opts, &run_id, &emit);
     reporter.finish();
     match result {
