@@ -135,3 +135,38 @@ fn plan_and_status_colour_their_actions_only_when_asked_or_on_a_terminal() {
     let r = f.sim_env(&["status"], &[("TERM", "dumb")]);
     assert!(!r.stdout.contains('\x1b'), "{}", r.stdout);
 }
+
+#[test]
+fn every_argument_and_option_has_help_and_globals_are_listed_apart() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let cmd = phoenix::cli::Cli::command();
+    let mut missing = Vec::new();
+    walk(&cmd, "phoenix", &mut missing);
+    assert!(missing.is_empty(), "without help: {missing:?}");
+
+    let f = Fixture::empty();
+    let help = f.phoenix(&["build", "--help"]).stdout;
+    let (own, global) = help
+        .split_once("Global options:")
+        .expect("a global section");
+    assert!(
+        own.contains("--fail-fast") && !own.contains("--state-dir"),
+        "{help}"
+    );
+    assert!(
+        global.contains("--state-dir") && !global.contains("--fail-fast"),
+        "{help}"
+    );
+    assert!(own.contains("--ready-timeout <SECONDS>"), "{help}");
+}

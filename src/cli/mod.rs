@@ -34,6 +34,9 @@ pub use error::Error;
 
 pub use crate::render::JSON_SCHEMA_VERSION;
 
+/// The heading global options are listed under, apart from each command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "phoenix",
@@ -43,27 +46,27 @@ pub use crate::render::JSON_SCHEMA_VERSION;
 )]
 pub struct Cli {
     /// Directory holding phoenix_lxc_configs.json and phoenix_hypervisor_config.json.
-    #[arg(long, global = true, env = "PHOENIX_CONFIG_DIR", default_value = config::DEFAULT_CONFIG_DIR)]
+    #[arg(long, global = true, env = "PHOENIX_CONFIG_DIR", default_value = config::DEFAULT_CONFIG_DIR, help_heading = GLOBAL)]
     pub config_dir: PathBuf,
     /// Directory holding the hooks (phoenix_hypervisor_setup_CTID.sh per node, lib/, step scripts).
-    #[arg(long, global = true, env = "PHOENIX_HOOKS_DIR", default_value = config::DEFAULT_HOOKS_DIR)]
+    #[arg(long, global = true, env = "PHOENIX_HOOKS_DIR", default_value = config::DEFAULT_HOOKS_DIR, help_heading = GLOBAL)]
     pub hooks_dir: PathBuf,
     /// Directory of phoenix's own state (manifests, logs, lock; the sim host).
-    #[arg(long, global = true, env = "PHOENIX_STATE_DIR", default_value = crate::host::DEFAULT_STATE_DIR)]
+    #[arg(long, global = true, env = "PHOENIX_STATE_DIR", default_value = crate::host::DEFAULT_STATE_DIR, help_heading = GLOBAL)]
     pub state_dir: PathBuf,
     /// The host to act on: `pve` (Proxmox through pct), `lxc` (plain LXC), `sim` (an embedded simulated Proxmox node).
-    #[arg(long, global = true, env = "PHOENIX_BACKEND", value_enum, default_value_t = Backend::Pve)]
+    #[arg(long, global = true, env = "PHOENIX_BACKEND", value_enum, default_value_t = Backend::Pve, help_heading = GLOBAL)]
     pub backend: Backend,
     /// Output for people, or JSON for programs.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human, help_heading = GLOBAL)]
     pub output: Output,
     /// Colour in human output.
-    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto, help_heading = GLOBAL)]
     pub color: Color,
     /// More detail on stderr: -v what phoenix read and decided (and script diffs in `why`),
     /// -vv each node's plan and every host call of a build with its time. RUST_LOG (e.g.
     /// `phoenix=debug`) overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -88,11 +91,15 @@ pub enum Command {
     Validate,
     /// Print the build graph.
     Graph {
+        /// Graphviz dot, a Mermaid flowchart, or JSON (nodes with parents, children, hashes).
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
     /// Print one node's manifest and hash.
-    Show { ctid: Ctid },
+    Show {
+        /// The node's CTID.
+        ctid: Ctid,
+    },
     /// Show what a build would do to each node, and why (changes nothing).
     Plan {
         /// Only these nodes and the ancestors they need.
@@ -105,7 +112,7 @@ pub enum Command {
         /// Only these nodes and whatever of their ancestors is not fresh.
         targets: Vec<Ctid>,
         /// Nodes built at the same time.
-        #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
         /// Start nothing new after the first failure.
         #[arg(long)]
@@ -114,10 +121,10 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
         /// Seconds to wait for a started CT to answer `pct exec`.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         ready_timeout: u64,
         /// Seconds a node's hook may run before it is killed and the node fails.
-        #[arg(long, default_value_t = 3600)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
         hook_timeout: u64,
         #[command(flatten)]
         consent: ConsentArgs,
@@ -125,20 +132,26 @@ pub enum Command {
     /// Each node's built snapshot, state and age on the host.
     Status,
     /// Print a node's log from its latest build.
-    Log { ctid: Ctid },
+    Log {
+        /// The node's CTID.
+        ctid: Ctid,
+    },
     /// Explain why a node would rebuild (root cause first), or, without a CTID, the plan's root causes.
     /// With -v, shows script changes as unified diffs.
-    Why { ctid: Option<Ctid> },
+    Why {
+        /// The node to explain; without it, the plan's root causes.
+        ctid: Option<Ctid>,
+    },
     /// Remove phx-* snapshots that no current node needs (and, with --orphans, phoenix's CTs that left the config).
     Gc {
         /// List what would be removed and what is kept, and why; change nothing.
         #[arg(long)]
         dry_run: bool,
         /// Generations kept per CT besides the current and the wanted one.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, value_name = "N", default_value_t = 1)]
         keep: usize,
         /// Keep snapshots younger than this (90s, 30m, 12h, 7d, 2w).
-        #[arg(long, default_value = "0s")]
+        #[arg(long, value_name = "AGE", default_value = "0s")]
         older_than: String,
         /// Also destroy phoenix-managed CTs that are no longer in the config.
         #[arg(long)]
@@ -148,9 +161,13 @@ pub enum Command {
         wait: bool,
     },
     /// A CT's phx-* snapshots, newest first, with what each was built from.
-    Generations { ctid: Ctid },
+    Generations {
+        /// The node's CTID.
+        ctid: Ctid,
+    },
     /// Print a completion script for a shell (`phoenix completions bash > /etc/bash_completion.d/phoenix`).
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
