@@ -154,3 +154,27 @@ fn an_invalid_config_touches_nothing() {
         "the state directory was created for an invalid config"
     );
 }
+
+#[test]
+fn format_and_output_never_silently_override_each_other() {
+    let f = Fixture::example();
+    let r = f.sim(&["graph", "--format", "dot", "--output", "json"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(r.json()["error"]["kind"], "usage");
+    assert!(r.stderr.contains("--format asks for dot"), "{}", r.stderr);
+    for args in [
+        &["graph", "--output", "json"][..],
+        &["graph", "--format", "json"],
+        &["graph", "--format", "json", "--output", "json"],
+    ] {
+        let r = f.sim(args);
+        assert_eq!(r.code, 0, "{args:?}");
+        assert!(r.json()["nodes"].is_array(), "{args:?}");
+    }
+    let r = f.sim(&["graph"]);
+    assert!(
+        r.stdout.starts_with("digraph"),
+        "dot by default: {}",
+        r.stdout
+    );
+}

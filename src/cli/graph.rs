@@ -1,6 +1,7 @@
 //! `phoenix graph` and `phoenix show`: the build graph and one node's manifest.
 
 use super::*;
+use clap::ValueEnum;
 
 /// One node as `graph --format json` and `show --output json` print it.
 #[derive(Serialize)]
@@ -29,13 +30,23 @@ fn node_json<'a>(fleet: &'a Fleet, ctid: Ctid, h: &'a Hashed) -> NodeJson<'a> {
     }
 }
 
-pub fn graph(cli: &Cli, fleet: &Fleet, format: GraphFormat) -> Result<i32, Error> {
-    let hashes = hash::hash_fleet(fleet);
-    let format = if cli.output == Output::Json {
-        GraphFormat::Json
-    } else {
-        format
+pub fn graph(cli: &Cli, fleet: &Fleet, format: Option<GraphFormat>) -> Result<i32, Error> {
+    // `--output json` is JSON; a `--format` that says otherwise is a contradiction, not
+    // something to override silently.
+    let format = match (cli.output, format) {
+        (Output::Json, None | Some(GraphFormat::Json)) => GraphFormat::Json,
+        (Output::Json, Some(other)) => {
+            return Err(Error::Usage {
+                option: "--format",
+                message: format!(
+                    "--output json prints the graph as JSON, but --format asks for {}: give one of them",
+                    other.to_possible_value().map_or("another format".into(), |v| v.get_name().to_string())
+                ),
+            })
+        }
+        (Output::Human, f) => f.unwrap_or(GraphFormat::Dot),
     };
+    let hashes = hash::hash_fleet(fleet);
     let label = |c: Ctid| {
         let n = &fleet.nodes[&c];
         let kind = if n.is_template() {

@@ -91,9 +91,10 @@ pub enum Command {
     Validate,
     /// Print the build graph.
     Graph {
-        /// Graphviz dot, a Mermaid flowchart, or JSON (nodes with parents, children, hashes).
-        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
-        format: GraphFormat,
+        /// Graphviz dot (the default), a Mermaid flowchart, or JSON (nodes with parents,
+        /// children, hashes; also what `--output json` gives).
+        #[arg(long, value_enum)]
+        format: Option<GraphFormat>,
     },
     /// Print one node's manifest and hash.
     Show {
