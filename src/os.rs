@@ -1,11 +1,132 @@
 //! What phoenix needs from the operating system beyond `std`: the wall clock in the forms
-//! it prints, and files replaced atomically. A leaf: imports nothing from phoenix, so
+//! it prints, files replaced atomically, and files read only when they are regular files
+//! of a sane size. A leaf: imports nothing from phoenix, so
 //! every layer (the host models included) may use it.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why a file phoenix was asked to read cannot be read, in words for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    /// What is wrong (`is a named pipe (FIFO), not a file`), without the path.
+    pub message: String,
+    /// What to do about it.
+    pub help: String,
+    pub kind: FileErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileErrorKind {
+    /// Nothing is there, not even a dangling link.
+    Missing,
+    /// Over the size limit.
+    TooLarge,
+    /// Not a regular file: a directory, FIFO, device, socket, dangling or looping link.
+    NotAFile,
+    /// The read itself failed (permissions, I/O).
+    Unreadable,
+}
+
+impl FileError {
+    fn new(kind: FileErrorKind, message: impl Into<String>, help: &str) -> FileError {
+        FileError {
+            message: message.into(),
+            help: help.to_string(),
+            kind,
+        }
+    }
+}
+
+/// Reads a regular file of at most `max` bytes. A FIFO, a device, a socket, a directory,
+/// a dangling or looping link and a file over `max` are each refused with their own words,
+/// before anything is read: nothing blocks and nothing is read without end.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    const ELOOP: i32 = 40;
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(match fs::read_link(path) {
+                Ok(target) => FileError::new(
+                    FileErrorKind::NotAFile,
+                    format!("is a link to {}, which does not exist", target.display()),
+                    "fix the link or replace it with the file",
+                ),
+                Err(_) => FileError::new(
+                    FileErrorKind::Missing,
+                    "does not exist",
+                    "create it, or point phoenix at the right directory",
+                ),
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(ELOOP) => {
+            return Err(FileError::new(
+                FileErrorKind::NotAFile,
+                "is a link that loops back on itself",
+                "replace the links with the file itself",
+            ))
+        }
+        Err(e) => {
+            return Err(FileError::new(
+                FileErrorKind::Unreadable,
+                format!("cannot be read: {e}"),
+                "check the file's permissions",
+            ))
+        }
+    };
+    let kind = meta.file_type();
+    let not_a_file = |what: &str| {
+        FileError::new(
+            FileErrorKind::NotAFile,
+            format!("is {what}, not a regular file"),
+            "phoenix reads only regular files: put the file itself there",
+        )
+    };
+    if kind.is_dir() {
+        return Err(not_a_file("a directory"));
+    } else if kind.is_fifo() {
+        return Err(not_a_file("a named pipe (FIFO)"));
+    } else if kind.is_char_device() {
+        return Err(not_a_file("a character device"));
+    } else if kind.is_block_device() {
+        return Err(not_a_file("a block device"));
+    } else if kind.is_socket() {
+        return Err(not_a_file("a socket"));
+    }
+    if meta.len() > max {
+        return Err(FileError::new(
+            FileErrorKind::TooLarge,
+            format!(
+                "is {:.1} MiB; phoenix reads such files up to {} MiB",
+                meta.len() as f64 / 1048576.0,
+                max / 1048576
+            ),
+            "is this the right file?",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| {
+            FileError::new(
+                FileErrorKind::Unreadable,
+                format!("cannot be read: {e}"),
+                "check the file's permissions",
+            )
+        })?;
+    if bytes.len() as u64 > max {
+        return Err(FileError::new(
+            FileErrorKind::TooLarge,
+            format!("grew past {} MiB while it was read", max / 1048576),
+            "is something writing it?",
+        ));
+    }
+    Ok(bytes)
+}
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -78,6 +199,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_regular_files_of_a_sane_size_are_read() {
+        use super::read_regular;
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n);
+        std::fs::write(p("ok"), "hello").unwrap();
+        assert_eq!(read_regular(&p("ok"), 10).unwrap(), b"hello");
+        assert!(read_regular(&p("ok"), 3)
+            .unwrap_err()
+            .message
+            .contains("up to 0 MiB"));
+        assert_eq!(
+            read_regular(&p("none"), 10).unwrap_err().kind,
+            super::FileErrorKind::Missing
+        );
+        std::os::unix::fs::symlink(p("gone"), p("dangling")).unwrap();
+        let e = read_regular(&p("dangling"), 10).unwrap_err();
+        assert!(
+            e.message.contains("is a link to") && e.kind == super::FileErrorKind::NotAFile,
+            "{e:?}"
+        );
+        std::os::unix::fs::symlink(p("loop2"), p("loop1")).unwrap();
+        std::os::unix::fs::symlink(p("loop1"), p("loop2")).unwrap();
+        assert!(read_regular(&p("loop1"), 10)
+            .unwrap_err()
+            .message
+            .contains("loops"));
+        std::fs::create_dir(p("dir")).unwrap();
+        assert!(read_regular(&p("dir"), 10)
+            .unwrap_err()
+            .message
+            .contains("a directory"));
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(p("fifo"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        assert!(read_regular(&p("fifo"), 10)
+            .unwrap_err()
+            .message
+            .contains("named pipe"));
+        std::os::unix::fs::symlink("/dev/zero", p("zero")).unwrap();
+        assert!(read_regular(&p("zero"), 10)
+            .unwrap_err()
+            .message
+            .contains("character device"));
+    }
+
     #[test]
     fn run_ids_read_as_utc_and_sort_by_time() {
         assert_eq!(super::run_id(1_795_437_498, 8376), "20261123T123818Z-8376");

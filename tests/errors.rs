@@ -178,3 +178,108 @@ fn format_and_output_never_silently_override_each_other() {
         r.stdout
     );
 }
+
+/// `phoenix validate --output json` that must end within 20 s (a FIFO read would block).
+fn validate_in_time(f: &Fixture) -> common::Run {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+    cmd.args(["validate", "--output", "json"])
+        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+        .env("PHOENIX_STATE_DIR", &f.state_dir)
+        .env("PHOENIX_BACKEND", "sim")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("phoenix validate hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn files_that_are_not_regular_files_are_refused_by_name_without_blocking() {
+    use std::os::unix::fs::symlink;
+    let mkfifo = |p: &std::path::Path| {
+        assert!(std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success());
+    };
+    type Setup = fn(&Fixture, &dyn Fn(&std::path::Path));
+    let cases: [(&str, Setup, &str, &str); 6] = [
+        (
+            "the config is a FIFO",
+            |f, mkfifo| {
+                std::fs::remove_file(f.lxc_path()).unwrap();
+                mkfifo(&f.lxc_path());
+            },
+            "config::unreadable-file",
+            "is a named pipe (FIFO), not a regular file",
+        ),
+        (
+            "the config is a dangling link",
+            |f, _| {
+                std::fs::remove_file(f.lxc_path()).unwrap();
+                symlink(f.tmp.path().join("gone.json"), f.lxc_path()).unwrap();
+            },
+            "config::unreadable-file",
+            "which does not exist",
+        ),
+        (
+            "a hook is a FIFO",
+            |f, mkfifo| {
+                std::fs::remove_file(f.hook_path(910)).unwrap();
+                mkfifo(&f.hook_path(910));
+            },
+            "config::unreadable-hook",
+            "is a named pipe (FIFO)",
+        ),
+        (
+            "a hook links to /dev/zero",
+            |f, _| {
+                std::fs::remove_file(f.hook_path(910)).unwrap();
+                symlink("/dev/zero", f.hook_path(910)).unwrap();
+            },
+            "config::unreadable-hook",
+            "is a character device",
+        ),
+        (
+            "a lib file is a link that loops",
+            |f, _| {
+                let lib = f.hooks_dir.join("lib");
+                symlink(lib.join("b.sh"), lib.join("a.sh")).unwrap();
+                symlink(lib.join("a.sh"), lib.join("b.sh")).unwrap();
+            },
+            "config::unreadable-hook",
+            "loops back on itself",
+        ),
+        (
+            "a lib entry links back to its directory",
+            |f, _| {
+                let lib = f.hooks_dir.join("lib");
+                symlink(&lib, lib.join("again")).unwrap();
+            },
+            "config::unreadable-hook",
+            "is a directory",
+        ),
+    ];
+    for (case, setup, code, said) in cases {
+        let f = Fixture::example();
+        setup(&f, &mkfifo);
+        let r = validate_in_time(&f);
+        assert_eq!(r.code, 3, "{case}: {}", r.stderr);
+        let p = r.problem(code);
+        assert!(p["message"].as_str().unwrap().contains(said), "{case}: {p}");
+    }
+}

@@ -767,7 +767,12 @@ fn symlink_loop() {
     let f = Fixture::example();
     fs::remove_file(f.lxc_path()).unwrap();
     symlink(common::LXC, f.lxc_path()).unwrap();
-    file_problem(&f, "config::unreadable-file", &f.lxc_path(), "cannot read");
+    file_problem(
+        &f,
+        "config::unreadable-file",
+        &f.lxc_path(),
+        "is a link that loops back on itself",
+    );
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub const DEFAULT_HOOKS_DIR: &str = "/usr/local/phoenix_hypervisor/bin";
 
 /// Config files larger than this are refused: a fleet of 10,000 nodes is about 6 MiB.
 pub const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
+/// Hooks, lib files and step scripts are read up to this size (a script this large is not
+/// a script).
+pub const MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The node's own hook: `phoenix_hypervisor_setup_<CTID>.sh`.
 pub fn hook_file_name(ctid: Ctid) -> String {
@@ -178,9 +181,11 @@ pub struct Script {
 }
 
 impl Script {
-    pub(crate) fn read(path: &Path) -> std::io::Result<Script> {
-        let bytes = fs::read(path)?;
-        let mode = fs::metadata(path)?.permissions().mode();
+    /// Reads a hook, lib file or step script: a regular file of at most
+    /// [`MAX_SCRIPT_BYTES`].
+    pub(crate) fn read(path: &Path) -> Result<Script, crate::os::FileError> {
+        let bytes = crate::os::read_regular(path, MAX_SCRIPT_BYTES)?;
+        let mode = fs::metadata(path).map_or(0, |m| m.permissions().mode());
         Ok(Script {
             origin: path.display().to_string(),
             path: Some(path.to_path_buf()),

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,64 +18,36 @@ use crate::fleet::graph::Graph;
 use crate::fleet::json;
 use crate::fleet::Fleet;
 use crate::fleet::{rules, schema};
+use crate::os::FileErrorKind;
 
 const BUILTIN_NVIDIA: &[u8] = include_bytes!("../../hooks/phoenix_hypervisor_lxc_nvidia.sh");
 const BUILTIN_DOCKER: &[u8] = include_bytes!("../../hooks/phoenix_hypervisor_lxc_docker.sh");
 
 /// Reads a config file, refusing what is not a reasonable UTF-8 JSON text.
 pub fn read_text(path: &Path, what: &str) -> Result<Arc<SourceFile>, Problem> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Problem::file(
-                "config::missing-file",
-                path,
-                format!("{what} not found"),
-                "create it, or point phoenix at the right directory with --config-dir or PHOENIX_CONFIG_DIR",
-            ))
-        }
+    let bytes = match crate::os::read_regular(path, MAX_CONFIG_BYTES) {
+        Ok(b) => b,
         Err(e) => {
-            return Err(Problem::file(
-                "config::unreadable-file",
-                path,
-                format!("cannot read {what}: {e}"),
-                "check the file's permissions",
-            ))
+            let (code, message, help) = match e.kind {
+                FileErrorKind::Missing => (
+                    "config::missing-file",
+                    format!("{what} not found"),
+                    "create it, or point phoenix at the right directory with --config-dir or PHOENIX_CONFIG_DIR".to_string(),
+                ),
+                FileErrorKind::TooLarge => (
+                    "config::file-too-large",
+                    format!("{what} {}", e.message),
+                    "is this the right file? A config this large is almost certainly not a fleet definition".to_string(),
+                ),
+                FileErrorKind::NotAFile | FileErrorKind::Unreadable => (
+                    "config::unreadable-file",
+                    format!("{what} {}", e.message),
+                    e.help,
+                ),
+            };
+            return Err(Problem::file(code, path, message, &help));
         }
     };
-    if meta.is_dir() {
-        return Err(Problem::file(
-            "config::unreadable-file",
-            path,
-            format!("{what} is a directory, not a file"),
-            "point phoenix at the directory that holds the config files",
-        ));
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(Problem::file(
-            "config::file-too-large",
-            path,
-            format!(
-                "{what} is {:.1} MiB; phoenix reads config files up to {} MiB",
-                meta.len() as f64 / 1048576.0,
-                MAX_CONFIG_BYTES / 1048576
-            ),
-            "is this the right file? A config this large is almost certainly not a fleet definition",
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    if let Err(e) = fs::File::open(path).and_then(|mut f| {
-        f.by_ref()
-            .take(MAX_CONFIG_BYTES + 1)
-            .read_to_end(&mut bytes)
-    }) {
-        return Err(Problem::file(
-            "config::unreadable-file",
-            path,
-            format!("cannot read {what}: {e}"),
-            "check the file's permissions",
-        ));
-    }
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(Problem::file(
             "config::bom",
@@ -432,12 +403,20 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
             "create it, or point phoenix at it with --hooks-dir or PHOENIX_HOOKS_DIR",
         )
     })?;
-    let unreadable = |path: &Path, e: std::io::Error| {
+    let unreadable = |path: &Path, e: crate::os::FileError| {
         Problem::file(
             "config::unreadable-hook",
             path,
-            format!("cannot read this script: {e}"),
-            "check the file's permissions",
+            format!("this script {}", e.message),
+            &e.help,
+        )
+    };
+    let unlistable = |path: &Path, e: std::io::Error| {
+        Problem::file(
+            "config::unreadable-hook",
+            path,
+            format!("cannot list this directory: {e}"),
+            "check the directory's permissions",
         )
     };
     let mut node_hooks = BTreeMap::new();
@@ -470,9 +449,11 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
     if lib_dir.is_dir() {
         let mut stack = vec![lib_dir.clone()];
         while let Some(d) = stack.pop() {
-            for entry in fs::read_dir(&d).map_err(|e| unreadable(&d, e))?.flatten() {
+            for entry in fs::read_dir(&d).map_err(|e| unlistable(&d, e))?.flatten() {
                 let path = entry.path();
-                if path.is_dir() {
+                // A real directory is walked; a link is read as a file (and refused if it
+                // leads to a directory), so links cannot make the walk loop.
+                if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     stack.push(path);
                 } else {
                     let rel = path
