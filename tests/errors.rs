@@ -283,3 +283,44 @@ fn files_that_are_not_regular_files_are_refused_by_name_without_blocking() {
         assert!(p["message"].as_str().unwrap().contains(said), "{case}: {p}");
     }
 }
+
+#[test]
+fn a_closed_stdout_or_stderr_ends_phoenix_quietly_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let f = Fixture::example();
+    let run = |args: &[&str], close_stdout: bool| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // the reader is gone before phoenix writes a byte
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+        cmd.args(args)
+            .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+            .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+            .env("PHOENIX_STATE_DIR", &f.state_dir)
+            .env("PHOENIX_BACKEND", "sim");
+        let out = if close_stdout {
+            cmd.stdout(writer)
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .unwrap()
+        } else {
+            cmd.stderr(writer)
+                .stdout(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        };
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [&["plan"][..], &["graph"], &["validate"]] {
+        let (status, stderr) = run(args, true);
+        assert_eq!(status.signal(), Some(13), "{args:?}: {status:?} {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // Something to say on stderr: an invalid config.
+    f.write_text(common::LXC, "{");
+    let (status, _) = run(&["validate"], false);
+    assert_eq!(status.signal(), Some(13), "{status:?}");
+    assert_ne!(status.code(), Some(101));
+}
