@@ -12,8 +12,7 @@
 //! Every file is written atomically (temp file + rename).
 
 use crate::os::{now_secs, write_atomic};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -111,10 +110,12 @@ pub struct Holder {
     pub command: String,
 }
 
-/// The host lock, held for the life of a `build` or `gc`. Released when dropped, or by the
-/// kernel when the process dies (so a killed run never leaves a stale lock).
+/// The host lock, held for the life of a `build` or `gc`: an `flock` on the state
+/// directory itself, so that deleting a file cannot let a second run in. Released when
+/// dropped, or by the kernel when the process dies (so a killed run never leaves a stale
+/// lock). `phoenix.lock` beside it says who holds it, for messages only.
 pub struct HostLock {
-    _file: File,
+    _dir: File,
 }
 
 pub enum LockError {
@@ -124,23 +125,19 @@ pub enum LockError {
 
 impl HostLock {
     pub fn acquire(state: &StateDir, command: &str, wait: bool) -> Result<HostLock, LockError> {
+        let dir = File::open(&state.root)
+            .map_err(|e| LockError::Io(format!("cannot open {}: {e}", state.root.display())))?;
         let path = state.root.join("phoenix.lock");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| LockError::Io(format!("cannot open {}: {e}", path.display())))?;
         if wait {
-            file.lock().map_err(|e| LockError::Io(e.to_string()))?;
+            dir.lock().map_err(|e| LockError::Io(e.to_string()))?;
         } else {
-            match file.try_lock() {
+            match dir.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    let mut text = String::new();
-                    let _ = file.read_to_string(&mut text);
-                    return Err(LockError::Held(serde_json::from_str(&text).ok()));
+                    let holder = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok());
+                    return Err(LockError::Held(holder));
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e.to_string())),
             }
@@ -150,11 +147,9 @@ impl HostLock {
             started: now_secs(),
             command: command.to_string(),
         };
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = file.write_all(&serde_json::to_vec(&holder).unwrap_or_default());
-        let _ = file.sync_all();
-        Ok(HostLock { _file: file })
+        // Who holds it, for the next run's message; the lock itself is the directory's.
+        let _ = crate::os::write_atomic(&path, &serde_json::to_vec(&holder).unwrap_or_default());
+        Ok(HostLock { _dir: dir })
     }
 }
 

@@ -758,6 +758,20 @@ fn a_second_build_while_one_runs_exits_with_the_holders_pid() {
 }
 
 #[test]
+fn deleting_the_lock_file_does_not_let_a_second_build_in() {
+    let f = Fixture::example();
+    let mut first = f.spawn_sim(&["build"], &[("PHOENIX_SIM_LATENCY", "*=100")]);
+    f.wait_for_lock_holder(first.id());
+    fs::remove_file(f.state_dir.join("phoenix.lock")).unwrap();
+    let r = f.sim(&["build"]);
+    let gc = f.sim(&["gc"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert_eq!(gc.code, 5, "{}", gc.stderr);
+}
+
+#[test]
 fn sigkill_in_the_middle_of_a_step_then_a_rerun_reaches_the_same_host_state() {
     // The reference: an uninterrupted build.
     let reference = Fixture::example();
