@@ -441,6 +441,25 @@ fn a_failing_hook_blocks_exactly_its_subtree() {
         "{}",
         log.stdout
     );
+    // The log ends with why the node failed.
+    let last = log.stdout.trim_end().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("# failed at hook: hook ") && last.ends_with("exited with code 7"),
+        "{last}"
+    );
+    // A failure outside any host call (the preflight) ends the log the same way.
+    let env = [("PHOENIX_SIM_NVIDIA_VERSION", "570.172.08")];
+    f.write_hook(903, "#!/bin/sh\nexit 0\n");
+    assert_eq!(f.sim_env(&["build"], &env).code, 1);
+    let log = f.sim(&["log", "903"]).stdout;
+    assert!(
+        log.trim_end()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("# failed at preflight: the host's NVIDIA kernel driver is 570.172.08"),
+        "{log}"
+    );
     // No snapshot for the failed node: the next run redoes it.
     assert!(f.snapshot_names(903).is_empty());
 }

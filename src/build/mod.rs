@@ -296,6 +296,12 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
                 true
             }
             Err(e) => {
+                // The node's log ends with why it failed, whatever step failed.
+                log::NodeLog::open(&exec.log_path(ctid)).line(&format!(
+                    "# failed at {}: {}",
+                    e.step.name(),
+                    e.message
+                ));
                 finished(ctid, NodeOutcome::Failed, Some(&e));
                 if let Ok(mut f) = failures.lock() {
                     f.insert(ctid, e);
