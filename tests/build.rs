@@ -1152,3 +1152,64 @@ fn relative_directories_work_from_where_phoenix_was_started() {
     );
     assert!(f.ct(950).is_some());
 }
+
+/// The `error` of a node's `node_finished` event.
+fn node_error(r: &Run, ctid: u64) -> String {
+    events(r)
+        .into_iter()
+        .find(|e| e["ctid"] == ctid && e["event"] == "node_finished")
+        .and_then(|e| e["error"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_hook_that_cannot_run_or_dies_by_a_signal_is_told_precisely() {
+    let f = Fixture::example();
+    f.write_hook(910, "#!/bin/sh\r\necho hi\r\n");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1);
+    let e = node_error(&r, 910);
+    assert!(
+        e.contains("ends with a carriage return (Windows line endings)"),
+        "{e}"
+    );
+
+    f.write_hook(910, "#!/usr/bin/no-such-shell\necho hi\n");
+    let e = node_error(&build_json(&f, &[]), 910);
+    assert!(
+        e.contains("its interpreter `/usr/bin/no-such-shell` does not exist"),
+        "{e}"
+    );
+
+    f.write_hook(910, "#!/bin/sh\nkill -TERM $$\n");
+    let e = node_error(&build_json(&f, &[]), 910);
+    assert!(e.ends_with("was killed by signal 15 (SIGTERM)"), "{e}");
+}
+
+#[test]
+fn what_a_hook_leaves_running_in_the_background_ends_with_it() {
+    let f = Fixture::example();
+    let pid_file = f.tmp.path().join("bg.pid");
+    f.write_hook(
+        910,
+        &format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\nexit 0\n",
+            pid_file.display()
+        ),
+    );
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let proc_dir = Path::new("/proc").join(&pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Gone, or a zombie waiting for its new parent to reap it.
+    while proc_dir.exists()
+        && !fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the hook's `sleep 300` (pid {pid}) outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

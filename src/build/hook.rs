@@ -1,6 +1,8 @@
 //! Runs a node's hook on the host: in its own process group, with a time limit, its
-//! output in the node's log.
+//! output in the node's log. When the hook ends, however it ends, what is left of its
+//! process group is killed: nothing it started in the background outlives it.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,9 +29,13 @@ pub fn run(
     // together with whatever it started.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     log.line(&format!("$ {} {arg}", path.display()));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run hook {}: {e}", path.display()))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        format!(
+            "cannot run hook {}: {}",
+            path.display(),
+            spawn_error(path, &e)
+        )
+    })?;
     // Names only: the environment may carry secrets.
     tracing::debug!(hook = %path.display(), arg, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
     let deadline = Instant::now() + timeout;
@@ -42,8 +48,7 @@ pub fn run(
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
             Ok(None) => {
-                let group = format!("-{}", child.id());
-                let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+                kill_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 let limit = timeout.as_secs();
@@ -56,12 +61,69 @@ pub fn run(
             Err(e) => return Err(format!("cannot wait for hook {}: {e}", path.display())),
         }
     };
+    // What the hook left running in its group goes with it.
+    kill_group(child.id());
     if status.success() {
         return Ok(());
     }
-    let code = status
-        .code()
-        .map_or_else(|| "a signal".to_string(), |c| format!("code {c}"));
-    log.line(&format!("  hook exited with {code}"));
-    Err(format!("hook {} exited with {code}", path.display()))
+    let how = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with code {c}"),
+        (None, Some(sig)) => format!("was killed by signal {sig} ({})", signal_name(sig)),
+        (None, None) => "ended abnormally".to_string(),
+    };
+    log.line(&format!("  hook {how}"));
+    Err(format!("hook {} {how}", path.display()))
+}
+
+/// Kills every process left in the process group `pgid` (the hook's own group).
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+        // touched. A group already gone is ESRCH, which is fine.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+/// Why the kernel would not start a hook, in words that say what to fix.
+fn spawn_error(path: &Path, e: &std::io::Error) -> String {
+    let first_line = std::fs::read(path).ok().map(|b| {
+        let end = b.iter().position(|&c| c == b'\n').unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    });
+    match (e.kind(), first_line) {
+        (std::io::ErrorKind::NotFound, Some(line)) if line.starts_with("#!") && line.ends_with('\r') => {
+            "its first line ends with a carriage return (Windows line endings), so the kernel looks for an interpreter whose name ends in \\r: convert it with `sed -i 's/\\r$//'` or dos2unix".to_string()
+        }
+        (std::io::ErrorKind::NotFound, Some(line)) if line.starts_with("#!") => format!(
+            "its interpreter `{}` does not exist on this host",
+            line[2..].split_whitespace().next().unwrap_or("")
+        ),
+        (std::io::ErrorKind::PermissionDenied, _) => {
+            "it is not executable: `chmod +x` it".to_string()
+        }
+        _ if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            "it has no `#!` line naming its interpreter: add `#!/bin/bash` as its first line".to_string()
+        }
+        _ => e.to_string(),
+    }
 }
