@@ -948,3 +948,85 @@ fn hooks_that_never_run_are_warned_about() {
     assert!(human.stderr.contains("never runs"), "{}", human.stderr);
     assert!(human.stdout.contains("valid"), "{}", human.stdout);
 }
+
+// ---------------------------------------------------------------- many, long, secret
+
+#[test]
+fn very_many_problems_show_the_first_fifty_and_count_the_rest() {
+    let f = Fixture::example();
+    let mut v = f.lxc();
+    let configs = v["lxc_configs"].as_object_mut().unwrap();
+    for ctid in 2000..2600 {
+        // Each block misses its required fields: several problems apiece.
+        configs.insert(ctid.to_string(), serde_json::json!({"name": 5}));
+    }
+    f.write_lxc(&v);
+    let json = f.validate_json();
+    let all = json.problems().len();
+    assert!(all > 1000, "{all}");
+    let human = f.phoenix(&["validate"]);
+    assert_eq!(human.code, 3);
+    let shown = human.stderr.matches(" × ").count() + human.stderr.matches(" ⚠ ").count();
+    assert_eq!(shown, 50, "{}", &human.stderr[..2000]);
+    assert!(
+        human.stderr.contains(&format!(
+            "... and {} more problem(s), not shown: `--output json` lists every one",
+            all - 50
+        )),
+        "{}",
+        &human.stderr[human.stderr.len() - 500..]
+    );
+}
+
+#[test]
+fn a_problem_deep_in_a_minified_config_is_shown_on_a_cut_line() {
+    let f = Fixture::example();
+    let mut v = f.lxc();
+    // 80,000 characters of a harmless string before the bad value, all on one line.
+    v["lxc_configs"]["900"]["description_padding"] = serde_json::json!("x".repeat(80_000));
+    v["lxc_configs"]["950"]["memory_mb"] = serde_json::json!("lots");
+    f.write_text(common::LXC, &serde_json::to_string(&v).unwrap());
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let longest = run.stderr.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(longest < 400, "a line of {longest} characters");
+    let json = f.validate_json();
+    let p = json
+        .problems()
+        .into_iter()
+        .find(|p| p["pointer"] == "/lxc_configs/950/memory_mb")
+        .unwrap();
+    assert!(p["column"].as_u64().unwrap() > 65_535, "{p}");
+    assert!(
+        run.stderr
+            .contains(&format!(":1:{}]", p["column"].as_u64().unwrap())),
+        "the report names the real column: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_secret_beside_a_bad_value_is_not_shown() {
+    let f = Fixture::example();
+    let text = f.lxc_text().replacen(
+        "\"memory_mb\": 40960,",
+        "\"root_password\": \"hunter2-horse-battery\",\n            \"memory_mb\": \"lots\",",
+        1,
+    );
+    assert!(
+        text.contains("hunter2"),
+        "the fixture changed: 950's memory_mb"
+    );
+    f.write_text(common::LXC, &text);
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("memory_mb"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("\"root_password\": \"*********************\""),
+        "{}",
+        run.stderr
+    );
+}

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+use miette::{Diagnostic, LabeledSpan, SourceCode};
 use serde::Serialize;
 
 use crate::fleet::json::Span;
@@ -292,7 +292,10 @@ impl Problems {
             .dedup_by(|a, b| a.path == b.path && a.span == b.span && a.message == b.message);
     }
 
-    /// Renders every problem for a person, as miette reports.
+    /// Renders the problems for a person, as miette reports: the first [`SHOWN`] in full,
+    /// then how many more there are (every one is in `--output json`). Each report reads
+    /// only a window of its file around the problem, so printing is linear in the number
+    /// of problems, and a long line (a minified config) is cut around the problem.
     pub fn render(&self, color: bool) -> String {
         let handler = if color {
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode())
@@ -300,25 +303,164 @@ impl Problems {
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
         };
         let mut out = String::new();
-        for p in &self.0 {
-            // Name the file in the report even when miette shows no snippet.
-            let named = NamedProblem {
-                inner: p,
-                source: p
-                    .source
-                    .as_ref()
-                    .map(|s| NamedSource::new(s.path.display().to_string(), s.text.clone())),
-            };
+        for p in self.0.iter().take(SHOWN) {
+            let window = p.source.as_ref().map(|f| Window::around(f, p));
+            let named = NamedProblem { inner: p, window };
             let _ = handler.render_report(&mut out, &named);
+        }
+        if self.0.len() > SHOWN {
+            out.push_str(&format!(
+                "... and {} more problem(s), not shown: `--output json` lists every one\n",
+                self.0.len() - SHOWN
+            ));
         }
         out
     }
 }
 
-/// A problem whose source carries the file name, so miette prints `[file:line:col]`.
+/// Problems rendered in full for a person; the rest are counted.
+pub const SHOWN: usize = 50;
+/// Lines of context either side of a problem.
+const CONTEXT_LINES: usize = 3;
+/// A line longer than this (in bytes) is cut to the problem and this much either side.
+const LONG_LINE: usize = 240;
+const CUT_MARGIN: usize = 80;
+/// Keys whose values are never shown in context lines.
+const SECRET_KEYS: [&str; 4] = ["password", "token", "secret", "passphrase"];
+
+/// The part of a file a report shows: whole lines around the problem, or, when one of them
+/// is too long, a cut of the problem's own line. Offsets stay those of the file.
+struct Window {
+    name: String,
+    text: String,
+    /// Byte offset of `text` in the file.
+    start: usize,
+    /// 0-based line and character column of `start` in the file.
+    line: usize,
+    column: usize,
+    /// Cut from a long line: only the primary label fits.
+    cut: bool,
+}
+
+impl Window {
+    fn around(file: &SourceFile, p: &Problem) -> Window {
+        let spans = std::iter::once(p.span)
+            .chain(p.related.iter().map(|(s, _)| *s).filter(|s| p.is_near(*s)));
+        let (lo, hi) = spans.fold((usize::MAX, 0), |(lo, hi), s| {
+            (lo.min(s.start), hi.max(s.end))
+        });
+        let line_of = |o: usize| file.line_col(o).0 - 1;
+        let first = line_of(lo).saturating_sub(CONTEXT_LINES);
+        let last = (line_of(hi) + CONTEXT_LINES).min(file.line_starts.len() - 1);
+        let line_end = |l: usize| {
+            file.line_starts
+                .get(l + 1)
+                .map_or(file.text.len(), |&s| s.saturating_sub(1))
+        };
+        let long = (first..=last).any(|l| line_end(l) - file.line_starts[l] > LONG_LINE);
+        let name = file.path.display().to_string();
+        if !long {
+            let (start, end) = (file.line_starts[first], line_end(last));
+            return Window {
+                name,
+                text: mask_secrets(&file.text[start..end]),
+                start,
+                line: first,
+                column: 0,
+                cut: false,
+            };
+        }
+        // The problem's own line, cut around it.
+        let line = line_of(p.span.start);
+        let (ls, le) = (file.line_starts[line], line_end(line));
+        let mut start = p.span.start.saturating_sub(CUT_MARGIN).max(ls);
+        let mut end = (p.span.end.min(p.span.start + CUT_MARGIN) + CUT_MARGIN).min(le);
+        while !file.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        while !file.text.is_char_boundary(end) {
+            end += 1;
+        }
+        Window {
+            name,
+            text: file.text[start..end].to_string(),
+            start,
+            line,
+            column: file.text[ls..start].chars().count(),
+            cut: true,
+        }
+    }
+}
+
+impl SourceCode for Window {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let offset = span
+            .offset()
+            .checked_sub(self.start)
+            .ok_or(miette::MietteError::OutOfBounds)?;
+        let local = miette::SourceSpan::new(
+            offset.into(),
+            span.len()
+                .min(self.text.len() - offset.min(self.text.len())),
+        );
+        let inner = self.text.read_span(&local, before, after)?;
+        let column = if inner.line() == 0 {
+            inner.column() + self.column
+        } else {
+            inner.column()
+        };
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            miette::SourceSpan::new(
+                (inner.span().offset() + self.start).into(),
+                inner.span().len(),
+            ),
+            inner.line() + self.line,
+            column,
+            inner.line_count(),
+        )))
+    }
+}
+
+/// The window's lines with a secret's value replaced by `*` of the same length (so
+/// offsets hold), the problem's own line included: a secret is never printed.
+fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let lower = line.to_ascii_lowercase();
+        let key_end = lower.find("\":");
+        match key_end {
+            Some(k) if SECRET_KEYS.iter().any(|s| lower[..k].contains(s)) => {
+                let (head, value) = line.split_at(k + 2);
+                out.push_str(head);
+                let trail = value.len() - value.trim_end_matches(['\n', '\r', ',']).len();
+                let (body, end) = value.split_at(value.len() - trail);
+                let body = body.trim_start();
+                out.push_str(&" ".repeat(value.len() - trail - body.len()));
+                for c in body.chars() {
+                    let keep_char = matches!(c, '"' | ' ');
+                    for _ in 0..c.len_utf8() {
+                        out.push(if keep_char { c } else { '*' });
+                    }
+                }
+                out.push_str(end);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// A problem with its window of the file, so miette prints `[file:line:col]`.
 struct NamedProblem<'a> {
     inner: &'a Problem,
-    source: Option<NamedSource<String>>,
+    window: Option<Window>,
 }
 
 impl fmt::Debug for NamedProblem<'_> {
@@ -329,7 +471,7 @@ impl fmt::Debug for NamedProblem<'_> {
 
 impl fmt::Display for NamedProblem<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.source.is_some() {
+        if self.window.is_some() {
             if self.inner.pointer.is_empty() {
                 f.write_str(&self.inner.message)
             } else {
@@ -356,10 +498,13 @@ impl Diagnostic for NamedProblem<'_> {
         self.inner.help()
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source.as_ref().map(|s| s as &dyn SourceCode)
+        self.window.as_ref().map(|w| w as &dyn SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.inner.labels()
+        let labels = self.inner.labels()?;
+        // A line cut to the problem holds only the primary label.
+        let cut = self.window.as_ref().is_some_and(|w| w.cut);
+        Some(Box::new(labels.filter(move |l| !cut || l.primary())))
     }
 }
 
