@@ -68,8 +68,24 @@ impl StateDir {
     /// A stored manifest by full hash, or by the 32-digit prefix a snapshot name carries.
     pub fn manifest(&self, hash_or_prefix: &str) -> Option<(NodeHash, Manifest)> {
         if let Some(h) = NodeHash::parse(hash_or_prefix) {
-            let bytes = fs::read(self.manifest_path(&h)).ok()?;
-            return serde_json::from_slice(&bytes).ok().map(|m| (h, m));
+            let path = self.manifest_path(&h);
+            let bytes = fs::read(&path).ok()?;
+            // A manifest is named by the hash of its canonical JSON: one that does not
+            // hash to its name is corrupt, and explains nothing. (The stored JSON is
+            // hashed, not a re-serialisation, so a newer phoenix still reads old ones.)
+            let verified = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .filter(|v| {
+                    blake3::hash(crate::engine::canon::to_string(v).as_bytes())
+                        .to_hex()
+                        .as_str()
+                        == h.as_str()
+                })
+                .and_then(|v| serde_json::from_value::<Manifest>(v).ok());
+            if verified.is_none() {
+                corrupt(&path);
+            }
+            return verified.map(|m| (h, m));
         }
         let dir = fs::read_dir(self.root.join("manifests")).ok()?;
         for e in dir.flatten() {
@@ -81,8 +97,15 @@ impl StateDir {
         None
     }
 
+    /// A stored script by its blake3 digest, if it is there and still hashes to it.
     pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
-        fs::read(self.root.join("blobs").join(digest)).ok()
+        let path = self.root.join("blobs").join(digest);
+        let bytes = fs::read(&path).ok()?;
+        if blake3::hash(&bytes).to_hex().as_str() != digest {
+            corrupt(&path);
+            return None;
+        }
+        Some(bytes)
     }
 
     pub fn log_dir(&self, ctid: Ctid) -> PathBuf {
@@ -100,6 +123,15 @@ impl StateDir {
         logs.sort();
         logs.pop()
     }
+}
+
+/// Says that a state file is corrupt, where it is and what to do; the caller goes on
+/// without it.
+fn corrupt(path: &Path) {
+    tracing::warn!(
+        "{} is corrupt (its content does not match the hash it is named by) and is ignored: remove it; the next build that needs it writes it again",
+        path.display()
+    );
 }
 
 /// Who holds the host lock.

@@ -529,3 +529,38 @@ fn gc_never_touches_a_ct_phoenix_did_not_create_even_with_phx_named_snapshots() 
     assert!(!v.to_string().contains("960"), "gc considered CT 960: {v}");
     assert_eq!(fs::read(&conf).unwrap(), before);
 }
+
+#[test]
+fn corrupt_state_files_are_named_and_not_believed() {
+    let f = Fixture::example();
+    assert_eq!(f.sim(&["build"]).code, 0);
+    let state = f.state_dir.clone();
+    for dir in ["manifests", "blobs"] {
+        for e in std::fs::read_dir(state.join(dir)).unwrap().flatten() {
+            let text = std::fs::read(e.path()).unwrap();
+            let mut tampered = text.clone();
+            tampered.extend_from_slice(b"\n# tampered\n");
+            if dir == "manifests" {
+                let s = String::from_utf8(text).unwrap();
+                tampered = s
+                    .replacen("\"name\"", "\"name\": \"tampered\", \"x\"", 1)
+                    .into_bytes();
+            }
+            std::fs::write(e.path(), tampered).unwrap();
+        }
+    }
+    let hook = f.hook_path(902);
+    let mut text = std::fs::read_to_string(&hook).unwrap();
+    text.push_str("echo more\n");
+    std::fs::write(&hook, text).unwrap();
+    let r = f.sim(&["why", "950", "-v"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is corrupt (its content does not match the hash it is named by)")
+            && r.stderr.contains("manifests/"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("tampered"), "{}", r.stdout);
+}
