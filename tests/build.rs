@@ -1213,3 +1213,23 @@ fn what_a_hook_leaves_running_in_the_background_ends_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn an_unreadable_config_beside_the_fleet_is_left_alone_and_stops_nothing() {
+    let f = Fixture::example();
+    let bad = f.write_foreign_conf(123, "this is not\u{0} a config\n[[[\n");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("CT 123 is left alone") && r.stderr.contains("123.conf"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(built(&r).len(), 7);
+    assert_eq!(fs::read(&bad).unwrap(), b"this is not\0 a config\n[[[\n");
+    // At a CTID of the fleet, it is not phoenix's: unmanaged, untouched.
+    let f = Fixture::example();
+    f.write_foreign_conf(910, "garbage line\n");
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "unmanaged");
+}

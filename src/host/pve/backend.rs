@@ -342,9 +342,15 @@ impl Host for PveHost {
         let ids = map::conf_ids(&dir)
             .map_err(|e| HostError::failed(format!("{}: {e}", dir.display())))?;
         for ctid in ids {
-            if let Some(conf) = self.read_conf(ctid)? {
-                let ct = map::ct_info(ctid, &conf, running.get(&ctid) == Some(&true));
-                out.insert(ctid, ct);
+            match self.read_conf(ctid) {
+                Ok(Some(conf)) => {
+                    let ct = map::ct_info(ctid, &conf, running.get(&ctid) == Some(&true));
+                    out.insert(ctid, ct);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.insert(ctid, map::unreadable_ct(ctid, &e.message));
+                }
             }
         }
         // A VMID taken elsewhere in the cluster is somebody else's.

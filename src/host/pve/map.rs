@@ -222,6 +222,17 @@ pub fn read_settings(section: &Section) -> Settings {
     }
 }
 
+/// A CT whose config cannot be read: somebody else's as far as phoenix is concerned
+/// (never touched), with why in its description. Logged as a warning, so that one bad
+/// file beside the fleet does not stop every command.
+pub fn unreadable_ct(ctid: Ctid, why: &str) -> CtInfo {
+    tracing::warn!("CT {ctid} is left alone: {why}");
+    let mut ct = ct_info(ctid, &ConfFile::new(), false);
+    ct.settings.managed = Some(false);
+    ct.settings.description = Some(format!("unreadable config: {why}"));
+    ct
+}
+
 /// Root disk size in GiB (rounded up) from `rootfs`.
 pub fn disk_gb(section: &Section) -> Option<u64> {
     let mp = props::MountPoint::parse(section.get("rootfs")?).ok()?;

@@ -481,8 +481,14 @@ impl SimHost {
         let dir = self.conf_dir();
         let mut out = BTreeMap::new();
         for ctid in map::conf_ids(&dir).map_err(|e| io_err("read", &dir, e))? {
-            if let Some(ct) = self.observe(ctid)? {
-                out.insert(ctid, ct);
+            match self.observe(ctid) {
+                Ok(Some(ct)) => {
+                    out.insert(ctid, ct);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.insert(ctid, map::unreadable_ct(ctid, &e.message));
+                }
             }
         }
         Ok(out)
