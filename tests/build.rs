@@ -1233,3 +1233,21 @@ fn an_unreadable_config_beside_the_fleet_is_left_alone_and_stops_nothing() {
     let p = plan(&f, &[]);
     assert_eq!(p[&910]["action"], "unmanaged");
 }
+
+#[test]
+fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeout() {
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_FAULTS", "exec:910=exit127")];
+    let started = Instant::now();
+    let r = f.sim_env(
+        &["build", "--ready-timeout", "120", "--output", "json", "910"],
+        &env,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let e = node_error(&r, 910);
+    assert!(
+        e.contains("`true` failed (exit code 127: it cannot run in the CT)"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "it waited");
+}

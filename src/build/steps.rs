@@ -30,7 +30,7 @@ use crate::engine::snapshot::BuildRecord;
 use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
 use crate::fleet::Fleet;
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, Host, HostFacts, HostResult, Passthrough, Settings,
+    CloneSpec, CreateSpec, CtInfo, ErrorKind, Host, HostFacts, HostResult, Passthrough, Settings,
 };
 use crate::os::now_secs;
 use crate::state::StateDir;
@@ -524,6 +524,25 @@ impl Executor<'_> {
         for probe in probes {
             loop {
                 let r = self.host.exec(ctid, &probe, &mut Vec::new());
+                // What waiting cannot fix fails at once: the CT is gone or stopped, or the
+                // probe cannot run in it (126/127: not executable, not found).
+                let permanent = match &r {
+                    Err(e) => matches!(
+                        e.kind,
+                        ErrorKind::NotFound | ErrorKind::NotRunning | ErrorKind::Invalid
+                    ),
+                    Ok(code) => matches!(code, 126 | 127),
+                };
+                if permanent {
+                    let what = match r {
+                        Err(e) => e.message,
+                        Ok(code) => format!("exit code {code}: it cannot run in the CT"),
+                    };
+                    return fail(
+                        Step::WaitReady,
+                        format!("CT {ctid}: `{}` failed ({what})", probe.join(" ")),
+                    );
+                }
                 match r {
                     Ok(0) => break,
                     Ok(_) | Err(_) if Instant::now() < deadline => {
