@@ -165,6 +165,57 @@ pub fn utc(t: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
 }
 
+/// RFC 3339 (UTC) of seconds since the epoch, `2026-11-23T12:38:18Z`: how JSON documents
+/// carry times.
+pub fn rfc3339(t: u64) -> String {
+    format!("{}Z", utc(t).replacen(' ', "T", 1))
+}
+
+/// Seconds since the epoch of what [`rfc3339`] writes; `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let shape = b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| text[r].parse::<i64>().ok();
+    let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, mi, s) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // A civil date to days (Howard Hinnant's algorithm, the inverse of `utc`'s).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let t = u64::try_from(days * 86400 + h * 3600 + mi * 60 + s).ok()?;
+    // Out-of-range fields (month 13, February 30, hour 24) do not survive the round trip.
+    (rfc3339(t) == text).then_some(t)
+}
+
+/// Serde for a time kept as seconds since the epoch and written as RFC 3339:
+/// `#[serde(with = "crate::os::rfc3339_secs")]`.
+pub mod rfc3339_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_rfc3339(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not an RFC 3339 UTC time"))
+        })
+    }
+}
+
 /// A short age: `42s`, `5m`, `3h`, `2d`.
 pub fn age(s: u64) -> String {
     match s {
@@ -277,5 +328,23 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(super::utc(1_795_341_202), "2026-11-22 09:53:22");
+    }
+
+    #[test]
+    fn rfc3339_times_round_trip() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_341_202), "2026-11-22T09:53:22Z");
+        for t in [0, 951_782_400, 1_795_341_202, 4_102_444_799] {
+            assert_eq!(super::parse_rfc3339(&super::rfc3339(t)), Some(t), "{t}");
+        }
+        for bad in [
+            "2026-11-22 09:53:22",
+            "2026-02-30T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T09:53:22+01:00",
+        ] {
+            assert_eq!(super::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

@@ -897,7 +897,7 @@ fn status_shows_each_nodes_build_state_and_age() {
     assert_eq!(rows[&910]["state"], "running");
     assert_eq!(rows[&902]["state"], "stopped");
     assert_eq!(rows[&950]["state"], "missing");
-    assert_eq!(rows[&910]["built_snapshot"], rows[&910]["wanted_snapshot"]);
+    assert_eq!(rows[&910]["built_snapshot"], rows[&910]["snapshot"]);
     assert!(rows[&910]["age_s"].as_u64().unwrap() < 60);
     assert_eq!(rows[&950]["action"], "create");
     let human = f.sim(&["status"]);

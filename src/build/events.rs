@@ -2,7 +2,8 @@
 //! summary) is rendered from these; the engine emits them and knows nothing of rendering.
 //!
 //! JSON lines (`--output json`): one object per line, tagged by `event`, each carrying
-//! `schema_version` (the README's Output section lists every event and field).
+//! `schema_version` (the README's Output section lists every event and field;
+//! `schemas/output/build-event.schema.json` pins them, checked by `tests/json_schemas.rs`).
 
 use serde::{Deserialize, Serialize};
 

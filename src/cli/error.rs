@@ -1,6 +1,8 @@
 //! What can stop a command, as types: each error says what happened, carries a help line
 //! with what to do, and maps to its exit code here and nowhere else. Reported as a miette
-//! diagnostic on stderr, and as one JSON object on stdout under `--output json`.
+//! diagnostic on stderr, and as one JSON object on stdout under `--output json`: the error
+//! document (`schemas/output/error.schema.json`), which an invalid configuration and a
+//! command line clap rejects also get.
 
 use std::path::PathBuf;
 
@@ -10,6 +12,7 @@ use serde::Serialize;
 use crate::build::RunError;
 use crate::exit;
 use crate::fleet::config::Ctid;
+use crate::fleet::diag::{ProblemJson, Problems};
 use crate::host::HostError;
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -127,6 +130,9 @@ impl Error {
 struct Failure<'a> {
     schema_version: u32,
     error: ErrorJson<'a>,
+    /// Every problem of an invalid configuration (kind `invalid_config` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<Vec<ProblemJson<'a>>>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +141,55 @@ struct ErrorJson<'a> {
     message: String,
     help: Option<String>,
     exit_code: i32,
+}
+
+impl Failure<'_> {
+    /// Prints the document on one line: one JSON document, and under `build` also a valid
+    /// (last) JSON line.
+    fn print(&self) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, self);
+        let _ = writeln!(out);
+        let _ = out.flush();
+    }
+}
+
+/// The error document of a command other than `validate` that found the configuration
+/// invalid (exit code 3).
+pub fn report_invalid_config(problems: &Problems, message: String) {
+    Failure {
+        schema_version: crate::render::JSON_SCHEMA_VERSION,
+        error: ErrorJson {
+            kind: "invalid_config",
+            message,
+            help: Some(
+                "fix each problem in `problems`; `phoenix validate` shows them at their lines"
+                    .to_string(),
+            ),
+            exit_code: exit::INVALID_CONFIG,
+        },
+        problems: Some(problems.0.iter().map(ProblemJson::from).collect()),
+    }
+    .print();
+}
+
+/// The error document of a command line clap rejected (its own message is on stderr).
+pub fn report_usage(clap_message: &str) {
+    let first = clap_message.lines().next().unwrap_or_default();
+    Failure {
+        schema_version: crate::render::JSON_SCHEMA_VERSION,
+        error: ErrorJson {
+            kind: "usage",
+            message: first.strip_prefix("error: ").unwrap_or(first).to_string(),
+            help: Some(
+                "`phoenix help` (or `phoenix <command> --help`) shows the command line".to_string(),
+            ),
+            exit_code: exit::USAGE,
+        },
+        problems: None,
+    }
+    .print();
 }
 
 /// Tells the user, and returns the exit code.
@@ -148,7 +203,7 @@ pub fn report(e: &Error, json: bool, color: bool) -> i32 {
     let _ = miette::GraphicalReportHandler::new_themed(theme).render_report(&mut text, e);
     eprint!("{text}");
     if json {
-        super::print_json(&Failure {
+        Failure {
             schema_version: crate::render::JSON_SCHEMA_VERSION,
             error: ErrorJson {
                 kind: e.kind(),
@@ -156,7 +211,9 @@ pub fn report(e: &Error, json: bool, color: bool) -> i32 {
                 help: e.help().map(|h| h.to_string()),
                 exit_code: e.exit_code(),
             },
-        });
+            problems: None,
+        }
+        .print();
     }
     e.exit_code()
 }

@@ -10,6 +10,15 @@ pub struct GcArgs {
     pub wait: bool,
 }
 
+/// A snapshot (or, without one, an orphan CT) that could not be removed.
+#[derive(Serialize)]
+struct GcError {
+    ctid: Ctid,
+    snapshot: Option<String>,
+    /// The host's words.
+    message: String,
+}
+
 pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
     let older_than_s =
         crate::engine::gc::parse_duration(&args.older_than).map_err(|message| Error::Usage {
@@ -38,7 +47,11 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
         {
             match host.delete_snapshot(d.ctid, &d.snapshot) {
                 Ok(()) => deleted.push((d.ctid, d.snapshot.clone())),
-                Err(e) => errors.push(format!("CT {}: cannot delete {}: {e}", d.ctid, d.snapshot)),
+                Err(e) => errors.push(GcError {
+                    ctid: d.ctid,
+                    snapshot: Some(d.snapshot.clone()),
+                    message: e.to_string(),
+                }),
             }
         }
         for o in decisions.orphans.iter().filter(|o| o.destroy) {
@@ -50,7 +63,11 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             })();
             match r {
                 Ok(()) => destroyed.push(o.ctid),
-                Err(e) => errors.push(format!("CT {}: cannot destroy the orphan: {e}", o.ctid)),
+                Err(e) => errors.push(GcError {
+                    ctid: o.ctid,
+                    snapshot: None,
+                    message: e.to_string(),
+                }),
             }
         }
     }
@@ -132,7 +149,13 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
                 );
             }
             for e in &errors {
-                eprintln!("error: {e}");
+                match &e.snapshot {
+                    Some(s) => eprintln!("error: CT {}: cannot delete {s}: {}", e.ctid, e.message),
+                    None => eprintln!(
+                        "error: CT {}: cannot destroy the orphan: {}",
+                        e.ctid, e.message
+                    ),
+                }
             }
         }
     }

@@ -9,6 +9,8 @@ use crate::engine::why::manifest_key;
 #[derive(Serialize)]
 struct Generation {
     snapshot: String,
+    /// When the snapshot was taken: `built_at` (RFC 3339) in JSON.
+    #[serde(rename = "built_at", with = "crate::os::rfc3339_secs")]
     snaptime: u64,
     current: bool,
     wanted: bool,
@@ -20,7 +22,7 @@ struct Generation {
 #[derive(Serialize)]
 struct Recipe {
     parent: Option<ParentSnap>,
-    /// The first 12 hex digits of the hook's blake3.
+    /// The hook's blake3.
     hook: Option<String>,
     build_fields: usize,
     steps: Vec<String>,
@@ -40,7 +42,7 @@ impl Recipe {
                 ctid: p.ctid,
                 snapshot: p.hash.snapshot().to_string(),
             }),
-            hook: m.hook.as_ref().map(|h| h.blake3[..12].to_string()),
+            hook: m.hook.as_ref().map(|h| h.blake3.clone()),
             build_fields: m.build.len(),
             steps: m.steps.keys().cloned().collect(),
             nvidia_driver: m.nvidia.as_ref().and_then(|n| n.driver_version.clone()),
@@ -63,7 +65,9 @@ impl Recipe {
             .map_or(String::new(), |d| format!("  driver {d}"));
         format!(
             "parent {parent}  hook {}  steps {steps}{driver}",
-            self.hook.as_deref().unwrap_or("none")
+            self.hook
+                .as_deref()
+                .map_or("none", |h| &h[..h.len().min(12)])
         )
     }
 }

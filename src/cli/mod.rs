@@ -221,11 +221,13 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            if !e.use_stderr() {
+                return exit::OK; // --help, --version
+            }
+            if wants_json(&args) {
+                error::report_usage(&e.to_string());
+            }
+            return exit::USAGE;
         }
     };
     run(cli)
@@ -320,6 +322,15 @@ pub fn run(mut cli: Cli) -> i32 {
     result.unwrap_or_else(|e| error::report(&e, cli.output == Output::Json, color))
 }
 
+/// Whether a command line clap could not parse asked for `--output json`: its error is
+/// then a JSON document too.
+fn wants_json(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--output=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json")
+}
+
 /// `TERM=dumb`: a terminal that takes no cursor movement and no colour.
 pub(crate) fn dumb_terminal() -> bool {
     std::env::var_os("TERM").is_some_and(|t| t == "dumb")
@@ -378,25 +389,28 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// An invalid configuration: `validate`'s answer, every other command's error.
 fn report_problems(cli: &Cli, problems: &Problems, color: bool) {
-    match cli.output {
-        Output::Json => print_json(&json!({
+    let (e, w) = (problems.errors(), problems.warnings());
+    let message = format!(
+        "the configuration has {e} error{}{}; nothing was touched",
+        plural(e),
+        if w > 0 {
+            format!(" and {w} warning{}", plural(w))
+        } else {
+            String::new()
+        }
+    );
+    match (cli.output, &cli.command) {
+        (Output::Json, Command::Validate) => print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
             "valid": false,
             "problems": problems.0.iter().map(ProblemJson::from).collect::<Vec<_>>(),
         })),
-        Output::Human => {
+        (Output::Json, _) => error::report_invalid_config(problems, message),
+        (Output::Human, _) => {
             eprint!("{}", problems.render(color));
-            let (e, w) = (problems.errors(), problems.warnings());
-            eprintln!(
-                "error: the configuration has {e} error{}{}; nothing was touched",
-                plural(e),
-                if w > 0 {
-                    format!(" and {w} warning{}", plural(w))
-                } else {
-                    String::new()
-                }
-            );
+            eprintln!("error: {message}");
         }
     }
 }

@@ -22,9 +22,11 @@ pub struct StatusRow {
     /// Whether phoenix created the CT; `None` when there is none.
     pub managed: Option<bool>,
     pub built_snapshot: Option<String>,
-    pub built_at: Option<u64>,
+    /// When the built snapshot was taken (RFC 3339).
+    pub built_at: Option<String>,
     pub age_s: Option<u64>,
-    pub wanted_snapshot: String,
+    /// The snapshot today's config builds.
+    pub snapshot: String,
     pub action: Option<&'static str>,
 }
 
@@ -61,9 +63,9 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
                 },
                 managed: ct.map(|c| c.is_managed()),
                 built_snapshot: built.map(|b| b.name.clone()),
-                built_at: built.map(|b| b.snaptime),
+                built_at: built.map(|b| crate::os::rfc3339(b.snaptime)),
                 age_s: built.map(|b| now.saturating_sub(b.snaptime)),
-                wanted_snapshot: hashes[&ctid].hash.snapshot().to_string(),
+                snapshot: hashes[&ctid].hash.snapshot().to_string(),
                 action: plan.entry(ctid).map(|e| e.action.name()),
             }
         })

@@ -8,8 +8,8 @@ pub fn validate(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
         Output::Json => print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
             "valid": true,
-            "nodes": fleet.nodes.len(),
-            "templates": templates,
+            "node_count": fleet.nodes.len(),
+            "template_count": templates,
             "problems": fleet.warnings.0.iter().map(ProblemJson::from).collect::<Vec<_>>(),
         })),
         Output::Human => println!(

@@ -67,7 +67,16 @@ pub fn why(cli: &Cli, fleet: &Fleet, ctid: Option<Ctid>, verbose: bool) -> Resul
             Output::Json => print_json(&json!({
                 "schema_version": JSON_SCHEMA_VERSION,
                 "root_causes": causes,
-                "nodes": explanations,
+                // A list like every other command's `nodes`, each as `why <CTID>` gives it.
+                "nodes": explanations
+                    .iter()
+                    .map(|(c, ex)| json!({
+                        "ctid": c,
+                        "name": fleet.nodes[c].name(),
+                        "snapshot": planned.hashes[c].hash.snapshot(),
+                        "explanation": ex,
+                    }))
+                    .collect::<Vec<_>>(),
             })),
             Output::Human => print!("{}", render_why_all(&explanations, &causes)),
         },
@@ -185,7 +194,11 @@ fn render_why_all(
             crate::cli::plural(causes.len())
         ));
         for (i, rc) in causes.iter().enumerate() {
-            let forced: Vec<String> = rc.forces.iter().map(|(c, a)| format!("{c} {a}")).collect();
+            let forced: Vec<String> = rc
+                .forces
+                .iter()
+                .map(|f| format!("{} {}", f.ctid, f.action))
+                .collect();
             out.push_str(&format!(
                 "\n{}. {} {} — forces {}: {}\n",
                 i + 1,

@@ -57,6 +57,9 @@ pub enum Decision {
 pub struct SnapshotDecision {
     pub ctid: Ctid,
     pub snapshot: String,
+    /// When the snapshot was taken: seconds since the epoch, `built_at` (RFC 3339) in
+    /// JSON as in every other document.
+    #[serde(rename = "built_at", with = "crate::os::rfc3339_secs")]
     pub snaptime: u64,
     #[serde(flatten)]
     pub decision: Decision,

@@ -94,16 +94,19 @@ pub enum Action {
         #[serde(flatten)]
         cause: Cause,
         consent: ConsentBy,
-        /// The snapshot the live CT was built as (empty for an unfinished build).
-        built: String,
+        /// The snapshot the live CT was built as (`None` for an unfinished build).
+        #[serde(rename = "built_snapshot")]
+        built: Option<String>,
     },
     Held {
         #[serde(flatten)]
         cause: Cause,
+        #[serde(rename = "built_snapshot")]
         built: String,
     },
     Blocked {
         /// The held, blocked or unmanaged ancestor at the top.
+        #[serde(rename = "blocked_by")]
         by: Ctid,
     },
     Unmanaged,
@@ -339,7 +342,7 @@ fn decide(node: &Node, hashed: &Hashed, ct: Option<&CtInfo>, consent: &Consent) 
             mode: RebuildMode::Replace,
             cause: Cause::Unfinished,
             consent: ConsentBy::NotNeeded,
-            built: String::new(),
+            built: None,
         },
         Some(built) => {
             let cause = cause(&built.description, hashed);
@@ -383,7 +386,7 @@ fn rebuild(node: &Node, cause: Cause, built: String, consent: &Consent) -> Actio
         mode,
         cause: cause.clone(),
         consent,
-        built: built.clone(),
+        built: Some(built.clone()),
     };
     if node.is_template() {
         return rebuild(RebuildMode::Replace, ConsentBy::NotNeeded);

@@ -329,6 +329,8 @@ pub enum Explanation {
     /// The CT exists and is built from today's inputs.
     UpToDate {
         snapshot: String,
+        /// When the snapshot was taken: seconds since the epoch, RFC 3339 in JSON.
+        #[serde(with = "crate::os::rfc3339_secs")]
         built_at: u64,
         parent: Option<Ctid>,
         parent_snapshot: Option<String>,
@@ -658,7 +660,14 @@ pub struct RootCause {
     pub name: String,
     pub reasons: Vec<Reason>,
     /// Every node that rebuilds (or is held or blocked) because of it, with its action.
-    pub forces: Vec<(Ctid, String)>,
+    pub forces: Vec<Forced>,
+}
+
+/// A node a root cause forces, and what the plan does to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Forced {
+    pub ctid: Ctid,
+    pub action: String,
 }
 
 /// The plan's root causes, ranked by how many nodes each forces.
@@ -678,7 +687,10 @@ pub fn root_causes(explanations: &BTreeMap<Ctid, Explanation>) -> Vec<RootCause>
                     reasons: rc.reasons.clone(),
                     forces: Vec::new(),
                 });
-                entry.forces.push((ctid, action.clone()));
+                entry.forces.push(Forced {
+                    ctid,
+                    action: action.clone(),
+                });
             }
         }
     }

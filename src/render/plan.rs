@@ -37,6 +37,8 @@ pub fn reason(e: &Entry, plan: &Plan) -> String {
             built,
         } => {
             let what = what_changed(cause);
+            // Only an unfinished build has none, and it is handled above.
+            let built = built.as_deref().unwrap_or("?");
             match (e.is_template, mode, consent) {
                 (true, ..) => format!("template replaced: {what} ({built} → {want})"),
                 (false, RebuildMode::InPlace, ConsentBy::NotNeeded) => {
