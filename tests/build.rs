@@ -1251,3 +1251,80 @@ fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeou
     );
     assert!(started.elapsed() < Duration::from_secs(60), "it waited");
 }
+
+#[test]
+fn sigint_cancels_the_run_cleanly_and_says_so() {
+    let f = Fixture::example();
+    let marker = f.tmp.path().join("hook-started");
+    let pid_file = f.tmp.path().join("hook.pid");
+    f.write_hook(
+        902,
+        &format!(
+            "#!/bin/sh\necho $$ > {}\ntouch {}\nsleep 300\n",
+            pid_file.display(),
+            marker.display()
+        ),
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+    cmd.args(["build", "--output", "json", "-j", "2"])
+        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+        .env("PHOENIX_STATE_DIR", &f.state_dir)
+        .env("PHOENIX_BACKEND", "sim")
+        .env_remove("PHOENIX_SIM_LATENCY")
+        .env_remove("PHOENIX_SIM_FAULTS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it did not stop"
+    );
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    let r = Run {
+        code: 130,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: stderr.into_owned(),
+    };
+    let evs = events(&r);
+    assert_eq!(evs.last().unwrap()["event"], "run_finished");
+    assert_eq!(evs.last().unwrap()["exit_code"], 130);
+    // 902 was cut short; what descends from it never started.
+    let cancelled = outcome_of(&r, "cancelled");
+    assert!(
+        cancelled.is_superset(&set(&[902, 903, 910, 920, 950])),
+        "{cancelled:?}\n{}",
+        r.stdout
+    );
+    assert!(outcome_of(&r, "failed").is_empty());
+    // The hook is gone, and no CT carries a lock.
+    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let proc_dir = Path::new("/proc").join(&pid);
+    let gone = Instant::now() + Duration::from_secs(5);
+    while proc_dir.exists()
+        && !fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(Instant::now() < gone, "the hook outlived the run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (ctid, ct) in f.host_state() {
+        assert!(ct["lock"].is_null(), "CT {ctid} is locked: {ct}");
+    }
+    // The next run finishes the work.
+    f.write_hook(902, "#!/bin/sh\nexit 0\n");
+    assert_eq!(f.sim(&["build"]).code, 0);
+}

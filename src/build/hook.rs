@@ -41,6 +41,19 @@ pub fn run(
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     let status = loop {
+        if let Some(sig) = super::cancel::requested() {
+            kill_group(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            let name = super::cancel::name(sig);
+            log.line(&format!(
+                "  hook stopped: the run was interrupted by {name}"
+            ));
+            return Err(format!(
+                "hook {} was stopped: the run was interrupted by {name}",
+                path.display()
+            ));
+        }
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => {

@@ -11,8 +11,10 @@
 //! | [`gpu`] | the host devices a GPU node needs |
 //! | [`log`] | a node's log for one run |
 //! | [`counting`] | host calls per verb |
+//! | [`cancel`] | SIGINT/SIGTERM: stop a run cleanly, or at once on the second |
 //! | [`events`] | typed events every output is rendered from |
 
+pub mod cancel;
 pub mod counting;
 pub mod events;
 pub mod gpu;
@@ -224,7 +226,10 @@ pub fn run(
     };
     let (walked, failures) = walk(&exec, &building, opts);
     let outcomes = outcomes(&exec, &plan, &walked, &failures);
-    let exit_code = exit_code(&outcomes);
+    let exit_code = match cancel::requested() {
+        Some(sig) => 128 + sig,
+        None => exit_code(&outcomes),
+    };
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for o in outcomes.values() {
         *counts.entry(o.name().to_string()).or_insert(0) += 1;
@@ -271,7 +276,9 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
             log: Some(exec.log_path(ctid).display().to_string()),
         });
     };
-    let walked = walker::walk(&work.tasks, opts.jobs, opts.fail_fast, |i| {
+    let cancelled: Mutex<BTreeSet<Ctid>> = Mutex::new(BTreeSet::new());
+    let stop = || cancel::requested().is_some();
+    let walked = walker::walk_until(&work.tasks, opts.jobs, opts.fail_fast, &stop, |i| {
         let (ctid, part) = work.parts[i];
         if work.starts_node(i) {
             if let Ok(mut m) = node_started.lock() {
@@ -296,21 +303,42 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
                 true
             }
             Err(e) => {
-                // The node's log ends with why it failed, whatever step failed.
+                // A node whose work the run's interruption cut short is cancelled, not
+                // failed: nothing is wrong with it.
+                let interrupted = cancel::requested().is_some();
+                let verb = if interrupted { "cancelled" } else { "failed" };
+                // The node's log ends with why it stopped, whatever step it was at.
                 log::NodeLog::open(&exec.log_path(ctid)).line(&format!(
-                    "# failed at {}: {}",
+                    "# {verb} at {}: {}",
                     e.step.name(),
                     e.message
                 ));
-                finished(ctid, NodeOutcome::Failed, Some(&e));
-                if let Ok(mut f) = failures.lock() {
-                    f.insert(ctid, e);
+                if interrupted {
+                    if let Ok(mut c) = cancelled.lock() {
+                        c.insert(ctid);
+                    }
+                } else {
+                    finished(ctid, NodeOutcome::Failed, Some(&e));
+                    if let Ok(mut f) = failures.lock() {
+                        f.insert(ctid, e);
+                    }
                 }
                 false
             }
         }
     });
     let failures = failures.into_inner().unwrap_or_default();
+    let cancelled = cancelled.into_inner().unwrap_or_default();
+    // Work the interruption cut short, and what waited on it, is cancelled.
+    let walked: Vec<Outcome> = walked
+        .iter()
+        .enumerate()
+        .map(|(i, o)| match o {
+            Outcome::Failed if cancelled.contains(&work.parts[i].0) => Outcome::Cancelled,
+            Outcome::Blocked { by } if cancelled.contains(&work.parts[*by].0) => Outcome::Cancelled,
+            other => other.clone(),
+        })
+        .collect();
     (work.parts.into_iter().zip(walked).collect(), failures)
 }
 
@@ -341,7 +369,11 @@ fn outcomes(
                 NodeOutcome::Blocked
             }
             Outcome::Cancelled => {
-                if !result.contains_key(&ctid) {
+                // Once per node (its provisioning may have succeeded before).
+                if !matches!(
+                    result.get(&ctid),
+                    Some(NodeOutcome::Cancelled | NodeOutcome::Failed)
+                ) {
                     (exec.emit)(finished_event(entry, NodeOutcome::Cancelled));
                 }
                 NodeOutcome::Cancelled

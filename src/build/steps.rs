@@ -110,6 +110,16 @@ impl Executor<'_> {
         what: &str,
         mut f: impl FnMut() -> HostResult<T>,
     ) -> StepResult<T> {
+        // An interrupted run starts no new host operation; the node stops here.
+        if let Some(sig) = super::cancel::requested() {
+            return fail(
+                step,
+                format!(
+                    "the run was interrupted by {} before `{what}`",
+                    super::cancel::name(sig)
+                ),
+            );
+        }
         log.line(&format!("$ {what}"));
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;

@@ -33,8 +33,18 @@ pub fn build(cli: &Cli, fleet: &Fleet, opts: &BuildOptions, wait: bool) -> Resul
         }
     };
     let run_id = crate::os::run_id(now_secs(), std::process::id());
+    // Ctrl-C or SIGTERM stops the run cleanly; a second one ends it at once.
+    if let Err(e) = crate::build::cancel::install() {
+        tracing::warn!("cannot handle SIGINT/SIGTERM: {e}");
+    }
     let result = crate::build::run(fleet, host.as_ref(), &state, opts, &run_id, &emit);
     reporter.finish();
+    if let Some(sig) = crate::build::cancel::requested() {
+        eprintln!(
+            "interrupted by {}: nothing new was started, running hooks were stopped",
+            crate::build::cancel::name(sig)
+        );
+    }
     match result {
         Ok(r) => {
             if cli.output == Output::Human {

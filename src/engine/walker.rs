@@ -102,6 +102,21 @@ pub fn walk<F>(tasks: &[Task], workers: usize, fail_fast: bool, run: F) -> Vec<O
 where
     F: Fn(usize) -> bool + Sync,
 {
+    walk_until(tasks, workers, fail_fast, &|| false, run)
+}
+
+/// [`walk`], starting nothing new once `stop()` holds (a cancelled run): tasks already
+/// running finish, the rest are [`Outcome::Cancelled`].
+pub fn walk_until<F>(
+    tasks: &[Task],
+    workers: usize,
+    fail_fast: bool,
+    stop: &(dyn Fn() -> bool + Sync),
+    run: F,
+) -> Vec<Outcome>
+where
+    F: Fn(usize) -> bool + Sync,
+{
     let prio = priorities(tasks);
     let mut dependents = vec![Vec::new(); tasks.len()];
     for (i, t) in tasks.iter().enumerate() {
@@ -145,6 +160,9 @@ where
             scope.spawn(|| loop {
                 let mut st = state.lock().expect("walker state");
                 let task = loop {
+                    if !st.stop && stop() {
+                        st.stop = true;
+                    }
                     if st.stop && st.running == 0 {
                         break None;
                     }
@@ -235,6 +253,39 @@ where
         .into_iter()
         .map(|o| o.unwrap_or(Outcome::Cancelled))
         .collect()
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_stop_starts_nothing_new_and_lets_running_tasks_finish() {
+        let tasks: Vec<Task> = (0..4)
+            .map(|i| Task {
+                deps: if i == 0 { vec![] } else { vec![i - 1] },
+                cost: 1,
+                resource: None,
+            })
+            .collect();
+        let stopped = AtomicBool::new(false);
+        let out = walk_until(&tasks, 2, false, &|| stopped.load(Ordering::SeqCst), |i| {
+            if i == 1 {
+                stopped.store(true, Ordering::SeqCst);
+            }
+            true
+        });
+        assert_eq!(
+            out,
+            [
+                Outcome::Succeeded,
+                Outcome::Succeeded,
+                Outcome::Cancelled,
+                Outcome::Cancelled
+            ]
+        );
+    }
 }
 
 #[cfg(test)]

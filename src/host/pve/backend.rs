@@ -114,12 +114,15 @@ impl PveHost {
 
     fn invoke(&self, args: &[String], stdout: Stdio) -> HostResult<std::process::Output> {
         tracing::debug!(argv = ?args, "pct");
-        Command::new(&self.pct)
-            .args(args)
+        let mut cmd = Command::new(&self.pct);
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(Stdio::piped())
-            .output()
+            .stderr(Stdio::piped());
+        // Its own process group: a Ctrl-C meant for phoenix does not kill a `pct` half way
+        // through a task; phoenix lets it finish and then stops.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.output()
             .map_err(|e| HostError::failed(format!("cannot run {}: {e}", self.pct.display())))
     }
 
