@@ -10,6 +10,8 @@
 //! | 5 | [`LOCKED`] | another phoenix run holds the host lock |
 //! | 6 | [`HOST`] | the host could not be used (backend unreachable, state unreadable, preflight failed) |
 //! | 7 | [`NOT_FOUND`] | a CTID named on the command line (target or `--replace`) is not in the config |
+//! | 130, 143 | — | `build` interrupted by SIGINT or SIGTERM (128 + the signal): unfinished nodes are `cancelled` |
+//! | 141 | — | stdout or stderr was closed (SIGPIPE), as for any Unix tool |
 //! | 101 | — | internal error (a bug: please report it) |
 
 pub const OK: i32 = 0;
