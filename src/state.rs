@@ -5,6 +5,7 @@
 //! | `manifests/<hash>.json` | every manifest phoenix built, content-addressed, so `why` can show old → new |
 //! | `blobs/<blake3>` | the script contents those manifests name, for diffs |
 //! | `logs/<ctid>/<run>.log` | one log per node per run (`phoenix log <CTID>`) |
+//! | `hooks-running/<ctid>` | a hook running now: its process group and start time |
 //! | `phoenix.lock` | the host lock: one `build`/`gc` at a time; holds the holder's pid and start |
 //! | `sim/` | the `sim` backend's host |
 //!
@@ -106,6 +107,12 @@ impl StateDir {
             return None;
         }
         Some(bytes)
+    }
+
+    /// One file per hook running now (its process group and start time), so that the
+    /// next run can end what a killed one left running.
+    pub fn hooks_running_dir(&self) -> PathBuf {
+        self.root.join("hooks-running")
     }
 
     pub fn log_dir(&self, ctid: Ctid) -> PathBuf {

@@ -1328,3 +1328,41 @@ fn sigint_cancels_the_run_cleanly_and_says_so() {
     f.write_hook(902, "#!/bin/sh\nexit 0\n");
     assert_eq!(f.sim(&["build"]).code, 0);
 }
+
+#[test]
+fn a_hook_that_a_sigkilled_run_left_running_is_ended_by_the_next_run() {
+    let f = Fixture::example();
+    let marker = f.tmp.path().join("hook-started");
+    let pid_file = f.tmp.path().join("hook.pid");
+    f.write_hook(
+        902,
+        &format!(
+            "#!/bin/sh\necho $$ > {}\ntouch {}\nsleep 300\n",
+            pid_file.display(),
+            marker.display()
+        ),
+    );
+    let mut child = f.spawn_sim(&["build"], &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: phoenix cannot clean up
+    child.wait().unwrap();
+    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let proc_dir = Path::new("/proc").join(&pid);
+    let alive = || {
+        proc_dir.exists()
+            && !fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    };
+    assert!(alive(), "the hook survives its run's SIGKILL");
+    f.write_hook(902, "#!/bin/sh\nexit 0\n");
+    let r = f.sim(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let gone = Instant::now() + Duration::from_secs(5);
+    while alive() {
+        assert!(Instant::now() < gone, "the killed run's hook still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

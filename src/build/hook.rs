@@ -9,13 +9,30 @@ use std::time::{Duration, Instant};
 
 use super::log::NodeLog;
 
-/// Runs `path <arg>` in `dir` with `env` added; `Err` says why the hook failed.
+/// Runs `path <arg>` in `dir` with `env` added; `Err` says why the hook failed. While it
+/// runs, `record` holds its process group and start time, so that a run killed with
+/// SIGKILL leaves behind what the next one needs to end it ([`end_leftovers`]).
 pub fn run(
     path: &Path,
     arg: &str,
     dir: &Path,
     env: &[(String, String)],
     timeout: Duration,
+    record: &Path,
+    log: &mut NodeLog,
+) -> Result<(), String> {
+    let result = run_recorded(path, arg, dir, env, timeout, record, log);
+    let _ = std::fs::remove_file(record);
+    result
+}
+
+fn run_recorded(
+    path: &Path,
+    arg: &str,
+    dir: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+    record: &Path,
     log: &mut NodeLog,
 ) -> Result<(), String> {
     let mut cmd = Command::new(path);
@@ -36,6 +53,9 @@ pub fn run(
             spawn_error(path, &e)
         )
     })?;
+    if let Some(start) = start_time(child.id()) {
+        let _ = crate::os::write_atomic(record, format!("{} {start}\n", child.id()).as_bytes());
+    }
     // Names only: the environment may carry secrets.
     tracing::debug!(hook = %path.display(), arg, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
     let deadline = Instant::now() + timeout;
@@ -139,4 +159,44 @@ fn spawn_error(path: &Path, e: &std::io::Error) -> String {
         }
         _ => e.to_string(),
     }
+}
+
+/// A process's start time (clock ticks since boot, `/proc/<pid>/stat` field 22): with the
+/// pid, it names one process even after the pid is reused.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Ends the process groups of hooks that a killed run left running, as recorded in
+/// `dir` (one file per hook, named by its CTID: its process group and start time). A record whose
+/// process is gone or is another process now (a reused pid) is only removed. Returns the
+/// CTIDs whose hook was ended.
+pub fn end_leftovers(dir: &Path) -> Vec<String> {
+    let mut ended = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return ended;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut words = text.split_whitespace();
+        let pid: Option<u32> = words.next().and_then(|w| w.parse().ok());
+        let start: Option<u64> = words.next().and_then(|w| w.parse().ok());
+        if let (Some(pid), Some(start)) = (pid, start) {
+            if start_time(pid) == Some(start) {
+                kill_group(pid);
+                let ctid = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                tracing::warn!(ctid, pid, "ended the hook a killed run left running");
+                ended.push(ctid);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    ended
 }

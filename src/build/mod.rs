@@ -188,6 +188,11 @@ pub fn run(
     emit: &(dyn Fn(Event) + Sync),
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
+    // Hooks a killed run left running go before anything touches their CTs (this run
+    // holds the run lock, so no other run owns them).
+    for ctid in hook::end_leftovers(&state.hooks_running_dir()) {
+        tracing::info!(ctid, "a killed run's hook was ended");
+    }
     let counting = Counting::new(host);
     let host: &dyn Host = &counting;
     let Planned {

@@ -406,6 +406,7 @@ impl Executor<'_> {
                 &hooks.dir,
                 &env,
                 self.hook_timeout,
+                &self.state.hooks_running_dir().join(format!("{ctid}")),
                 log,
             )
             .map_err(|message| StepError {
