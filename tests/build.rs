@@ -1366,3 +1366,24 @@ fn a_hook_that_a_sigkilled_run_left_running_is_ended_by_the_next_run() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn secret_values_in_hook_output_are_masked_in_the_log() {
+    let f = Fixture::example();
+    f.edit_block(910, |b| {
+        b.insert(
+            "portainer_admin_password".into(),
+            json!("s3cr3t-horse-battery"),
+        );
+    });
+    f.write_hook(
+        910,
+        "#!/bin/sh\necho \"block: $PHOENIX_CONFIG_BLOCK\"\necho 'pw=s3cr3t-horse-battery' >&2\n",
+    );
+    let r = f.sim(&["build", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let log = f.sim(&["log", "910"]).stdout;
+    assert!(log.contains("block: {"), "{log}");
+    assert!(log.contains("pw=***"), "{log}");
+    assert!(!log.contains("s3cr3t"), "{log}");
+}

@@ -12,17 +12,24 @@ use super::log::NodeLog;
 /// Runs `path <arg>` in `dir` with `env` added; `Err` says why the hook failed. While it
 /// runs, `record` holds its process group and start time, so that a run killed with
 /// SIGKILL leaves behind what the next one needs to end it ([`end_leftovers`]).
+/// What a hook runs with: where its record goes, and the secret values its output must
+/// not carry into the log.
+pub struct Guard<'a> {
+    pub record: &'a Path,
+    pub secrets: &'a [String],
+}
+
 pub fn run(
     path: &Path,
     arg: &str,
     dir: &Path,
     env: &[(String, String)],
     timeout: Duration,
-    record: &Path,
+    guard: &Guard,
     log: &mut NodeLog,
 ) -> Result<(), String> {
-    let result = run_recorded(path, arg, dir, env, timeout, record, log);
-    let _ = std::fs::remove_file(record);
+    let result = run_recorded(path, arg, dir, env, timeout, guard, log);
+    let _ = std::fs::remove_file(guard.record);
     result
 }
 
@@ -32,15 +39,22 @@ fn run_recorded(
     dir: &Path,
     env: &[(String, String)],
     timeout: Duration,
-    record: &Path,
+    guard: &Guard,
     log: &mut NodeLog,
 ) -> Result<(), String> {
+    let record = guard.record;
+    let masked = !guard.secrets.is_empty();
     let mut cmd = Command::new(path);
+    let (out, err) = if masked {
+        (Stdio::piped(), Stdio::piped())
+    } else {
+        (log.stdio(), log.stdio())
+    };
     cmd.arg(arg)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(log.stdio())
-        .stderr(log.stdio())
+        .stdout(out)
+        .stderr(err)
         .envs(env.iter().map(|(k, v)| (k, v)));
     // Its own process group, so that a hook that outlives the time limit is stopped
     // together with whatever it started.
@@ -53,11 +67,70 @@ fn run_recorded(
             spawn_error(path, &e)
         )
     })?;
+    // Names only: the environment may carry secrets.
+    tracing::debug!(hook = %path.display(), arg, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
+    // With secrets to hide, the output passes through phoenix line by line.
+    let copiers: Vec<std::thread::JoinHandle<()>> = if masked {
+        [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|pipe| {
+            let mut sink = log.writer();
+            let secrets = guard.secrets.to_vec();
+            std::thread::spawn(move || copy_masked(pipe, &mut sink, &secrets))
+        })
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let result = wait(&mut child, path, timeout, record, log);
+    // The copiers end when the pipes close; a process that escaped the group may hold
+    // them open, so they get a moment, not a wait without end.
+    let until = Instant::now() + Duration::from_secs(1);
+    while copiers.iter().any(|c| !c.is_finished()) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    result
+}
+
+/// Copies a hook's output into its log line by line, every secret value replaced by `***`.
+fn copy_masked(
+    pipe: Box<dyn std::io::Read + Send>,
+    sink: &mut dyn std::io::Write,
+    secrets: &[String],
+) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut line = Vec::new();
+    while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+        let mut text = String::from_utf8_lossy(&line).into_owned();
+        for s in secrets {
+            text = text.replace(s.as_str(), "***");
+        }
+        let _ = sink.write_all(text.as_bytes());
+        line.clear();
+    }
+}
+
+fn wait(
+    child: &mut std::process::Child,
+    path: &Path,
+    timeout: Duration,
+    record: &Path,
+    log: &mut NodeLog,
+) -> Result<(), String> {
     if let Some(start) = start_time(child.id()) {
         let _ = crate::os::write_atomic(record, format!("{} {start}\n", child.id()).as_bytes());
     }
-    // Names only: the environment may carry secrets.
-    tracing::debug!(hook = %path.display(), arg, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     let status = loop {

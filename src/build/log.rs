@@ -29,6 +29,13 @@ impl NodeLog {
             let _ = f.write_all(bytes);
         }
     }
+    /// A second handle on the log, for a thread to append to.
+    pub fn writer(&self) -> Box<dyn Write + Send> {
+        match self.file.as_ref().and_then(|f| f.try_clone().ok()) {
+            Some(f) => Box::new(f),
+            None => Box::new(std::io::sink()),
+        }
+    }
     /// A handle for a child process's output.
     pub fn stdio(&self) -> std::process::Stdio {
         self.file

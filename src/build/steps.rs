@@ -406,7 +406,10 @@ impl Executor<'_> {
                 &hooks.dir,
                 &env,
                 self.hook_timeout,
-                &self.state.hooks_running_dir().join(format!("{ctid}")),
+                &hook::Guard {
+                    record: &self.state.hooks_running_dir().join(format!("{ctid}")),
+                    secrets: &crate::fleet::config::secret_values(&node.block),
+                },
                 log,
             )
             .map_err(|message| StepError {

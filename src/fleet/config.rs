@@ -26,6 +26,35 @@ pub const DEFAULT_HOOKS_DIR: &str = "/usr/local/phoenix_hypervisor/bin";
 
 /// Config files larger than this are refused: a fleet of 10,000 nodes is about 6 MiB.
 pub const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
+/// Words that make a key's value a secret (`root_password`, `hf_token`, `api_secret`):
+/// never shown in diagnostics, replaced by `***` in hook output written to logs.
+pub const SECRET_KEY_WORDS: [&str; 4] = ["password", "token", "secret", "passphrase"];
+
+/// Whether a key names a secret ([`SECRET_KEY_WORDS`], any case).
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_WORDS.iter().any(|w| key.contains(w))
+}
+
+/// The secret string values in a config block, at any depth (four characters or more:
+/// shorter ones would mask ordinary words).
+pub fn secret_values(block: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    fn walk(key: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) if is_secret_key(key) && s.chars().count() >= 4 => {
+                out.push(s.clone())
+            }
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| walk(k, v, out)),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(key, v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    block.iter().for_each(|(k, v)| walk(k, v, &mut out));
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
 /// Hooks, lib files and step scripts are read up to this size (a script this large is not
 /// a script).
 pub const MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;

@@ -325,8 +325,6 @@ const CONTEXT_LINES: usize = 3;
 /// A line longer than this (in bytes) is cut to the problem and this much either side.
 const LONG_LINE: usize = 240;
 const CUT_MARGIN: usize = 80;
-/// Keys whose values are never shown in context lines.
-const SECRET_KEYS: [&str; 4] = ["password", "token", "secret", "passphrase"];
 
 /// The part of a file a report shows: whole lines around the problem, or, when one of them
 /// is too long, a cut of the problem's own line. Offsets stay those of the file.
@@ -436,7 +434,7 @@ fn mask_secrets(text: &str) -> String {
         let lower = line.to_ascii_lowercase();
         let key_end = lower.find("\":");
         match key_end {
-            Some(k) if SECRET_KEYS.iter().any(|s| lower[..k].contains(s)) => {
+            Some(k) if crate::fleet::config::is_secret_key(&lower[..k]) => {
                 let (head, value) = line.split_at(k + 2);
                 out.push_str(head);
                 let trail = value.len() - value.trim_end_matches(['\n', '\r', ',']).len();
