@@ -1387,3 +1387,51 @@ fn secret_values_in_hook_output_are_masked_in_the_log() {
     assert!(log.contains("pw=***"), "{log}");
     assert!(!log.contains("s3cr3t"), "{log}");
 }
+
+#[test]
+fn every_run_appends_its_events_to_the_main_log() {
+    let f = Fixture::example();
+    assert_eq!(f.sim(&["build", "910"]).code, 0);
+    let log = f.state_dir.join("phoenix.log");
+    let first = fs::read_to_string(&log).unwrap();
+    assert!(first.contains(" 910 Portainer"), "{first}");
+    let line = first.lines().next().unwrap();
+    // `2026-11-23T12:38:18Z <run> phoenix build ...`
+    assert!(
+        line.as_bytes()[10] == b'T' && line.contains("Z 20"),
+        "{line}"
+    );
+    let elsewhere = f.tmp.path().join("logs/main.log");
+    let r = f.sim(&["build", "--log-file", elsewhere.to_str().unwrap()]);
+    assert_eq!(r.code, 0);
+    assert!(fs::read_to_string(&elsewhere).unwrap().contains("950"));
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        first,
+        "one log per run, as asked"
+    );
+    assert_eq!(f.sim(&["build"]).code, 0);
+    let again = fs::read_to_string(&log).unwrap();
+    assert!(
+        again.starts_with(&first) && again.len() > first.len(),
+        "appended"
+    );
+}
+
+#[test]
+fn debug_mode_is_verbose_for_phoenix_and_tells_hooks() {
+    let f = Fixture::example();
+    f.edit_hv(|v| v["behavior"]["debug_mode"] = json!(true));
+    let out = f.tmp.path().join("debug.txt");
+    f.write_hook(
+        910,
+        &format!(
+            "#!/bin/sh\necho \"debug=$PHOENIX_DEBUG\" > {}\n",
+            out.display()
+        ),
+    );
+    let r = f.sim(&["build", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("INFO"), "as with -v: {}", r.stderr);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "debug=1\n");
+}

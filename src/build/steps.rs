@@ -13,7 +13,8 @@
 //! base nodes), `PHOENIX_SNAPSHOT`, `PHOENIX_HASH`, `PHOENIX_CONFIG_FILE`,
 //! `PHOENIX_CONFIG_BLOCK` (the block as JSON), `PHOENIX_NVIDIA_DRIVER_VERSION`,
 //! `PHOENIX_NVIDIA_RUNFILE_URL`, `PHOENIX_NVIDIA_REPO_URL`, `PHOENIX_BACKEND`,
-//! `PHOENIX_HOOKS_DIR`, and a `pct` on `PATH` that acts on the node's host. Exit 0 is
+//! `PHOENIX_HOOKS_DIR`, `PHOENIX_DEBUG=1` when `behavior.debug_mode` is true, and a `pct`
+//! on `PATH` that acts on the node's host. Exit 0 is
 //! success; anything else fails the node, with the hook's output in the node's log.
 
 use std::collections::BTreeMap;
@@ -668,6 +669,9 @@ impl Executor<'_> {
             ),
         ];
         env.extend(self.nvidia_env());
+        if self.fleet.hypervisor.debug_mode {
+            env.push(("PHOENIX_DEBUG".into(), "1".into()));
+        }
         env.extend(self.host.hook_env());
         if let Some(dir) = self.host.pct_dir() {
             let path_var = std::env::var_os("PATH").unwrap_or_default();

@@ -124,6 +124,10 @@ pub enum Command {
         /// Seconds to wait for a started CT to answer `pct exec`.
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         ready_timeout: u64,
+        /// The main log every run appends its events to [default: /var/log/phoenix_hypervisor.log
+        /// on pve, <state-dir>/phoenix.log otherwise].
+        #[arg(long, value_name = "PATH", env = "PHOENIX_LOG_FILE")]
+        log_file: Option<PathBuf>,
         /// Seconds a node's hook may run before it is killed and the node fails.
         #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
         hook_timeout: u64,
@@ -234,7 +238,6 @@ pub fn main() -> i32 {
 }
 
 pub fn run(mut cli: Cli) -> i32 {
-    init_tracing(cli.verbose);
     // Hooks run in the hooks directory, and their `pct` finds the host through the state
     // directory: a relative one would point elsewhere there. (The config and hooks
     // directories stay as typed, for messages; hooks get them absolute.)
@@ -263,10 +266,16 @@ pub fn run(mut cli: Cli) -> i32 {
     let fleet = match crate::fleet::load(&paths) {
         Ok(f) => f,
         Err(problems) => {
+            init_tracing(cli.verbose);
             report_problems(&cli, &problems, color);
             return exit::INVALID_CONFIG;
         }
     };
+    // `behavior.debug_mode` is `-v` for everyone who runs this fleet.
+    if fleet.hypervisor.debug_mode {
+        cli.verbose = cli.verbose.max(1);
+    }
+    init_tracing(cli.verbose);
     if !fleet.warnings.0.is_empty() && cli.output == Output::Human {
         eprint!("{}", fleet.warnings.render(color));
     }
@@ -282,6 +291,7 @@ pub fn run(mut cli: Cli) -> i32 {
             wait,
             ready_timeout,
             hook_timeout,
+            log_file,
             consent,
         } => build::build(
             &cli,
@@ -295,6 +305,7 @@ pub fn run(mut cli: Cli) -> i32 {
                 hook_timeout: std::time::Duration::from_secs(*hook_timeout),
             },
             *wait,
+            log_file.as_deref(),
         ),
         Command::Status => status::status(&cli, &fleet),
         Command::Log { ctid } => log::log(&cli, &fleet, *ctid),

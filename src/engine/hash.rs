@@ -16,7 +16,7 @@
 //! | NVIDIA driver version, runfile URL, repo URL — **only if the node or an ancestor has a GPU** | yes | a driver bump rebuilds exactly the GPU subtree |
 //! | the parent's CTID and hash | yes | Merkle chain: a changed template rebuilds its descendants |
 //! | [`RECIPE`], phoenix's recipe version | yes | bumped when a built-in step changes meaning |
-//! | secrets: any field whose name contains `password`, `passwd`, `secret`, `token`, `api_key`, `apikey`, `private_key` | **never** | rotate a token without rebuilding; never written to manifests or logs |
+//! | secrets: any field whose name contains `password`, `passwd`, `passphrase`, `secret`, `token`, `api_key`, `apikey`, `private_key` | **never** | rotate a token without rebuilding; never written to manifests or logs |
 //!
 //! Canonical JSON is defined in [`crate::engine::canon`]. The snapshot of a built node is
 //! [`SnapshotName::for_hash`]: `phx-` + the first 32 hex digits.

@@ -26,22 +26,12 @@ pub const DEFAULT_HOOKS_DIR: &str = "/usr/local/phoenix_hypervisor/bin";
 
 /// Config files larger than this are refused: a fleet of 10,000 nodes is about 6 MiB.
 pub const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
-/// Words that make a key's value a secret (`root_password`, `hf_token`, `api_secret`):
-/// never shown in diagnostics, replaced by `***` in hook output written to logs.
-pub const SECRET_KEY_WORDS: [&str; 4] = ["password", "token", "secret", "passphrase"];
-
-/// Whether a key names a secret ([`SECRET_KEY_WORDS`], any case).
-pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_KEY_WORDS.iter().any(|w| key.contains(w))
-}
-
 /// The secret string values in a config block, at any depth (four characters or more:
 /// shorter ones would mask ordinary words).
 pub fn secret_values(block: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
     fn walk(key: &str, v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
-            serde_json::Value::String(s) if is_secret_key(key) && s.chars().count() >= 4 => {
+            serde_json::Value::String(s) if is_secret_field(key) && s.chars().count() >= 4 => {
                 out.push(s.clone())
             }
             serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| walk(k, v, out)),
@@ -196,6 +186,10 @@ pub struct Hypervisor {
     pub portainer_agent_port: u16,
     pub portainer_server_image: String,
     pub portainer_agent_image: String,
+    /// `behavior.debug_mode`: run as with `-v`; hooks get `PHOENIX_DEBUG=1`.
+    pub debug_mode: bool,
+    /// `behavior.rollback_on_failure`.
+    pub rollback_on_failure: bool,
 }
 
 /// A script phoenix hashes: a node's hook, a `lib/` file, or a built-in step script.
@@ -275,6 +269,7 @@ pub fn is_valid_snapshot_name(name: &str) -> bool {
 const SECRET_MARKERS: &[&str] = &[
     "password",
     "passwd",
+    "passphrase",
     "secret",
     "token",
     "api_key",
@@ -282,7 +277,8 @@ const SECRET_MARKERS: &[&str] = &[
     "private_key",
 ];
 
-/// A field whose value must never be hashed, stored or printed.
+/// A field whose value must never be hashed, stored or printed (diagnostics mask it, hook
+/// output written to logs has it replaced by `***`).
 pub fn is_secret_field(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     SECRET_MARKERS.iter().any(|m| lower.contains(m))

@@ -434,7 +434,7 @@ fn mask_secrets(text: &str) -> String {
         let lower = line.to_ascii_lowercase();
         let key_end = lower.find("\":");
         match key_end {
-            Some(k) if crate::fleet::config::is_secret_key(&lower[..k]) => {
+            Some(k) if crate::fleet::config::is_secret_field(&lower[..k]) => {
                 let (head, value) = line.split_at(k + 2);
                 out.push_str(head);
                 let trail = value.len() - value.trim_end_matches(['\n', '\r', ',']).len();

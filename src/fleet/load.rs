@@ -302,7 +302,17 @@ fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
             .unwrap_or_else(|| "portainer/portainer-ce:lts".to_string()),
         portainer_agent_image: text(docker, "portainer_agent_image")
             .unwrap_or_else(|| "portainer/agent:lts".to_string()),
+        debug_mode: flag(tree, "debug_mode"),
+        rollback_on_failure: flag(tree, "rollback_on_failure"),
     }
+}
+
+/// A `behavior` flag: true only when it is the JSON `true`.
+fn flag(tree: &json::Value, key: &str) -> bool {
+    tree.get("behavior")
+        .and_then(|b| b.get(key))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
 }
 
 /// Reads the blocks of `lxc_configs`: `tree` locates them, `plain` (the same document
