@@ -127,6 +127,7 @@ impl Node {
             .env("PHOENIX_CONFIG_DIR", self.dir.join("etc"))
             .env("PHOENIX_HOOKS_DIR", self.dir.join("hooks"))
             .env("PHOENIX_STATE_DIR", self.dir.join("state"))
+            .env("PHOENIX_LOG_FILE", self.dir.join("phoenix.log"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         self.env(&mut cmd, pct_ms);

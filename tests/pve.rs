@@ -105,6 +105,7 @@ impl Node {
     fn phoenix(&self, args: &[&str]) -> Run {
         let path = self.path();
         let root = self.root.display().to_string();
+        let log = self.f.tmp.path().join("phoenix.log").display().to_string();
         self.f.phoenix_env(
             args,
             &[
@@ -113,6 +114,7 @@ impl Node {
                 ("PVE_EMULATOR_ROOT", &root),
                 ("PATH", &path),
                 ("PHOENIX_RETRY_DELAY_MS", "5"),
+                ("PHOENIX_LOG_FILE", &log),
             ],
         )
     }
