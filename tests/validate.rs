@@ -1030,3 +1030,43 @@ fn a_secret_beside_a_bad_value_is_not_shown() {
         run.stderr
     );
 }
+
+// ---------------------------------------------------------------- migration
+
+#[test]
+fn a_gpu_fleet_without_the_runfile_url_is_an_error_naming_what_to_add() {
+    let f = Fixture::example();
+    f.edit_lxc(|v| {
+        v.as_object_mut().unwrap().remove("nvidia_runfile_url");
+    });
+    let (_, p) = rejected(&f, "config::gpu-needs-nvidia");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("CT 901 is assigned GPUs, but the file has no nvidia_runfile_url"),
+        "{p}"
+    );
+    assert!(p["help"]
+        .as_str()
+        .unwrap()
+        .contains("NVIDIA-Linux-x86_64-<version>.run"));
+}
+
+#[test]
+fn validate_lists_the_nodes_without_a_setup_hook() {
+    let f = Fixture::example();
+    fs::remove_file(f.hook_path(901)).unwrap();
+    fs::remove_file(f.hook_path(950)).unwrap();
+    let v = f.validate_json().json();
+    assert_eq!(v["without_hook"], json!([901, 950]));
+    let human = f.phoenix(&["validate"]);
+    assert_eq!(human.code, 0);
+    assert!(
+        human.stdout.contains(
+            "no setup hook (phoenix_hypervisor_setup_<CTID>.sh) for: 901 BaseTemplateGPU, 950 vllmQwen3Coder"
+        ),
+        "{}",
+        human.stdout
+    );
+}

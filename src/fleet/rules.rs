@@ -23,7 +23,39 @@ pub fn check(fleet: &Fleet) -> Vec<Problem> {
     unique_addresses(fleet, &mut out);
     stray_hooks(fleet, &mut out);
     runfile_matches_driver(fleet, &mut out);
+    gpus_need_nvidia_settings(fleet, &mut out);
     out
+}
+
+/// GPU nodes install the NVIDIA userspace driver from the runfile URL at the driver
+/// version: a GPU fleet without them validates nowhere else and would fail on the host.
+fn gpus_need_nvidia_settings(fleet: &Fleet, out: &mut Vec<Problem>) {
+    let Some(first) = fleet.nodes.values().find(|n| n.has_gpu()) else {
+        return;
+    };
+    let missing: Vec<&str> = [
+        (
+            "nvidia_driver_version",
+            fleet.nvidia.driver_version.is_none(),
+        ),
+        ("nvidia_runfile_url", fleet.nvidia.runfile_url.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(k, gone)| gone.then_some(k))
+    .collect();
+    if missing.is_empty() {
+        return;
+    }
+    out.push(
+        at(fleet, first, "gpu_assignment", "config::gpu-needs-nvidia")
+            .message(format!(
+                "CT {} is assigned GPUs, but the file has no {}: GPU nodes install the NVIDIA userspace driver from them",
+                first.ctid,
+                missing.join(" and ")
+            ))
+            .label("GPUs assigned here")
+            .help("add \"nvidia_driver_version\" (the host's kernel driver, /proc/driver/nvidia/version) and \"nvidia_runfile_url\" (https://us.download.nvidia.com/XFree86/Linux-x86_64/<version>/NVIDIA-Linux-x86_64-<version>.run) at the top of the file"),
+    );
 }
 
 fn at(fleet: &Fleet, node: &Node, field: &str, code: &'static str) -> Problem {
