@@ -1435,3 +1435,64 @@ fn debug_mode_is_verbose_for_phoenix_and_tells_hooks() {
     assert!(r.stderr.contains("INFO"), "as with -v: {}", r.stderr);
     assert_eq!(fs::read_to_string(&out).unwrap(), "debug=1\n");
 }
+
+#[test]
+fn the_initial_setup_runs_on_the_host_before_any_node_and_a_failure_touches_nothing() {
+    let f = Fixture::example();
+    let out = f.tmp.path().join("setup.txt");
+    let setup = f.hooks_dir.join("phoenix_hypervisor_initial_setup.sh");
+    fs::write(
+        &setup,
+        format!(
+            "#!/bin/sh\necho \"args=$# backend=$PHOENIX_BACKEND pct=$(command -v pct)\" >> {}\npct list >> {}\n",
+            out.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    f.set_mode(&setup, 0o755);
+    // plan says it will run; it is not a node input (no hash changes).
+    let before = plan(&f, &[]);
+    let r = f.sim(&["plan"]);
+    assert!(
+        r.stdout
+            .contains("phoenix_hypervisor_initial_setup.sh runs on the host"),
+        "{}",
+        r.stdout
+    );
+    let r = f.sim(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = fs::read_to_string(&out).unwrap();
+    assert!(seen.starts_with("args=0 backend=sim pct=/"), "{seen}");
+    // It ran before any node: the host had no CT yet (pct list printed nothing).
+    assert_eq!(seen.lines().count(), 1, "{seen}");
+    // A no-op build has no work: the set-up does not run.
+    assert_eq!(f.sim(&["build"]).code, 0);
+    assert_eq!(fs::read_to_string(&out).unwrap(), seen);
+
+    // A failing set-up stops the run before any CT is touched.
+    let g = Fixture::example();
+    let setup = g.hooks_dir.join("phoenix_hypervisor_initial_setup.sh");
+    fs::write(&setup, "#!/bin/sh\necho 'zfs pool missing' >&2\nexit 3\n").unwrap();
+    g.set_mode(&setup, 0o755);
+    assert_eq!(
+        plan(&g, &[])[&950]["hash"],
+        before[&950]["hash"],
+        "the set-up is not a node input"
+    );
+    let r = g.sim(&["build"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the host set-up failed, so no CT was touched")
+            && r.stderr.contains("exited with code 3"),
+        "{}",
+        r.stderr
+    );
+    assert!(g.ct(900).is_none());
+    let logs = g.state_dir.join("logs/setup");
+    let log = fs::read_dir(&logs).unwrap().next().unwrap().unwrap().path();
+    assert!(fs::read_to_string(log)
+        .unwrap()
+        .contains("zfs pool missing"));
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::log::NodeLog;
 
-/// Runs `path <arg>` in `dir` with `env` added; `Err` says why the hook failed. While it
+/// Runs `path <args>` in `dir` with `env` added; `Err` says why the hook failed. While it
 /// runs, `record` holds its process group and start time, so that a run killed with
 /// SIGKILL leaves behind what the next one needs to end it ([`end_leftovers`]).
 /// What a hook runs with: where its record goes, and the secret values its output must
@@ -21,21 +21,21 @@ pub struct Guard<'a> {
 
 pub fn run(
     path: &Path,
-    arg: &str,
+    args: &[&str],
     dir: &Path,
     env: &[(String, String)],
     timeout: Duration,
     guard: &Guard,
     log: &mut NodeLog,
 ) -> Result<(), String> {
-    let result = run_recorded(path, arg, dir, env, timeout, guard, log);
+    let result = run_recorded(path, args, dir, env, timeout, guard, log);
     let _ = std::fs::remove_file(guard.record);
     result
 }
 
 fn run_recorded(
     path: &Path,
-    arg: &str,
+    args: &[&str],
     dir: &Path,
     env: &[(String, String)],
     timeout: Duration,
@@ -50,7 +50,7 @@ fn run_recorded(
     } else {
         (log.stdio(), log.stdio())
     };
-    cmd.arg(arg)
+    cmd.args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out)
@@ -59,7 +59,7 @@ fn run_recorded(
     // Its own process group, so that a hook that outlives the time limit is stopped
     // together with whatever it started.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    log.line(&format!("$ {} {arg}", path.display()));
+    log.line(&format!("$ {} {}", path.display(), args.join(" ")));
     let mut child = cmd.spawn().map_err(|e| {
         format!(
             "cannot run hook {}: {}",
@@ -68,7 +68,7 @@ fn run_recorded(
         )
     })?;
     // Names only: the environment may carry secrets.
-    tracing::debug!(hook = %path.display(), arg, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
+    tracing::debug!(hook = %path.display(), ?args, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
     // With secrets to hide, the output passes through phoenix line by line.
     let copiers: Vec<std::thread::JoinHandle<()>> = if masked {
         [

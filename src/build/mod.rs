@@ -121,6 +121,8 @@ pub enum RunError {
         #[source]
         source: HostError,
     },
+    #[error("the host set-up failed, so no CT was touched: {0}")]
+    InitialSetup(String),
 }
 
 /// Result of a build, for the caller's summary.
@@ -229,6 +231,10 @@ pub fn run(
         ready_timeout: opts.ready_timeout,
         hook_timeout: opts.hook_timeout,
     };
+    // The original's host set-up runs before any node, on every build with work.
+    if let (Some(script), false) = (&fleet.hooks.initial_setup, building.is_empty()) {
+        exec.initial_setup(script).map_err(RunError::InitialSetup)?;
+    }
     let (walked, failures) = walk(&exec, &building, opts);
     let outcomes = outcomes(&exec, &plan, &walked, &failures);
     let exit_code = match cancel::requested() {

@@ -403,7 +403,7 @@ impl Executor<'_> {
             let env = self.hook_env(node);
             hook::run(
                 &path,
-                &ctid.to_string(),
+                &[&ctid.to_string()],
                 &hooks.dir,
                 &env,
                 self.hook_timeout,
@@ -655,12 +655,22 @@ impl Executor<'_> {
             ("PHOENIX_SNAPSHOT".into(), h.hash.snapshot().to_string()),
             ("PHOENIX_HASH".into(), h.hash.to_string()),
             (
-                "PHOENIX_CONFIG_FILE".into(),
-                self.fleet.lxc_path().display().to_string(),
-            ),
-            (
                 "PHOENIX_CONFIG_BLOCK".into(),
                 serde_json::Value::Object(node.block.clone()).to_string(),
+            ),
+        ];
+        env.extend(self.host_env());
+        env
+    }
+
+    /// What every script phoenix runs on the host gets, the node's hooks and the initial
+    /// set-up alike: the config file, the backend, the hooks directory, the NVIDIA
+    /// settings, `PHOENIX_DEBUG`, and `PATH` with the host's `pct` first.
+    pub fn host_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "PHOENIX_CONFIG_FILE".into(),
+                self.fleet.lxc_path().display().to_string(),
             ),
             ("PHOENIX_BACKEND".into(), self.host.name().to_string()),
             (
@@ -681,6 +691,34 @@ impl Executor<'_> {
             env.push(("PATH".into(), joined.to_string_lossy().into_owned()));
         }
         env
+    }
+
+    /// Runs `phoenix_hypervisor_initial_setup.sh` on the host, before any node; its
+    /// output goes to `logs/setup/<run>.log`. `Err` says why it failed.
+    pub fn initial_setup(&self, script: &std::path::Path) -> Result<(), String> {
+        let log_path = self
+            .state
+            .root
+            .join("logs/setup")
+            .join(format!("{}.log", self.run_id));
+        let mut log = NodeLog::open(&log_path);
+        log.line(&format!("# phoenix run {}: host set-up", self.run_id));
+        hook::run(
+            script,
+            &[],
+            &self.fleet.hooks.dir,
+            &self.host_env(),
+            self.hook_timeout,
+            &hook::Guard {
+                record: &self.state.hooks_running_dir().join("setup"),
+                secrets: &[],
+            },
+            &mut log,
+        )
+        .map_err(|e| {
+            log.line(&format!("# failed: {e}"));
+            format!("{e} (its output: {})", log_path.display())
+        })
     }
 
     /// Pushes a built-in step script into the CT and runs it there.

@@ -87,6 +87,9 @@ fn host_help(e: &HostError) -> &'static str {
 fn run_help(e: &RunError) -> String {
     match e {
         RunError::ReadHost(h) => host_help(h).to_string(),
+        RunError::InitialSetup(_) => {
+            "fix phoenix_hypervisor_initial_setup.sh (it runs before every build that has work, so it must be idempotent) and build again".to_string()
+        }
         RunError::StaleLock { ctid, .. } => {
             format!("check what holds CT {ctid}; `pct unlock {ctid}` removes the lock")
         }

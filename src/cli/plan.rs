@@ -11,6 +11,12 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
     let planned =
         crate::build::make_plan(fleet, host.as_ref(), consent, targets).map_err(Error::ReadHost)?;
     let (plan, preflight) = (planned.plan, planned.preflight);
+    // The host set-up runs when the build has work.
+    let setup = fleet
+        .hooks
+        .initial_setup
+        .as_deref()
+        .filter(|_| plan.entries.iter().any(|e| e.action.builds()));
     match cli.output {
         Output::Json => print_json(&json!({
             "schema_version": JSON_SCHEMA_VERSION,
@@ -18,8 +24,12 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
             "nodes": plan.entries,
             "counts": plan.counts(),
             "preflight": preflight.values().collect::<Vec<_>>(),
+            "initial_setup": setup.map(|p| p.display().to_string()),
         })),
         Output::Human => {
+            if let Some(p) = setup {
+                println!("before the build: {} runs on the host", p.display());
+            }
             let color = stdout_color(cli);
             println!("{:<16} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
             for e in &plan.entries {

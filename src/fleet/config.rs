@@ -55,6 +55,8 @@ pub fn hook_file_name(ctid: Ctid) -> String {
 }
 pub const NVIDIA_STEP_FILE: &str = "phoenix_hypervisor_lxc_nvidia.sh";
 pub const DOCKER_STEP_FILE: &str = "phoenix_hypervisor_lxc_docker.sh";
+/// The original's host set-up, run before the nodes of every build that has work.
+pub const INITIAL_SETUP_FILE: &str = "phoenix_hypervisor_initial_setup.sh";
 #[derive(Clone, Debug)]
 pub struct Paths {
     pub config_dir: PathBuf,
@@ -240,6 +242,8 @@ pub struct Hooks {
     /// Scripts named like the original orchestrator's per-container scripts
     /// (`phoenix_hypervisor_lxc_<CTID>.sh`), which phoenix does not run: CTID → path.
     pub original_names: BTreeMap<Ctid, PathBuf>,
+    /// `phoenix_hypervisor_initial_setup.sh`: host set-up, not a node input (not hashed).
+    pub initial_setup: Option<PathBuf>,
 }
 
 /// `^[1-9][0-9]{2,8}$`: Proxmox's VMID rule (100 to 999999999).

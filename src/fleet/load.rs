@@ -433,6 +433,7 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
     let mut original_names = BTreeMap::new();
     let mut nvidia_step = None;
     let mut docker_step = None;
+    let mut initial_setup = None;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
@@ -444,6 +445,10 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
             node_hooks.insert(ctid, Script::read(&path).map_err(|e| unreadable(&path, e))?);
         } else if name == NVIDIA_STEP_FILE {
             nvidia_step = Some(Script::read(&path).map_err(|e| unreadable(&path, e))?);
+        } else if name == INITIAL_SETUP_FILE {
+            // Read like any script (a FIFO or a device is refused), but not hashed.
+            Script::read(&path).map_err(|e| unreadable(&path, e))?;
+            initial_setup = Some(path);
         } else if name == DOCKER_STEP_FILE {
             docker_step = Some(Script::read(&path).map_err(|e| unreadable(&path, e))?);
         } else if let Some(ctid) = name
@@ -485,5 +490,6 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
         docker_step: docker_step
             .unwrap_or_else(|| Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER)),
         original_names,
+        initial_setup,
     })
 }
