@@ -1183,7 +1183,7 @@ fn a_hook_that_cannot_run_or_dies_by_a_signal_is_told_precisely() {
 
     f.write_hook(910, "#!/bin/sh\nkill -TERM $$\n");
     let e = node_error(&build_json(&f, &[]), 910);
-    assert!(e.ends_with("was killed by signal 15 (SIGTERM)"), "{e}");
+    assert!(e.contains("was killed by signal 15 (SIGTERM)"), "{e}");
 }
 
 #[test]
@@ -1495,4 +1495,52 @@ fn the_initial_setup_runs_on_the_host_before_any_node_and_a_failure_touches_noth
     assert!(fs::read_to_string(log)
         .unwrap()
         .contains("zfs pool missing"));
+}
+
+#[test]
+fn without_rollback_on_failure_a_failed_ct_is_left_for_inspection() {
+    let f = Fixture::example();
+    f.write_hook(910, "#!/bin/sh\nexit 2\n");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1);
+    let e = node_error(&r, 910);
+    assert!(
+        e.contains("CT 910 is left as the failure left it (rollback_on_failure is off): look inside with `pct enter 910`"),
+        "{e}"
+    );
+    assert!(f.ct(910).is_some());
+}
+
+#[test]
+fn rollback_on_failure_destroys_a_half_built_ct_and_rolls_back_an_in_place_rebuild() {
+    let f = Fixture::example();
+    f.edit_hv(|v| v["behavior"]["rollback_on_failure"] = json!(true));
+    assert_eq!(f.sim(&["build"]).code, 0);
+    let before = f.ct(950).unwrap();
+    assert_eq!(before["running"], true);
+
+    // 950 says "rebuild": "in-place": a failed rebuild goes back to its last build.
+    f.write_hook(950, "#!/bin/sh\nexit 2\n");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1);
+    let e = node_error(&r, 950);
+    let old = before["parent_snapshot"].as_str().unwrap();
+    assert!(
+        e.contains(&format!(
+            "CT 950 was rolled back to {old} (rollback_on_failure)"
+        )),
+        "{e}"
+    );
+    let after = f.ct(950).unwrap();
+    assert_eq!(after["parent_snapshot"], before["parent_snapshot"]);
+    assert_eq!(after["running"], true, "it ran before, so it runs again");
+
+    // A CT the run created is destroyed, and the next plan creates it again.
+    let g = Fixture::example();
+    g.edit_hv(|v| v["behavior"]["rollback_on_failure"] = json!(true));
+    g.write_hook(910, "#!/bin/sh\nexit 2\n");
+    let r = build_json(&g, &[]);
+    assert!(node_error(&r, 910).contains("the half-built CT 910 was destroyed"));
+    assert!(g.ct(910).is_none());
+    assert_eq!(plan(&g, &[])[&910]["action"], "create");
 }

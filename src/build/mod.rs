@@ -329,6 +329,10 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
                         c.insert(ctid);
                     }
                 } else {
+                    let mut e = e;
+                    if let Some(said) = exec.after_failure(ctid) {
+                        e.message = format!("{}; {said}", e.message);
+                    }
                     finished(ctid, NodeOutcome::Failed, Some(&e));
                     if let Ok(mut f) = failures.lock() {
                         f.insert(ctid, e);

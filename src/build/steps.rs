@@ -233,6 +233,65 @@ impl Executor<'_> {
         }
     }
 
+    /// What happens to a node's CT after its build failed (`behavior.rollback_on_failure`):
+    /// when true, a CT the run created or replaced is destroyed, and one rebuilt or updated
+    /// in place is rolled back to its newest `phx-*` snapshot (and started again if it was
+    /// running); when false, the CT is left for inspection. Only phoenix's own CTs are
+    /// touched. Returns what was done, in words for the summary.
+    pub fn after_failure(&self, ctid: Ctid) -> Option<String> {
+        let ct = self.host.ct(ctid).ok().flatten()?;
+        if !ct.is_managed() {
+            return None;
+        }
+        let mut log = NodeLog::open(&self.log_path(ctid));
+        if !self.fleet.hypervisor.rollback_on_failure {
+            return Some(format!(
+                "CT {ctid} is left as the failure left it (rollback_on_failure is off): look inside with `pct enter {ctid}`"
+            ));
+        }
+        let fresh = matches!(
+            self.entries[&ctid].action,
+            Action::Create
+                | Action::Rebuild {
+                    mode: RebuildMode::Replace,
+                    ..
+                }
+        );
+        let outcome = if fresh {
+            let stopped = if ct.running {
+                self.host.stop(ctid)
+            } else {
+                Ok(())
+            };
+            stopped
+                .and_then(|()| self.host.destroy(ctid))
+                .map(|()| format!("the half-built CT {ctid} was destroyed (rollback_on_failure)"))
+        } else {
+            // The snapshot the live state descends from is the newest one: the only one
+            // Proxmox rolls back to.
+            match ct.parent_snapshot.filter(|s| s.starts_with("phx-")) {
+                None => return Some(format!(
+                    "CT {ctid} could not be rolled back: its newest snapshot is not one of phoenix's; look inside with `pct enter {ctid}`"
+                )),
+                Some(snap) => {
+                    let was_running = self.inventory.get(&ctid).is_some_and(|c| c.running);
+                    self.host
+                        .rollback(ctid, &snap)
+                        .and_then(|()| if was_running { self.host.start(ctid) } else { Ok(()) })
+                        .map(|()| format!("CT {ctid} was rolled back to {snap} (rollback_on_failure)"))
+                }
+            }
+        };
+        let said = outcome.unwrap_or_else(|e| {
+            format!(
+                "CT {ctid} could not be put back ({}): look inside with `pct enter {ctid}`",
+                e.message
+            )
+        });
+        log.line(&format!("# {said}"));
+        Some(said)
+    }
+
     /// Destroys the live CT of a node being replaced (stopping it first).
     fn destroy(&self, ctid: Ctid, log: &mut NodeLog) -> StepResult {
         let Some(ct) = self.inventory.get(&ctid) else {
