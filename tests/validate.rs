@@ -1070,3 +1070,32 @@ fn validate_lists_the_nodes_without_a_setup_hook() {
         human.stdout
     );
 }
+
+#[test]
+fn hypervisor_schema_warnings_are_shown_by_validate_and_pointed_to_elsewhere() {
+    // The original's files: its hypervisor config never passed its own schema.
+    let f = Fixture::empty();
+    let fleet = common::repo().join("tests/fixtures/fleets/upstream-fe8c1c1");
+    for e in fs::read_dir(&fleet).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "json") {
+            fs::copy(e.path(), f.config_dir.join(e.file_name())).unwrap();
+        }
+    }
+    let v = f.phoenix(&["validate"]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(
+        v.stderr.contains("property `docker` is not allowed here"),
+        "{}",
+        v.stderr
+    );
+    let p = f.phoenix(&["graph"]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let lines: Vec<&str> = p.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{}", p.stderr);
+    assert!(
+        lines[0].starts_with("warning: the configuration has ")
+            && lines[0].ends_with("warning(s): `phoenix validate` shows them"),
+        "{}",
+        lines[0]
+    );
+}

@@ -276,8 +276,16 @@ pub fn run(mut cli: Cli) -> i32 {
         cli.verbose = cli.verbose.max(1);
     }
     init_tracing(cli.verbose);
+    // Warnings in full where they are asked for; elsewhere one line that points there.
     if !fleet.warnings.0.is_empty() && cli.output == Output::Human {
-        eprint!("{}", fleet.warnings.render(color));
+        if matches!(cli.command, Command::Validate) {
+            eprint!("{}", fleet.warnings.render(color));
+        } else {
+            eprintln!(
+                "warning: the configuration has {} warning(s): `phoenix validate` shows them",
+                fleet.warnings.0.len()
+            );
+        }
     }
     let result = match &cli.command {
         Command::Validate => validate::validate(&cli, &fleet),
