@@ -1099,3 +1099,23 @@ fn hypervisor_schema_warnings_are_shown_by_validate_and_pointed_to_elsewhere() {
         lines[0]
     );
 }
+
+#[test]
+fn a_missing_hooks_directory_is_reported_with_every_other_problem() {
+    let f = Fixture::example();
+    fs::remove_dir_all(&f.hooks_dir).unwrap();
+    f.edit_block(950, |b| {
+        b.insert("clone_from_template_ctid".into(), json!("999"));
+    });
+    let run = f.validate_json();
+    run.assert_invalid();
+    let codes = run.codes();
+    assert!(
+        codes.contains(&"config::hooks-dir".to_string()),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().any(|c| c != "config::hooks-dir"),
+        "the config's own problem is there too: {codes:?}"
+    );
+}

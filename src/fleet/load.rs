@@ -195,16 +195,26 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
         }
     }
 
+    // A hooks directory that cannot be read is one problem among the others: the config's
+    // own checks still run (as if it held no hooks), so every problem is reported at once.
     let hooks = match scan_hooks(&paths.hooks_dir) {
-        Ok(h) => Some(h),
+        Ok(h) => h,
         Err(p) => {
             problems.push(p);
-            None
+            Hooks {
+                dir: paths.hooks_dir.clone(),
+                node_hooks: BTreeMap::new(),
+                lib: BTreeMap::new(),
+                nvidia_step: Script::builtin(NVIDIA_STEP_FILE, BUILTIN_NVIDIA),
+                docker_step: Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER),
+                original_names: BTreeMap::new(),
+                initial_setup: None,
+            }
         }
     };
 
-    let (Some((lxc_file, lxc_tree)), Some(hypervisor), Some(hooks), Some(lxc_plain)) =
-        (lxc, hypervisor, hooks, lxc_plain)
+    let (Some((lxc_file, lxc_tree)), Some(hypervisor), Some(lxc_plain)) =
+        (lxc, hypervisor, lxc_plain)
     else {
         problems.sort();
         return Err(problems);
