@@ -1119,3 +1119,38 @@ fn a_missing_hooks_directory_is_reported_with_every_other_problem() {
         "the config's own problem is there too: {codes:?}"
     );
 }
+
+#[test]
+fn the_orchestrators_later_format_is_explained_in_one_diagnostic() {
+    let f = Fixture::example();
+    f.edit_lxc(|v| {
+        for (_, b) in v["lxc_configs"].as_object_mut().unwrap() {
+            let b = b.as_object_mut().unwrap();
+            if let Some(p) = b.remove("clone_from_template_ctid") {
+                b.insert("clone_from_ctid".into(), p);
+            }
+            b.insert("features".into(), json!(["docker"]));
+            b.insert("application_script".into(), json!("app.sh"));
+        }
+    });
+    let run = f.validate_json();
+    run.assert_invalid();
+    assert_eq!(
+        run.codes(),
+        ["config::later-format"],
+        "one diagnostic, nothing else"
+    );
+    let p = run.problem("config::later-format");
+    let message = p["message"].as_str().unwrap();
+    for sign in [
+        "`clone_from_ctid`",
+        "`features` as a list",
+        "`application_script`",
+    ] {
+        assert!(message.contains(sign), "{message}");
+    }
+    assert!(p["help"]
+        .as_str()
+        .unwrap()
+        .contains("clone_from_template_ctid"));
+}

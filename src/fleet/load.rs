@@ -126,6 +126,47 @@ fn read_json(
     }
 }
 
+/// The orchestrator's later config format (`clone_from_ctid`, `features` as a list of
+/// names, `application_script`, as in its `33a8524`): recognised, and explained as one
+/// problem that says what to change.
+fn later_format(file: &Arc<SourceFile>, tree: &json::Value) -> Option<Problem> {
+    let configs = tree.get("lxc_configs")?;
+    let plain = configs.to_plain();
+    let blocks = plain.as_object()?;
+    let mut signs: Vec<&str> = Vec::new();
+    let mut first: Option<String> = None;
+    for (ctid, block) in blocks {
+        let Some(b) = block.as_object() else { continue };
+        let found = [
+            ("`clone_from_ctid`", b.contains_key("clone_from_ctid")),
+            (
+                "`features` as a list",
+                b.get("features").is_some_and(|f| f.is_array()),
+            ),
+            ("`application_script`", b.contains_key("application_script")),
+        ];
+        for (sign, here) in found {
+            if here {
+                if !signs.contains(&sign) {
+                    signs.push(sign);
+                }
+                first.get_or_insert_with(|| ctid.clone());
+            }
+        }
+    }
+    let ctid = first?;
+    let pointer = format!("/lxc_configs/{ctid}");
+    Some(
+        Problem::error("config::later-format", file, tree.locate(&pointer, true), &pointer)
+            .message(format!(
+                "this file is in the orchestrator's later format ({}), which phoenix does not read",
+                signs.join(", ")
+            ))
+            .label("later format")
+            .help("convert each block: `clone_from_ctid` → `clone_from_template_ctid` (its source must be a template with `template_snapshot_name`); `features` → a pct feature string such as \"nesting=1,keyctl=1\" (a `nvidia` feature is `gpu_assignment`, `docker` is `nesting=1,keyctl=1`); `application_script` → the node's setup hook phoenix_hypervisor_setup_<CTID>.sh"),
+    )
+}
+
 /// Loads and validates the whole fleet. Either a valid fleet (with warnings) or every
 /// problem found, sorted.
 pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
@@ -145,6 +186,23 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
 
     // The fleet without positions: validated by the schemas, then taken apart into nodes.
     let mut lxc_plain = None;
+    if let Some((file, tree)) = &lxc {
+        if let Some(problem) = later_format(file, tree) {
+            // One explanation instead of phoenix's schema error per block, and never a
+            // fleet read the wrong way; the user's own schema still gives its verdict.
+            problems.push(problem);
+            check_user_schema(
+                &paths.config_dir.join(LXC_SCHEMA_FILE),
+                file,
+                tree,
+                &tree.to_plain(),
+                false,
+                &mut problems,
+            );
+            problems.sort();
+            return Err(problems);
+        }
+    }
     if let Some((file, tree)) = &lxc {
         let plain = tree.to_plain();
         let errs = schema::check(
