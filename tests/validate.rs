@@ -1154,3 +1154,36 @@ fn the_orchestrators_later_format_is_explained_in_one_diagnostic() {
         .unwrap()
         .contains("clone_from_template_ctid"));
 }
+
+#[test]
+fn a_user_schema_whose_ctid_pattern_refuses_a_ctid_says_it_is_the_pattern() {
+    let f = Fixture::example();
+    f.write_text(
+        "phoenix_lxc_configs.schema.json",
+        r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "properties": {
+    "lxc_configs": {
+      "type": "object",
+      "patternProperties": {"^(90[0-3]|910|920)$": {"type": "object"}},
+      "additionalProperties": false
+    }
+  }
+}"#,
+    );
+    let run = f.validate_json();
+    run.assert_invalid();
+    let p = run.problem("schema::user");
+    assert_eq!(
+        p["message"],
+        "CTID 950 does not match the CTID key pattern `^(90[0-3]|910|920)$` of phoenix_lxc_configs.schema.json"
+    );
+    assert!(
+        p["help"]
+            .as_str()
+            .unwrap()
+            .contains("add 950 to that pattern"),
+        "{p}"
+    );
+}

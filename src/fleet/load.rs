@@ -341,12 +341,56 @@ fn check_user_schema(
             Err(p) => found.push(p),
         }
     }
+    let schema_name = schema_path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let patterns: Vec<String> = std::fs::read(schema_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|s| {
+            s.pointer("/properties/lxc_configs/patternProperties")
+                .and_then(|p| p.as_object())
+                .map(|p| p.keys().cloned().collect())
+        })
+        .unwrap_or_default();
     for mut p in found.0 {
+        explain_key_pattern(&mut p, &patterns, &schema_name);
         if as_warnings {
             p = p.warning();
         }
         problems.push(p);
     }
+}
+
+/// A CTID the user's schema refuses as a key of `lxc_configs` is refused by the schema's
+/// CTID key pattern (the original's schemas list every CTID in it): say so, and name the
+/// pattern, instead of "property not allowed".
+fn explain_key_pattern(p: &mut Problem, patterns: &[String], schema_name: &str) {
+    if p.pointer != "/lxc_configs" || patterns.is_empty() {
+        return;
+    }
+    let Some(key) = p
+        .message
+        .strip_prefix("property `")
+        .and_then(|r| r.strip_suffix("` is not allowed here"))
+        .map(str::to_string)
+    else {
+        return;
+    };
+    if parse_ctid(&key).is_none() {
+        return;
+    }
+    p.message = format!(
+        "CTID {key} does not match the CTID key pattern {} of {schema_name}",
+        patterns
+            .iter()
+            .map(|x| format!("`{x}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    p.help = Some(format!(
+        "add {key} to that pattern in {schema_name} (the original's schemas list every CTID), or remove {schema_name} to check with phoenix's own schema only"
+    ));
 }
 
 fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
