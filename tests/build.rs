@@ -1255,16 +1255,7 @@ fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeou
 #[test]
 fn sigint_cancels_the_run_cleanly_and_says_so() {
     let f = Fixture::example();
-    let marker = f.tmp.path().join("hook-started");
-    let pid_file = f.tmp.path().join("hook.pid");
-    f.write_hook(
-        902,
-        &format!(
-            "#!/bin/sh\necho $$ > {}\ntouch {}\nsleep 300\n",
-            pid_file.display(),
-            marker.display()
-        ),
-    );
+    let (pid_file, marker) = sleeping_hook(&f, 902);
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
     cmd.args(["build", "--output", "json", "-j", "2"])
         .env("PHOENIX_CONFIG_DIR", &f.config_dir)
@@ -1276,11 +1267,7 @@ fn sigint_cancels_the_run_cleanly_and_says_so() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the hook never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_file(&marker);
     let started = Instant::now();
     assert!(std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -1332,22 +1319,9 @@ fn sigint_cancels_the_run_cleanly_and_says_so() {
 #[test]
 fn a_hook_that_a_sigkilled_run_left_running_is_ended_by_the_next_run() {
     let f = Fixture::example();
-    let marker = f.tmp.path().join("hook-started");
-    let pid_file = f.tmp.path().join("hook.pid");
-    f.write_hook(
-        902,
-        &format!(
-            "#!/bin/sh\necho $$ > {}\ntouch {}\nsleep 300\n",
-            pid_file.display(),
-            marker.display()
-        ),
-    );
+    let (pid_file, marker) = sleeping_hook(&f, 902);
     let mut child = f.spawn_sim(&["build"], &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the hook never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_file(&marker);
     child.kill().unwrap(); // SIGKILL: phoenix cannot clean up
     child.wait().unwrap();
     let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
@@ -1543,4 +1517,32 @@ fn rollback_on_failure_destroys_a_half_built_ct_and_rolls_back_an_in_place_rebui
     assert!(node_error(&r, 910).contains("the half-built CT 910 was destroyed"));
     assert!(g.ct(910).is_none());
     assert_eq!(plan(&g, &[])[&910]["action"], "create");
+}
+
+/// Makes CT `ctid`'s hook write its pid, say it started, and sleep for five minutes:
+/// returns its pid file and its start marker.
+fn sleeping_hook(f: &Fixture, ctid: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let marker = f.tmp.path().join("hook-started");
+    let pid_file = f.tmp.path().join("hook.pid");
+    f.write_hook(
+        ctid,
+        &format!(
+            "#!/bin/sh\necho $$ > {}\ntouch {}\nsleep 300\n",
+            pid_file.display(),
+            marker.display()
+        ),
+    );
+    (pid_file, marker)
+}
+
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
