@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# phoenix built-in step: Docker, the NVIDIA container runtime (GPU nodes only) and the
-# Portainer server or agent (per portainer_role).
+# phoenix_hypervisor_lxc_docker.sh <CTID> <portainer_role> <portainer_server_ip> <portainer_agent_port>
 #
-# Runs INSIDE the container (phoenix pushes it and runs it with `pct exec`). Idempotent:
-# every part checks before it acts.
+# phoenix's built-in Docker step, under the original orchestrator's name and contract: it
+# runs ON THE HOST, after a container with `nesting=1` is ready, with `pct` on PATH. A
+# script of this name in the hooks directory replaces it (and is hashed like it).
 #
-# Environment (set by phoenix):
-#   PHOENIX_GPU               1 when the node has a GPU assignment, else 0
-#   PHOENIX_PORTAINER_ROLE    server | agent | none
+# It pushes its in-container part and runs it with `pct exec`: Docker, the NVIDIA
+# container runtime (GPU nodes only) and the Portainer server or agent (per
+# portainer_role). Idempotent: every part checks before it acts.
+#
+# Environment (set by phoenix, besides the hook contract's):
+#   PHOENIX_GPU                                       1 when the node has GPUs, else 0
 #   PHOENIX_PORTAINER_SERVER_IMAGE, PHOENIX_PORTAINER_AGENT_IMAGE
-#   PHOENIX_PORTAINER_SERVER_IP, PHOENIX_PORTAINER_AGENT_PORT (agent only)
-#   PHOENIX_NVIDIA_REPO_URL   (GPU only; the toolkit comes from NVIDIA's repository)
+#   PHOENIX_NVIDIA_REPO_URL                           (GPU only)
+set -euo pipefail
+
+ctid=${1:?usage: $0 <CTID> <portainer_role> <portainer_server_ip> <portainer_agent_port>}
+role=${2:-none}
+server_ip=${3:-}
+agent_port=${4:-9001}
+
+inner=$(mktemp /tmp/phoenix-step-docker.XXXXXX)
+trap 'rm -f "$inner"' EXIT
+cat >"$inner" <<'IN_THE_CONTAINER'
+#!/usr/bin/env bash
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -87,3 +100,15 @@ none) ;;
     exit 2
     ;;
 esac
+IN_THE_CONTAINER
+
+pct push "$ctid" "$inner" /tmp/phoenix-step-docker.sh --perms 755
+pct exec "$ctid" -- env \
+    PHOENIX_GPU="${PHOENIX_GPU:-0}" \
+    PHOENIX_PORTAINER_ROLE="$role" \
+    PHOENIX_PORTAINER_SERVER_IMAGE="${PHOENIX_PORTAINER_SERVER_IMAGE:-}" \
+    PHOENIX_PORTAINER_AGENT_IMAGE="${PHOENIX_PORTAINER_AGENT_IMAGE:-}" \
+    PHOENIX_PORTAINER_SERVER_IP="$server_ip" \
+    PHOENIX_PORTAINER_AGENT_PORT="$agent_port" \
+    PHOENIX_NVIDIA_REPO_URL="${PHOENIX_NVIDIA_REPO_URL:-}" \
+    bash /tmp/phoenix-step-docker.sh

@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
-# phoenix built-in step: NVIDIA userspace driver inside a GPU container.
+# phoenix_hypervisor_lxc_nvidia.sh <CTID> <nvidia_driver_version> <nvidia_repo_url> <nvidia_runfile_url>
 #
-# Runs INSIDE the container (phoenix pushes it and runs it with `pct exec`). The host
-# already has the kernel module; this installs only the matching userspace part, from the
-# runfile, with --no-kernel-module. Idempotent: a container whose nvidia-smi already
-# reports the wanted version is left alone.
+# phoenix's built-in NVIDIA step, under the original orchestrator's name and contract: it
+# runs ON THE HOST, after the GPU container is ready, with `pct` on PATH. A script of this
+# name in the hooks directory replaces it (and is hashed like it).
 #
-# Environment (set by phoenix):
-#   PHOENIX_NVIDIA_DRIVER_VERSION  e.g. 580.76.05 (equal to the host's kernel driver)
-#   PHOENIX_NVIDIA_RUNFILE_URL     NVIDIA-Linux-x86_64-<version>.run
-#   PHOENIX_NVIDIA_REPO_URL        CUDA apt repository (optional)
+# It pushes its in-container part and runs it with `pct exec`: the host already has the
+# kernel module; the container gets only the matching userspace driver, from the runfile,
+# with --no-kernel-module. Idempotent: a container whose nvidia-smi already reports the
+# wanted version is left alone.
 set -euo pipefail
 
+ctid=${1:?usage: $0 <CTID> <nvidia_driver_version> <nvidia_repo_url> <nvidia_runfile_url>}
+version=${2:?the NVIDIA driver version is missing}
+repo_url=${3:-}
+runfile_url=${4:?the NVIDIA runfile URL is missing}
+
+inner=$(mktemp /tmp/phoenix-step-nvidia.XXXXXX)
+trap 'rm -f "$inner"' EXIT
+cat >"$inner" <<'IN_THE_CONTAINER'
+#!/usr/bin/env bash
+set -euo pipefail
 version=${PHOENIX_NVIDIA_DRIVER_VERSION:?PHOENIX_NVIDIA_DRIVER_VERSION is not set}
 runfile_url=${PHOENIX_NVIDIA_RUNFILE_URL:?PHOENIX_NVIDIA_RUNFILE_URL is not set}
 repo_url=${PHOENIX_NVIDIA_REPO_URL:-}
-
 installed_version() {
     command -v nvidia-smi >/dev/null 2>&1 || return 1
     nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1
@@ -46,3 +54,11 @@ fi
 
 # The devices are bind-mounted by the host config; the driver must see them.
 nvidia-smi
+IN_THE_CONTAINER
+
+pct push "$ctid" "$inner" /tmp/phoenix-step-nvidia.sh --perms 755
+pct exec "$ctid" -- env \
+    PHOENIX_NVIDIA_DRIVER_VERSION="$version" \
+    PHOENIX_NVIDIA_RUNFILE_URL="$runfile_url" \
+    PHOENIX_NVIDIA_REPO_URL="$repo_url" \
+    bash /tmp/phoenix-step-nvidia.sh

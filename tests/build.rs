@@ -1546,3 +1546,42 @@ fn wait_for_file(path: &Path) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_users_own_step_scripts_run_on_the_host_with_the_originals_arguments() {
+    let f = Fixture::example();
+    let out = f.tmp.path().join("steps.txt");
+    for name in [
+        "phoenix_hypervisor_lxc_nvidia.sh",
+        "phoenix_hypervisor_lxc_docker.sh",
+    ] {
+        let p = f.hooks_dir.join(name);
+        fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> {}\npct status \"$1\" >> {}\n",
+                out.display(),
+                out.display()
+            ),
+        )
+        .unwrap();
+        f.set_mode(&p, 0o755);
+    }
+    let r = f.sim(&["build", "-j", "1", "901", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = fs::read_to_string(&out).unwrap();
+    let lxc = f.lxc();
+    let want_nvidia = format!(
+        "phoenix_hypervisor_lxc_nvidia.sh 901 {} {} {}",
+        lxc["nvidia_driver_version"].as_str().unwrap(),
+        lxc["nvidia_repo_url"].as_str().unwrap(),
+        lxc["nvidia_runfile_url"].as_str().unwrap()
+    );
+    assert!(seen.contains(&want_nvidia), "{seen}");
+    assert!(
+        seen.contains("phoenix_hypervisor_lxc_docker.sh 910 server 10.0.0.99 9001"),
+        "{seen}"
+    );
+    // They ran on the host with the node's pct: the CT was running.
+    assert!(seen.contains("status: running"), "{seen}");
+}

@@ -522,6 +522,7 @@ fn the_pct_commands_of_a_base_template_a_gpu_template_and_a_clone_read_as_an_adm
             (r"built: \d+", "built: <time>"),
             (r"phoenix \d+\.\d+\.\d+ build", "phoenix <version> build"),
             (r"\S*/state/scripts/[0-9a-f]{64}", "<state-dir>/scripts/<content-hash>"),
+            (r"/tmp/phoenix-step-(nvidia|docker)\.[A-Za-z0-9]{6}", "/tmp/phoenix-step-$1.<temp>"),
         ],
     }, {
         insta::assert_snapshot!(n.calls().join("\n"));

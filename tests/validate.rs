@@ -1187,3 +1187,28 @@ fn a_user_schema_whose_ctid_pattern_refuses_a_ctid_says_it_is_the_pattern() {
         "{p}"
     );
 }
+
+#[test]
+fn the_originals_create_and_clone_scripts_are_named_as_never_run() {
+    let f = Fixture::example();
+    for name in [
+        "phoenix_hypervisor_create_lxc.sh",
+        "phoenix_hypervisor_clone_lxc.sh",
+    ] {
+        let p = f.hooks_dir.join(name);
+        fs::write(&p, "#!/bin/sh\npct create \"$1\"\n").unwrap();
+        f.set_mode(&p, 0o755);
+    }
+    let run = f.validate_json();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warned: Vec<Value> = run
+        .problems()
+        .into_iter()
+        .filter(|p| p["code"] == "hooks::not-run")
+        .collect();
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    assert!(warned[0]["help"]
+        .as_str()
+        .unwrap()
+        .contains("phoenix_hypervisor_setup_<CTID>.sh"));
+}

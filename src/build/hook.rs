@@ -60,13 +60,26 @@ fn run_recorded(
     // together with whatever it started.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     log.line(&format!("$ {} {}", path.display(), args.join(" ")));
-    let mut child = cmd.spawn().map_err(|e| {
-        format!(
-            "cannot run hook {}: {}",
-            path.display(),
-            spawn_error(path, &e)
-        )
-    })?;
+    // ETXTBSY: another thread's child, forked while a script was being written, still
+    // holds it open for a moment (until its own exec closes it): try again.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => {
+                break other.map_err(|e| {
+                    format!(
+                        "cannot run hook {}: {}",
+                        path.display(),
+                        spawn_error(path, &e)
+                    )
+                })?
+            }
+        }
+    };
     // Names only: the environment may carry secrets.
     tracing::debug!(hook = %path.display(), ?args, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
     // With secrets to hide, the output passes through phoenix line by line.

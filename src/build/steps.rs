@@ -444,17 +444,35 @@ impl Executor<'_> {
     fn node_steps(&self, node: &Node, log: &mut NodeLog) -> StepResult {
         let ctid = node.ctid;
         let hooks = &self.fleet.hooks;
+        // The step scripts, with the original orchestrator's arguments, on the host.
         if node.has_gpu() {
             self.step(ctid, Step::Nvidia, log);
-            let env = self.nvidia_env();
-            let dest = "/tmp/phoenix-step-nvidia.sh";
-            self.run_script(ctid, Step::Nvidia, &hooks.nvidia_step, dest, &env, log)?;
+            let n = &self.fleet.nvidia;
+            let v = |o: &Option<String>| o.clone().unwrap_or_default();
+            let args = [
+                ctid.to_string(),
+                v(&n.driver_version),
+                v(&n.repo_url),
+                v(&n.runfile_url),
+            ];
+            self.run_step_script(node, Step::Nvidia, &hooks.nvidia_step, &args, &[], log)?;
         }
         if node.nesting() {
             self.step(ctid, Step::Docker, log);
             let env = self.docker_env(node);
-            let dest = "/tmp/phoenix-step-docker.sh";
-            self.run_script(ctid, Step::Docker, &hooks.docker_step, dest, &env, log)?;
+            let arg = |k: &str| {
+                env.iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let args = [
+                ctid.to_string(),
+                arg("PHOENIX_PORTAINER_ROLE"),
+                arg("PHOENIX_PORTAINER_SERVER_IP"),
+                arg("PHOENIX_PORTAINER_AGENT_PORT"),
+            ];
+            self.run_step_script(node, Step::Docker, &hooks.docker_step, &args, &env, log)?;
         }
         if let Some(script) = hooks.node_hooks.get(&ctid) {
             self.step(ctid, Step::Hook, log);
@@ -780,49 +798,67 @@ impl Executor<'_> {
         })
     }
 
-    /// Pushes a built-in step script into the CT and runs it there.
-    fn run_script(
+    /// Where a step script runs from: its file in the hooks directory, or the binary's
+    /// own copy staged (executable) under the state directory.
+    fn script_path(&self, script: &Script) -> std::io::Result<PathBuf> {
+        if let Some(p) = &script.path {
+            return Ok(p.clone());
+        }
+        let staged = self.state.root.join("scripts").join(&script.digest);
+        if !staged.exists() {
+            crate::os::write_atomic(&staged, &script.bytes)?;
+        }
+        std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        Ok(staged)
+    }
+
+    /// Stages the built-in step scripts before any node runs, so that no script is being
+    /// written while another worker starts one (a file open for writing cannot be run).
+    pub fn stage_scripts(&self) {
+        for s in [&self.fleet.hooks.nvidia_step, &self.fleet.hooks.docker_step] {
+            if let Err(e) = self.script_path(s) {
+                tracing::warn!("cannot stage {}: {e}", s.origin);
+            }
+        }
+    }
+
+    /// Runs a step script on the host as the original orchestrator did: `<script>
+    /// <args>` in the hooks directory, with the hook environment (plus `extra`) and the
+    /// host's `pct` first on `PATH`. The binary's own copy, when the hooks directory has
+    /// none, is staged under the state directory first.
+    fn run_step_script(
         &self,
-        ctid: Ctid,
+        node: &Node,
         step: Step,
         script: &Script,
-        dest: &str,
-        env: &[(String, String)],
+        args: &[String],
+        extra: &[(String, String)],
         log: &mut NodeLog,
     ) -> StepResult {
-        let local = self.state.root.join("scripts").join(&script.digest);
-        if !local.exists() {
-            crate::os::write_atomic(&local, &script.bytes).map_err(|e| StepError {
-                step,
-                message: format!("cannot stage {}: {e}", script.origin),
-            })?;
-        }
-        self.call(
-            ctid,
+        let ctid = node.ctid;
+        let path = self.script_path(script).map_err(|e| StepError {
             step,
-            log,
-            &format!("pct push {ctid} {} {dest}", script.origin),
-            || self.host.push(ctid, &local, dest, 0o755),
-        )?;
-        let mut argv: Vec<String> = vec!["env".into()];
-        argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
-        argv.push("bash".into());
-        argv.push(dest.into());
-        let shown = format!("pct exec {ctid} -- bash {dest}");
-        let mut output = Vec::new();
-        let code = self.call(ctid, step, log, &shown, || {
-            output.clear();
-            self.host.exec(ctid, &argv, &mut output)
+            message: format!("cannot stage {}: {e}", script.origin),
         })?;
-        log.bytes(&output);
-        log.line(&format!("  exit {code}"));
-        if code != 0 {
-            return fail(
-                step,
-                format!("{} exited with code {code} inside CT {ctid}", script.origin),
-            );
-        }
-        Ok(())
+        let mut env = self.hook_env(node);
+        env.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        hook::run(
+            &path,
+            &args,
+            &self.fleet.hooks.dir,
+            &env,
+            self.hook_timeout,
+            &hook::Guard {
+                record: &self.state.hooks_running_dir().join(format!("{ctid}")),
+                secrets: &crate::fleet::config::secret_values(&node.block),
+            },
+            log,
+        )
+        .map_err(|message| StepError {
+            step,
+            message: message.replace(&path.display().to_string(), &script.origin),
+        })
     }
 }
 

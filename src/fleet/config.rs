@@ -244,7 +244,16 @@ pub struct Hooks {
     pub original_names: BTreeMap<Ctid, PathBuf>,
     /// `phoenix_hypervisor_initial_setup.sh`: host set-up, not a node input (not hashed).
     pub initial_setup: Option<PathBuf>,
+    /// The original's create and clone scripts, which phoenix never runs (it creates and
+    /// clones itself, because it owns the snapshot names).
+    pub not_run: Vec<PathBuf>,
 }
+
+/// The original orchestrator's scripts that phoenix replaces and does not run.
+pub const NOT_RUN_FILES: [&str; 2] = [
+    "phoenix_hypervisor_create_lxc.sh",
+    "phoenix_hypervisor_clone_lxc.sh",
+];
 
 /// `^[1-9][0-9]{2,8}$`: Proxmox's VMID rule (100 to 999999999).
 pub fn parse_ctid(text: &str) -> Option<Ctid> {

@@ -267,6 +267,7 @@ pub fn load(paths: &Paths) -> Result<Fleet, Problems> {
                 docker_step: Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER),
                 original_names: BTreeMap::new(),
                 initial_setup: None,
+                not_run: Vec::new(),
             }
         }
     };
@@ -546,6 +547,7 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
     let mut nvidia_step = None;
     let mut docker_step = None;
     let mut initial_setup = None;
+    let mut not_run = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
@@ -557,6 +559,8 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
             node_hooks.insert(ctid, Script::read(&path).map_err(|e| unreadable(&path, e))?);
         } else if name == NVIDIA_STEP_FILE {
             nvidia_step = Some(Script::read(&path).map_err(|e| unreadable(&path, e))?);
+        } else if NOT_RUN_FILES.contains(&name.as_str()) {
+            not_run.push(path);
         } else if name == INITIAL_SETUP_FILE {
             // Read like any script (a FIFO or a device is refused), but not hashed.
             Script::read(&path).map_err(|e| unreadable(&path, e))?;
@@ -603,5 +607,6 @@ pub fn scan_hooks(dir: &Path) -> Result<Hooks, Problem> {
             .unwrap_or_else(|| Script::builtin(DOCKER_STEP_FILE, BUILTIN_DOCKER)),
         original_names,
         initial_setup,
+        not_run,
     })
 }

@@ -259,6 +259,17 @@ fn stray_hooks(fleet: &Fleet, out: &mut Vec<Problem>) {
             );
         }
     }
+    for path in &fleet.hooks.not_run {
+        out.push(
+            Problem::file(
+                "hooks::not-run",
+                path,
+                "the original orchestrator's create/clone script: phoenix creates and clones CTs itself (it names their snapshots), so this never runs".to_string(),
+                "move what it does beyond pct create/clone into the node's setup hook, phoenix_hypervisor_setup_<CTID>.sh, then remove it",
+            )
+            .warning(),
+        );
+    }
     for (ctid, path) in &fleet.hooks.original_names {
         let wanted = crate::fleet::config::hook_file_name(*ctid);
         let help = if fleet.hooks.node_hooks.contains_key(ctid) {
