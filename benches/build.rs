@@ -68,6 +68,8 @@ struct RunStats {
 /// One `build::run` on the sim host under `state_dir`; latencies are set before it opens.
 fn build_once(fleet: &Fleet, state_dir: &Path, jobs: usize, latency: &str) -> RunStats {
     std::env::set_var("PHOENIX_SIM_LATENCY", latency);
+    // The step scripts run on the host and call `pct`: the real binary answers it.
+    std::env::set_var("PHOENIX_PCT_EXE", env!("CARGO_BIN_EXE_phoenix"));
     std::env::remove_var("PHOENIX_SIM_FAULTS");
     std::env::remove_var("PHOENIX_SIM_NVIDIA_VERSION");
     let state = StateDir::open(state_dir).expect("state dir");
@@ -248,6 +250,16 @@ fn noop(
 fn main() {
     // `cargo bench` passes `--bench`; without it (`cargo test --benches`) run the smoke run.
     let args: Vec<String> = std::env::args().collect();
+    // Never a `pct`: a link to this binary under that name would run the benchmark again
+    // from inside a step script, and again from there.
+    if args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "pct")
+    {
+        eprintln!("this is phoenix's build benchmark, not pct (set PHOENIX_PCT_EXE)");
+        std::process::exit(2);
+    }
     let quick = args.iter().any(|a| a == "--quick")
         || !args.iter().any(|a| a == "--bench")
         || std::env::var_os("PHOENIX_BENCH_QUICK").is_some_and(|v| v != "0");

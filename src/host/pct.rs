@@ -47,9 +47,25 @@ pub fn main(argv: &[String]) -> i32 {
     }
 }
 
-/// Makes `<bin>/pct` a link to this binary; `None` if that cannot be done.
+/// Makes `<bin>/pct` a link to this binary (or to `PHOENIX_PCT_EXE`, a `phoenix` binary,
+/// when phoenix runs inside another program such as a benchmark); `None` if that cannot
+/// be done.
 pub fn link_into(bin: &Path) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
+    let exe = match std::env::var_os("PHOENIX_PCT_EXE") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().ok()?;
+            // Only a binary that answers to the name `pct` may be linked as one: another
+            // program embedding phoenix would run itself again from every hook.
+            let name = exe.file_name()?.to_string_lossy().into_owned();
+            let name = name.strip_suffix(" (deleted)").unwrap_or(&name);
+            if !["phoenix", "pct", "pct-emulator"].contains(&name) {
+                tracing::warn!(exe = %exe.display(), "not linking `pct` to a binary that is not phoenix: set PHOENIX_PCT_EXE");
+                return None;
+            }
+            exe
+        }
+    };
     // A binary replaced while it runs (an upgrade) reads as "<path> (deleted)".
     let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
         Some(s) => PathBuf::from(s),
