@@ -14,8 +14,12 @@
 //! `PHOENIX_CONFIG_BLOCK` (the block as JSON), `PHOENIX_NVIDIA_DRIVER_VERSION`,
 //! `PHOENIX_NVIDIA_RUNFILE_URL`, `PHOENIX_NVIDIA_REPO_URL`, `PHOENIX_BACKEND`,
 //! `PHOENIX_HOOKS_DIR`, `PHOENIX_DEBUG=1` when `behavior.debug_mode` is true, and a `pct`
-//! on `PATH` that acts on the node's host. Exit 0 is
-//! success; anything else fails the node, with the hook's output in the node's log.
+//! on `PATH` that acts on the node's host. Exit 0 is success; anything else fails the
+//! node, with the hook's output in the node's log (secret values replaced by `***`).
+//!
+//! Step scripts keep the original orchestrator's contract: they run on the host like
+//! hooks, as `phoenix_hypervisor_lxc_nvidia.sh <CTID> <driver> <repo_url> <runfile_url>`
+//! and `phoenix_hypervisor_lxc_docker.sh <CTID> <role> <server_ip> <agent_port>`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
