@@ -211,8 +211,7 @@ fn main() {
     let survey_ms: u64 = if quick { 60 } else { PCT_MS };
     let tmp = tempfile::tempdir().expect("tempdir");
     println!(
-        "pve backend on the pct-emulator: {NODES} CTs ({} templates), `pct` at {build_ms} ms for full builds{}",
-        11,
+        "pve backend on the pct-emulator: {NODES} CTs, `pct` at {build_ms} ms for full builds{}",
         if quick { " (quick)" } else { "" }
     );
 

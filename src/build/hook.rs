@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::log::NodeLog;
 
-/// Runs `path <args>` in `dir` with `env` added; `Err` says why the hook failed. While it
-/// runs, `record` holds its process group and start time, so that a run killed with
-/// SIGKILL leaves behind what the next one needs to end it ([`end_leftovers`]).
 /// What a hook runs with: where its record goes, and the secret values its output must
 /// not carry into the log.
 pub struct Guard<'a> {
@@ -19,6 +16,18 @@ pub struct Guard<'a> {
     pub secrets: &'a [String],
 }
 
+/// Removes the hook's record however `run` returns.
+struct Forget<'a>(&'a Path);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// Runs `path <args>` in `dir` with `env` added; `Err` says why the hook failed. While it
+/// runs, `guard.record` holds its process group and start time, so that a run killed with
+/// SIGKILL leaves behind what the next one needs to end it ([`end_leftovers`]).
 pub fn run(
     path: &Path,
     args: &[&str],
@@ -28,20 +37,7 @@ pub fn run(
     guard: &Guard,
     log: &mut NodeLog,
 ) -> Result<(), String> {
-    let result = run_recorded(path, args, dir, env, timeout, guard, log);
-    let _ = std::fs::remove_file(guard.record);
-    result
-}
-
-fn run_recorded(
-    path: &Path,
-    args: &[&str],
-    dir: &Path,
-    env: &[(String, String)],
-    timeout: Duration,
-    guard: &Guard,
-    log: &mut NodeLog,
-) -> Result<(), String> {
+    let _forget = Forget(guard.record);
     let record = guard.record;
     let masked = !guard.secrets.is_empty();
     let mut cmd = Command::new(path);

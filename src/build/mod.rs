@@ -231,9 +231,6 @@ pub fn run(
         ready_timeout: opts.ready_timeout,
         hook_timeout: opts.hook_timeout,
     };
-    if !building.is_empty() {
-        exec.stage_scripts();
-    }
     // The original's host set-up runs before any node, on every build with work.
     if let (Some(script), false) = (&fleet.hooks.initial_setup, building.is_empty()) {
         exec.initial_setup(script).map_err(RunError::InitialSetup)?;

@@ -480,24 +480,7 @@ impl Executor<'_> {
         }
         if let Some(script) = hooks.node_hooks.get(&ctid) {
             self.step(ctid, Step::Hook, log);
-            let path = script.path.clone().unwrap_or_default();
-            let env = self.hook_env(node);
-            hook::run(
-                &path,
-                &[&ctid.to_string()],
-                &hooks.dir,
-                &env,
-                self.hook_timeout,
-                &hook::Guard {
-                    record: &self.state.hooks_running_dir().join(format!("{ctid}")),
-                    secrets: &crate::fleet::config::secret_values(&node.block),
-                },
-                log,
-            )
-            .map_err(|message| StepError {
-                step: Step::Hook,
-                message,
-            })?;
+            self.run_step_script(node, Step::Hook, script, &[ctid.to_string()], &[], log)?;
         }
         Ok(())
     }
@@ -816,18 +799,8 @@ impl Executor<'_> {
         Ok(staged)
     }
 
-    /// Stages the built-in step scripts before any node runs, so that no script is being
-    /// written while another worker starts one (a file open for writing cannot be run).
-    pub fn stage_scripts(&self) {
-        for s in [&self.fleet.hooks.nvidia_step, &self.fleet.hooks.docker_step] {
-            if let Err(e) = self.script_path(s) {
-                tracing::warn!("cannot stage {}: {e}", s.origin);
-            }
-        }
-    }
-
-    /// Runs a step script on the host as the original orchestrator did: `<script>
-    /// <args>` in the hooks directory, with the hook environment (plus `extra`) and the
+    /// Runs a node's hook or step script on the host as the original orchestrator did:
+    /// `<script> <args>` in the hooks directory, with the hook environment (plus `extra`) and the
     /// host's `pct` first on `PATH`. The binary's own copy, when the hooks directory has
     /// none, is staged under the state directory first.
     fn run_step_script(
