@@ -5,6 +5,7 @@
 //! | check | nodes | what |
 //! |---|---|---|
 //! | [`Check::Storage`] | created or replaced | `storage_pool` is in `storage.cfg` and holds CT disks; a base node's OS template is on the host |
+//! | [`Check::Runtime`] | every node built | the host can run it: an unprivileged base CT has an id map, its network's bridge exists (`lxc`) |
 //! | [`Check::NvidiaDriver`] | with a GPU | the host's kernel driver equals `nvidia_driver_version` (both named) |
 //! | [`Check::GpuDevice`] | with a GPU | every assigned GPU's `/dev/nvidiaN`, and the driver's majors in `/proc/devices` |
 //!
@@ -24,6 +25,7 @@ use crate::host::{Host, HostFacts};
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     Storage,
+    Runtime,
     NvidiaDriver,
     GpuDevice,
 }
@@ -78,6 +80,15 @@ pub fn check(
         } else {
             None
         };
+        let found = found.or_else(|| {
+            // Unprivileged-ness is set when a base CT is made; clones inherit it.
+            let unprivileged =
+                (provisions && e.parent.is_none()).then(|| node.spec.unprivileged.unwrap_or(true));
+            let network = crate::engine::plan::runtime_settings(node).network;
+            host.check_runtime(unprivileged, network.as_ref())
+                .err()
+                .map(|m| problem(Check::Runtime, m))
+        });
         let found = found.or_else(|| {
             if !node.has_gpu() {
                 return None;

@@ -57,6 +57,13 @@ pub struct Cli {
     /// The host to act on: `pve` (Proxmox through pct), `lxc` (plain LXC), `sim` (an embedded simulated Proxmox node).
     #[arg(long, global = true, env = "PHOENIX_BACKEND", value_enum, default_value_t = Backend::Pve, help_heading = GLOBAL)]
     pub backend: Backend,
+    /// `--backend lxc`: the LXC container path (each CT is container `<ctid>` in it).
+    #[arg(long, global = true, env = "PHOENIX_LXC_PATH", default_value = crate::host::lxc::DEFAULT_LXC_PATH, help_heading = GLOBAL)]
+    pub lxc_path: PathBuf,
+    /// `--backend lxc`: `config` gives each CT a veth on the bridge its network_config
+    /// names; `host` shares the host's network (test machines).
+    #[arg(long, global = true, env = "PHOENIX_LXC_NETWORK", value_enum, default_value_t = crate::host::lxc::NetworkMode::Config, help_heading = GLOBAL)]
+    pub lxc_network: crate::host::lxc::NetworkMode,
     /// Output for people, or JSON for programs.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human, help_heading = GLOBAL)]
     pub output: Output,
@@ -450,7 +457,16 @@ pub fn print_json<T: Serialize>(value: &T) {
 }
 
 pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, Error> {
-    cli.backend.open(&cli.state_dir).map_err(Error::Backend)
+    match cli.backend {
+        Backend::Lxc => {
+            let opts =
+                crate::host::lxc::LxcOptions::new(&cli.state_dir, &cli.lxc_path, cli.lxc_network);
+            crate::host::lxc::LxcHost::open(opts)
+                .map(|h| Box::new(h) as Box<dyn Host>)
+                .map_err(Error::Backend)
+        }
+        b => b.open(&cli.state_dir).map_err(Error::Backend),
+    }
 }
 
 /// Opens the state directory and takes the host lock (one `build` or `gc` at a time).

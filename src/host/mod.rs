@@ -12,12 +12,14 @@
 //! | [`facts`] | host facts (NVIDIA driver, device majors) parsed from real `/proc` texts |
 //! | [`pve`] | everything that knows Proxmox's formats: the CT config file, property strings, `pct` arguments, output and error texts |
 //! | [`sim`] | a model of a Proxmox node whose state is real PVE files: `--backend sim`, and the engine behind the `pct` front-end |
+//! | [`lxc`] | plain LXC: real containers with the `lxc-*` tools, snapshots on btrfs |
 //! | [`pct`] | the `pct` command-line front-end over any [`Host`], put first on a hook's `PATH` |
 //!
-//! Backends: `sim` today; `pve` (Proxmox through `pct`) and `lxc` (plain LXC) plug in
-//! behind the same trait.
+//! Backends: [`sim`], [`pve::backend`] (Proxmox through `pct`) and [`lxc`], behind the
+//! same trait.
 
 pub mod facts;
+pub mod lxc;
 pub mod pct;
 pub mod pve;
 pub mod sim;
@@ -390,6 +392,17 @@ pub trait Host: Send + Sync {
     /// if it cannot: the storage is unknown or holds no CT disks, the OS template is not
     /// on the host. A read, made before any change (the build's preflight).
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String>;
+    /// Why a CT with these needs cannot run here, if it cannot: an unprivileged CT
+    /// (`Some(true)`, for a CT being created) without an id map, a network whose bridge
+    /// the host lacks. A read, like [`Host::check_storage`].
+    fn check_runtime(
+        &self,
+        unprivileged: Option<bool>,
+        network: Option<&Network>,
+    ) -> Result<(), String> {
+        let _ = (unprivileged, network);
+        Ok(())
+    }
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
     /// A full clone; the new CT is stopped, with fresh MAC addresses.
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()>;
@@ -484,15 +497,14 @@ impl Backend {
         }
     }
 
-    /// Opens this backend. `state_dir` is phoenix's state directory (the sim lives in it).
+    /// Opens this backend. `state_dir` is phoenix's state directory (the sim lives in it);
+    /// the others take their places from the environment (`PHOENIX_PVE_*`,
+    /// `PHOENIX_LXC_*`).
     pub fn open(self, state_dir: &Path) -> Result<Box<dyn Host>, String> {
         match self {
             Backend::Sim => Ok(Box::new(sim::SimHost::for_state_dir(state_dir)?)),
             Backend::Pve => Ok(Box::new(pve::backend::PveHost::from_env()?)),
-            Backend::Lxc => Err(format!(
-                "the `{}` backend is not part of this build yet; use --backend sim (the embedded simulated host)",
-                self.name()
-            )),
+            Backend::Lxc => Ok(Box::new(lxc::LxcHost::from_env(state_dir)?)),
         }
     }
 }

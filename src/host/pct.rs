@@ -26,10 +26,13 @@ pub fn main(argv: &[String]) -> i32 {
     let backend = std::env::var("PHOENIX_BACKEND").unwrap_or_else(|_| "sim".into());
     let state = std::env::var_os("PHOENIX_STATE_DIR")
         .unwrap_or_else(|| crate::host::DEFAULT_STATE_DIR.into());
-    let host = match backend
-        .parse::<Backend>()
-        .and_then(|b| b.open(Path::new(&state)))
-    {
+    let state = Path::new(&state);
+    let host = match backend.parse::<Backend>().and_then(|b| match b {
+        // `pct exec` hands its stdin to the command, as Proxmox's does.
+        Backend::Lxc => crate::host::lxc::LxcHost::from_env(state)
+            .map(|h| Box::new(h.passing_stdin()) as Box<dyn Host>),
+        b => b.open(state),
+    }) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("{e}");

@@ -1,0 +1,132 @@
+//! Where root filesystems live: btrfs subvolumes (snapshots and clones are O(1)
+//! copy-on-write) or plain directories (full copies), decided by the filesystem under
+//! the container path.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::host::{HostError, HostResult};
+
+/// `statfs(2)`'s `f_type` of btrfs.
+const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Btrfs,
+    Dir,
+}
+
+impl Store {
+    /// The store of the filesystem `path` is on (it must exist).
+    pub fn detect(path: &Path) -> Result<Store, String> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| format!("{}: a path with a NUL byte", path.display()))?;
+        // SAFETY: `c` is a valid NUL-terminated path and `st` a plain C struct that
+        // statfs fills in.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(format!(
+                "cannot read the filesystem of {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        #[allow(clippy::unnecessary_cast)]
+        Ok(if st.f_type as i64 == BTRFS_SUPER_MAGIC {
+            Store::Btrfs
+        } else {
+            Store::Dir
+        })
+    }
+
+    /// LXC's name for it, as in `lxc.rootfs.path = btrfs:/...`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::Btrfs => "btrfs",
+            Store::Dir => "dir",
+        }
+    }
+
+    /// A new, empty root filesystem at `path`.
+    pub fn create(self, path: &Path) -> HostResult<()> {
+        match self {
+            Store::Btrfs => run(Command::new("btrfs")
+                .args(["subvolume", "create"])
+                .arg(path)),
+            Store::Dir => std::fs::create_dir(path)
+                .map_err(|e| HostError::failed(format!("cannot create {}: {e}", path.display()))),
+        }
+    }
+
+    /// `to` (which must not exist) becomes a copy of `from`: a btrfs snapshot, read-only
+    /// when asked, when both are on btrfs; a full copy otherwise.
+    pub fn copy(self, from: &Path, to: &Path, read_only: bool) -> HostResult<()> {
+        if self == Store::Btrfs && is_subvolume(from) {
+            let mut cmd = Command::new("btrfs");
+            cmd.args(["subvolume", "snapshot"]);
+            if read_only {
+                cmd.arg("-r");
+            }
+            return run(cmd.arg(from).arg(to));
+        }
+        self.create(to)?;
+        // `cp -a` keeps owners, modes, links, devices, xattrs; reflinks share data on
+        // filesystems that can.
+        let mut src = from.as_os_str().to_owned();
+        src.push("/.");
+        run(Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(src)
+            .arg(to))
+    }
+
+    /// Removes a root filesystem (and everything under it).
+    pub fn remove(self, path: &Path) -> HostResult<()> {
+        if !path.exists() && path.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        if self == Store::Btrfs && is_subvolume(path) {
+            // A read-only snapshot must be made writable before its nested content can
+            // go; `subvolume delete` removes it whole.
+            return run(Command::new("btrfs")
+                .args(["subvolume", "delete"])
+                .arg(path));
+        }
+        std::fs::remove_dir_all(path)
+            .map_err(|e| HostError::failed(format!("cannot remove {}: {e}", path.display())))
+    }
+}
+
+/// A btrfs subvolume's root directory has inode number 256.
+pub fn is_subvolume(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.symlink_metadata()
+        .is_ok_and(|m| m.is_dir() && m.ino() == 256)
+}
+
+/// Runs a tool, its error output in the error.
+pub fn run(cmd: &mut Command) -> HostResult<()> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| HostError::failed(format!("cannot run {:?}: {e}", cmd.get_program())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let words = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Err(HostError::failed(format!(
+        "{} {} failed ({}): {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        out.status,
+        if words.is_empty() {
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        } else {
+            words
+        }
+    )))
+}
