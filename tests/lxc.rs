@@ -1,0 +1,558 @@
+//! The `lxc` backend end to end, with real containers: `lxc-*` tools, btrfs snapshots, a
+//! debootstrapped Debian, hooks running `pct` against them.
+//!
+//! They need root, Debian's `lxc`, `debootstrap` and `btrfs-progs`, the package mirror,
+//! and a directory on btrfs named by `PHOENIX_LXC_TEST_ROOT` (`.ci/run` makes one on a
+//! loop file). Without that variable they say how to run them and pass; with it, a
+//! missing prerequisite fails them. The Debian cache is made once, in
+//! `$PHOENIX_LXC_TEST_ROOT/cache`, and shared by the tests (and kept between runs).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::Run;
+
+const HOW: &str = "skipped: the real-container tests need root, Debian's lxc, debootstrap and btrfs-progs, and a directory on btrfs: run `PHOENIX_LXC_TEST_ROOT=/mnt/btrfs cargo test --test lxc` as root (.ci/run makes such a directory on a loop file)";
+
+/// One test's host: its own container path and state, the shared OS cache.
+struct Lab {
+    dir: PathBuf,
+    cache: PathBuf,
+    lxc: PathBuf,
+    state: PathBuf,
+    config: PathBuf,
+    hooks: PathBuf,
+}
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", "command -v \"$1\"", "sh", name])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Lab {
+    fn new(name: &str) -> Option<Lab> {
+        let Some(root) = std::env::var_os("PHOENIX_LXC_TEST_ROOT") else {
+            eprintln!("{HOW}");
+            return None;
+        };
+        let root = PathBuf::from(root);
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "PHOENIX_LXC_TEST_ROOT is set: the real-container tests must run as root"
+        );
+        for t in ["lxc-start", "lxc-attach", "lxc-ls", "debootstrap", "btrfs"] {
+            assert!(tool(t), "PHOENIX_LXC_TEST_ROOT is set but `{t}` is not on PATH: install lxc, debootstrap and btrfs-progs");
+        }
+        let fstype = Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(&root)
+            .output()
+            .expect("stat");
+        assert_eq!(
+            String::from_utf8_lossy(&fstype.stdout).trim(),
+            "btrfs",
+            "PHOENIX_LXC_TEST_ROOT={} is not on btrfs",
+            root.display()
+        );
+        let dir = root.join(name);
+        teardown(&dir);
+        let fleet = common::repo().join("tests/fixtures/fleets/lxc");
+        let lab = Lab {
+            cache: root.join("cache"),
+            lxc: dir.join("lxc"),
+            state: dir.join("state"),
+            config: dir.join("etc"),
+            hooks: dir.join("hooks"),
+            dir,
+        };
+        for d in [&lab.lxc, &lab.state, &lab.config, &lab.hooks] {
+            fs::create_dir_all(d).unwrap();
+        }
+        for (from, to) in [("etc", &lab.config), ("hooks", &lab.hooks)] {
+            for e in fs::read_dir(fleet.join(from)).unwrap() {
+                let e = e.unwrap();
+                fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+        Some(lab)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
+        cmd.args(args)
+            .env("PHOENIX_BACKEND", "lxc")
+            .env("PHOENIX_LXC_PATH", &self.lxc)
+            .env("PHOENIX_LXC_CACHE", &self.cache)
+            .env("PHOENIX_LXC_NETWORK", "host")
+            .env("PHOENIX_STATE_DIR", &self.state)
+            .env("PHOENIX_CONFIG_DIR", &self.config)
+            .env("PHOENIX_HOOKS_DIR", &self.hooks)
+            .env("PHOENIX_LOG_FILE", self.dir.join("phoenix.log"))
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    fn phoenix(&self, args: &[&str]) -> Run {
+        let out = self.cmd(args).output().expect("run phoenix");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `phoenix build`, which must succeed.
+    fn build(&self) -> Run {
+        let r = self.phoenix(&["build", "-j", "2"]);
+        assert_eq!(
+            r.code,
+            0,
+            "build failed:\n{}\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            self.logs()
+        );
+        r
+    }
+
+    /// Every node's latest log, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for e in fs::read_dir(self.state.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let mut logs: Vec<PathBuf> = fs::read_dir(e.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            logs.sort();
+            if let Some(last) = logs.last() {
+                out += &format!(
+                    "--- {}\n{}",
+                    last.display(),
+                    fs::read_to_string(last).unwrap_or_default()
+                );
+            }
+        }
+        out
+    }
+
+    /// Runs a command inside a CT; its exit code and output.
+    fn attach(&self, ctid: u32, argv: &[&str]) -> (i32, String) {
+        let out = Command::new("lxc-attach")
+            .args(["-n", &ctid.to_string(), "-P"])
+            .arg(&self.lxc)
+            .arg("--")
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("lxc-attach");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    fn running(&self) -> Vec<u32> {
+        let out = Command::new("lxc-ls")
+            .arg("-P")
+            .arg(&self.lxc)
+            .args(["--running", "-1"])
+            .output()
+            .expect("lxc-ls");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+
+    fn snapshots(&self, ctid: u32) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.lxc.join(ctid.to_string()).join("snaps"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn record(&self, ctid: u32) -> serde_json::Value {
+        let p = self.lxc.join(ctid.to_string()).join("phoenix.json");
+        serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+            .unwrap()
+    }
+
+    fn hook(&self, ctid: u32) -> PathBuf {
+        self.hooks
+            .join(format!("phoenix_hypervisor_setup_{ctid}.sh"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        teardown(&self.dir);
+    }
+}
+
+/// Stops every container under `dir/lxc` and removes `dir`, subvolumes included.
+fn teardown(dir: &Path) {
+    let lxc = dir.join("lxc");
+    if let Ok(entries) = fs::read_dir(&lxc) {
+        for e in entries.flatten() {
+            let _ = Command::new("lxc-stop")
+                .arg("-n")
+                .arg(e.file_name())
+                .arg("-P")
+                .arg(&lxc)
+                .arg("-k")
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let mut subvolumes = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = p.symlink_metadata() else {
+            continue;
+        };
+        if !m.is_dir() {
+            continue;
+        }
+        if m.ino() == 256 {
+            subvolumes.push(p.clone());
+        }
+        if let Ok(entries) = fs::read_dir(&p) {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    // Nested ones first.
+    subvolumes.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for s in subvolumes {
+        let _ = Command::new("btrfs")
+            .args(["subvolume", "delete"])
+            .arg(&s)
+            .stdout(Stdio::null())
+            .status();
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// `btrfs subvolume show`'s value for `key` (`UUID`, `Parent UUID`).
+fn subvolume_field(path: &Path, key: &str) -> String {
+    let out = Command::new("btrfs")
+        .args(["subvolume", "show"])
+        .arg(path)
+        .output()
+        .expect("btrfs subvolume show");
+    assert!(
+        out.status.success(),
+        "{} is not a subvolume",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.trim().split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no {key} for {}", path.display()))
+}
+
+fn write_hook(path: &Path, body: &str) {
+    fs::write(path, body).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_fleet_builds_real_containers_rebuilds_exactly_a_subtree_and_gc_frees_the_old_generation() {
+    let Some(lab) = Lab::new("fleet") else { return };
+    let r = lab.build();
+    assert!(r.stdout.contains("summary: 4 created"), "{}", r.stdout);
+
+    // Inside the leaves: the app template's package, each leaf's own file, the base's mark.
+    for ctid in [120, 121] {
+        let (code, out) = lab.attach(ctid, &["hello"]);
+        assert_eq!((code, out.trim()), (0, "Hello, world!"), "CT {ctid}");
+        let (_, site) = lab.attach(
+            ctid,
+            &["cat", "/etc/phoenix-site", "/etc/phoenix-layer-base"],
+        );
+        assert_eq!(site, format!("site {ctid} v1\nbase\n"));
+        let (_, name) = lab.attach(ctid, &["hostname"]);
+        assert_eq!(name.trim(), if ctid == 120 { "web-a" } else { "web-b" });
+    }
+    assert_eq!(
+        lab.running(),
+        vec![120, 121],
+        "containers run, templates are stopped"
+    );
+
+    // Every rootfs is a btrfs snapshot of its parent's phoenix snapshot: nothing copied.
+    let snap_of = |ctid: u32| {
+        let s = lab.snapshots(ctid);
+        assert_eq!(s.len(), 1, "CT {ctid}: {s:?}");
+        lab.lxc.join(format!("{ctid}/snaps/{}/rootfs", s[0]))
+    };
+    for (child, parent) in [(110, 100), (120, 110), (121, 110)] {
+        let rootfs = lab.lxc.join(format!("{child}/rootfs"));
+        assert_eq!(
+            subvolume_field(&rootfs, "Parent UUID"),
+            subvolume_field(&snap_of(parent), "UUID"),
+            "CT {child}'s rootfs is a snapshot of {parent}'s"
+        );
+    }
+    let flags = Command::new("btrfs")
+        .args(["property", "get", "-ts"])
+        .arg(snap_of(120))
+        .arg("ro")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&flags.stdout).trim(), "ro=true");
+
+    // All fresh: nothing restarted, no snapshot added.
+    let before: Vec<Vec<String>> = [100, 110, 120, 121].map(|c| lab.snapshots(c)).to_vec();
+    let r = lab.build();
+    assert!(r.stdout.contains("summary: 4 fresh"), "{}", r.stdout);
+    assert_eq!(
+        [100, 110, 120, 121].map(|c| lab.snapshots(c)).to_vec(),
+        before
+    );
+
+    // A hook edit rebuilds exactly its node, and the new content is inside.
+    let hook = lab.hook(120);
+    let text = fs::read_to_string(&hook).unwrap().replace(" v1\"", " v2\"");
+    write_hook(&hook, &text);
+    let why = lab.phoenix(&["why", "120"]);
+    assert!(
+        why.stdout.contains("phoenix_hypervisor_setup_120.sh"),
+        "{}",
+        why.stdout
+    );
+    let plan = lab.phoenix(&["plan", "--output", "json"]).json();
+    let actions: Vec<(u64, String)> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["ctid"].as_u64().unwrap(),
+                n["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|(_, a)| a != "fresh")
+            .map(|(c, _)| *c)
+            .collect::<Vec<_>>(),
+        vec![120],
+        "{actions:?}"
+    );
+    let old = lab.snapshots(120);
+    lab.build();
+    let (_, site) = lab.attach(120, &["cat", "/etc/phoenix-site"]);
+    assert_eq!(site, "site 120 v2\n");
+    assert_eq!(
+        [100, 110, 121].map(|c| lab.snapshots(c)).to_vec(),
+        [before[0].clone(), before[1].clone(), before[3].clone()]
+    );
+    let now = lab.snapshots(120);
+    assert_eq!(now.len(), 2, "the old generation stays until gc: {now:?}");
+
+    // gc removes the old generation's subvolume, and only it.
+    let old_subvolume = lab.lxc.join(format!("120/snaps/{}/rootfs", old[0]));
+    assert!(old_subvolume.exists());
+    let gc = lab.phoenix(&["gc", "--keep", "0"]);
+    assert_eq!(gc.code, 0, "{}\n{}", gc.stdout, gc.stderr);
+    assert!(
+        !old_subvolume.exists(),
+        "gc left {}",
+        old_subvolume.display()
+    );
+    assert_eq!(lab.snapshots(120).len(), 1);
+    let listed = Command::new("btrfs")
+        .args(["subvolume", "list"])
+        .arg(&lab.lxc)
+        .output()
+        .unwrap();
+    let gone = format!("fleet/lxc/120/snaps/{}/rootfs", old[0]);
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l.ends_with(&gone)),
+        "the filesystem still has {gone}"
+    );
+    let g = lab.phoenix(&["generations", "120"]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    assert!(g.stdout.contains("1 generation"), "{}", g.stdout);
+}
+
+#[test]
+fn sigkill_mid_build_then_a_rebuild_leaves_a_consistent_host() {
+    let Some(lab) = Lab::new("sigkill") else {
+        return;
+    };
+    let marker = lab.dir.join("hook-started");
+    let gate = lab.dir.join("killed-once");
+    // 121's hook, the first time, starts a long child and waits: phoenix dies meanwhile.
+    write_hook(
+        &lab.hook(121),
+        &format!(
+            "#!/usr/bin/env bash\nset -euo pipefail\nif [ ! -e {gate} ]; then touch {gate}; sleep 600 & echo $! > {marker}.pid; touch {marker}; wait; fi\npct exec \"$1\" -- sh -c 'echo done > /etc/phoenix-site'\n",
+            gate = gate.display(),
+            marker = marker.display()
+        ),
+    );
+    let mut child = lab
+        .cmd(&["build", "-j", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "121's hook never started:\n{}",
+            lab.logs()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before 121's hook ran:\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let orphan: i32 = fs::read_to_string(format!("{}.pid", marker.display()))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        unsafe { libc::kill(orphan, 0) },
+        0,
+        "the hook's child outlives a SIGKILLed phoenix"
+    );
+
+    // The next build ends what the killed run left, finishes 121, and leaves nothing locked.
+    let r = lab.build();
+    assert_ne!(
+        unsafe { libc::kill(orphan, 0) },
+        0,
+        "the killed run's hook child still runs"
+    );
+    assert!(!r.stdout.contains("failed"), "{}", r.stdout);
+    for ctid in [100, 110, 120, 121] {
+        let rec = lab.record(ctid);
+        assert!(rec["lock"].is_null(), "CT {ctid} is locked: {rec}");
+        assert_eq!(lab.snapshots(ctid).len(), 1, "CT {ctid}");
+    }
+    let (_, site) = lab.attach(121, &["cat", "/etc/phoenix-site"]);
+    assert_eq!(site, "done\n");
+    assert!(lab.build().stdout.contains("summary: 4 fresh"));
+}
+
+#[test]
+fn a_gpu_node_on_a_host_without_nvidia_fails_its_preflight_and_blocks_only_its_subtree() {
+    let Some(lab) = Lab::new("gpu") else { return };
+    if Path::new("/proc/driver/nvidia/version").exists() {
+        eprintln!("skipped: this host has an NVIDIA driver");
+        return;
+    }
+    let path = lab.config.join("phoenix_lxc_configs.json");
+    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    fleet["lxc_configs"]["110"]["gpu_assignment"] = "0".into();
+    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    let plan = lab.phoenix(&["plan"]);
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("no NVIDIA kernel driver"),
+        "{}",
+        plan.stdout
+    );
+    let r = lab.phoenix(&["build"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("/proc/driver/nvidia/version is missing"),
+        "{}",
+        r.stdout
+    );
+    // The base builds; the GPU template and its clones are never made.
+    assert_eq!(lab.snapshots(100).len(), 1);
+    for ctid in [110, 120, 121] {
+        assert!(
+            !lab.lxc.join(ctid.to_string()).exists(),
+            "CT {ctid} was made"
+        );
+    }
+}
+
+#[test]
+fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_preflight_error() {
+    let Some(lab) = Lab::new("bridge") else {
+        return;
+    };
+    let bridge = "phxbr0";
+    let _ = Command::new("ip")
+        .args(["link", "del", bridge])
+        .stderr(Stdio::null())
+        .status();
+    let plan = lab.phoenix(&["plan", "--lxc-network", "config"]);
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("no such bridge"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("--lxc-network host"),
+        "{}",
+        plan.stdout
+    );
+
+    assert!(Command::new("ip")
+        .args(["link", "add", bridge, "type", "bridge"])
+        .status()
+        .unwrap()
+        .success());
+    struct Bridge;
+    impl Drop for Bridge {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", "phxbr0"]).status();
+        }
+    }
+    let _bridge = Bridge;
+    // The base alone: its hook needs no network.
+    let path = lab.config.join("phoenix_lxc_configs.json");
+    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let base = fleet["lxc_configs"]["100"].clone();
+    fleet["lxc_configs"] = serde_json::json!({ "100": base });
+    fleet["lxc_configs"]["100"]["network_config"]["ip"] = "10.99.0.5/24".into();
+    fleet["lxc_configs"]["100"]["mac_address"] = "52:54:00:12:34:56".into();
+    fleet["lxc_configs"]["100"]["is_template"] = false.into();
+    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    let r = lab.phoenix(&["build", "--lxc-network", "config"]);
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
+    let (_, link) = lab.attach(100, &["ip", "-o", "addr", "show", "eth0"]);
+    assert!(link.contains("10.99.0.5/24"), "{link}");
+    let (_, mac) = lab.attach(100, &["cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(mac.trim(), "52:54:00:12:34:56");
+    let members = fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .unwrap()
+        .count();
+    assert_eq!(members, 1, "the CT's veth is on {bridge}");
+}
