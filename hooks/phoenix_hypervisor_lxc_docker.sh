@@ -5,7 +5,8 @@
 # runs ON THE HOST, after a container with `nesting=1` is ready, with `pct` on PATH. A
 # script of this name in the hooks directory replaces it (and is hashed like it).
 #
-# It pushes its in-container part and runs it with `pct exec`: Docker, the NVIDIA
+# It pushes its in-container part and runs it with `pct exec`: Docker (the
+# distribution's docker.io, with the overlay2 storage driver), the NVIDIA
 # container runtime (GPU nodes only) and the Portainer server or agent (per
 # portainer_role). Idempotent: every part checks before it acts.
 #
@@ -31,16 +32,13 @@ gpu=${PHOENIX_GPU:-0}
 role=${PHOENIX_PORTAINER_ROLE:-none}
 
 if ! command -v docker >/dev/null 2>&1; then
-    echo "docker: installing Docker Engine"
+    echo "docker: installing Docker from the distribution's packages (docker.io)"
+    # overlay2 keeps images inside the CT's root filesystem: on a btrfs store Docker would
+    # otherwise make subvolumes of its own, which the CT's snapshots do not contain.
+    install -d -m 0755 /etc/docker
+    [ -e /etc/docker/daemon.json ] || echo '{ "storage-driver": "overlay2" }' > /etc/docker/daemon.json
     apt-get update -q
-    apt-get install -y -q ca-certificates curl gnupg
-    install -d -m 0755 /etc/apt/keyrings
-    . /etc/os-release
-    curl -fsSL "https://download.docker.com/linux/$ID/gpg" | gpg --dearmor -o /etc/apt/keyrings/docker.gpg
-    echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.gpg] https://download.docker.com/linux/$ID $VERSION_CODENAME stable" \
-        > /etc/apt/sources.list.d/docker.list
-    apt-get update -q
-    apt-get install -y -q docker-ce docker-ce-cli containerd.io docker-compose-plugin
+    apt-get install -y -q --no-install-recommends docker.io ca-certificates curl gnupg
 else
     echo "docker: already installed ($(docker --version))"
 fi
@@ -76,6 +74,7 @@ server)
     else
         docker rm -f portainer >/dev/null 2>&1 || true
         docker volume create portainer_data >/dev/null
+        docker pull "$image" || { echo "docker: cannot pull the Portainer server image $image (is the registry reachable from the CT?)" >&2; exit 1; }
         docker run -d --name portainer --restart=always \
             -p 9443:9443 -p 8000:8000 \
             -v /var/run/docker.sock:/var/run/docker.sock \
@@ -88,6 +87,7 @@ agent)
         echo "portainer: agent already running"
     else
         docker rm -f portainer_agent >/dev/null 2>&1 || true
+        docker pull "$image" || { echo "docker: cannot pull the Portainer agent image $image (is the registry reachable from the CT?)" >&2; exit 1; }
         docker run -d --name portainer_agent --restart=always \
             -p "${PHOENIX_PORTAINER_AGENT_PORT:-9001}:9001" \
             -v /var/run/docker.sock:/var/run/docker.sock \

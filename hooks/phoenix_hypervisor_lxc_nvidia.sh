@@ -37,7 +37,10 @@ else
     apt-get update -q
     apt-get install -y -q --no-install-recommends ca-certificates curl kmod pkg-config libglvnd-dev
     runfile=/tmp/NVIDIA-Linux-$version.run
-    curl -fsSL --retry 3 -o "$runfile" "$runfile_url"
+    curl -fsSL --retry 3 --connect-timeout 20 --max-time 1800 -o "$runfile" "$runfile_url" || {
+        echo "nvidia: cannot download the driver runfile $runfile_url: the CT must reach it (nvidia_runfile_url)" >&2
+        exit 1
+    }
     sh "$runfile" --silent --no-kernel-module --no-x-check --no-nouveau-check \
         --no-nvidia-modprobe --no-dkms --no-questions --ui=none
     rm -f "$runfile"

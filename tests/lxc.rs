@@ -556,3 +556,172 @@ fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_p
         .count();
     assert_eq!(members, 1, "the CT's veth is on {bridge}");
 }
+
+#[test]
+fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_fails_its_node() {
+    let Some(lab) = Lab::new("docker") else {
+        return;
+    };
+    let path = lab.config.join("phoenix_lxc_configs.json");
+    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let base = fleet["lxc_configs"]["100"].clone();
+    let mut docker = fleet["lxc_configs"]["121"].clone();
+    docker["features"] = "nesting=1".into();
+    docker["clone_from_template_ctid"] = "100".into();
+    docker["name"] = "docker".into();
+    let mut portainer = docker.clone();
+    portainer["name"] = "portainer".into();
+    portainer["portainer_role"] = "server".into();
+    fleet["lxc_configs"] = serde_json::json!({ "100": base, "130": docker, "131": portainer });
+    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    let hv = lab.config.join("phoenix_hypervisor_config.json");
+    let mut h: serde_json::Value = serde_json::from_slice(&fs::read(&hv).unwrap()).unwrap();
+    h["network"] = serde_json::json!({"portainer_server_ip": "10.0.0.99", "portainer_server_port": 9443, "portainer_agent_port": 9001});
+    h["docker"] = serde_json::json!({"portainer_server_image": "portainer/portainer-ce:2.33.1-lts", "portainer_agent_image": "portainer/agent:2.33.1-lts"});
+    fs::write(&hv, serde_json::to_vec_pretty(&h).unwrap()).unwrap();
+    for ctid in [130, 131] {
+        let _ = fs::remove_file(lab.hook(ctid));
+    }
+
+    let started = Instant::now();
+    let r = lab.phoenix(&["build", "-j", "2"]);
+    let took = started.elapsed();
+    // 131's Portainer image cannot be pulled here: its node fails, clearly and soon.
+    assert_eq!(r.code, 1, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
+    assert!(took < Duration::from_secs(540), "the build took {took:?}");
+    let log = lab.logs();
+    assert!(
+        log.contains("cannot pull the Portainer server image portainer/portainer-ce:2.33.1-lts"),
+        "{log}"
+    );
+    assert!(
+        r.stdout.contains("131") && r.stdout.contains("failed"),
+        "{}",
+        r.stdout
+    );
+    // 130: Docker from Debian's packages answers inside the nesting CT.
+    assert_eq!(lab.snapshots(130).len(), 1, "130 is built");
+    // (after the restart that follows the snapshot, dockerd takes a moment to come up)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let info = loop {
+        let (code, info) = lab.attach(
+            130,
+            &[
+                "docker",
+                "info",
+                "--format",
+                "{{.ServerVersion}} {{.Driver}}",
+            ],
+        );
+        if code == 0 {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "docker info never answered: {info}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(info.trim().ends_with(" overlay2"), "{info}");
+
+    // The NVIDIA step runs as the orchestrator ran it (on the host, `pct` on PATH)
+    // until it needs the runfile, which this host cannot reach: a clear failure.
+    let out = Command::new("bash")
+        .arg(common::repo().join("hooks/phoenix_hypervisor_lxc_nvidia.sh"))
+        .args([
+            "130",
+            "580.76.05",
+            "",
+            "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.76.05/NVIDIA-Linux-x86_64-580.76.05.run",
+        ])
+        .env("PATH", format!("{}:{}", lab.state.join("bin").display(), std::env::var("PATH").unwrap()))
+        .env("PHOENIX_BACKEND", "lxc")
+        .env("PHOENIX_LXC_PATH", &lab.lxc)
+        .env("PHOENIX_LXC_NETWORK", "host")
+        .env("PHOENIX_STATE_DIR", &lab.state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("nvidia: installing userspace driver 580.76.05"),
+        "{said}"
+    );
+    assert!(
+        said.contains("nvidia: cannot download the driver runfile"),
+        "{said}"
+    );
+}
+
+/// Root's subordinate ids, as an admin gives them (`usermod --add-subuids`).
+fn ensure_subids() {
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with("root:")) {
+            fs::write(file, text + "root:100000:65536\n").unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_unprivileged_ct_runs_with_an_id_map_in_a_network_namespace_of_its_own() {
+    let Some(lab) = Lab::new("unprivileged") else {
+        return;
+    };
+    ensure_subids();
+    let path = lab.config.join("phoenix_lxc_configs.json");
+    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let mut base = fleet["lxc_configs"]["100"].clone();
+    base["unprivileged"] = true.into();
+    base["is_template"] = false.into();
+    base["network_config"]["bridge"] = "phxbr1".into();
+    base["network_config"]["ip"] = "10.98.0.5/24".into();
+    fleet["lxc_configs"] = serde_json::json!({ "100": base });
+    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+
+    // Sharing the host's network cannot work: said before anything is made.
+    let plan = lab.phoenix(&["plan"]);
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("an unprivileged CT cannot share the host's network"),
+        "{}",
+        plan.stdout
+    );
+
+    let _ = Command::new("ip")
+        .args(["link", "add", "phxbr1", "type", "bridge"])
+        .status();
+    struct Bridge;
+    impl Drop for Bridge {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", "phxbr1"]).status();
+        }
+    }
+    let _bridge = Bridge;
+    let r = lab.phoenix(&["build", "--lxc-network", "config"]);
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
+    let config = fs::read_to_string(lab.lxc.join("100/config")).unwrap();
+    assert!(config.contains("lxc.idmap = u 0 "), "{config}");
+    let (_, map) = lab.attach(100, &["cat", "/proc/self/uid_map"]);
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(fields[0], "0");
+    assert_ne!(fields[1], "0", "root inside is not root outside: {map}");
+    // Inside, the files are root's; on the host, they belong to the mapped range.
+    let (_, owner) = lab.attach(100, &["stat", "-c", "%u", "/etc/phoenix-layer-base"]);
+    assert_eq!(owner.trim(), "0");
+    let host_uid = fs::metadata(lab.lxc.join("100/rootfs/etc/phoenix-layer-base"))
+        .unwrap()
+        .uid();
+    assert_eq!(host_uid.to_string(), fields[1]);
+    let passwd_uid = fs::metadata(lab.lxc.join("100/rootfs/etc/passwd"))
+        .unwrap()
+        .uid();
+    assert_eq!(
+        passwd_uid.to_string(),
+        fields[1],
+        "the OS tree was shifted into the range"
+    );
+}

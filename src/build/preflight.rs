@@ -81,11 +81,8 @@ pub fn check(
             None
         };
         let found = found.or_else(|| {
-            // Unprivileged-ness is set when a base CT is made; clones inherit it.
-            let unprivileged =
-                (provisions && e.parent.is_none()).then(|| node.spec.unprivileged.unwrap_or(true));
             let network = crate::engine::plan::runtime_settings(node).network;
-            host.check_runtime(unprivileged, network.as_ref())
+            host.check_runtime(unprivileged(fleet, e.ctid), network.as_ref())
                 .err()
                 .map(|m| problem(Check::Runtime, m))
         });
@@ -107,6 +104,15 @@ pub fn check(
         }
     }
     out
+}
+
+/// Whether a node's CT is unprivileged: set when its base CT is made, inherited by
+/// clones.
+fn unprivileged(fleet: &Fleet, mut ctid: Ctid) -> bool {
+    while let Some(parent) = fleet.nodes[&ctid].parent {
+        ctid = parent;
+    }
+    fleet.nodes[&ctid].spec.unprivileged.unwrap_or(true)
 }
 
 /// Why GPU nodes cannot be built on this host's driver, if they cannot (DESIGN §5 step 4).

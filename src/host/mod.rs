@@ -393,13 +393,9 @@ pub trait Host: Send + Sync {
     /// on the host. A read, made before any change (the build's preflight).
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String>;
     /// Why a CT with these needs cannot run here, if it cannot: an unprivileged CT
-    /// (`Some(true)`, for a CT being created) without an id map, a network whose bridge
-    /// the host lacks. A read, like [`Host::check_storage`].
-    fn check_runtime(
-        &self,
-        unprivileged: Option<bool>,
-        network: Option<&Network>,
-    ) -> Result<(), String> {
+    /// without an id map, a network whose bridge the host lacks. A read, like
+    /// [`Host::check_storage`].
+    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Result<(), String> {
         let _ = (unprivileged, network);
         Ok(())
     }

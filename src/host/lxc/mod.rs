@@ -594,13 +594,12 @@ impl Host for LxcHost {
         }
     }
 
-    fn check_runtime(
-        &self,
-        unprivileged: Option<bool>,
-        network: Option<&Network>,
-    ) -> Result<(), String> {
-        if unprivileged == Some(true) {
+    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Result<(), String> {
+        if unprivileged {
             self.idmap()?;
+            if self.opts.network == NetworkMode::Host {
+                return Err("an unprivileged CT cannot share the host's network (--lxc-network host): the kernel lets a user namespace mount /sys only with a network namespace of its own. Use --lxc-network config, or set the node's `unprivileged` to false".into());
+            }
         }
         if let (Some(n), NetworkMode::Config) = (network, self.opts.network) {
             if !Path::new("/sys/class/net")
@@ -750,6 +749,8 @@ impl Host for LxcHost {
         self.save(ctid, &meta)?;
         conf::write_guest_files(&self.rootfs(ctid), &meta, self.opts.network)?;
         let log = self.dir(ctid).join("lxc.log");
+        // This start's account only.
+        let _ = fs::remove_file(&log);
         let out = self
             .lxc("lxc-start", ctid)
             .arg("-o")
@@ -761,11 +762,12 @@ impl Host for LxcHost {
         if out.status.success() {
             return Ok(());
         }
+        // LXC's own account: its ERROR lines, the first ones say why.
         let tail: Vec<String> = fs::read_to_string(&log)
             .unwrap_or_default()
             .lines()
-            .rev()
-            .take(5)
+            .filter(|l| l.contains(" ERROR "))
+            .take(4)
             .map(str::to_string)
             .collect();
         Err(HostError::failed(format!(
@@ -774,11 +776,7 @@ impl Host for LxcHost {
             if tail.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "\n{} (last lines):\n{}",
-                    log.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )
+                format!("\n{} (its errors):\n{}", log.display(), tail.join("\n"))
             }
         )))
     }

@@ -87,15 +87,53 @@ impl Store {
             return Ok(());
         }
         if self == Store::Btrfs && is_subvolume(path) {
-            // A read-only snapshot must be made writable before its nested content can
-            // go; `subvolume delete` removes it whole.
-            return run(Command::new("btrfs")
-                .args(["subvolume", "delete"])
-                .arg(path));
+            let delete = |p: &Path| run(Command::new("btrfs").args(["subvolume", "delete"]).arg(p));
+            return delete(path).or_else(|first| {
+                // Subvolumes made inside the CT (Docker's btrfs driver, say) must go
+                // first: nested ones, deepest first, then the root filesystem.
+                let mut nested = nested_subvolumes(path);
+                if nested.is_empty() {
+                    return Err(first);
+                }
+                nested.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+                nested.iter().try_for_each(|p| delete(p))?;
+                delete(path)
+            });
         }
         std::fs::remove_dir_all(path)
             .map_err(|e| HostError::failed(format!("cannot remove {}: {e}", path.display())))
     }
+}
+
+/// The subvolumes below `root`'s own (not crossing into other filesystems).
+fn nested_subvolumes(root: &Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dev) = root.symlink_metadata().map(|m| m.dev()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if !m.is_dir() {
+                continue;
+            }
+            // Each subvolume has its own device number.
+            if m.ino() == 256 {
+                out.push(e.path());
+            } else if m.dev() != dev {
+                continue;
+            }
+            stack.push(e.path());
+        }
+    }
+    out
 }
 
 /// A btrfs subvolume's root directory has inode number 256.
