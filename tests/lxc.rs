@@ -210,7 +210,15 @@ impl Drop for Lab {
 
 /// Stops every container under `dir/lxc` and removes `dir`, subvolumes included.
 fn teardown(dir: &Path) {
-    let lxc = dir.join("lxc");
+    // A lab's container path may be a link to a directory store elsewhere.
+    if let Ok(target) = fs::read_link(dir.join("lxc")) {
+        teardown(&target);
+    }
+    let lxc = if dir.join("lxc").is_dir() {
+        dir.join("lxc")
+    } else {
+        dir.to_path_buf()
+    };
     if let Ok(entries) = fs::read_dir(&lxc) {
         for e in entries.flatten() {
             let _ = Command::new("lxc-stop")
@@ -724,4 +732,80 @@ fn an_unprivileged_ct_runs_with_an_id_map_in_a_network_namespace_of_its_own() {
         fields[1],
         "the OS tree was shifted into the range"
     );
+}
+
+#[test]
+fn without_lxc_tools_the_backend_says_what_to_install() {
+    let fleet = common::repo().join("tests/fixtures/fleets/lxc");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["plan", "--backend", "lxc", "--lxc-path"])
+        .arg(tmp.path().join("lxc"))
+        .env("PATH", tmp.path())
+        .env("PHOENIX_CONFIG_DIR", fleet.join("etc"))
+        .env("PHOENIX_HOOKS_DIR", fleet.join("hooks"))
+        .env("PHOENIX_STATE_DIR", tmp.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("`lxc-start` is not on PATH: install Debian's `lxc` package"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_directory_store_makes_full_copies_and_builds_the_same() {
+    let Some(lab) = Lab::new("dirstore") else {
+        return;
+    };
+    let store = std::env::var_os("PHOENIX_LXC_TEST_DIR_STORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/phoenix-lxc-dir-store"));
+    teardown(&store);
+    fs::create_dir_all(&store).unwrap();
+    let fstype = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_ne!(
+        String::from_utf8_lossy(&fstype.stdout).trim(),
+        "btrfs",
+        "{} must not be on btrfs (PHOENIX_LXC_TEST_DIR_STORE)",
+        store.display()
+    );
+    fs::remove_dir(&lab.lxc).unwrap();
+    std::os::unix::fs::symlink(&store, &lab.lxc).unwrap();
+    let path = lab.config.join("phoenix_lxc_configs.json");
+    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let base = fleet["lxc_configs"]["100"].clone();
+    let mut leaf = fleet["lxc_configs"]["120"].clone();
+    leaf["clone_from_template_ctid"] = "100".into();
+    fleet["lxc_configs"] = serde_json::json!({ "100": base, "120": leaf });
+    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+
+    lab.build();
+    let (_, site) = lab.attach(
+        120,
+        &["cat", "/etc/phoenix-site", "/etc/phoenix-layer-base"],
+    );
+    assert_eq!(site, "site 120 v1\nbase\n");
+    let rootfs = store.join("120/rootfs");
+    assert!(rootfs.join("etc/phoenix-site").is_file());
+    let config = fs::read_to_string(store.join("120/config")).unwrap();
+    assert!(config.contains("lxc.rootfs.path = dir:/"), "{config}");
+    let snap = lab.snapshots(120);
+    assert_eq!(snap.len(), 1);
+    // A snapshot is a full copy: its own inodes, the same content.
+    let copy = store.join(format!("120/snaps/{}/rootfs/etc/phoenix-site", snap[0]));
+    assert_eq!(fs::read(&copy).unwrap(), b"site 120 v1\n");
+    assert_ne!(
+        fs::metadata(&copy).unwrap().ino(),
+        fs::metadata(rootfs.join("etc/phoenix-site")).unwrap().ino()
+    );
+    assert!(lab.build().stdout.contains("summary: 2 fresh"));
+    drop(lab);
+    teardown(&store);
 }
