@@ -309,6 +309,23 @@ fn a_fleet_builds_real_containers_rebuilds_exactly_a_subtree_and_gc_frees_the_ol
         vec![120, 121],
         "containers run, templates are stopped"
     );
+    // memory_mb is the CT's memory limit, as LXC's cgroup reports it.
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let key = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let limit = Command::new("lxc-cgroup")
+        .args(["-n", "120", "-P"])
+        .arg(&lab.lxc)
+        .arg(key)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&limit.stdout).trim(),
+        (512u64 << 20).to_string()
+    );
 
     // Every rootfs is a btrfs snapshot of its parent's phoenix snapshot: nothing copied.
     let snap_of = |ctid: u32| {

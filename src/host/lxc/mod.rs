@@ -354,6 +354,7 @@ impl LxcHost {
     }
 
     fn snapshots(&self, ctid: Ctid) -> Vec<SnapshotInfo> {
+        let managed = self.meta_path(ctid).exists();
         let mut out = Vec::new();
         let Ok(entries) = fs::read_dir(self.dir(ctid).join("snaps")) else {
             return out;
@@ -371,7 +372,9 @@ impl LxcHost {
                         parent: m.parent_snapshot,
                     })
                 }
-                // An `lxc-snapshot` of its own.
+                // In a CT of phoenix's, a snapshot without its record is none (being
+                // taken or deleted); in another, an `lxc-snapshot` of its own.
+                Err(_) if managed => {}
                 Err(_) => out.push(SnapshotInfo {
                     name,
                     description: fs::read_to_string(dir.join("comment")).unwrap_or_default(),
@@ -425,8 +428,9 @@ impl LxcHost {
         }))
     }
 
-    /// A new CT directory whose record says `lock: create` until `fill` has made its
-    /// root filesystem; a failure removes what was made.
+    /// A new CT, made in `.<ctid>.new` beside the others and renamed into place when
+    /// `fill` has made its root filesystem and its record is written: a CT is there whole
+    /// or not at all, and what an interrupted run left half-made is removed here.
     fn provision(
         &self,
         ctid: Ctid,
@@ -434,25 +438,30 @@ impl LxcHost {
         fill: impl FnOnce(&Path) -> HostResult<()>,
     ) -> HostResult<()> {
         let dir = self.dir(ctid);
-        if dir.exists() {
+        if dir.symlink_metadata().is_ok() {
             return Err(text::already_exists(ctid, &hostname()));
         }
-        fs::create_dir(&dir).map_err(|e| io_err("create", &dir, e))?;
-        let _lock = self.lock(ctid)?;
-        meta.lock = Some("create".into());
-        meta.write(&self.meta_path(ctid))?;
-        let made = fill(&self.rootfs(ctid)).and_then(|()| {
+        let staging = self.opts.path.join(format!(".{ctid}.new"));
+        let discard = || {
+            let _ = self.store.remove(&staging.join("rootfs"));
+            let _ = fs::remove_dir_all(&staging);
+        };
+        discard();
+        fs::create_dir(&staging).map_err(|e| io_err("create", &staging, e))?;
+        let made = fill(&staging.join("rootfs")).and_then(|()| {
             if let Some(net) = meta.settings.network.as_mut() {
                 net.mac.get_or_insert_with(|| new_mac(ctid));
             }
             meta.lock = None;
-            self.save(ctid, &meta)
+            meta.write(&staging.join("phoenix.json"))?;
+            fs::rename(&staging, &dir).map_err(|e| io_err("rename into place", &staging, e))
         });
         if made.is_err() {
-            let _ = self.store.remove(&self.rootfs(ctid));
-            let _ = fs::remove_dir_all(&dir);
+            discard();
+            return made;
         }
-        made
+        let _lock = self.lock(ctid)?;
+        self.save(ctid, &meta)
     }
 
     /// Runs `lxc-attach` with the CT's clean environment; stdout and stderr into `out`.
@@ -968,7 +977,12 @@ impl Host for LxcHost {
         // half-empty one that looks whole.
         meta.lock = Some("destroyed".into());
         meta.write(&self.meta_path(ctid))?;
-        for s in self.snapshots(ctid) {
+        let snapshots = self.snapshots(ctid);
+        // Records first: a snapshot whose files are half gone is no snapshot.
+        for s in &snapshots {
+            let _ = fs::remove_file(self.snap_dir(ctid, &s.name).join("phoenix.json"));
+        }
+        for s in &snapshots {
             self.store
                 .remove(&self.snap_dir(ctid, &s.name).join("rootfs"))?;
         }
