@@ -196,6 +196,18 @@ impl Lab {
             .unwrap()
     }
 
+    /// Edits one of the fleet's config files.
+    fn edit(&self, file: &str, f: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.config.join(file);
+        let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        f(&mut v);
+        fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    }
+
+    fn edit_fleet(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        self.edit("phoenix_lxc_configs.json", f)
+    }
+
     fn hook(&self, ctid: u32) -> PathBuf {
         self.hooks
             .join(format!("phoenix_hypervisor_setup_{ctid}.sh"))
@@ -502,10 +514,9 @@ fn a_gpu_node_on_a_host_without_nvidia_fails_its_preflight_and_blocks_only_its_s
         eprintln!("skipped: this host has an NVIDIA driver");
         return;
     }
-    let path = lab.config.join("phoenix_lxc_configs.json");
-    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    fleet["lxc_configs"]["110"]["gpu_assignment"] = "0".into();
-    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    lab.edit_fleet(|fleet| {
+        fleet["lxc_configs"]["110"]["gpu_assignment"] = "0".into();
+    });
     let plan = lab.phoenix(&["plan"]);
     assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
     assert!(
@@ -562,14 +573,13 @@ fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_p
     }
     let _bridge = Bridge;
     // The base alone: its hook needs no network.
-    let path = lab.config.join("phoenix_lxc_configs.json");
-    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let base = fleet["lxc_configs"]["100"].clone();
-    fleet["lxc_configs"] = serde_json::json!({ "100": base });
-    fleet["lxc_configs"]["100"]["network_config"]["ip"] = "10.99.0.5/24".into();
-    fleet["lxc_configs"]["100"]["mac_address"] = "52:54:00:12:34:56".into();
-    fleet["lxc_configs"]["100"]["is_template"] = false.into();
-    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    lab.edit_fleet(|fleet| {
+        let base = fleet["lxc_configs"]["100"].clone();
+        fleet["lxc_configs"] = serde_json::json!({ "100": base });
+        fleet["lxc_configs"]["100"]["network_config"]["ip"] = "10.99.0.5/24".into();
+        fleet["lxc_configs"]["100"]["mac_address"] = "52:54:00:12:34:56".into();
+        fleet["lxc_configs"]["100"]["is_template"] = false.into();
+    });
     let r = lab.phoenix(&["build", "--lxc-network", "config"]);
     assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
     let (_, link) = lab.attach(100, &["ip", "-o", "addr", "show", "eth0"]);
@@ -587,23 +597,21 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
     let Some(lab) = Lab::new("docker") else {
         return;
     };
-    let path = lab.config.join("phoenix_lxc_configs.json");
-    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let base = fleet["lxc_configs"]["100"].clone();
-    let mut docker = fleet["lxc_configs"]["121"].clone();
-    docker["features"] = "nesting=1".into();
-    docker["clone_from_template_ctid"] = "100".into();
-    docker["name"] = "docker".into();
-    let mut portainer = docker.clone();
-    portainer["name"] = "portainer".into();
-    portainer["portainer_role"] = "server".into();
-    fleet["lxc_configs"] = serde_json::json!({ "100": base, "130": docker, "131": portainer });
-    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
-    let hv = lab.config.join("phoenix_hypervisor_config.json");
-    let mut h: serde_json::Value = serde_json::from_slice(&fs::read(&hv).unwrap()).unwrap();
-    h["network"] = serde_json::json!({"portainer_server_ip": "10.0.0.99", "portainer_server_port": 9443, "portainer_agent_port": 9001});
-    h["docker"] = serde_json::json!({"portainer_server_image": "portainer/portainer-ce:2.33.1-lts", "portainer_agent_image": "portainer/agent:2.33.1-lts"});
-    fs::write(&hv, serde_json::to_vec_pretty(&h).unwrap()).unwrap();
+    lab.edit_fleet(|fleet| {
+        let base = fleet["lxc_configs"]["100"].clone();
+        let mut docker = fleet["lxc_configs"]["121"].clone();
+        docker["features"] = "nesting=1".into();
+        docker["clone_from_template_ctid"] = "100".into();
+        docker["name"] = "docker".into();
+        let mut portainer = docker.clone();
+        portainer["name"] = "portainer".into();
+        portainer["portainer_role"] = "server".into();
+        fleet["lxc_configs"] = serde_json::json!({ "100": base, "130": docker, "131": portainer });
+    });
+    lab.edit("phoenix_hypervisor_config.json", |h| {
+        h["network"] = serde_json::json!({"portainer_server_ip": "10.0.0.99", "portainer_server_port": 9443, "portainer_agent_port": 9001});
+        h["docker"] = serde_json::json!({"portainer_server_image": "portainer/portainer-ce:2.33.1-lts", "portainer_agent_image": "portainer/agent:2.33.1-lts"});
+    });
     for ctid in [130, 131] {
         let _ = fs::remove_file(lab.hook(ctid));
     }
@@ -696,15 +704,14 @@ fn an_unprivileged_ct_runs_with_an_id_map_in_a_network_namespace_of_its_own() {
         return;
     };
     ensure_subids();
-    let path = lab.config.join("phoenix_lxc_configs.json");
-    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let mut base = fleet["lxc_configs"]["100"].clone();
-    base["unprivileged"] = true.into();
-    base["is_template"] = false.into();
-    base["network_config"]["bridge"] = "phxbr1".into();
-    base["network_config"]["ip"] = "10.98.0.5/24".into();
-    fleet["lxc_configs"] = serde_json::json!({ "100": base });
-    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    lab.edit_fleet(|fleet| {
+        let mut base = fleet["lxc_configs"]["100"].clone();
+        base["unprivileged"] = true.into();
+        base["is_template"] = false.into();
+        base["network_config"]["bridge"] = "phxbr1".into();
+        base["network_config"]["ip"] = "10.98.0.5/24".into();
+        fleet["lxc_configs"] = serde_json::json!({ "100": base });
+    });
 
     // Sharing the host's network cannot work: said before anything is made.
     let plan = lab.phoenix(&["plan"]);
@@ -795,13 +802,12 @@ fn a_directory_store_makes_full_copies_and_builds_the_same() {
     );
     fs::remove_dir(&lab.lxc).unwrap();
     std::os::unix::fs::symlink(&store, &lab.lxc).unwrap();
-    let path = lab.config.join("phoenix_lxc_configs.json");
-    let mut fleet: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let base = fleet["lxc_configs"]["100"].clone();
-    let mut leaf = fleet["lxc_configs"]["120"].clone();
-    leaf["clone_from_template_ctid"] = "100".into();
-    fleet["lxc_configs"] = serde_json::json!({ "100": base, "120": leaf });
-    fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    lab.edit_fleet(|fleet| {
+        let base = fleet["lxc_configs"]["100"].clone();
+        let mut leaf = fleet["lxc_configs"]["120"].clone();
+        leaf["clone_from_template_ctid"] = "100".into();
+        fleet["lxc_configs"] = serde_json::json!({ "100": base, "120": leaf });
+    });
 
     lab.build();
     let (_, site) = lab.attach(
