@@ -193,13 +193,5 @@ fn clean(dir: &Path) {
                 .status();
         }
     }
-    let _ = Command::new("sh")
-        .args([
-            "-c",
-            "btrfs subvolume list -o \"$1\" >/dev/null 2>&1 || exit 0; find \"$1\" -xdev -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; true",
-            "sh",
-        ])
-        .arg(dir)
-        .status();
-    let _ = fs::remove_dir_all(dir);
+    let _ = phoenix::host::lxc::store::remove_tree(dir);
 }

@@ -8,6 +8,13 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The first file named `name` in a directory of `PATH`.
+pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Why a file phoenix was asked to read cannot be read, in words for the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileError {

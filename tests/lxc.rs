@@ -243,32 +243,7 @@ fn teardown(dir: &Path) {
                 .status();
         }
     }
-    let mut subvolumes = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(m) = p.symlink_metadata() else {
-            continue;
-        };
-        if !m.is_dir() {
-            continue;
-        }
-        if m.ino() == 256 {
-            subvolumes.push(p.clone());
-        }
-        if let Ok(entries) = fs::read_dir(&p) {
-            stack.extend(entries.flatten().map(|e| e.path()));
-        }
-    }
-    // Nested ones first.
-    subvolumes.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for s in subvolumes {
-        let _ = Command::new("btrfs")
-            .args(["subvolume", "delete"])
-            .arg(&s)
-            .stdout(Stdio::null())
-            .status();
-    }
-    let _ = fs::remove_dir_all(dir);
+    let _ = phoenix::host::lxc::store::remove_tree(dir);
 }
 
 /// `btrfs subvolume show`'s value for `key` (`UUID`, `Parent UUID`).

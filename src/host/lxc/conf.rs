@@ -216,18 +216,9 @@ fn interfaces(net: Option<&Network>, mode: NetworkMode) -> String {
         return s;
     };
     let _ = write!(s, "\nauto {}\n", n.name);
-    match n.ip.as_str() {
-        "dhcp" => {
-            let _ = writeln!(s, "iface {} inet dhcp", n.name);
-        }
-        "manual" => {
-            let _ = writeln!(s, "iface {} inet manual", n.name);
-        }
-        // LXC sets the address and the route itself (lxc.net.0.ipv4.*).
-        _ => {
-            let _ = writeln!(s, "iface {} inet manual", n.name);
-        }
-    }
+    // A static address and its route LXC sets itself (lxc.net.0.ipv4.*).
+    let method = if n.ip == "dhcp" { "dhcp" } else { "manual" };
+    let _ = writeln!(s, "iface {} inet {method}", n.name);
     s
 }
 

@@ -36,6 +36,7 @@ use std::sync::OnceLock;
 use conf::{Meta, SnapshotMeta, Target};
 use store::Store;
 
+use crate::host::pve::props::new_mac;
 use crate::host::pve::text;
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
@@ -50,16 +51,13 @@ pub const DEFAULT_VZTMPL_DIR: &str = "/var/lib/vz/template/cache";
 const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How CTs reach the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum NetworkMode {
     /// A veth on the bridge the node's `network_config` names (the bridge must exist).
     Config,
     /// The host's own network namespace: CTs reach what the host reaches (test hosts).
     Host,
 }
-
-use serde::{Deserialize, Serialize};
 
 impl NetworkMode {
     pub fn name(self) -> &'static str {
@@ -69,13 +67,9 @@ impl NetworkMode {
         }
     }
     pub fn parse(s: &str) -> Result<NetworkMode, String> {
-        match s {
-            "config" => Ok(NetworkMode::Config),
-            "host" => Ok(NetworkMode::Host),
-            _ => Err(format!(
-                "unknown LXC network mode `{s}` (PHOENIX_LXC_NETWORK): config or host"
-            )),
-        }
+        <NetworkMode as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+            format!("unknown LXC network mode `{s}` (PHOENIX_LXC_NETWORK): config or host")
+        })
     }
 }
 
@@ -137,22 +131,6 @@ pub struct LxcHost {
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> HostError {
     HostError::failed(format!("cannot {what} {}: {e}", path.display()))
-}
-
-/// A MAC in Proxmox's `BC:24:11` range, as the other backends give.
-fn new_mac(ctid: Ctid) -> String {
-    let h = blake3::hash(
-        format!(
-            "{ctid}:{}:{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        )
-        .as_bytes(),
-    );
-    let b = h.as_bytes();
-    format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2])
 }
 
 /// `lxc-snapshot`'s time format.
@@ -257,20 +235,24 @@ impl LxcHost {
     /// Writes the record and the LXC config made from it.
     fn save(&self, ctid: Ctid, meta: &Meta) -> HostResult<()> {
         meta.write(&self.meta_path(ctid))?;
-        let rootfs = self.rootfs(ctid);
-        let config = conf::render(
+        let config = self.config(ctid, meta, &self.rootfs(ctid));
+        let p = self.dir(ctid).join("config");
+        crate::os::write_atomic(&p, config.as_bytes()).map_err(|e| io_err("write", &p, e))
+    }
+
+    /// LXC's config for a CT with this record and root filesystem on this host.
+    fn config(&self, ctid: Ctid, meta: &Meta, rootfs: &Path) -> String {
+        conf::render(
             meta,
             &Target {
                 name: &ctid.to_string(),
-                rootfs: &rootfs,
+                rootfs,
                 store: self.store,
                 cgroup2: self.cgroup2,
                 network: self.opts.network,
                 idmap: self.idmap().ok(),
             },
-        );
-        let p = self.dir(ctid).join("config");
-        crate::os::write_atomic(&p, config.as_bytes()).map_err(|e| io_err("write", &p, e))
+        )
     }
 
     /// A change to a stopped-or-running CT's record under its lock.
@@ -533,14 +515,10 @@ fn hostname() -> String {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| {
-            use std::os::unix::fs::PermissionsExt;
-            d.join(tool)
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
+    use std::os::unix::fs::PermissionsExt;
+    crate::os::find_on_path(tool)
+        .and_then(|p| p.metadata().ok())
+        .is_some_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
 impl Host for LxcHost {
@@ -585,10 +563,9 @@ impl Host for LxcHost {
         HostError::new(
             ErrorKind::NotFound,
             format!(
-                "CT {ctid} does not exist (no LXC container {} )",
+                "CT {ctid} does not exist (no LXC container {})",
                 self.dir(ctid).display()
-            )
-            .replace(" )", ")"),
+            ),
         )
     }
 
@@ -628,10 +605,11 @@ impl Host for LxcHost {
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         let source = template::resolve(&spec.ostemplate, &self.opts.vztmpl_dir)
             .map_err(|m| HostError::new(ErrorKind::Invalid, m))?;
-        if spec.unprivileged {
-            self.idmap()
-                .map_err(|m| HostError::new(ErrorKind::Invalid, m))?;
-        }
+        let idmap = spec
+            .unprivileged
+            .then(|| self.idmap())
+            .transpose()
+            .map_err(|m| HostError::new(ErrorKind::Invalid, m))?;
         if let Some(m) = conf::unsupported(&spec.settings) {
             return Err(HostError::new(ErrorKind::Invalid, m));
         }
@@ -640,7 +618,6 @@ impl Host for LxcHost {
                 &self.opts.cache,
                 release,
                 &self.opts.mirror,
-                Store::detect(&self.opts.path).unwrap_or(self.store),
             )?),
             template::Source::Tarball(_) => None,
         };
@@ -650,11 +627,6 @@ impl Host for LxcHost {
             disk_gb: Some(spec.disk_gb),
             ..Meta::default()
         };
-        let idmap = spec
-            .unprivileged
-            .then(|| self.idmap())
-            .transpose()
-            .map_err(HostError::failed)?;
         self.provision(ctid, meta, |rootfs| {
             match (&source, &cache) {
                 (_, Some(tree)) => self.store.copy(tree, rootfs, false)?,
@@ -879,17 +851,7 @@ impl Host for LxcHost {
                 }),
                 ..meta.clone()
             };
-            let config = conf::render(
-                &snap_meta,
-                &Target {
-                    name: &ctid.to_string(),
-                    rootfs: &dir.join("rootfs"),
-                    store: self.store,
-                    cgroup2: self.cgroup2,
-                    network: self.opts.network,
-                    idmap: self.idmap().ok(),
-                },
-            );
+            let config = self.config(ctid, &snap_meta, &dir.join("rootfs"));
             let write = |file: &str, bytes: &[u8]| {
                 let p = dir.join(file);
                 crate::os::write_atomic(&p, bytes).map_err(|e| io_err("write", &p, e))

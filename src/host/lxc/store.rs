@@ -83,7 +83,7 @@ impl Store {
 
     /// Removes a root filesystem (and everything under it).
     pub fn remove(self, path: &Path) -> HostResult<()> {
-        if !path.exists() && path.symlink_metadata().is_err() {
+        if path.symlink_metadata().is_err() {
             return Ok(());
         }
         if self == Store::Btrfs && is_subvolume(path) {
@@ -125,7 +125,7 @@ fn nested_subvolumes(root: &Path) -> Vec<std::path::PathBuf> {
                 continue;
             }
             // Each subvolume has its own device number.
-            if m.ino() == 256 {
+            if is_subvolume(&e.path()) {
                 out.push(e.path());
             } else if m.dev() != dev {
                 continue;
@@ -136,11 +136,33 @@ fn nested_subvolumes(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A btrfs subvolume's root directory has inode number 256.
+/// Removes `dir` and everything under it, btrfs subvolumes included (nested ones
+/// first), as LXC's tools cannot: what a test or a benchmark leaves behind.
+pub fn remove_tree(dir: &Path) -> HostResult<()> {
+    let mut subvolumes = nested_subvolumes(dir);
+    if is_subvolume(dir) {
+        subvolumes.push(dir.to_path_buf());
+    }
+    subvolumes.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for s in &subvolumes {
+        run(Command::new("btrfs").args(["subvolume", "delete"]).arg(s))?;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HostError::failed(format!(
+            "cannot remove {}: {e}",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A btrfs subvolume's root directory has inode number 256 (on btrfs: another
+/// filesystem's inode 256 is an ordinary directory).
 pub fn is_subvolume(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     path.symlink_metadata()
         .is_ok_and(|m| m.is_dir() && m.ino() == 256)
+        && Store::detect(path) == Ok(Store::Btrfs)
 }
 
 /// Runs a tool, its error output in the error.

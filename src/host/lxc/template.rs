@@ -72,13 +72,15 @@ pub fn resolve(template: &str, vztmpl_dir: &Path) -> Result<Source, String> {
 }
 
 /// The cached root filesystem of a Debian release, made now if it is not there.
-pub fn debian(cache: &Path, release: &str, mirror: &str, store: Store) -> HostResult<PathBuf> {
+pub fn debian(cache: &Path, release: &str, mirror: &str) -> HostResult<PathBuf> {
     let done = cache.join(release);
     if done.is_dir() {
         return Ok(done);
     }
     fs::create_dir_all(cache)
         .map_err(|e| HostError::failed(format!("cannot create {}: {e}", cache.display())))?;
+    // The cache's own filesystem, which need not be the containers'.
+    let store = Store::detect(cache).map_err(HostError::failed)?;
     let lock_path = cache.join(format!("{release}.lock"));
     let lock = fs::OpenOptions::new()
         .create(true)

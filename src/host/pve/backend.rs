@@ -59,7 +59,7 @@ impl PveHost {
                     )
                 })?,
         };
-        let pct = find_on_path("pct").ok_or_else(|| {
+        let pct = crate::os::find_on_path("pct").ok_or_else(|| {
             "`pct` is not on PATH: the pve backend runs on a Proxmox VE node (or use --backend sim)"
                 .to_string()
         })?;
@@ -257,12 +257,6 @@ impl PveHost {
         args.extend(rest.iter().map(|s| s.to_string()));
         self.pct(&args).map(|_| ())
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// pct's failure: its last non-empty stderr line (task errors are one line, §0).

@@ -28,6 +28,21 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::host::Ctid;
+
+/// A new MAC in Proxmox's default `BC:24:11` range [DCC], different at every call.
+pub fn new_mac(ctid: Ctid) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let h = blake3::hash(format!("{ctid}:{n}:{nanos}:{}", std::process::id()).as_bytes());
+    let b = h.as_bytes();
+    format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2])
+}
+
 /// A property string that does not read. The texts are Proxmox's own where it has one
 /// (pve-common src/PVE/JSONSchema.pm parse_property_string, check_object).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

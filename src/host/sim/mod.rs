@@ -38,14 +38,13 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use knobs::{Effect, Fault, Latency};
 
 use crate::host::pve::conf::{ConfFile, Section};
-use crate::host::pve::props::{self, MountPoint};
+use crate::host::pve::props::{self, new_mac, MountPoint};
 use crate::host::pve::storage::{self, Storage};
 use crate::host::pve::{lock, map, text};
 use crate::host::{
@@ -90,18 +89,6 @@ fn now() -> u64 {
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> HostError {
     HostError::failed(format!("sim: cannot {what} {}: {e}", path.display()))
-}
-
-/// A MAC in Proxmox's default `BC:24:11` range [DCC].
-fn new_mac(ctid: Ctid) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let h = blake3::hash(format!("{ctid}:{n}:{nanos}:{}", std::process::id()).as_bytes());
-    let b = h.as_bytes();
-    format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2])
 }
 
 /// Copies a directory tree (files and directories), leaving out `.zfs`.
