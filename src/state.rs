@@ -5,6 +5,8 @@
 //! | `manifests/<hash>.json` | every manifest phoenix built, content-addressed, so `why` can show old → new |
 //! | `blobs/<blake3>` | the script contents those manifests name, for diffs |
 //! | `logs/<ctid>/<run>.log` | one log per node per run (`phoenix log <CTID>`) |
+//! | `secrets/key` | the key of the secret digests: 32 random bytes, readable by root only |
+//! | `secrets/<ctid>.json` | keyed digests of the secret fields a node's hook last ran with ([`secrets`](crate::engine::secrets)) |
 //! | `hooks-running/<ctid>` | a hook running now: its process group and start time |
 //! | `phoenix.lock` | the host lock: one `build`/`gc` at a time; holds the holder's pid and start |
 //! | `sim/` | the `sim` backend's host |
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::hash::{Hashed, Manifest, NodeHash};
+use crate::engine::secrets::{Digests, Key};
 use crate::fleet::config::Ctid;
 use crate::fleet::Fleet;
 
@@ -107,6 +110,63 @@ impl StateDir {
             return None;
         }
         Some(bytes)
+    }
+
+    fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+
+    /// The key of the secret digests, if one was made (only a build makes it). One that is
+    /// not 32 bytes is corrupt: reported, and nothing counts as recorded.
+    pub fn secret_key(&self) -> Option<Key> {
+        let path = self.secrets_dir().join("key");
+        let bytes = crate::os::read_regular(&path, 64).ok()?;
+        match <[u8; 32]>::try_from(bytes.as_slice()) {
+            Ok(k) => Some(Key(k)),
+            Err(_) => {
+                tracing::warn!(
+                    "{} is corrupt (not 32 bytes) and is ignored: remove it; every secret then counts as not on record, and the next build delivers them",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// The key of the secret digests, made from the kernel's random source when there is
+    /// none. Called once per build, under the run lock.
+    pub fn secret_key_or_create(&self) -> std::io::Result<Key> {
+        if let Some(k) = self.secret_key() {
+            return Ok(k);
+        }
+        let mut k = [0u8; 32];
+        std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut k)?;
+        let dir = self.secrets_dir();
+        fs::create_dir_all(&dir)?;
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        crate::os::write_private(&dir.join("key"), &k)?;
+        Ok(Key(k))
+    }
+
+    /// The digests of the secret fields CT `ctid`'s hook last ran with, if recorded. An
+    /// unreadable record counts as none (so its secrets are delivered again).
+    pub fn secrets_delivered(&self, ctid: Ctid) -> Option<Digests> {
+        let path = self.secrets_dir().join(format!("{ctid}.json"));
+        let bytes = crate::os::read_regular(&path, 1024 * 1024).ok()?;
+        let parsed = serde_json::from_slice(&bytes).ok();
+        if parsed.is_none() {
+            tracing::warn!(
+                "{} is corrupt and is ignored: CT {ctid}'s secrets count as not on record, and the next build delivers them",
+                path.display()
+            );
+        }
+        parsed
+    }
+
+    /// Records the digests of the secret fields CT `ctid`'s hook has just run with.
+    pub fn record_secrets(&self, ctid: Ctid, digests: &Digests) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(digests).map_err(std::io::Error::other)?;
+        crate::os::write_private(&self.secrets_dir().join(format!("{ctid}.json")), &bytes)
     }
 
     /// One file per hook running now (its process group and start time), so that the

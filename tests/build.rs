@@ -1585,3 +1585,254 @@ fn a_users_own_step_scripts_run_on_the_host_with_the_originals_arguments() {
     // They ran on the host with the node's pct: the CT was running.
     assert!(seen.contains("status: running"), "{seen}");
 }
+
+/// A hook for 950 that delivers its `hf_token` into the CT (`/root/hf_token`) and
+/// appends what it ran with to `runs` on the host.
+fn token_hook(f: &Fixture) -> std::path::PathBuf {
+    let runs = f.tmp.path().join("runs");
+    f.write_hook(
+        950,
+        &format!(
+            r#"#!/bin/sh
+set -e
+token=$(echo "$PHOENIX_CONFIG_BLOCK" | sed -n 's/.*"hf_token":"\([^"]*\)".*/\1/p')
+printf '%s' "$token" > "{runs}.token"
+pct push 950 "{runs}.token" /root/hf_token
+echo "rotated=$PHOENIX_SECRETS_ROTATED $(pct status 950)" >> "{runs}"
+"#,
+            runs = runs.display()
+        ),
+    );
+    runs
+}
+
+#[test]
+fn a_changed_secret_is_an_update_by_name_delivered_by_the_hook_without_a_rebuild() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("hf_token".into(), json!("hf_first_aaaaaaaaaaaa"));
+    });
+    let runs = token_hook(&f);
+    assert_eq!(build_json(&f, &[]).code, 0);
+    let pulled = f.tmp.path().join("pulled");
+    let token_in_ct = || {
+        let r = f.pct(&["pull", "950", "/root/hf_token", pulled.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        fs::read_to_string(&pulled).unwrap()
+    };
+    assert_eq!(token_in_ct(), "hf_first_aaaaaaaaaaaa");
+    // The second run knows the hook ran with this token.
+    assert!(actions(&f, &[]).values().all(|a| a == "fresh"));
+    let before = plan(&f, &[]);
+    let snapshots = f.snapshot_names(950);
+
+    f.edit_block(950, |b| {
+        b.insert("hf_token".into(), json!("hf_second_bbbbbbbbbbb"));
+    });
+    let p = plan(&f, &[]);
+    assert_eq!(p[&950]["action"], "update");
+    assert_eq!(p[&950]["changes"], json!([]));
+    assert_eq!(
+        p[&950]["secrets"],
+        json!([{"field": "hf_token", "change": "changed"}])
+    );
+    assert_eq!(
+        p[&950]["hash"], before[&950]["hash"],
+        "secrets are not hashed"
+    );
+    assert!(p.iter().all(|(c, e)| *c == 950 || e["action"] == "fresh"));
+    let human = f.sim(&["plan"]);
+    assert!(
+        human
+            .stdout
+            .contains("secrets to deliver: hf_token (changed)"),
+        "{}",
+        human.stdout
+    );
+    let why = f.sim(&["why", "950"]);
+    assert!(
+        why.stdout.contains("secret hf_token: changed"),
+        "{}",
+        why.stdout
+    );
+    for out in [&human.stdout, &human.stderr, &why.stdout, &why.stderr] {
+        assert!(
+            !out.contains("hf_second") && !out.contains("hf_first"),
+            "{out}"
+        );
+    }
+
+    let calls = f.calls().len();
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(built(&r), set(&[950]));
+    assert_eq!(finished(&r)[&950].0, "update");
+    assert_eq!(token_in_ct(), "hf_second_bbbbbbbbbbb");
+    let ran = fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        ran.lines().collect::<Vec<_>>(),
+        [
+            "rotated= status: running",
+            "rotated=hf_token status: running"
+        ]
+    );
+    assert_eq!(f.snapshot_names(950), snapshots, "no rebuild, no snapshot");
+    let verbs: Vec<String> = f.calls()[calls..]
+        .iter()
+        .filter(|c| c["mutating"] == true)
+        .map(|c| c["verb"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert!(
+        !verbs
+            .iter()
+            .any(|v| ["destroy", "clone", "create", "snapshot"].contains(&v.as_str())),
+        "{verbs:?}"
+    );
+    assert!(actions(&f, &[]).values().all(|a| a == "fresh"));
+
+    // Never the value: not in the state directory, not in events, not in the log.
+    let mut stored = Vec::new();
+    for e in walk(&f.state_dir) {
+        if !e.starts_with(f.state_dir.join("sim")) {
+            stored.push((e.clone(), fs::read(&e).unwrap_or_default()));
+        }
+    }
+    for (path, bytes) in &stored {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains("hf_second"),
+            "{} holds the secret",
+            path.display()
+        );
+    }
+    assert!(!r.stdout.contains("hf_second"));
+    let key = f.state_dir.join("secrets/key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn secrets_without_a_record_are_delivered_and_a_stopped_ct_is_stopped_again() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("hf_token".into(), json!("hf_first_aaaaaaaaaaaa"));
+        b.insert(
+            "vllm".into(),
+            json!({"api_key": "sk-inner-cccccccc", "port": 8000}),
+        );
+    });
+    let runs = token_hook(&f);
+    assert_eq!(build_json(&f, &[]).code, 0);
+    // The state directory was lost (or the CT built by an older phoenix).
+    fs::remove_dir_all(f.state_dir.join("secrets")).unwrap();
+    let p = plan(&f, &[]);
+    assert_eq!(
+        p[&950]["secrets"],
+        json!([
+            {"field": "hf_token", "change": "unrecorded"},
+            {"field": "vllm.api_key", "change": "unrecorded"}
+        ])
+    );
+    let why = f.sim(&["why", "950"]).stdout;
+    assert!(why.contains("secret vllm.api_key: not on record"), "{why}");
+    assert_eq!(f.pct(&["stop", "950"]).code, 0);
+    let r = build_json(&f, &["950"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(built(&r), set(&[950]));
+    let last = fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        last.lines().last(),
+        Some("rotated=hf_token,vllm.api_key status: running"),
+        "started for the hook"
+    );
+    assert_eq!(f.pct(&["status", "950"]).stdout.trim(), "status: stopped");
+    assert_eq!(actions(&f, &[])[&950], "fresh");
+
+    // A field removed is a change too; a field added to a CT with a record is "added".
+    f.edit_block(950, |b| {
+        b.insert("vllm".into(), json!({"port": 8000}));
+        b.insert("db_password".into(), json!("pw-dddddddd"));
+    });
+    assert_eq!(
+        plan(&f, &[])[&950]["secrets"],
+        json!([
+            {"field": "db_password", "change": "added"},
+            {"field": "vllm.api_key", "change": "removed"}
+        ])
+    );
+}
+
+#[test]
+fn a_failed_delivery_keeps_the_secret_to_deliver() {
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert("hf_token".into(), json!("hf_first_aaaaaaaaaaaa"));
+    });
+    token_hook(&f);
+    assert_eq!(build_json(&f, &[]).code, 0);
+    f.edit_block(950, |b| {
+        b.insert("hf_token".into(), json!("hf_second_bbbbbbbbbbb"));
+    });
+    let hook = fs::read_to_string(f.hook_path(950)).unwrap();
+    f.write_hook(950, "#!/bin/sh\necho 'cannot reach the hub' >&2\nexit 3\n");
+    let r = build_json(&f, &[]);
+    assert_ne!(r.code, 0);
+    assert_eq!(outcome_of(&r, "failed"), set(&[950]));
+    let log = f.sim(&["log", "950"]).stdout;
+    assert!(log.contains("cannot reach the hub"), "{log}");
+    // The hook's content changed too: that is a rebuild now; put it back.
+    f.write_hook(950, &hook);
+    let p = plan(&f, &[]);
+    assert_eq!(p[&950]["action"], "update");
+    assert_eq!(
+        p[&950]["secrets"],
+        json!([{"field": "hf_token", "change": "changed"}])
+    );
+    assert_eq!(build_json(&f, &[]).code, 0);
+    assert_eq!(actions(&f, &[])[&950], "fresh");
+}
+
+#[test]
+fn a_template_secret_is_delivered_to_its_stopped_ct_and_the_plan_says_the_snapshot_keeps_the_old() {
+    let f = Fixture::example();
+    f.edit_block(920, |b| {
+        b.insert("registry_token".into(), json!("reg-first-aaaaaaaa"));
+    });
+    assert_eq!(build_json(&f, &[]).code, 0);
+    let snapshots = f.snapshot_names(920);
+    f.edit_block(920, |b| {
+        b.insert("registry_token".into(), json!("reg-second-bbbbbbb"));
+    });
+    let human = f.sim(&["plan"]).stdout;
+    assert!(
+        human.contains("registry_token (changed)") && human.contains("its snapshot keeps"),
+        "{human}"
+    );
+    let acts = actions(&f, &[]);
+    assert_eq!(acts[&920], "update");
+    assert_eq!(acts[&950], "fresh", "a clone's own block is what it gets");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(built(&r), set(&[920]));
+    assert_eq!(f.pct(&["status", "920"]).stdout.trim(), "status: stopped");
+    assert_eq!(f.snapshot_names(920), snapshots);
+    let log = f.sim(&["log", "920"]).stdout;
+    assert!(log.contains("# secrets delivered"), "{log}");
+}

@@ -264,9 +264,11 @@ fn runtime_edits_a_hook_edit_and_what_gc_then_removes() {
     let f = Fixture::example();
     s.build(&f, &[], &[], 0);
 
-    // Runtime settings: 950's memory is updated in place; 910's smaller disk is kept.
+    // Runtime settings: 950's memory is updated in place, and its new secret delivered;
+    // 910's smaller disk is kept.
     f.edit_block(950, |b| {
         b.insert("memory_mb".into(), json!(32768));
+        b.insert("hf_token".into(), json!("hf_abcdefgh"));
     });
     f.edit_block(910, |b| {
         b.insert("storage_size_gb".into(), json!(40));
@@ -281,9 +283,11 @@ fn runtime_edits_a_hook_edit_and_what_gc_then_removes() {
         .unwrap()
         .iter()
         .any(|e| e["disk_kept_gb"] == 64));
+    let why = s.doc(&f, &["why", "950"], &[], 0);
+    assert_eq!(why["explanation"]["verdict"], "update");
     assert_eq!(
-        s.doc(&f, &["why", "950"], &[], 0)["explanation"]["verdict"],
-        "update"
+        why["explanation"]["secrets"],
+        json!([{"field": "hf_token", "change": "added"}])
     );
     s.doc(&f, &["why"], &[], 0);
     let lines = s.build(&f, &[], &[], 0);

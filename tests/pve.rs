@@ -528,3 +528,73 @@ fn the_pct_commands_of_a_base_template_a_gpu_template_and_a_clone_read_as_an_adm
         insta::assert_snapshot!(n.calls().join("\n"));
     });
 }
+
+/// Issue contract "secrets rotate", on the emulated node: a changed secret of 910 is an
+/// `update` naming the field, delivered by 910's hook on the running CT; no pct command
+/// of a rebuild (no destroy, clone, snapshot) and the value is in no pct argument.
+#[test]
+fn a_rotated_secret_reaches_the_running_ct_through_its_hook_and_nothing_is_rebuilt() {
+    let n = Node::new();
+    n.f.edit_block(910, |b| {
+        b.insert(
+            "portainer_admin_password".into(),
+            serde_json::json!("first-horse-battery"),
+        );
+    });
+    let runs = n.f.tmp.path().join("runs");
+    n.f.write_hook(
+        910,
+        &format!(
+            "#!/bin/sh\nset -e\necho \"rotated=$PHOENIX_SECRETS_ROTATED $(pct status 910)\" >> {runs}\nprintf '%s' \"$PHOENIX_CONFIG_BLOCK\" > {runs}.block\npct push 910 {runs}.block /root/block.json\n",
+            runs = runs.display()
+        ),
+    );
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    n.f.edit_block(910, |b| {
+        b.insert(
+            "portainer_admin_password".into(),
+            serde_json::json!("second-horse-battery"),
+        );
+    });
+    let plan = n.phoenix(&["plan", "--output", "json"]).json();
+    let entry = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ctid"] == 910)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["action"], "update");
+    assert_eq!(
+        entry["secrets"],
+        serde_json::json!([{"field": "portainer_admin_password", "change": "changed"}])
+    );
+    let before = n.calls().len();
+    let r = n.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("summary: 1 updated, 6 fresh"),
+        "{}",
+        r.stdout
+    );
+    let calls = n.calls()[before..].to_vec();
+    assert!(calls.contains(&"pct status 910".to_string()), "{calls:?}");
+    assert!(
+        calls.iter().any(|c| c.starts_with("pct push 910 ")),
+        "{calls:?}"
+    );
+    for c in &calls {
+        assert!(
+            !["destroy", "clone", "create", "snapshot", "shutdown"].contains(&verb(c)),
+            "{calls:?}"
+        );
+        assert!(!c.contains("horse"), "{c}");
+    }
+    let ran = fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        ran.lines().last(),
+        Some("rotated=portainer_admin_password status: running")
+    );
+    let second = n.phoenix(&["plan", "--output", "json"]).json();
+    assert_eq!(second["counts"], serde_json::json!({"fresh": 7}));
+}

@@ -36,6 +36,7 @@ use tasks::Part;
 
 use crate::engine::hash::{self, Hashed};
 use crate::engine::plan::{self, Action, Consent, Entry, Plan};
+use crate::engine::secrets;
 use crate::engine::walker::{self, Outcome};
 use crate::exit;
 use crate::fleet::config::Ctid;
@@ -71,6 +72,7 @@ pub struct Planned {
 pub fn make_plan(
     fleet: &Fleet,
     host: &dyn Host,
+    state: &StateDir,
     consent: &Consent,
     targets: &[Ctid],
 ) -> HostResult<Planned> {
@@ -87,7 +89,17 @@ pub fn make_plan(
     );
     let targets: Option<BTreeSet<Ctid>> =
         (!targets.is_empty()).then(|| targets.iter().copied().collect());
-    let plan = plan::plan(fleet, &hashes, &inventory, consent, targets.as_ref());
+    let rotations = secrets::rotations(fleet, state.secret_key().as_ref(), |c| {
+        state.secrets_delivered(c)
+    });
+    let plan = plan::plan(
+        fleet,
+        &hashes,
+        &inventory,
+        &rotations,
+        consent,
+        targets.as_ref(),
+    );
     for e in &plan.entries {
         tracing::debug!(ctid = e.ctid, action = e.action.name(), "planned");
     }
@@ -138,10 +150,12 @@ pub struct RunResult {
 fn read_host(
     fleet: &Fleet,
     host: &dyn Host,
+    state: &StateDir,
     opts: &BuildOptions,
     emit: &(dyn Fn(Event) + Sync),
 ) -> Result<Planned, RunError> {
-    let read = || make_plan(fleet, host, &opts.consent, &opts.targets).map_err(RunError::ReadHost);
+    let read =
+        || make_plan(fleet, host, state, &opts.consent, &opts.targets).map_err(RunError::ReadHost);
     let planned = read()?;
     let stale: Vec<(Ctid, String)> = planned
         .inventory
@@ -203,7 +217,7 @@ pub fn run(
         plan,
         facts,
         preflight,
-    } = read_host(fleet, host, opts, emit)?;
+    } = read_host(fleet, host, state, opts, emit)?;
     let building: Vec<Ctid> = plan
         .entries
         .iter()
@@ -216,6 +230,21 @@ pub fn run(
         jobs: opts.jobs,
         total: building.len(),
     });
+    // Made on the first build with work; a state directory that cannot hold it only
+    // means secrets count as not on record next time.
+    let secret_key = if building.is_empty() {
+        None
+    } else {
+        state
+            .secret_key_or_create()
+            .map_err(|e| {
+                tracing::warn!(
+                    "cannot make the key of the secret digests in {}: {e}; delivered secrets are not recorded",
+                    state.root.display()
+                )
+            })
+            .ok()
+    };
     let exec = Executor {
         fleet,
         hashes: &hashes,
@@ -230,6 +259,7 @@ pub fn run(
         retry: Retry::default(),
         ready_timeout: opts.ready_timeout,
         hook_timeout: opts.hook_timeout,
+        secret_key: secret_key.as_ref(),
     };
     // The original's host set-up runs before any node, on every build with work.
     if let (Some(script), false) = (&fleet.hooks.initial_setup, building.is_empty()) {

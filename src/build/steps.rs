@@ -13,8 +13,9 @@
 //! base nodes), `PHOENIX_SNAPSHOT`, `PHOENIX_HASH`, `PHOENIX_CONFIG_FILE`,
 //! `PHOENIX_CONFIG_BLOCK` (the block as JSON), `PHOENIX_NVIDIA_DRIVER_VERSION`,
 //! `PHOENIX_NVIDIA_RUNFILE_URL`, `PHOENIX_NVIDIA_REPO_URL`, `PHOENIX_BACKEND`,
-//! `PHOENIX_HOOKS_DIR`, `PHOENIX_DEBUG=1` when `behavior.debug_mode` is true, and a `pct`
-//! on `PATH` that acts on the node's host. Exit 0 is success; anything else fails the
+//! `PHOENIX_HOOKS_DIR`, `PHOENIX_DEBUG=1` when `behavior.debug_mode` is true,
+//! `PHOENIX_SECRETS_ROTATED` (the changed secret fields, comma-separated) when it runs
+//! again only to deliver them, and a `pct` on `PATH` that acts on the node's host. Exit 0 is success; anything else fails the
 //! node, with the hook's output in the node's log (secret values replaced by `***`).
 //!
 //! Step scripts keep the original orchestrator's contract: they run on the host like
@@ -31,6 +32,7 @@ use super::preflight::Problem;
 use super::{gpu, hook};
 use crate::engine::hash::Hashed;
 use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
+use crate::engine::secrets::{self, Key, Rotated};
 use crate::engine::snapshot::BuildRecord;
 use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
 use crate::fleet::Fleet;
@@ -93,6 +95,8 @@ pub struct Executor<'a> {
     pub ready_timeout: Duration,
     /// A hook running longer is killed (with what it started) and fails its node.
     pub hook_timeout: Duration,
+    /// The key of the digests of delivered secrets (`None`: not recorded in this run).
+    pub secret_key: Option<&'a Key>,
 }
 
 impl Executor<'_> {
@@ -354,11 +358,16 @@ impl Executor<'_> {
         let entry = self.entries[&ctid];
         let node = self.node(ctid);
         let mut log = NodeLog::open(&self.log_path(ctid));
-        if let Action::Update { changes } = &entry.action {
-            self.step(ctid, Step::Settings, &mut log);
-            self.set(ctid, &runtime_settings(node), &mut log)?;
-            if changes.iter().any(|c| c.key == "disk") {
-                self.grow_disk(ctid, node, &mut log)?;
+        if let Action::Update { changes, secrets } = &entry.action {
+            if !changes.is_empty() {
+                self.step(ctid, Step::Settings, &mut log);
+                self.set(ctid, &runtime_settings(node), &mut log)?;
+                if changes.iter().any(|c| c.key == "disk") {
+                    self.grow_disk(ctid, node, &mut log)?;
+                }
+            }
+            if !secrets.is_empty() {
+                self.deliver_secrets(node, secrets, &mut log)?;
             }
             return Ok(());
         }
@@ -531,6 +540,8 @@ impl Executor<'_> {
             &format!("pct snapshot {ctid} {snap}"),
             || self.host.snapshot(ctid, snap.as_str(), &description),
         )?;
+        // The hook ran with the block's secrets, and the build is committed.
+        self.record_secrets(node, log);
         if !node.is_template() {
             self.step(ctid, Step::Restart, log);
             self.call(
@@ -542,6 +553,56 @@ impl Executor<'_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Delivers changed secrets to a built CT: its setup hook runs again on the live CT
+    /// (hooks are idempotent by contract), started for it if it was stopped and stopped
+    /// again after. `PHOENIX_SECRETS_ROTATED` names the fields. No snapshot is taken: the
+    /// hash, and so the build, is the same.
+    fn deliver_secrets(&self, node: &Node, secrets: &[Rotated], log: &mut NodeLog) -> StepResult {
+        let ctid = node.ctid;
+        let Some(script) = self.fleet.hooks.node_hooks.get(&ctid) else {
+            return Ok(());
+        };
+        let names: Vec<&str> = secrets.iter().map(|s| s.field.as_str()).collect();
+        log.line(&format!("# secrets to deliver: {}", names.join(", ")));
+        let was_running = self.host_ct(ctid, log)?.running;
+        if !was_running {
+            self.start_ready(node, log)?;
+        }
+        self.step(ctid, Step::Hook, log);
+        let rotated = [("PHOENIX_SECRETS_ROTATED".to_string(), names.join(","))];
+        self.run_step_script(node, Step::Hook, script, &[ctid.to_string()], &rotated, log)?;
+        if !was_running {
+            self.step(ctid, Step::Shutdown, log);
+            self.call(
+                ctid,
+                Step::Shutdown,
+                log,
+                &format!("pct shutdown {ctid}"),
+                || self.host.shutdown(ctid, 120),
+            )?;
+        }
+        self.record_secrets(node, log);
+        log.line("# secrets delivered");
+        Ok(())
+    }
+
+    /// Records which secret values the node's hook has run with (keyed digests, never the
+    /// values). A record that cannot be written only means the next run delivers them
+    /// again.
+    fn record_secrets(&self, node: &Node, log: &mut NodeLog) {
+        let Some(key) = self.secret_key else {
+            return;
+        };
+        let digests = secrets::digests(key, node.ctid, &node.block);
+        if let Err(e) = self.state.record_secrets(node.ctid, &digests) {
+            log.line(&format!("# cannot record the delivered secrets: {e}"));
+            tracing::warn!(
+                ctid = node.ctid,
+                "cannot record the secrets its hook ran with ({e}): the next build delivers them again"
+            );
+        }
     }
 
     fn set(&self, ctid: Ctid, settings: &Settings, log: &mut NodeLog) -> StepResult {

@@ -520,8 +520,15 @@ pub(crate) fn check_targets(fleet: &Fleet, targets: &[Ctid]) -> Result<(), Error
 }
 
 /// Reads the host and decides the plan with no consent given.
-pub(crate) fn read_plan(fleet: &Fleet, host: &dyn Host) -> Result<crate::build::Planned, Error> {
-    crate::build::make_plan(fleet, host, &Consent::default(), &[]).map_err(Error::ReadHost)
+pub(crate) fn read_plan(
+    cli: &Cli,
+    fleet: &Fleet,
+    host: &dyn Host,
+) -> Result<crate::build::Planned, Error> {
+    let state = StateDir {
+        root: cli.state_dir.clone(),
+    };
+    crate::build::make_plan(fleet, host, &state, &Consent::default(), &[]).map_err(Error::ReadHost)
 }
 
 /// Reads the host and the state for `why` and `generations`.
@@ -530,7 +537,7 @@ pub(crate) fn read_for_history(
     fleet: &Fleet,
 ) -> Result<(Box<dyn Host>, crate::build::Planned, StateDir), Error> {
     let host = open_host(cli)?;
-    let planned = read_plan(fleet, host.as_ref())?;
+    let planned = read_plan(cli, fleet, host.as_ref())?;
     let state = StateDir {
         root: cli.state_dir.clone(),
     };

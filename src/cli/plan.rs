@@ -8,8 +8,11 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
     named.extend(consent.replace.iter().copied());
     check_targets(fleet, &named)?;
     let host = open_host(cli)?;
-    let planned =
-        crate::build::make_plan(fleet, host.as_ref(), consent, targets).map_err(Error::ReadHost)?;
+    let state = StateDir {
+        root: cli.state_dir.clone(),
+    };
+    let planned = crate::build::make_plan(fleet, host.as_ref(), &state, consent, targets)
+        .map_err(Error::ReadHost)?;
     let (plan, preflight) = (planned.plan, planned.preflight);
     // The host set-up runs when the build has work.
     let setup = fleet

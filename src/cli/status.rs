@@ -44,7 +44,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
         inventory,
         plan,
         ..
-    } = read_plan(fleet, host.as_ref())?;
+    } = read_plan(cli, fleet, host.as_ref())?;
     let now = now_secs();
     let rows: Vec<StatusRow> = fleet
         .graph

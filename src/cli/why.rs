@@ -118,11 +118,24 @@ fn render_why(
                 _ => out.push_str(&format!(", created from {}\n", fleet.nodes[&ctid].spec.template.as_deref().unwrap_or("?"))),
             }
         }
-        E::Update { changes } => {
-            out.push_str(&format!("CT {label} is built from today's inputs; only runtime settings differ, applied in place (update, no rebuild):\n"));
+        E::Update { changes, secrets } => {
+            let what = match (changes.is_empty(), secrets.is_empty()) {
+                (false, true) => "only runtime settings differ, applied in place",
+                (true, false) => "only secrets differ, delivered by running its setup hook again on the live CT",
+                _ => "only runtime settings and secrets differ: the settings are applied in place, and its setup hook runs again on the live CT to deliver the secrets",
+            };
+            out.push_str(&format!("CT {label} is built from today's inputs; {what} (update, no rebuild):\n"));
+            let block = &fleet.nodes[&ctid].pointer;
             for c in changes {
-                let at = fleet.line_of(&format!("{}/{}", fleet.nodes[&ctid].pointer, runtime_field(&c.key)));
+                let at = fleet.line_of(&format!("{block}/{}", runtime_field(&c.key)));
                 out.push_str(&format!("  {}: {} → {} ({at})\n", c.key, c.old.as_deref().unwrap_or("(unset)"), c.new));
+            }
+            for s in secrets {
+                let at = fleet.line_of(&format!("{block}{}", crate::engine::secrets::pointer(&s.field)));
+                out.push_str(&format!("  secret {}: {} ({at}; its value is never shown)\n", s.field, s.change.name()));
+            }
+            if !secrets.is_empty() && fleet.nodes[&ctid].is_template() {
+                out.push_str("  a template's snapshot keeps the secrets it was built with: CTs cloned from it get them until their own hooks deliver theirs\n");
             }
         }
         E::NeverBuilt => out.push_str(&format!(
@@ -219,7 +232,7 @@ fn render_why_all(
     };
     for (title, items) in [
         (
-            "runtime updates (no rebuild)",
+            "runtime updates and secrets (no rebuild)",
             list(&|e| matches!(e, E::Update { .. })),
         ),
         (

@@ -6,7 +6,7 @@
 //! | action | when |
 //! |---|---|
 //! | `fresh` | the CT exists, its newest `phx-*` snapshot is `phx-<hash>`, runtime settings match |
-//! | `update` | fresh by hash, but runtime settings differ → set / resize, no rebuild |
+//! | `update` | fresh by hash, but runtime settings differ → set / resize, or a secret field changed → the setup hook runs again on the live CT; no rebuild |
 //! | `create` | the CT does not exist |
 //! | `rebuild` | the CT exists and its newest `phx-*` snapshot is not `phx-<hash>` (`replace` or `in-place`) |
 //! | `held` | replacing a standard container needs consent; it and its descendants stay untouched |
@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::hash::{Hashed, NodeHash};
+use crate::engine::secrets::Rotated;
 use crate::engine::snapshot::{current_build, BuildRecord};
 use crate::fleet::config::{Ctid, Node, RebuildPolicy};
 use crate::fleet::Fleet;
@@ -86,7 +87,11 @@ pub enum Action {
         disk_kept_gb: Option<u64>,
     },
     Update {
+        /// Runtime settings to set (may be empty when only secrets changed).
         changes: Vec<Change>,
+        /// Secret fields to deliver by running the node's setup hook again, by name.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secrets: Vec<Rotated>,
     },
     Create,
     Rebuild {
@@ -267,12 +272,14 @@ pub fn runtime_changes(node: &Node, ct: &CtInfo) -> Vec<Change> {
     out
 }
 
-/// Decides every selected node's action. `targets`: only these nodes and their ancestors
-/// (all nodes when `None`).
+/// Decides every selected node's action. `rotations`: the nodes whose secrets changed
+/// since their hook last ran ([`secrets`](crate::engine::secrets)); `targets`: only
+/// these nodes and their ancestors (all nodes when `None`).
 pub fn plan(
     fleet: &Fleet,
     hashes: &BTreeMap<Ctid, Hashed>,
     inventory: &BTreeMap<Ctid, CtInfo>,
+    rotations: &BTreeMap<Ctid, Vec<Rotated>>,
     consent: &Consent,
     targets: Option<&BTreeSet<Ctid>>,
 ) -> Plan {
@@ -293,7 +300,13 @@ pub fn plan(
                     _ => p.ctid,
                 },
             },
-            _ => decide(node, hashed, inventory.get(&ctid), consent),
+            _ => decide(
+                node,
+                hashed,
+                inventory.get(&ctid),
+                rotations.get(&ctid).map_or(&[], Vec::as_slice),
+                consent,
+            ),
         };
         actions.insert(
             ctid,
@@ -328,7 +341,13 @@ pub fn plan(
 }
 
 /// One node whose parent does not stop it.
-fn decide(node: &Node, hashed: &Hashed, ct: Option<&CtInfo>, consent: &Consent) -> Action {
+fn decide(
+    node: &Node,
+    hashed: &Hashed,
+    ct: Option<&CtInfo>,
+    rotated: &[Rotated],
+    consent: &Consent,
+) -> Action {
     let Some(ct) = ct else {
         return Action::Create;
     };
@@ -337,7 +356,7 @@ fn decide(node: &Node, hashed: &Hashed, ct: Option<&CtInfo>, consent: &Consent) 
     }
     let want = hashed.hash.snapshot();
     match current_build(ct) {
-        Some(built) if built.name == want.as_str() => up_to_date(node, ct),
+        Some(built) if built.name == want.as_str() => up_to_date(node, ct, rotated),
         None => Action::Rebuild {
             mode: RebuildMode::Replace,
             cause: Cause::Unfinished,
@@ -351,15 +370,18 @@ fn decide(node: &Node, hashed: &Hashed, ct: Option<&CtInfo>, consent: &Consent) 
     }
 }
 
-/// Fresh, or an update of runtime settings.
-fn up_to_date(node: &Node, ct: &CtInfo) -> Action {
+/// Fresh, or an update of runtime settings and secrets.
+fn up_to_date(node: &Node, ct: &CtInfo, rotated: &[Rotated]) -> Action {
     let changes = runtime_changes(node, ct);
-    if changes.is_empty() {
+    if changes.is_empty() && rotated.is_empty() {
         Action::Fresh {
             disk_kept_gb: ct.disk_gb.filter(|&gb| gb > node.spec.storage_size_gb),
         }
     } else {
-        Action::Update { changes }
+        Action::Update {
+            changes,
+            secrets: rotated.to_vec(),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::engine::hash::{Hashed, Manifest, NodeHash};
 use crate::engine::plan::{Action, Change, Plan};
+use crate::engine::secrets::Rotated;
 use crate::engine::snapshot::{current_build, BuildRecord, PREFIX};
 use crate::fleet::config::Ctid;
 use crate::fleet::Fleet;
@@ -335,8 +336,13 @@ pub enum Explanation {
         parent: Option<Ctid>,
         parent_snapshot: Option<String>,
     },
-    /// Only runtime settings differ: applied in place, no rebuild.
-    Update { changes: Vec<Change> },
+    /// Only runtime settings or secrets differ: applied in place, no rebuild.
+    Update {
+        changes: Vec<Change>,
+        /// Secret fields, by name, that the node's setup hook delivers by running again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secrets: Vec<Rotated>,
+    },
     /// No CT with this id exists: it will be created.
     NeverBuilt,
     /// A CT with this id exists, but phoenix did not create it.
@@ -417,9 +423,10 @@ impl Context<'_> {
                     parent_snapshot: parent.map(|p| self.hashes[&p].hash.snapshot().to_string()),
                 };
             }
-            Some(Action::Update { changes }) => {
+            Some(Action::Update { changes, secrets }) => {
                 return Explanation::Update {
                     changes: changes.clone(),
+                    secrets: secrets.clone(),
                 }
             }
             _ => {}

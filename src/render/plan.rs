@@ -21,9 +21,28 @@ pub fn reason(e: &Entry, plan: &Plan) -> String {
         } => format!(
             "up to date ({want}); storage_size_gb is below the disk's {gb} GB, and disks never shrink: kept at {gb} GB"
         ),
-        Action::Update { changes } => {
-            let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-            format!("runtime settings changed: {}", keys.join(", "))
+        Action::Update { changes, secrets } => {
+            let mut parts = Vec::new();
+            if !changes.is_empty() {
+                let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+                parts.push(format!("runtime settings changed: {}", keys.join(", ")));
+            }
+            if !secrets.is_empty() {
+                let names: Vec<String> = secrets
+                    .iter()
+                    .map(|s| format!("{} ({})", s.field, s.change.name()))
+                    .collect();
+                parts.push(format!(
+                    "secrets to deliver: {}; its setup hook runs again on the live CT{}",
+                    names.join(", "),
+                    if e.is_template {
+                        " (its snapshot keeps what it was built with)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            parts.join("; ")
         }
         Action::Create => "new node: no CT with this id".to_string(),
         Action::Rebuild {
