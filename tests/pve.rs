@@ -598,3 +598,145 @@ fn a_rotated_secret_reaches_the_running_ct_through_its_hook_and_nothing_is_rebui
     let second = n.phoenix(&["plan", "--output", "json"]).json();
     assert_eq!(second["counts"], serde_json::json!({"fresh": 7}));
 }
+
+/// The build's failure text for one node, from JSON events.
+fn node_error(r: &Run, ctid: u64) -> String {
+    r.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == ctid)
+        .and_then(|e| e["error"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Issue contract `rollback_on_failure`, on the emulated node: a failed in-place rebuild is
+/// `pct rollback` to the CT's newest `phx-*` snapshot and started again; a failed create
+/// is `pct destroy`ed; without it the CT is left and the error says how to look inside.
+#[test]
+fn rollback_on_failure_is_pct_rollback_or_pct_destroy_and_without_it_the_ct_is_left() {
+    let n = Node::new();
+    n.f.edit_hv(|v| v["behavior"]["rollback_on_failure"] = serde_json::json!(true));
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    let conf = fs::read_to_string(n.conf(950)).unwrap();
+    let snap = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("parent: "))
+        .unwrap()
+        .to_string();
+    n.f.write_hook(950, "#!/bin/sh\nexit 2\n");
+    n.f.write_hook(910, "#!/bin/sh\nexit 2\n");
+    let before = n.calls().len();
+    let r = n.phoenix(&["build", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        node_error(&r, 950).contains(&format!("CT 950 was rolled back to {snap}")),
+        "{}",
+        node_error(&r, 950)
+    );
+    let calls = n.calls()[before..].to_vec();
+    let at = |cmd: &str| {
+        calls
+            .iter()
+            .position(|c| c == cmd)
+            .unwrap_or_else(|| panic!("no `{cmd}` in {calls:?}"))
+    };
+    let restarted = calls.iter().rposition(|c| c == "pct start 950").unwrap();
+    assert!(
+        at(&format!("pct rollback 950 {snap}")) < restarted,
+        "{calls:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(n.conf(950))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("parent: ")),
+        Some(snap.as_str())
+    );
+    assert_eq!(
+        n.phoenix(&["plan", "--output", "json"]).json()["counts"]["rebuild"],
+        2,
+        "910 and 950 are rebuilt by the next run"
+    );
+
+    // A CT the run created is destroyed.
+    let g = Node::new();
+    g.f.edit_hv(|v| v["behavior"]["rollback_on_failure"] = serde_json::json!(true));
+    g.f.write_hook(910, "#!/bin/sh\nexit 2\n");
+    let r = g.phoenix(&["build", "--output", "json"]);
+    assert!(node_error(&r, 910).contains("the half-built CT 910 was destroyed"));
+    assert!(g.calls().iter().any(|c| c.starts_with("pct destroy 910")));
+    assert!(!g.conf(910).exists());
+
+    // Without it, the CT stays for inspection.
+    let h = Node::new();
+    h.f.write_hook(910, "#!/bin/sh\nexit 2\n");
+    let r = h.phoenix(&["build", "--output", "json"]);
+    assert!(node_error(&r, 910).contains("look inside with `pct enter 910`"));
+    assert!(h.conf(910).exists());
+    assert!(!h.calls().iter().any(|c| c.starts_with("pct destroy")));
+}
+
+/// Issue contract items 2–5 on the emulated node: the host set-up runs first with the
+/// node's `pct` (before any CT exists), the user's own step scripts get the original's
+/// arguments and run while their CT runs, `debug_mode` reaches hooks, and every run appends
+/// to the main log.
+#[test]
+fn the_originals_host_scripts_debug_mode_and_main_log_on_a_proxmox_node() {
+    let n = Node::new();
+    let out = n.f.tmp.path().join("host-scripts.txt");
+    let script = |name: &str, body: &str| {
+        let p = n.f.hooks_dir.join(name);
+        fs::write(&p, body).unwrap();
+        n.f.set_mode(&p, 0o755);
+    };
+    let o = out.display();
+    script(
+        "phoenix_hypervisor_initial_setup.sh",
+        &format!("#!/bin/sh\necho \"setup $PHOENIX_BACKEND $(pct list | wc -l)\" >> {o}\n"),
+    );
+    for name in [
+        "phoenix_hypervisor_lxc_nvidia.sh",
+        "phoenix_hypervisor_lxc_docker.sh",
+    ] {
+        script(
+            name,
+            &format!("#!/bin/sh\necho \"$(basename \"$0\") $* $(pct status \"$1\")\" >> {o}\n"),
+        );
+    }
+    n.f.edit_hv(|v| v["behavior"]["debug_mode"] = serde_json::json!(true));
+    n.f.write_hook(
+        910,
+        &format!("#!/bin/sh\necho \"hook debug=$PHOENIX_DEBUG\" >> {o}\n"),
+    );
+    let r = n.phoenix(&["build", "-j", "1", "901", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("INFO"), "as with -v: {}", r.stderr);
+    let seen = fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "setup pve 0", "before any CT: {seen}");
+    let lxc = n.f.lxc();
+    let field = |k: &str| lxc[k].as_str().unwrap().to_string();
+    let nvidia = format!(
+        "phoenix_hypervisor_lxc_nvidia.sh 901 {} {} {} status: running",
+        field("nvidia_driver_version"),
+        field("nvidia_repo_url"),
+        field("nvidia_runfile_url")
+    );
+    assert!(lines.contains(&nvidia.as_str()), "{seen}");
+    assert!(
+        lines.contains(
+            &"phoenix_hypervisor_lxc_docker.sh 910 server 10.0.0.99 9001 status: running"
+        ),
+        "{seen}"
+    );
+    assert!(seen.contains("hook debug=1"), "{seen}");
+    let main_log = n.f.tmp.path().join("phoenix.log");
+    let first = fs::read_to_string(&main_log).unwrap();
+    assert!(first.contains(" 910 Portainer"), "{first}");
+    assert_eq!(n.phoenix(&["build", "950"]).code, 0);
+    let again = fs::read_to_string(&main_log).unwrap();
+    assert!(
+        again.starts_with(&first) && again.contains(" 950 "),
+        "appended"
+    );
+}
