@@ -8,6 +8,15 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// A command for a host tool (`pct`, `lxc-*`, `btrfs`, `cp`, `debootstrap`...), in a
+/// process group of its own: a terminal's Ctrl-C signals its whole foreground group, and
+/// must not kill a host operation half way. phoenix lets it finish, then stops.
+pub fn host_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd
+}
+
 /// The first file named `name` in a directory of `PATH`.
 pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)

@@ -1836,3 +1836,228 @@ fn a_template_secret_is_delivered_to_its_stopped_ct_and_the_plan_says_the_snapsh
     let log = f.sim(&["log", "920"]).stdout;
     assert!(log.contains("# secrets delivered"), "{log}");
 }
+
+/// Whether this host gives phoenix a cgroup per hook (a writable cgroup v2 hierarchy, as
+/// on Proxmox VE and on CI as root); without one, what leaves a hook's process group
+/// cannot be followed, and the tests of that say so and stop.
+fn hook_cgroups() -> bool {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(mount) = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split_whitespace().nth(4).map(str::to_string))
+            .flatten()
+    }) else {
+        eprintln!("no cgroup v2 hierarchy here: the cgroup-per-hook test does not apply");
+        return false;
+    };
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/");
+    let probe = Path::new(&mount)
+        .join(rel.trim_start_matches('/'))
+        .join(format!("phoenix-test-probe.{}", std::process::id()));
+    let ok = fs::create_dir(&probe).is_ok();
+    let _ = fs::remove_dir(&probe);
+    if !ok {
+        eprintln!("the cgroup v2 hierarchy is not writable here (run as root): the cgroup-per-hook test does not apply");
+    }
+    ok
+}
+
+/// Gone, or a zombie waiting for its new parent to reap it.
+fn wait_gone(pid: &str, what: &str) {
+    let proc_dir = Path::new("/proc").join(pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proc_dir.exists()
+        && !fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A hook line that starts `sleep 300` in a session of its own (out of the hook's process
+/// group), writing its pid to `pid_file`.
+fn escaping_child(pid_file: &Path) -> String {
+    format!(
+        "setsid sh -c 'echo $$ > {}; exec sleep 300' </dev/null >/dev/null 2>&1 &\n",
+        pid_file.display()
+    )
+}
+
+#[test]
+fn what_a_hook_starts_with_setsid_ends_with_it() {
+    if !hook_cgroups() {
+        return;
+    }
+    let f = Fixture::example();
+    let pid_file = f.tmp.path().join("escaped.pid");
+    f.write_hook(
+        910,
+        &format!(
+            "#!/bin/sh\n{}while [ ! -s {} ]; do sleep 0.01; done\nexit 0\n",
+            escaping_child(&pid_file),
+            pid_file.display()
+        ),
+    );
+    let r = build_json(&f, &["910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    wait_gone(&pid, "the hook's `setsid sleep 300`");
+}
+
+#[test]
+fn what_a_sigkilled_runs_hook_started_with_setsid_is_ended_by_the_next_run() {
+    if !hook_cgroups() {
+        return;
+    }
+    let f = Fixture::example();
+    let pid_file = f.tmp.path().join("escaped.pid");
+    f.write_hook(
+        902,
+        &format!("#!/bin/sh\n{}sleep 300\n", escaping_child(&pid_file)),
+    );
+    let mut child = f.spawn_sim(&["build"], &[]);
+    wait_for_file(&pid_file);
+    while fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: phoenix cannot clean up
+    child.wait().unwrap();
+    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    assert!(
+        Path::new("/proc").join(&pid).exists(),
+        "it survives its run's SIGKILL"
+    );
+    f.write_hook(902, "#!/bin/sh\nexit 0\n");
+    let r = f.sim(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    wait_gone(&pid, "the killed run's `setsid sleep 300`");
+}
+
+/// `phoenix build --output json` on the sim, in the background, output captured.
+fn spawn_json_build(f: &Fixture, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+    cmd.args(["build", "--output", "json", "-j", "2"])
+        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
+        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
+        .env("PHOENIX_STATE_DIR", &f.state_dir)
+        .env("PHOENIX_BACKEND", "sim")
+        .env_remove("PHOENIX_SIM_LATENCY")
+        .env_remove("PHOENIX_SIM_FAULTS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn a_second_signal_exits_at_once_while_the_first_waits_for_a_host_operation() {
+    let f = Fixture::example();
+    assert_eq!(f.sim(&["build"]).code, 0);
+    // 901 is replaced (its destroy takes 30 s); 910's hook sleeps meanwhile.
+    f.edit_block(901, |b| {
+        b.insert("note".into(), json!("rebuilt"));
+    });
+    let (pid_file, marker) = sleeping_hook(&f, 910);
+    let mut child = spawn_json_build(&f, &[("PHOENIX_SIM_LATENCY", "destroy=30000")]);
+    wait_for_file(&marker);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f.calls().iter().any(|c| c["verb"] == "destroy") {
+        assert!(Instant::now() < deadline, "901's destroy never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(child.id(), "INT");
+    // The hook is ended at once; the destroy in flight is let finish.
+    let hook = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    wait_gone(&hook, "910's hook after the first SIGINT");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first signal waits for the host operation in flight"
+    );
+    let second = Instant::now();
+    signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "the second signal did not end phoenix at once"
+    );
+    assert_eq!(out.status.code(), Some(128 + 15));
+    // The next run puts everything right.
+    f.write_hook(910, "#!/bin/sh\nexit 0\n");
+    let r = f.sim(&["build"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(actions(&f, &[]).values().all(|a| a == "fresh"));
+}
+
+#[test]
+fn two_quick_signals_end_the_hooks_and_what_they_started_before_phoenix_exits() {
+    let cgroups = hook_cgroups();
+    let f = Fixture::example();
+    let pid_file = f.tmp.path().join("escaped.pid");
+    let hook_pid = f.tmp.path().join("hook.pid");
+    f.write_hook(
+        902,
+        &format!(
+            "#!/bin/sh\necho $$ > {}\n{}sleep 300\n",
+            hook_pid.display(),
+            escaping_child(&pid_file)
+        ),
+    );
+    let child = spawn_json_build(&f, &[]);
+    wait_for_file(&pid_file);
+    while fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Two signals at once, before the first one's cleanup has run (two different ones:
+    // the kernel merges a pending signal with its repeat).
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: kill(2) on the child's pid.
+        unsafe { libc::kill(pid, sig) };
+    }
+    let out = child.wait_with_output().unwrap();
+    // The status is the second one's: which is second is the kernel's choice.
+    let code = out.status.code();
+    assert!(code == Some(130) || code == Some(143), "{code:?}");
+    let hook = fs::read_to_string(&hook_pid).unwrap().trim().to_string();
+    wait_gone(&hook, "902's hook");
+    let escaped = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    if cgroups {
+        wait_gone(&escaped, "what 902's hook started with setsid");
+    }
+    // The next run clears what the exit left (locks, the hook's record) and builds.
+    f.write_hook(902, "#!/bin/sh\nexit 0\n");
+    let r = f.sim(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    wait_gone(
+        &escaped,
+        "what 902's hook started with setsid, after the next run",
+    );
+}

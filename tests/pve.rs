@@ -740,3 +740,43 @@ fn the_originals_host_scripts_debug_mode_and_main_log_on_a_proxmox_node() {
         "appended"
     );
 }
+
+/// A terminal's Ctrl-C signals phoenix's whole foreground process group. The `pct` in
+/// flight is in a group of its own, so it finishes its task (CT 900 is created, not left
+/// half made); phoenix then stops with 130, and the next run goes on from there.
+#[test]
+fn ctrl_c_at_a_terminal_lets_the_pct_in_flight_finish() {
+    let n = Node::new();
+    let root = n.root.display().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+    cmd.args(["build", "--output", "json"])
+        .env("PHOENIX_CONFIG_DIR", &n.f.config_dir)
+        .env("PHOENIX_HOOKS_DIR", &n.f.hooks_dir)
+        .env("PHOENIX_STATE_DIR", &n.f.state_dir)
+        .env("PHOENIX_BACKEND", "pve")
+        .env("PHOENIX_PVE_ROOT", &root)
+        .env("PVE_EMULATOR_ROOT", &root)
+        .env("PVE_EMULATOR_LATENCY_MS", "1500")
+        .env("PATH", n.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // A process group of its own, as a shell gives a foreground job.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !n.calls().iter().any(|c| c.starts_with("pct create 900 ")) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", n.calls());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let group = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) of the job's process group, as the terminal does on Ctrl-C.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let conf = fs::read_to_string(n.conf(900)).expect("the create finished");
+    assert!(!conf.contains("lock:"), "{conf}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().last().unwrap_or("").contains("run_finished"));
+    let r = n.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

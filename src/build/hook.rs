@@ -1,12 +1,14 @@
-//! Runs a node's hook on the host: in its own process group, with a time limit, its
-//! output in the node's log. When the hook ends, however it ends, what is left of its
-//! process group is killed: nothing it started in the background outlives it.
+//! Runs a node's hook on the host: in its own process group and, where the host has one,
+//! its own cgroup ([`super::cgroup`]), with a time limit, its output in the node's log.
+//! When the hook ends, however it ends, what is left of its process group and cgroup is
+//! killed: nothing it started in the background outlives it, `setsid` or not.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::cgroup::{self, HookCgroup};
 use super::log::NodeLog;
 
 /// What a hook runs with: where its record goes, and the secret values its output must
@@ -53,8 +55,24 @@ pub fn run(
         .stderr(err)
         .envs(env.iter().map(|(k, v)| (k, v)));
     // Its own process group, so that a hook that outlives the time limit is stopped
-    // together with whatever it started.
+    // together with whatever it started; and its own cgroup, joined before exec, for
+    // what leaves the group.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let name = record
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let group = HookCgroup::create(&name);
+    if let Some(procs) = group.as_ref().and_then(HookCgroup::procs) {
+        // SAFETY: the closure only calls `cgroup::join`, which makes async-signal-safe
+        // system calls on memory allocated before the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                cgroup::join(&procs);
+                Ok(())
+            });
+        }
+    }
     log.line(&format!("$ {} {}", path.display(), args.join(" ")));
     // ETXTBSY: another thread's child, forked while a script was being written, still
     // holds it open for a moment (until its own exec closes it): try again.
@@ -76,6 +94,9 @@ pub fn run(
             }
         }
     };
+    // A second signal kills it before phoenix exits (the file outlives the registration).
+    let kill_file = group.as_ref().and_then(HookCgroup::kill_file);
+    let tracked = super::cancel::track(child.id(), kill_file.as_ref());
     // Names only: the environment may carry secrets.
     tracing::debug!(hook = %path.display(), ?args, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
     // With secrets to hide, the output passes through phoenix line by line.
@@ -101,7 +122,21 @@ pub fn run(
     } else {
         Vec::new()
     };
-    let result = wait(&mut child, path, timeout, record, log);
+    let result = wait(
+        &mut child,
+        path,
+        timeout,
+        record,
+        group.as_ref().map(HookCgroup::dir),
+        log,
+    );
+    // What left the process group goes with the cgroup; only then may a second signal
+    // no longer find it.
+    if let Some(group) = group {
+        group.end();
+    }
+    drop(tracked);
+    drop(kill_file);
     // The copiers end when the pipes close; a process that escaped the group may hold
     // them open, so they get a moment, not a wait without end.
     let until = Instant::now() + Duration::from_secs(1);
@@ -135,10 +170,16 @@ fn wait(
     path: &Path,
     timeout: Duration,
     record: &Path,
+    group: Option<&Path>,
     log: &mut NodeLog,
 ) -> Result<(), String> {
     if let Some(start) = start_time(child.id()) {
-        let _ = crate::os::write_atomic(record, format!("{} {start}\n", child.id()).as_bytes());
+        let mut line = format!("{} {start}", child.id());
+        if let Some(dir) = group {
+            line.push_str(&format!(" {}", dir.display()));
+        }
+        line.push('\n');
+        let _ = crate::os::write_atomic(record, line.as_bytes());
     }
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
@@ -252,10 +293,11 @@ fn start_time(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Ends the process groups of hooks that a killed run left running, as recorded in
-/// `dir` (one file per hook, named by its CTID: its process group and start time). A record whose
-/// process is gone or is another process now (a reused pid) is only removed. Returns the
-/// CTIDs whose hook was ended.
+/// Ends the hooks that a killed run left running, as recorded in `dir` (one file per
+/// hook, named by its CTID: its process group, start time and cgroup). A process group
+/// is killed only if its leader is still the process recorded (not a reused pid); the
+/// hook's cgroup, named for that run alone, is emptied and removed whatever is in it.
+/// Returns the CTIDs whose hook was ended.
 pub fn end_leftovers(dir: &Path) -> Vec<String> {
     let mut ended = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -267,9 +309,18 @@ pub fn end_leftovers(dir: &Path) -> Vec<String> {
         let mut words = text.split_whitespace();
         let pid: Option<u32> = words.next().and_then(|w| w.parse().ok());
         let start: Option<u64> = words.next().and_then(|w| w.parse().ok());
+        let group: Option<PathBuf> = text
+            .lines()
+            .next()
+            .and_then(|l| l.splitn(3, ' ').nth(2))
+            .map(PathBuf::from);
+        let had_group = group.as_deref().is_some_and(cgroup::end);
         if let (Some(pid), Some(start)) = (pid, start) {
-            if start_time(pid) == Some(start) {
+            let leader = start_time(pid) == Some(start);
+            if leader {
                 kill_group(pid);
+            }
+            if leader || had_group {
                 let ctid = path
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())

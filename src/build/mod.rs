@@ -7,6 +7,7 @@
 //! | [`tasks`] | the run's work as walker tasks, with costs from the host's estimates |
 //! | [`steps`] | one node's steps, through the [`Host`] trait |
 //! | [`hook`] | a node's hook: process group, time limit, output |
+//! | [`cgroup`] | a cgroup per hook, for what leaves its process group |
 //! | [`preflight`] | what the host must have before a node's first change |
 //! | [`gpu`] | the host devices a GPU node needs |
 //! | [`log`] | a node's log for one run |
@@ -15,6 +16,7 @@
 //! | [`events`] | typed events every output is rendered from |
 
 pub mod cancel;
+pub mod cgroup;
 pub mod counting;
 pub mod events;
 pub mod gpu;

@@ -296,8 +296,15 @@ impl LxcHost {
         Ok((first("/etc/subuid")?, first("/etc/subgid")?))
     }
 
+    /// `<tool> -n <ctid> -P <path>`: in a process group of its own when phoenix drives it
+    /// ([`crate::os::host_command`]); in the caller's when it is `pct`'s front end passing
+    /// its stdin (an admin at a terminal reads and interrupts it as usual).
     fn lxc(&self, tool: &str, ctid: Ctid) -> Command {
-        let mut cmd = Command::new(tool);
+        let mut cmd = if self.pass_stdin {
+            Command::new(tool)
+        } else {
+            crate::os::host_command(tool)
+        };
         cmd.arg("-n")
             .arg(ctid.to_string())
             .arg("-P")
@@ -316,7 +323,7 @@ impl LxcHost {
     }
 
     fn running_set(&self) -> HostResult<Vec<Ctid>> {
-        let out = Command::new("lxc-ls")
+        let out = crate::os::host_command("lxc-ls")
             .arg("-P")
             .arg(&self.opts.path)
             .args(["--running", "-1"])

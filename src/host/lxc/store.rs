@@ -51,7 +51,7 @@ impl Store {
     /// A new, empty root filesystem at `path`.
     pub fn create(self, path: &Path) -> HostResult<()> {
         match self {
-            Store::Btrfs => run(Command::new("btrfs")
+            Store::Btrfs => run(crate::os::host_command("btrfs")
                 .args(["subvolume", "create"])
                 .arg(path)),
             Store::Dir => std::fs::create_dir(path)
@@ -63,7 +63,7 @@ impl Store {
     /// when asked, when both are on btrfs; a full copy otherwise.
     pub fn copy(self, from: &Path, to: &Path, read_only: bool) -> HostResult<()> {
         if self == Store::Btrfs && is_subvolume(from) {
-            let mut cmd = Command::new("btrfs");
+            let mut cmd = crate::os::host_command("btrfs");
             cmd.args(["subvolume", "snapshot"]);
             if read_only {
                 cmd.arg("-r");
@@ -75,7 +75,7 @@ impl Store {
         // filesystems that can.
         let mut src = from.as_os_str().to_owned();
         src.push("/.");
-        run(Command::new("cp")
+        run(crate::os::host_command("cp")
             .args(["-a", "--reflink=auto"])
             .arg(src)
             .arg(to))
@@ -87,7 +87,11 @@ impl Store {
             return Ok(());
         }
         if self == Store::Btrfs && is_subvolume(path) {
-            let delete = |p: &Path| run(Command::new("btrfs").args(["subvolume", "delete"]).arg(p));
+            let delete = |p: &Path| {
+                run(crate::os::host_command("btrfs")
+                    .args(["subvolume", "delete"])
+                    .arg(p))
+            };
             return delete(path).or_else(|first| {
                 // Subvolumes made inside the CT (Docker's btrfs driver, say) must go
                 // first: nested ones, deepest first, then the root filesystem.
@@ -145,7 +149,9 @@ pub fn remove_tree(dir: &Path) -> HostResult<()> {
     }
     subvolumes.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for s in &subvolumes {
-        run(Command::new("btrfs").args(["subvolume", "delete"]).arg(s))?;
+        run(crate::os::host_command("btrfs")
+            .args(["subvolume", "delete"])
+            .arg(s))?;
     }
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HostError::failed(format!(

@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::store::{self, Store};
 use crate::host::{HostError, HostResult};
@@ -99,7 +98,7 @@ pub fn debian(cache: &Path, release: &str, mirror: &str) -> HostResult<PathBuf> 
     store.create(&partial)?;
     tracing::info!(release, mirror, cache = %cache.display(), "debootstrap: making the OS cache");
     store::run(
-        Command::new("debootstrap")
+        crate::os::host_command("debootstrap")
             .args(["--variant=minbase", "--include", PACKAGES, release])
             .arg(&partial)
             .arg(mirror),
@@ -142,7 +141,7 @@ fn prepare(root: &Path) -> HostResult<()> {
 /// Unpacks a tarball into an empty root filesystem.
 pub fn extract(tarball: &Path, into: &Path) -> HostResult<()> {
     store::run(
-        Command::new("tar")
+        crate::os::host_command("tar")
             .args([
                 "--extract",
                 "--numeric-owner",

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 
 use super::conf::ConfFile;
@@ -114,15 +114,12 @@ impl PveHost {
 
     fn invoke(&self, args: &[String], stdout: Stdio) -> HostResult<std::process::Output> {
         tracing::debug!(argv = ?args, "pct");
-        let mut cmd = Command::new(&self.pct);
-        cmd.args(args)
+        crate::os::host_command(&self.pct)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(Stdio::piped());
-        // Its own process group: a Ctrl-C meant for phoenix does not kill a `pct` half way
-        // through a task; phoenix lets it finish and then stops.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        cmd.output()
+            .stderr(Stdio::piped())
+            .output()
             .map_err(|e| HostError::failed(format!("cannot run {}: {e}", self.pct.display())))
     }
 
