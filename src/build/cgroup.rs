@@ -79,9 +79,12 @@ impl HookCgroup {
             .open(self.dir.join("cgroup.kill"))
             .ok()
     }
+}
 
-    /// Ends every process in it, and removes it.
-    pub fn end(self) {
+/// Ends every process in it, and removes it, however the hook's run ends (a hook that
+/// could not even start included).
+impl Drop for HookCgroup {
+    fn drop(&mut self) {
         end(&self.dir);
     }
 }
@@ -105,10 +108,15 @@ pub fn join(procs: &CString) {
 /// says whether a process was still there. Anything not named like a hook cgroup is left
 /// alone.
 pub fn end(dir: &Path) -> bool {
-    if !dir
+    let named = dir
         .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with(PREFIX))
-    {
+        .is_some_and(|n| n.to_string_lossy().starts_with(PREFIX));
+    // A record may be corrupt: only a directory of the cgroup v2 hierarchy is one.
+    let in_hierarchy = v2_mount().is_some_and(|m| dir.starts_with(&m) && dir != m)
+        && !dir
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+    if !named || !in_hierarchy {
         return false;
     }
     let populated = fs::read_to_string(dir.join("cgroup.events"))
@@ -162,11 +170,13 @@ fn remove_tree(dir: &Path) {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn end_touches_only_hook_cgroups() {
+    fn end_touches_only_hook_cgroups_of_the_hierarchy() {
         let t = tempfile::tempdir().unwrap();
-        let other = t.path().join("system.slice");
-        std::fs::create_dir(&other).unwrap();
-        assert!(!super::end(&other));
-        assert!(other.exists());
+        for name in ["system.slice", "phoenix-hook.910.1"] {
+            let other = t.path().join(name);
+            std::fs::create_dir(&other).unwrap();
+            assert!(!super::end(&other));
+            assert!(other.exists() && !other.join("cgroup.kill").exists());
+        }
     }
 }

@@ -132,9 +132,7 @@ pub fn run(
     );
     // What left the process group goes with the cgroup; only then may a second signal
     // no longer find it.
-    if let Some(group) = group {
-        group.end();
-    }
+    drop(group);
     drop(tracked);
     drop(kill_file);
     // The copiers end when the pipes close; a process that escaped the group may hold
@@ -231,14 +229,21 @@ fn wait(
     Err(format!("hook {} {how}", path.display()))
 }
 
-/// Kills every process left in the process group `pgid` (the hook's own group).
+/// Kills every process left in the process group `pgid` (the hook's own group). Never
+/// 0 or 1 (kill(2) reads -1 as "every process") and never phoenix's own group, whatever
+/// a record says.
 fn kill_group(pgid: u32) {
-    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
-        // SAFETY: kill(2) with a negative pid signals that process group; no memory is
-        // touched. A group already gone is ESRCH, which is fine.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: getpgrp(2) has no preconditions.
+    if pgid <= 1 || pgid == unsafe { libc::getpgrp() } {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+    // touched. A group already gone is ESRCH, which is fine.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
     }
 }
 
@@ -284,13 +289,25 @@ fn spawn_error(path: &Path, e: &std::io::Error) -> String {
     }
 }
 
-/// A process's start time (clock ticks since boot, `/proc/<pid>/stat` field 22): with the
-/// pid, it names one process even after the pid is reused.
-fn start_time(pid: u32) -> Option<u64> {
+/// Fields of `/proc/<pid>/stat` after the command name (which is in parentheses and may
+/// hold spaces): `[0]` is field 3, the state.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+/// A process's start time (clock ticks since boot, field 22): with the pid, it names one
+/// process even after the pid is reused.
+fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the leader of its own process group (field 5), as a hook is.
+fn leads_its_group(pid: u32) -> bool {
+    stat_fields(pid)
+        .and_then(|f| f.get(2)?.parse::<u32>().ok())
+        .is_some_and(|pgrp| pgrp == pid)
 }
 
 /// Ends the hooks that a killed run left running, as recorded in `dir` (one file per
@@ -316,7 +333,7 @@ pub fn end_leftovers(dir: &Path) -> Vec<String> {
             .map(PathBuf::from);
         let had_group = group.as_deref().is_some_and(cgroup::end);
         if let (Some(pid), Some(start)) = (pid, start) {
-            let leader = start_time(pid) == Some(start);
+            let leader = start_time(pid) == Some(start) && leads_its_group(pid);
             if leader {
                 kill_group(pid);
             }

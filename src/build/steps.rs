@@ -853,7 +853,11 @@ impl Executor<'_> {
             return Ok(p.clone());
         }
         let staged = self.state.root.join("scripts").join(&script.digest);
-        if !staged.exists() {
+        // Staged once, and written again if what is there is not that script (a corrupt
+        // or edited state directory must not change what runs).
+        let intact = crate::os::read_regular(&staged, crate::fleet::config::MAX_SCRIPT_BYTES)
+            .is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == script.digest);
+        if !intact {
             crate::os::write_atomic(&staged, &script.bytes)?;
         }
         std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;

@@ -37,6 +37,14 @@ pub struct Fixture {
     pub state_dir: PathBuf,
 }
 
+/// What a test's killed phoenix left (hooks, their cgroups) is ended with its fixture, as
+/// the next run on that state directory would.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        phoenix::build::hook::end_leftovers(&self.state_dir.join("hooks-running"));
+    }
+}
+
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
