@@ -56,6 +56,16 @@ impl FileError {
     }
 }
 
+/// [`read_regular`] where a missing file is an answer (`None`), not an error; any other
+/// refusal is one line naming the file.
+pub fn read_if_any(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
+    match read_regular(path, max) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind == FileErrorKind::Missing => Ok(None),
+        Err(e) => Err(format!("{}: {}", path.display(), e.message)),
+    }
+}
+
 /// Reads a regular file of at most `max` bytes. A FIFO, a device, a socket, a directory,
 /// a dangling or looping link and a file over `max` are each refused with their own words,
 /// before anything is read: nothing blocks and nothing is read without end.

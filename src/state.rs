@@ -73,7 +73,7 @@ impl StateDir {
     pub fn manifest(&self, hash_or_prefix: &str) -> Option<(NodeHash, Manifest)> {
         if let Some(h) = NodeHash::parse(hash_or_prefix) {
             let path = self.manifest_path(&h);
-            let bytes = fs::read(&path).ok()?;
+            let bytes = read_state_file(&path, MAX_MANIFEST_BYTES)?;
             // A manifest is named by the hash of its canonical JSON: one that does not
             // hash to its name is corrupt, and explains nothing. (The stored JSON is
             // hashed, not a re-serialisation, so a newer phoenix still reads old ones.)
@@ -104,7 +104,7 @@ impl StateDir {
     /// A stored script by its blake3 digest, if it is there and still hashes to it.
     pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         let path = self.root.join("blobs").join(digest);
-        let bytes = fs::read(&path).ok()?;
+        let bytes = read_state_file(&path, crate::fleet::config::MAX_SCRIPT_BYTES)?;
         if blake3::hash(&bytes).to_hex().as_str() != digest {
             corrupt(&path);
             return None;
@@ -192,6 +192,24 @@ impl StateDir {
     }
 }
 
+/// A manifest is a few KiB; one past this is not one.
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A state file's bytes if it is there and is a regular file of sane size; a FIFO, a
+/// device, a directory or a link to one is reported (it is not believed, and never blocks
+/// or reads without end) and counts as absent.
+fn read_state_file(path: &Path, max: u64) -> Option<Vec<u8>> {
+    match crate::os::read_if_any(path, max) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(
+                "{e}; it is ignored: remove it, and the next build that needs it writes it again"
+            );
+            None
+        }
+    }
+}
+
 /// Says that a state file is corrupt, where it is and what to do; the caller goes on
 /// without it.
 fn corrupt(path: &Path) {
@@ -233,9 +251,9 @@ impl HostLock {
             match dir.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    let holder = fs::read_to_string(&path)
+                    let holder = crate::os::read_regular(&path, 4096)
                         .ok()
-                        .and_then(|t| serde_json::from_str(&t).ok());
+                        .and_then(|t| serde_json::from_slice(&t).ok());
                     return Err(LockError::Held(holder));
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e.to_string())),

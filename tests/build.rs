@@ -1181,6 +1181,15 @@ fn a_hook_that_cannot_run_or_dies_by_a_signal_is_told_precisely() {
         "{e}"
     );
 
+    for body in ["echo no interpreter named\n", ""] {
+        f.write_hook(910, body);
+        let e = node_error(&build_json(&f, &[]), 910);
+        assert!(
+            e.contains("it has no `#!` line naming its interpreter"),
+            "{e}"
+        );
+    }
+
     f.write_hook(910, "#!/bin/sh\nkill -TERM $$\n");
     let e = node_error(&build_json(&f, &[]), 910);
     assert!(e.contains("was killed by signal 15 (SIGTERM)"), "{e}");

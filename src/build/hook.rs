@@ -41,6 +41,18 @@ pub fn run(
 ) -> Result<(), String> {
     let _forget = Forget(guard.record);
     let record = guard.record;
+    // The kernel runs a script only by its `#!` line; a C library would run one without
+    // it under /bin/sh, which is not what its author may have meant. Said, not guessed.
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let mut head = [0u8; 4];
+        let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
+        if !head[..n].starts_with(b"#!") && &head[..n] != b"\x7fELF" {
+            return Err(format!(
+                "cannot run hook {}: it has no `#!` line naming its interpreter: add `#!/bin/bash` as its first line",
+                path.display()
+            ));
+        }
+    }
     let masked = !guard.secrets.is_empty();
     let mut cmd = Command::new(path);
     let (out, err) = if masked {
@@ -72,6 +84,11 @@ pub fn run(
                 Ok(())
             });
         }
+    }
+    // Recorded before it starts: a hook may kill phoenix before its pid is written, and
+    // its cgroup alone lets the next run find what it left.
+    if let Some(g) = &group {
+        let _ = crate::os::write_atomic(record, format!("0 0 {}\n", g.dir().display()).as_bytes());
     }
     log.line(&format!("$ {} {}", path.display(), args.join(" ")));
     // ETXTBSY: another thread's child, forked while a script was being written, still
@@ -267,7 +284,7 @@ fn signal_name(sig: i32) -> &'static str {
 
 /// Why the kernel would not start a hook, in words that say what to fix.
 fn spawn_error(path: &Path, e: &std::io::Error) -> String {
-    let first_line = std::fs::read(path).ok().map(|b| {
+    let first_line = crate::os::read_regular(path, 4096).ok().map(|b| {
         let end = b.iter().position(|&c| c == b'\n').unwrap_or(b.len());
         String::from_utf8_lossy(&b[..end]).into_owned()
     });
@@ -322,7 +339,9 @@ pub fn end_leftovers(dir: &Path) -> Vec<String> {
     };
     for e in entries.flatten() {
         let path = e.path();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = crate::os::read_regular(&path, 4096)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let mut words = text.split_whitespace();
         let pid: Option<u32> = words.next().and_then(|w| w.parse().ok());
         let start: Option<u64> = words.next().and_then(|w| w.parse().ok());

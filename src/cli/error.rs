@@ -51,11 +51,12 @@ pub enum Error {
         defined: String,
     },
 
-    #[error("cannot read {}: {source}", .path.display())]
-    #[diagnostic(help("check the file's permissions"))]
+    #[error("cannot read {}: {message}", .path.display())]
+    #[diagnostic(help("{help}"))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        message: String,
+        help: String,
     },
 
     #[error("{option}: {message}")]

@@ -20,8 +20,10 @@ pub fn log(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
         }
         return Ok(exit::OK);
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    // Logs are phoenix's own; one past a GiB, or one that is not a file, is not read.
+    match crate::os::read_regular(&path, 1 << 30) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
             if cli.output == Output::Json {
                 print_json(
                     &json!({"schema_version": JSON_SCHEMA_VERSION, "ctid": ctid, "path": path, "log": text}),
@@ -32,6 +34,10 @@ pub fn log(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
             }
             Ok(exit::OK)
         }
-        Err(source) => Err(Error::Read { path, source }),
+        Err(e) => Err(Error::Read {
+            path,
+            message: e.message,
+            help: e.help,
+        }),
     }
 }

@@ -559,11 +559,9 @@ impl Host for LxcHost {
 
     fn config_file(&self, ctid: Ctid) -> HostResult<Option<String>> {
         let p = self.dir(ctid).join("config");
-        match fs::read_to_string(&p) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &p, e)),
-        }
+        crate::os::read_if_any(&p, 1 << 20)
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .map_err(|e| HostError::failed(format!("cannot read {e}")))
     }
 
     fn not_found(&self, ctid: Ctid) -> HostError {

@@ -90,15 +90,13 @@ impl PveHost {
 
     fn read_conf(&self, ctid: Ctid) -> HostResult<Option<ConfFile>> {
         let path = self.conf_path(ctid);
-        match fs::read_to_string(&path) {
-            Ok(text) => ConfFile::parse(&text)
+        // pmxcfs keeps a CT config under 1 MiB; anything else there is not one.
+        match crate::os::read_if_any(&path, 1 << 20) {
+            Ok(Some(bytes)) => ConfFile::parse(&String::from_utf8_lossy(&bytes))
                 .map(Some)
                 .map_err(|e| HostError::failed(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(HostError::failed(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(HostError::failed(format!("cannot read {e}"))),
         }
     }
 

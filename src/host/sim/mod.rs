@@ -278,15 +278,16 @@ impl SimHost {
 
     fn read_conf(&self, ctid: Ctid) -> HostResult<Option<ConfFile>> {
         let path = self.conf_path(ctid);
-        match fs::read(&path) {
-            Ok(bytes) => {
+        // As pmxcfs: a CT config is a regular file under 1 MiB.
+        match crate::os::read_if_any(&path, 1 << 20) {
+            Ok(Some(bytes)) => {
                 let text = String::from_utf8_lossy(&bytes);
                 ConfFile::parse(&text).map(Some).map_err(|e| {
                     HostError::failed(format!("{}:{}: {}", path.display(), e.line, e.message))
                 })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &path, e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(HostError::failed(format!("cannot read {e}"))),
         }
     }
 
