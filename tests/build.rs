@@ -1265,17 +1265,7 @@ fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeou
 fn sigint_cancels_the_run_cleanly_and_says_so() {
     let f = Fixture::example();
     let (pid_file, marker) = sleeping_hook(&f, 902);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
-    cmd.args(["build", "--output", "json", "-j", "2"])
-        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
-        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
-        .env("PHOENIX_STATE_DIR", &f.state_dir)
-        .env("PHOENIX_BACKEND", "sim")
-        .env_remove("PHOENIX_SIM_LATENCY")
-        .env_remove("PHOENIX_SIM_FAULTS")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = spawn_json_build(&f, &[]);
     wait_for_file(&marker);
     let started = Instant::now();
     assert!(std::process::Command::new("kill")

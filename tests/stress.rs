@@ -143,8 +143,12 @@ fn judge(e: &Ended, allowed: &[i32]) -> Option<String> {
             tail(&e.stderr)
         ));
     }
-    if e.stdout.contains(SECRET) || e.stderr.contains(SECRET) {
-        return Some("printed the secret".into());
+    if let Some(line) = format!("{}\n{}", e.stdout, e.stderr)
+        .lines()
+        .find(|l| l.contains(SECRET))
+    {
+        let shown: String = line.replace(SECRET, "<SECRET>").chars().take(160).collect();
+        return Some(format!("printed the secret: {shown}"));
     }
     None
 }
@@ -857,7 +861,11 @@ fn kills_and_signals_at_random_moments_leave_a_host_the_next_run_completes() {
             None
         } else {
             let ok_codes = [0, 130, 143];
-            let code_ok = e.code.is_some_and(|c| ok_codes.contains(&c));
+            // Before the run starts (config read, lock taken), a signal has its default
+            // action: nothing was touched yet, and the shell sees 130/143 all the same.
+            let before_run =
+                e.signal.is_some_and(|s| s == sigs[0]) && !e.stdout.contains("run_started");
+            let code_ok = e.code.is_some_and(|c| ok_codes.contains(&c)) || before_run;
             let last = e.stdout.lines().last().unwrap_or("");
             if !code_ok {
                 Some(format!(

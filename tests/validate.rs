@@ -1031,6 +1031,35 @@ fn a_secret_beside_a_bad_value_is_not_shown() {
     );
 }
 
+#[test]
+fn a_secret_on_a_long_line_or_in_a_file_that_does_not_parse_is_not_shown() {
+    // One minified line: the report cuts it around the bad value, the secret beside it.
+    let f = Fixture::example();
+    f.edit_block(950, |b| {
+        b.insert(
+            "hf_token".into(),
+            serde_json::json!("hf_minified_secret_value"),
+        );
+        b.insert("gpu_assignment".into(), serde_json::json!([]));
+    });
+    f.write_text(common::LXC, &serde_json::to_string(&f.lxc()).unwrap());
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("gpu_assignment"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hf_minified"), "{}", run.stderr);
+    // A secret key pasted into the middle of another key: the JSON does not parse.
+    let g = Fixture::example();
+    let text = g.lxc_text().replacen(
+        "\"memory_mb\"",
+        "\"mem\"api_token\": \"pasted-secret-value\", ory_mb\"",
+        1,
+    );
+    g.write_text(common::LXC, &text);
+    let run = g.phoenix(&["validate"]);
+    assert_eq!(run.code, 3);
+    assert!(!run.stderr.contains("pasted-secret"), "{}", run.stderr);
+}
+
 // ---------------------------------------------------------------- migration
 
 #[test]

@@ -47,11 +47,14 @@ fn own_dir() -> Option<PathBuf> {
 impl HookCgroup {
     /// Makes the cgroup of a hook `name` (its CTID, or `setup`) of this process, if the
     /// host lets phoenix: `None` means the hook is held by its process group alone.
-    pub fn create(name: &str) -> Option<HookCgroup> {
+    /// `record` is called with its path first, so that a phoenix killed at any moment
+    /// after leaves it findable.
+    pub fn create(name: &str, record: impl FnOnce(&Path)) -> Option<HookCgroup> {
         let dir = own_dir()?.join(format!("{PREFIX}{name}.{}", std::process::id()));
         if dir.exists() {
             end(&dir);
         }
+        record(&dir);
         match fs::create_dir(&dir) {
             Ok(()) => Some(HookCgroup { dir }),
             Err(e) => {

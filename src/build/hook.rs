@@ -74,7 +74,11 @@ pub fn run(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let group = HookCgroup::create(&name);
+    // Recorded before it exists, and before the hook starts: a hook may kill phoenix
+    // before its pid is written, and its cgroup alone lets the next run find what it left.
+    let group = HookCgroup::create(&name, |dir| {
+        let _ = crate::os::write_atomic(record, format!("0 0 {}\n", dir.display()).as_bytes());
+    });
     if let Some(procs) = group.as_ref().and_then(HookCgroup::procs) {
         // SAFETY: the closure only calls `cgroup::join`, which makes async-signal-safe
         // system calls on memory allocated before the fork.
@@ -84,11 +88,6 @@ pub fn run(
                 Ok(())
             });
         }
-    }
-    // Recorded before it starts: a hook may kill phoenix before its pid is written, and
-    // its cgroup alone lets the next run find what it left.
-    if let Some(g) = &group {
-        let _ = crate::os::write_atomic(record, format!("0 0 {}\n", g.dir().display()).as_bytes());
     }
     log.line(&format!("$ {} {}", path.display(), args.join(" ")));
     // ETXTBSY: another thread's child, forked while a script was being written, still

@@ -279,7 +279,7 @@ pub fn is_valid_snapshot_name(name: &str) -> bool {
         && name != "vzdump"
 }
 
-const SECRET_MARKERS: &[&str] = &[
+pub const SECRET_MARKERS: &[&str] = &[
     "password",
     "passwd",
     "passphrase",

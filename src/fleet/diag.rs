@@ -379,9 +379,12 @@ impl Window {
         while !file.text.is_char_boundary(end) {
             end += 1;
         }
+        // Masked as a whole line, then cut: the cut may fall inside a secret whose key is
+        // outside it. Masking keeps every byte offset and char boundary of the file.
+        let masked = mask_secrets(&file.text[ls..le]);
         Window {
             name,
-            text: file.text[start..end].to_string(),
+            text: masked[start - ls..end - ls].to_string(),
             start,
             line,
             column: file.text[ls..start].chars().count(),
@@ -426,33 +429,83 @@ impl SourceCode for Window {
     }
 }
 
-/// The window's lines with a secret's value replaced by `*` of the same length (so
-/// offsets hold), the problem's own line included: a secret is never printed.
+/// The window with every secret's value replaced by `*` of the same length (so offsets
+/// hold), the problem's own line included: a secret is never printed. Lexical, so that it
+/// holds for a file that does not parse: wherever a word holding a secret marker
+/// (`token`, `password`...) is followed by `":` or `:`, the value after it is masked —
+/// a string to its closing quote, anything else to the next `,` `}` `]` — never past the
+/// end of its line.
 fn mask_secrets(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let lower = line.to_ascii_lowercase();
-        let key_end = lower.find("\":");
-        match key_end {
-            Some(k) if crate::fleet::config::is_secret_field(&lower[..k]) => {
-                let (head, value) = line.split_at(k + 2);
-                out.push_str(head);
-                let trail = value.len() - value.trim_end_matches(['\n', '\r', ',']).len();
-                let (body, end) = value.split_at(value.len() - trail);
-                let body = body.trim_start();
-                out.push_str(&" ".repeat(value.len() - trail - body.len()));
-                for c in body.chars() {
-                    let keep_char = matches!(c, '"' | ' ');
-                    for _ in 0..c.len_utf8() {
-                        out.push(if keep_char { c } else { '*' });
-                    }
-                }
-                out.push_str(end);
+    let bytes = text.as_bytes();
+    let lower = text.to_ascii_lowercase();
+    let mut masked = bytes.to_vec();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    for marker in crate::fleet::config::SECRET_MARKERS {
+        for (at, _) in lower.match_indices(marker) {
+            // The rest of the key's name, then an optional closing quote and the colon.
+            let mut i = at + marker.len();
+            while i < bytes.len() && word(bytes[i]) {
+                i += 1;
             }
-            _ => out.push_str(line),
+            if i < bytes.len() && bytes[i] == b'"' {
+                i += 1;
+            }
+            while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                i += 1;
+            }
+            if i >= bytes.len() || bytes[i] != b':' {
+                continue;
+            }
+            i += 1;
+            while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                i += 1;
+            }
+            mask_value(bytes, &mut masked, i);
         }
     }
-    out
+    // Only ASCII bytes were replaced by ASCII, and whole multi-byte characters by `*`s.
+    String::from_utf8(masked).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Masks the value starting at `from` (see [`mask_secrets`]).
+fn mask_value(bytes: &[u8], masked: &mut [u8], from: usize) {
+    let Some(&first) = bytes.get(from) else {
+        return;
+    };
+    let mut i = from;
+    if first == b'"' {
+        i += 1;
+        while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+            if bytes[i] == b'\\' && i + 1 < bytes.len() && bytes[i + 1] != b'\n' {
+                masked[i] = b'*';
+                i += 1;
+            }
+            masked[i] = b'*';
+            i += 1;
+        }
+        return;
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    while i < bytes.len() && bytes[i] != b'\n' {
+        let b = bytes[i];
+        match b {
+            b'"' => in_string = !in_string,
+            b'{' | b'[' if !in_string => depth += 1,
+            b'}' | b']' if !in_string => {
+                if depth == 0 {
+                    return;
+                }
+                depth -= 1;
+            }
+            b',' if !in_string && depth == 0 => return,
+            _ => {}
+        }
+        if !matches!(b, b'"' | b' ' | b'{' | b'}' | b'[' | b']' | b',' | b':') {
+            masked[i] = b'*';
+        }
+        i += 1;
+    }
 }
 
 /// A problem with its window of the file, so miette prints `[file:line:col]`.
@@ -518,5 +571,37 @@ mod tests {
         // after the 2-byte é and its quotes: column counts characters, not bytes
         let colon = f.text.find(':').unwrap();
         assert_eq!(f.line_col(colon), (2, 6));
+    }
+
+    #[test]
+    fn secrets_are_masked_in_place_in_valid_minified_and_broken_json() {
+        for (text, secret) in [
+            ("  \"hf_token\": \"hf_abc123\",\n", "hf_abc123"),
+            (
+                "{\"name\":\"x\",\"db_password\":\"pässwörd\",\"memory_mb\":\"lots\"}",
+                "pässwörd",
+            ),
+            (
+                "\"gpu\"api_token\": \"s3cr3t-value\", _assignment\"",
+                "s3cr3t-value",
+            ),
+            (
+                "\"secrets\": {\"a\": \"inner-value\"}, \"b\": 1",
+                "inner-value",
+            ),
+            ("\"API_KEY\" : 123456789,", "123456789"),
+            (
+                "\"token\": \"unterminated-value\n\"next\": 1",
+                "unterminated-value",
+            ),
+        ] {
+            let masked = mask_secrets(text);
+            assert_eq!(masked.len(), text.len(), "{masked}");
+            assert!(!masked.contains(secret), "{masked}");
+        }
+        let plain = "\"name\": \"vllm\", \"memory_mb\": 512";
+        assert_eq!(mask_secrets(plain), plain);
+        let next_line = "\"token\": \"a-value\n  \"name\": \"kept\"";
+        assert!(mask_secrets(next_line).ends_with("\"name\": \"kept\""));
     }
 }
