@@ -323,8 +323,12 @@ fn mutate_json(rng: &mut Rng, doc: &mut Value) -> String {
             let c = rng.pick(&ctids).to_string();
             if let Some(Value::Object(m)) = doc.pointer_mut("/lxc_configs") {
                 let ks: Vec<String> = m.keys().cloned().collect();
-                if let Some(k) = ks.get(rng.below(ks.len())) {
-                    m[k]["clone_from_template_ctid"] = json!(c);
+                if let Some(block) = ks
+                    .get(rng.below(ks.len()))
+                    .and_then(|k| m.get_mut(k))
+                    .and_then(Value::as_object_mut)
+                {
+                    block.insert("clone_from_template_ctid".into(), json!(c));
                 }
             }
             format!("a clone_from_template_ctid set to {c}")
@@ -395,7 +399,7 @@ fn mutated_configs_never_panic_hang_or_print_a_secret() {
     let mut t = Tally::new("configs");
     for i in 0..n {
         let mut lxc = base_lxc.clone();
-        // A secret beside whatever goes wrong, in a block and at the top.
+        // A secret beside whatever goes wrong.
         lxc["lxc_configs"]["950"]["hf_token"] = json!(SECRET);
         let mut hv = base_hv.clone();
         let mut what = Vec::new();
@@ -416,10 +420,15 @@ fn mutated_configs_never_panic_hang_or_print_a_secret() {
         if rng.below(20) == 0 {
             // A problem far past column 65,535 of one minified line.
             let mut wide = lxc.clone();
-            wide["lxc_configs"]["900"]["padding"] = json!("p".repeat(70_000));
-            wide["lxc_configs"]["900"]["memory_mb"] = json!("lots");
-            text = serde_json::to_vec(&wide).unwrap();
-            what.push("a bad value past column 70,000".into());
+            if let Some(block) = wide
+                .pointer_mut("/lxc_configs/900")
+                .and_then(Value::as_object_mut)
+            {
+                block.insert("padding".into(), json!("p".repeat(70_000)));
+                block.insert("memory_mb".into(), json!("lots"));
+                text = serde_json::to_vec(&wide).unwrap();
+                what.push("a bad value past column 70,000".into());
+            }
         }
         fs::write(f.config_dir.join(common::LXC), &text).unwrap();
         f.write_hv(&hv);
