@@ -28,8 +28,9 @@ impl Drop for Forget<'_> {
 }
 
 /// Runs `path <args>` in `dir` with `env` added; `Err` says why the hook failed. While it
-/// runs, `guard.record` holds its process group and start time, so that a run killed with
-/// SIGKILL leaves behind what the next one needs to end it ([`end_leftovers`]).
+/// runs, `guard.record` holds its cgroup, process group and start time, so that a run
+/// killed with SIGKILL leaves behind what the next one needs to end it
+/// ([`end_leftovers`]).
 pub fn run(
     path: &Path,
     args: &[&str],
@@ -41,17 +42,11 @@ pub fn run(
 ) -> Result<(), String> {
     let _forget = Forget(guard.record);
     let record = guard.record;
-    // The kernel runs a script only by its `#!` line; a C library would run one without
-    // it under /bin/sh, which is not what its author may have meant. Said, not guessed.
-    if let Ok(mut file) = std::fs::File::open(path) {
-        let mut head = [0u8; 4];
-        let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
-        if !head[..n].starts_with(b"#!") && &head[..n] != b"\x7fELF" {
-            return Err(format!(
-                "cannot run hook {}: it has no `#!` line naming its interpreter: add `#!/bin/bash` as its first line",
-                path.display()
-            ));
-        }
+    if !runnable_by_the_kernel(path) {
+        return Err(format!(
+            "cannot run hook {}: it has no `#!` line naming its interpreter: add `#!/bin/bash` as its first line",
+            path.display()
+        ));
     }
     let masked = !guard.secrets.is_empty();
     let mut cmd = Command::new(path);
@@ -70,25 +65,7 @@ pub fn run(
     // together with whatever it started; and its own cgroup, joined before exec, for
     // what leaves the group.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let name = record
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Recorded before it exists, and before the hook starts: a hook may kill phoenix
-    // before its pid is written, and its cgroup alone lets the next run find what it left.
-    let group = HookCgroup::create(&name, |dir| {
-        let _ = crate::os::write_atomic(record, format!("0 0 {}\n", dir.display()).as_bytes());
-    });
-    if let Some(procs) = group.as_ref().and_then(HookCgroup::procs) {
-        // SAFETY: the closure only calls `cgroup::join`, which makes async-signal-safe
-        // system calls on memory allocated before the fork.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                cgroup::join(&procs);
-                Ok(())
-            });
-        }
-    }
+    let group = into_cgroup(&mut cmd, record);
     log.line(&format!("$ {} {}", path.display(), args.join(" ")));
     // ETXTBSY: another thread's child, forked while a script was being written, still
     // holds it open for a moment (until its own exec closes it): try again.
@@ -158,6 +135,43 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(5));
     }
     result
+}
+
+/// Whether the kernel itself can run `path`: a `#!` line or an ELF binary. The C library
+/// would run a script without `#!` under /bin/sh, which is not what its author may have
+/// meant: phoenix says so instead of guessing.
+fn runnable_by_the_kernel(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return true; // the spawn says why it cannot run
+    };
+    let mut head = [0u8; 4];
+    let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
+    head[..n].starts_with(b"#!") || &head[..n] == b"\x7fELF"
+}
+
+/// Makes the hook's cgroup (where the host has one) and has `cmd` join it between fork
+/// and exec. The cgroup is recorded in `record` before it exists, and so before the hook
+/// starts: a hook may kill phoenix before its pid is written, and its cgroup alone lets
+/// the next run find what it left.
+fn into_cgroup(cmd: &mut Command, record: &Path) -> Option<HookCgroup> {
+    let name = record
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let group = HookCgroup::create(&name, |dir| {
+        let _ = crate::os::write_atomic(record, format!("0 0 {}\n", dir.display()).as_bytes());
+    })?;
+    if let Some(procs) = group.procs() {
+        // SAFETY: the closure only calls `cgroup::join`, which makes async-signal-safe
+        // system calls on memory allocated before the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                cgroup::join(&procs);
+                Ok(())
+            });
+        }
+    }
+    Some(group)
 }
 
 /// Copies a hook's output into its log line by line, every secret value replaced by `***`.
