@@ -1301,19 +1301,30 @@ fn sigint_cancels_the_run_cleanly_and_says_so() {
 fn a_hook_that_a_sigkilled_run_left_running_is_ended_by_the_next_run() {
     let f = Fixture::example();
     let (pid_file, marker) = sleeping_hook(&f, 902);
-    let mut child = f.spawn_sim(&["build"], &[]);
+    let child = f.spawn_sim(&["build"], &[]);
     wait_for_file(&marker);
+    sigkill_then_the_next_run_ends(&f, child, &pid_file, "the killed run's hook");
+}
+
+/// SIGKILLs a build whose 902 hook left the process named in `pid_file` running, checks
+/// that it survives, and that the next build (902's hook made trivial) ends it.
+fn sigkill_then_the_next_run_ends(
+    f: &Fixture,
+    mut child: std::process::Child,
+    pid_file: &Path,
+    what: &str,
+) {
     child.kill().unwrap(); // SIGKILL: phoenix cannot clean up
     child.wait().unwrap();
-    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let pid = fs::read_to_string(pid_file).unwrap().trim().to_string();
     assert!(
         Path::new("/proc").join(&pid).exists(),
-        "the hook survives its run's SIGKILL"
+        "{what} survives its run's SIGKILL"
     );
     f.write_hook(902, "#!/bin/sh\nexit 0\n");
     let r = f.sim(&["build"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    wait_gone(&pid, "the killed run's hook");
+    wait_gone(&pid, what);
 }
 
 #[test]
@@ -1899,7 +1910,7 @@ fn what_a_sigkilled_runs_hook_started_with_setsid_is_ended_by_the_next_run() {
         902,
         &format!("#!/bin/sh\n{}sleep 300\n", escaping_child(&pid_file)),
     );
-    let mut child = f.spawn_sim(&["build"], &[]);
+    let child = f.spawn_sim(&["build"], &[]);
     wait_for_file(&pid_file);
     while fs::read_to_string(&pid_file)
         .unwrap_or_default()
@@ -1908,17 +1919,7 @@ fn what_a_sigkilled_runs_hook_started_with_setsid_is_ended_by_the_next_run() {
     {
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().unwrap(); // SIGKILL: phoenix cannot clean up
-    child.wait().unwrap();
-    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
-    assert!(
-        Path::new("/proc").join(&pid).exists(),
-        "it survives its run's SIGKILL"
-    );
-    f.write_hook(902, "#!/bin/sh\nexit 0\n");
-    let r = f.sim(&["build"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    wait_gone(&pid, "the killed run's `setsid sleep 300`");
+    sigkill_then_the_next_run_ends(&f, child, &pid_file, "the hook's `setsid sleep 300`");
 }
 
 /// `phoenix build --output json` on the sim, in the background, output captured.
