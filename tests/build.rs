@@ -1924,20 +1924,13 @@ fn what_a_sigkilled_runs_hook_started_with_setsid_is_ended_by_the_next_run() {
 
 /// `phoenix build --output json` on the sim, in the background, output captured.
 fn spawn_json_build(f: &Fixture, env: &[(&str, &str)]) -> std::process::Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
-    cmd.args(["build", "--output", "json", "-j", "2"])
-        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
-        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
-        .env("PHOENIX_STATE_DIR", &f.state_dir)
-        .env("PHOENIX_BACKEND", "sim")
-        .env_remove("PHOENIX_SIM_LATENCY")
-        .env_remove("PHOENIX_SIM_FAULTS")
+    let mut all = vec![("PHOENIX_BACKEND", "sim")];
+    all.extend_from_slice(env);
+    f.command(&["build", "--output", "json", "-j", "2"], &all)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn signal(pid: u32, sig: &str) {

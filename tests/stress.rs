@@ -65,22 +65,12 @@ struct Ended {
 }
 
 fn command(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
-    cmd.args(args)
-        .env("PHOENIX_CONFIG_DIR", &f.config_dir)
-        .env("PHOENIX_HOOKS_DIR", &f.hooks_dir)
-        .env("PHOENIX_STATE_DIR", &f.state_dir)
-        .env("PHOENIX_BACKEND", "sim")
-        .env("PHOENIX_RETRY_DELAY_MS", "5")
-        .env("NO_COLOR", "1")
-        .env_remove("PHOENIX_SIM_LATENCY")
-        .env_remove("PHOENIX_SIM_FAULTS")
-        .stdin(Stdio::null())
+    let mut all = vec![("PHOENIX_BACKEND", "sim"), ("PHOENIX_RETRY_DELAY_MS", "5")];
+    all.extend_from_slice(env);
+    let mut cmd = f.command(args, &all);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     cmd
 }
 

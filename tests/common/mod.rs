@@ -250,21 +250,32 @@ impl Fixture {
         self.phoenix(&["validate", "--output", "json"])
     }
 
-    /// Starts `phoenix <args>` on the sim backend in the background, output discarded.
-    pub fn spawn_sim(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    /// `phoenix <args>` with this fixture's directories, no colour, no sim knobs from the
+    /// caller's environment, then `env`.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
         cmd.args(args)
             .env("PHOENIX_CONFIG_DIR", &self.config_dir)
             .env("PHOENIX_HOOKS_DIR", &self.hooks_dir)
             .env("PHOENIX_STATE_DIR", &self.state_dir)
-            .env("PHOENIX_BACKEND", "sim")
-            .env_remove("PHOENIX_SIM_FAULTS")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .env("NO_COLOR", "1")
+            .env_remove("PHOENIX_SIM_LATENCY")
+            .env_remove("PHOENIX_SIM_FAULTS");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.spawn().expect("start phoenix")
+        cmd
+    }
+
+    /// Starts `phoenix <args>` on the sim backend in the background, output discarded.
+    pub fn spawn_sim(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        let mut all = vec![("PHOENIX_BACKEND", "sim")];
+        all.extend_from_slice(env);
+        self.command(args, &all)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start phoenix")
     }
 
     /// `phoenix <args>` on the sim backend (transient errors retried after 5 ms).
@@ -436,18 +447,7 @@ impl Fixture {
     }
 
     pub fn phoenix_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
-        cmd.args(args)
-            .env("PHOENIX_CONFIG_DIR", &self.config_dir)
-            .env("PHOENIX_HOOKS_DIR", &self.hooks_dir)
-            .env("PHOENIX_STATE_DIR", &self.state_dir)
-            .env("NO_COLOR", "1")
-            .env_remove("PHOENIX_SIM_LATENCY")
-            .env_remove("PHOENIX_SIM_FAULTS");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run phoenix");
+        let out = self.command(args, env).output().expect("run phoenix");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -267,6 +267,20 @@ impl LxcHost {
         Ok(out)
     }
 
+    /// For a change of snapshot `name`: CT `ctid`'s lock held, its record (refused if a
+    /// task's lock is on it), the snapshot's directory and its record.
+    fn unlocked_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<(File, Meta, PathBuf, Meta)> {
+        let lock = self.lock_existing(ctid)?;
+        let meta = self.meta(ctid)?;
+        if let Some(l) = &meta.lock {
+            return Err(text::locked(l));
+        }
+        let dir = self.snap_dir(ctid, name);
+        let snap =
+            Meta::read(&dir.join("phoenix.json")).map_err(|_| text::snapshot_missing(name))?;
+        Ok((lock, meta, dir, snap))
+    }
+
     fn lock_existing(&self, ctid: Ctid) -> HostResult<File> {
         if !self.dir(ctid).is_dir() {
             return Err(self.not_found(ctid));
@@ -880,14 +894,7 @@ impl Host for LxcHost {
     }
 
     fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()> {
-        let _lock = self.lock_existing(ctid)?;
-        let mut meta = self.meta(ctid)?;
-        if let Some(l) = &meta.lock {
-            return Err(text::locked(l));
-        }
-        let dir = self.snap_dir(ctid, name);
-        let gone =
-            Meta::read(&dir.join("phoenix.json")).map_err(|_| text::snapshot_missing(name))?;
+        let (_lock, mut meta, dir, gone) = self.unlocked_snapshot(ctid, name)?;
         // Its record goes first: from then on it is no snapshot, whatever else remains.
         let _ = fs::remove_file(dir.join("phoenix.json"));
         self.store.remove(&dir.join("rootfs"))?;
@@ -909,14 +916,7 @@ impl Host for LxcHost {
     }
 
     fn rollback(&self, ctid: Ctid, name: &str) -> HostResult<()> {
-        let _lock = self.lock_existing(ctid)?;
-        let mut meta = self.meta(ctid)?;
-        if let Some(l) = &meta.lock {
-            return Err(text::locked(l));
-        }
-        let dir = self.snap_dir(ctid, name);
-        let snap =
-            Meta::read(&dir.join("phoenix.json")).map_err(|_| text::snapshot_missing(name))?;
+        let (_lock, mut meta, dir, snap) = self.unlocked_snapshot(ctid, name)?;
         if self.is_running(ctid)? {
             store::run(self.lxc("lxc-stop", ctid).arg("-k"))?;
         }
