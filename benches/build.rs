@@ -76,6 +76,7 @@ fn build_once(fleet: &Fleet, state_dir: &Path, jobs: usize, latency: &str) -> Ru
     let host = SimHost::for_state_dir(state_dir).expect("sim host");
     let opts = BuildOptions {
         targets: Vec::new(),
+        skip_gpu: false,
         jobs,
         fail_fast: false,
         consent: Consent::default(),

@@ -105,10 +105,22 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
         }
     };
     let kind = meta.file_type();
+    // A link is called a link: "is a directory" for a link to one would send the reader
+    // looking for a directory that is not there.
+    let link = fs::symlink_metadata(path)
+        .is_ok_and(|m| m.file_type().is_symlink())
+        .then(|| fs::read_link(path).ok())
+        .flatten();
     let not_a_file = |what: &str| {
         FileError::new(
             FileErrorKind::NotAFile,
-            format!("is {what}, not a regular file"),
+            match &link {
+                Some(target) => format!(
+                    "is a link to {}, which is {what}, not a regular file",
+                    target.display()
+                ),
+                None => format!("is {what}, not a regular file"),
+            },
             "phoenix reads only regular files: put the file itself there",
         )
     };
@@ -252,6 +264,102 @@ pub fn age(s: u64) -> String {
     }
 }
 
+/// `fs::create_dir_all`, with an error that says which part of the path is in the way
+/// when one is not a directory (where the kernel says only `File exists` or `Not a
+/// directory`).
+pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
+    match fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(in_the_way(dir).unwrap_or(e)),
+    }
+}
+
+/// The first part of `dir` (from the root down) that exists and is not a directory, as an
+/// error naming it and what it is.
+pub fn in_the_way(dir: &Path) -> Option<std::io::Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut parts: Vec<&Path> = dir.ancestors().collect();
+    parts.reverse();
+    for part in parts {
+        let Ok(meta) = fs::symlink_metadata(part) else {
+            return None;
+        };
+        let t = meta.file_type();
+        let what = if t.is_symlink() {
+            match fs::metadata(part) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => format!(
+                    "a link to {}, which is not a directory",
+                    fs::read_link(part).map_or("?".into(), |t| t.display().to_string())
+                ),
+                Err(_) => "a link to nothing".to_string(),
+            }
+        } else if t.is_dir() {
+            continue;
+        } else if t.is_fifo() {
+            "a named pipe (FIFO)".to_string()
+        } else if t.is_file() {
+            "a file".to_string()
+        } else {
+            "a device or socket".to_string()
+        };
+        return Some(std::io::Error::other(format!(
+            "{} is {what}, not a directory: move it aside (phoenix makes the directory)",
+            part.display()
+        )));
+    }
+    None
+}
+
+/// Whether files can be made in `dir` (made first if missing), tried by making and
+/// removing one: the only test that sees a read-only mount, a full disk or an immutable
+/// directory as the write itself would. `Err` says why not, naming the path.
+pub fn probe_writable(dir: &Path) -> Result<(), String> {
+    create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".phoenix-probe.{}", std::process::id()));
+    let made = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .and_then(|mut f| f.write_all(b"probe"));
+    let _ = fs::remove_file(&probe);
+    made.map_err(|e| format!("cannot write in {}: {e}", dir.display()))
+}
+
+/// A short, printable excerpt of untrusted text: control characters and NULs escaped
+/// (`\0`, `\x1b`), a run of replacement characters (bytes that were not UTF-8) said once
+/// with its length, and at most `max` characters, cut with `…`.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if shown >= max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\u{fffd}' => {
+                let mut n = 1;
+                while chars.peek() == Some(&'\u{fffd}') {
+                    chars.next();
+                    n += 1;
+                }
+                out.push_str(&format!("<{n} bytes not UTF-8>"));
+            }
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+        shown += 1;
+    }
+    out
+}
+
 /// Writes a file atomically: readers see the old content or the new, never a part. Safe
 /// to call from many threads for the same path (each writes its own temporary file).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -267,7 +375,7 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()
     use std::os::unix::fs::OpenOptionsExt;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+        create_dir_all(dir)?;
     }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp{}.{n}", std::process::id()));

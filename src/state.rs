@@ -8,6 +8,7 @@
 //! | `secrets/key` | the key of the secret digests: 32 random bytes, readable by root only |
 //! | `secrets/<ctid>.json` | keyed digests of the secret fields a node's hook last ran with ([`secrets`](crate::engine::secrets)) |
 //! | `hooks-running/<ctid>` | a hook running now: its process group and start time |
+//! | `building/<ctid>.json` | a build of the CT that has changed the host and not reached its snapshot: the proof that a CT without a build snapshot is phoenix's unfinished one |
 //! | `phoenix.lock` | the host lock: one `build`/`gc` at a time; holds the holder's pid and start |
 //! | `sim/` | the `sim` backend's host |
 //!
@@ -15,6 +16,7 @@
 //! Every file is written atomically (temp file + rename).
 
 use crate::os::{now_secs, write_atomic};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -30,13 +32,86 @@ pub struct StateDir {
     pub root: PathBuf,
 }
 
+/// A build that changed the host and has not reached its snapshot yet.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Building {
+    /// The hash being built.
+    pub hash: String,
+    pub run: String,
+    /// Seconds since the epoch.
+    pub started: u64,
+}
+
+/// The parts of the state directory a build writes.
+const PARTS: &[&str] = &[
+    "manifests",
+    "blobs",
+    "logs",
+    "secrets",
+    "hooks-running",
+    "scripts",
+    "building",
+];
+
 impl StateDir {
     pub fn open(root: &Path) -> Result<StateDir, String> {
-        fs::create_dir_all(root)
+        crate::os::create_dir_all(root)
             .map_err(|e| format!("cannot create the state directory {}: {e}", root.display()))?;
         Ok(StateDir {
             root: root.to_path_buf(),
         })
+    }
+
+    /// Why a build could not write everything it writes here, if it could not: each part
+    /// of the directory (and each building node's log directory) must be a directory
+    /// phoenix can make files in. Checked before a build touches the host, and by `plan`,
+    /// so that a node is never destroyed by a build that cannot record it.
+    pub fn check_writable(&self, building: &[Ctid]) -> Vec<String> {
+        let mut dirs: Vec<PathBuf> = vec![self.root.clone()];
+        dirs.extend(PARTS.iter().map(|p| self.root.join(p)));
+        dirs.extend(building.iter().map(|&c| self.log_dir(c)));
+        let mut problems = Vec::new();
+        for dir in dirs {
+            if let Err(e) = crate::os::probe_writable(&dir) {
+                problems.push(e);
+                if dir == self.root {
+                    break; // the parts say the same again
+                }
+            }
+        }
+        problems
+    }
+
+    fn building_path(&self, ctid: Ctid) -> PathBuf {
+        self.root.join("building").join(format!("{ctid}.json"))
+    }
+
+    /// Records that a build of CT `ctid` is about to change the host. Written before the
+    /// first change and removed by the snapshot ([`StateDir::end_build`]).
+    pub fn begin_build(&self, ctid: Ctid, record: &Building) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        write_atomic(&self.building_path(ctid), &bytes)
+    }
+
+    /// The build of CT `ctid` is committed (or its CT is gone): no longer unfinished.
+    pub fn end_build(&self, ctid: Ctid) {
+        let _ = fs::remove_file(self.building_path(ctid));
+    }
+
+    /// The CTs whose build changed the host and never reached its snapshot. A record that
+    /// cannot be read is no proof.
+    pub fn unfinished_builds(&self) -> BTreeMap<Ctid, Building> {
+        let Ok(dir) = fs::read_dir(self.root.join("building")) else {
+            return BTreeMap::new();
+        };
+        dir.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let ctid: Ctid = name.strip_suffix(".json")?.parse().ok()?;
+                let bytes = read_state_file(&e.path(), 4096)?;
+                Some((ctid, serde_json::from_slice(&bytes).ok()?))
+            })
+            .collect()
     }
 
     fn manifest_path(&self, hash: &NodeHash) -> PathBuf {
@@ -179,16 +254,19 @@ impl StateDir {
         self.root.join("logs").join(ctid.to_string())
     }
 
-    /// The newest log of a node, if any.
+    /// The newest log of a node, if any: the one written last (run ids sort by the
+    /// second a run started, and two runs can start in one second).
     pub fn latest_log(&self, ctid: Ctid) -> Option<PathBuf> {
-        let mut logs: Vec<PathBuf> = fs::read_dir(self.log_dir(ctid))
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
+        let mut logs: Vec<(Option<std::time::SystemTime>, PathBuf)> =
+            fs::read_dir(self.log_dir(ctid))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .map(|p| (fs::metadata(&p).and_then(|m| m.modified()).ok(), p))
+                .collect();
         logs.sort();
-        logs.pop()
+        logs.pop().map(|(_, p)| p)
     }
 }
 

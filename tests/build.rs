@@ -8,83 +8,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Run};
+use common::{actions, build_json, built, events, finished, outcome_of, plan, set, Fixture, Run};
 use serde_json::{json, Value};
-
-/// JSON lines of a `--output json` build.
-fn events(r: &Run) -> Vec<Value> {
-    r.stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{}", r.stderr))
-        })
-        .collect()
-}
-
-/// ctid → (action, outcome) of every node a JSON build reported.
-fn finished(r: &Run) -> BTreeMap<u64, (String, String)> {
-    events(r)
-        .iter()
-        .filter(|e| e["event"] == "node_finished")
-        .map(|e| {
-            (
-                e["ctid"].as_u64().unwrap(),
-                (
-                    e["action"].as_str().unwrap().to_string(),
-                    e["outcome"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect()
-}
-
-fn built(r: &Run) -> BTreeSet<u64> {
-    finished(r)
-        .into_iter()
-        .filter(|(_, (_, o))| o == "built")
-        .map(|(c, _)| c)
-        .collect()
-}
-
-fn outcome_of(r: &Run, outcome: &str) -> BTreeSet<u64> {
-    finished(r)
-        .into_iter()
-        .filter(|(_, (_, o))| o == outcome)
-        .map(|(c, _)| c)
-        .collect()
-}
-
-fn set(ctids: &[u64]) -> BTreeSet<u64> {
-    ctids.iter().copied().collect()
-}
-
-/// Plan actions by CTID.
-fn plan(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, Value> {
-    let mut args = vec!["plan", "--output", "json"];
-    args.extend_from_slice(extra);
-    let r = f.sim(&args);
-    assert!(r.code == 0 || r.code == 4, "plan failed: {}", r.stderr);
-    r.json()["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["ctid"].as_u64().unwrap(), e.clone()))
-        .collect()
-}
-
-fn actions(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, String> {
-    plan(f, extra)
-        .into_iter()
-        .map(|(c, e)| (c, e["action"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn build_json(f: &Fixture, extra: &[&str]) -> Run {
-    let mut args = vec!["build", "--output", "json"];
-    args.extend_from_slice(extra);
-    f.sim(&args)
-}
 
 const ALL: &[u64] = &[900, 901, 902, 903, 910, 920, 950];
 
@@ -1715,7 +1640,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn secrets_without_a_record_are_delivered_and_a_stopped_ct_is_stopped_again() {
+fn secrets_without_a_record_are_delivered_and_a_stopped_container_is_started_for_good() {
     let f = Fixture::example();
     f.edit_block(950, |b| {
         b.insert("hf_token".into(), json!("hf_first_aaaaaaaaaaaa"));
@@ -1738,7 +1663,13 @@ fn secrets_without_a_record_are_delivered_and_a_stopped_ct_is_stopped_again() {
     );
     let why = f.sim(&["why", "950"]).stdout;
     assert!(why.contains("secret vllm.api_key: not on record"), "{why}");
+    // A standard container is built to run: one stopped by hand is started, and stays
+    // started once its secrets are delivered.
     assert_eq!(f.pct(&["stop", "950"]).code, 0);
+    assert_eq!(
+        plan(&f, &[])[&950]["changes"],
+        json!([{"key": "running", "old": "stopped", "new": "running"}])
+    );
     let r = build_json(&f, &["950"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(built(&r), set(&[950]));
@@ -1748,7 +1679,7 @@ fn secrets_without_a_record_are_delivered_and_a_stopped_ct_is_stopped_again() {
         Some("rotated=hf_token,vllm.api_key status: running"),
         "started for the hook"
     );
-    assert_eq!(f.pct(&["status", "950"]).stdout.trim(), "status: stopped");
+    assert_eq!(f.pct(&["status", "950"]).stdout.trim(), "status: running");
     assert_eq!(actions(&f, &[])[&950], "fresh");
 
     // A field removed is a change too; a field added to a CT with a record is "added".

@@ -65,6 +65,8 @@ pub enum NodeOutcome {
     Unmanaged,
     /// Not started: the run stopped early (`--fail-fast`).
     Cancelled,
+    /// Left out of the run (`--skip-gpu`).
+    Skipped,
 }
 
 impl NodeOutcome {
@@ -78,6 +80,7 @@ impl NodeOutcome {
             NodeOutcome::Blocked => "blocked",
             NodeOutcome::Unmanaged => "unmanaged",
             NodeOutcome::Cancelled => "cancelled",
+            NodeOutcome::Skipped => "skipped",
         }
     }
 }
@@ -124,6 +127,9 @@ pub enum Event {
         failed_step: Option<Step>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The last lines the failed script printed (secrets masked), for the cause.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        output: Vec<String>,
         /// The ancestor that blocked or held this node.
         #[serde(skip_serializing_if = "Option::is_none")]
         blocked_by: Option<Ctid>,

@@ -3,6 +3,7 @@
 //! When the hook ends, however it ends, what is left of its process group and cgroup is
 //! killed: nothing it started in the background outlives it, `setsid` or not.
 
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,10 +28,143 @@ impl Drop for Forget<'_> {
     }
 }
 
+/// Why a hook failed, and the last lines it printed (secrets masked): what a failure's
+/// summary shows besides the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub output: Vec<String>,
+}
+
+impl Failure {
+    fn new(message: String) -> Failure {
+        Failure {
+            message,
+            output: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// How many of a failed hook's last lines its summary shows.
+const LAST_LINES: usize = 5;
+/// A line of a hook's output is cut there in a summary.
+const LINE_CHARS: usize = 300;
+
+/// The last non-empty lines of a script's output.
+#[derive(Default)]
+struct LastLines {
+    lines: std::collections::VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl LastLines {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.end_line();
+            } else if self.partial.len() < 4 * LINE_CHARS {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let text = String::from_utf8_lossy(&self.partial);
+        let text = crate::os::excerpt(text.trim_end_matches('\r').trim(), LINE_CHARS);
+        self.partial.clear();
+        if !text.is_empty() {
+            self.lines.push_back(text);
+            if self.lines.len() > LAST_LINES {
+                self.lines.pop_front();
+            }
+        }
+    }
+
+    fn take(&mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            self.end_line();
+        }
+        self.lines.drain(..).collect()
+    }
+}
+
+/// Masks secret values in a stream: whatever could still be the start of a secret stays
+/// buffered until the next bytes say whether it is one, so a secret split between two
+/// reads is masked all the same, and a long line without a newline never grows the buffer
+/// past the longest secret.
+struct Masker {
+    secrets: Vec<String>,
+    held: Vec<u8>,
+}
+
+impl Masker {
+    fn new(secrets: &[String]) -> Masker {
+        Masker {
+            secrets: secrets.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: Vec::new(),
+        }
+    }
+
+    fn longest(&self) -> usize {
+        self.secrets.iter().map(String::len).max().unwrap_or(0)
+    }
+
+    /// Takes bytes in; returns what can be passed on, masked.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.held.extend_from_slice(bytes);
+        let masked = self.mask(&self.held);
+        let keep = self.longest().saturating_sub(1).min(masked.len());
+        // What is kept is cut from the end of the masked text: any occurrence not wholly
+        // in the buffer starts in those last bytes.
+        let (out, rest) = masked.split_at(masked.len() - keep);
+        self.held = rest.to_vec();
+        out.to_vec()
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let out = self.mask(&self.held);
+        self.held.clear();
+        out
+    }
+
+    fn mask(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for s in &self.secrets {
+            out = replace_all(&out, s.as_bytes(), b"***");
+        }
+        out
+    }
+}
+
+fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return hay.to_vec();
+    }
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Runs `path <args>` in `dir` with `env` added; `Err` says why the hook failed. While it
 /// runs, `guard.record` holds its cgroup, process group and start time, so that a run
 /// killed with SIGKILL leaves behind what the next one needs to end it
-/// ([`end_leftovers`]).
+/// ([`end_leftovers`]). Its output passes through phoenix into the node's log: secret
+/// values masked, bounded by the log's limit, its last lines kept for a failure.
 pub fn run(
     path: &Path,
     args: &[&str],
@@ -39,27 +173,21 @@ pub fn run(
     timeout: Duration,
     guard: &Guard,
     log: &mut NodeLog,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let _forget = Forget(guard.record);
     let record = guard.record;
     if !runnable_by_the_kernel(path) {
-        return Err(format!(
+        return Err(Failure::new(format!(
             "cannot run hook {}: it has no `#!` line naming its interpreter: add `#!/bin/bash` as its first line",
             path.display()
-        ));
+        )));
     }
-    let masked = !guard.secrets.is_empty();
     let mut cmd = Command::new(path);
-    let (out, err) = if masked {
-        (Stdio::piped(), Stdio::piped())
-    } else {
-        (log.stdio(), log.stdio())
-    };
     cmd.args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .envs(env.iter().map(|(k, v)| (k, v)));
     // Its own process group, so that a hook that outlives the time limit is stopped
     // together with whatever it started; and its own cgroup, joined before exec, for
@@ -78,11 +206,11 @@ pub fn run(
             }
             other => {
                 break other.map_err(|e| {
-                    format!(
+                    Failure::new(format!(
                         "cannot run hook {}: {}",
                         path.display(),
                         spawn_error(path, &e)
-                    )
+                    ))
                 })?
             }
         }
@@ -92,36 +220,36 @@ pub fn run(
     let tracked = super::cancel::track(child.id(), kill_file.as_ref());
     // Names only: the environment may carry secrets.
     tracing::debug!(hook = %path.display(), ?args, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
-    // With secrets to hide, the output passes through phoenix line by line.
-    let copiers: Vec<std::thread::JoinHandle<()>> = if masked {
-        [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|pipe| {
-            let mut sink = log.writer();
-            let secrets = guard.secrets.to_vec();
-            std::thread::spawn(move || copy_masked(pipe, &mut sink, &secrets))
-        })
-        .collect()
-    } else {
-        Vec::new()
-    };
+    let last = std::sync::Arc::new(std::sync::Mutex::new(LastLines::default()));
+    let copiers: Vec<std::thread::JoinHandle<()>> = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|pipe| {
+        let sink = log.clone();
+        let last = last.clone();
+        let masker = Masker::new(guard.secrets);
+        std::thread::spawn(move || copy(pipe, &sink, masker, &last))
+    })
+    .collect();
+    // What `wait` has to say goes in the log after the output, which the copiers may
+    // still be passing on when the hook has exited.
+    let mut said = Vec::new();
     let result = wait(
         &mut child,
         path,
         timeout,
         record,
         group.as_ref().map(HookCgroup::dir),
-        log,
+        &mut said,
     );
     // What left the process group goes with the cgroup; only then may a second signal
     // no longer find it.
@@ -134,7 +262,14 @@ pub fn run(
     while copiers.iter().any(|c| !c.is_finished()) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(5));
     }
-    result
+    log.end_output();
+    for line in said {
+        log.line(&line);
+    }
+    result.map_err(|message| Failure {
+        message,
+        output: last.lock().map(|mut l| l.take()).unwrap_or_default(),
+    })
 }
 
 /// Whether the kernel itself can run `path`: a `#!` line or an ELF binary. The C library
@@ -174,23 +309,30 @@ fn into_cgroup(cmd: &mut Command, record: &Path) -> Option<HookCgroup> {
     Some(group)
 }
 
-/// Copies a hook's output into its log line by line, every secret value replaced by `***`.
-fn copy_masked(
-    pipe: Box<dyn std::io::Read + Send>,
-    sink: &mut dyn std::io::Write,
-    secrets: &[String],
+/// Copies a hook's output into its log as it comes, every secret value replaced by `***`,
+/// keeping its last lines.
+fn copy(
+    mut pipe: Box<dyn std::io::Read + Send>,
+    sink: &NodeLog,
+    mut masker: Masker,
+    last: &std::sync::Mutex<LastLines>,
 ) {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(pipe);
-    let mut line = Vec::new();
-    while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-        let mut text = String::from_utf8_lossy(&line).into_owned();
-        for s in secrets {
-            text = text.replace(s.as_str(), "***");
+    let mut buf = vec![0u8; 16 * 1024];
+    let pass = |bytes: &[u8]| {
+        if !bytes.is_empty() {
+            sink.output(bytes);
+            if let Ok(mut l) = last.lock() {
+                l.push(bytes);
+            }
         }
-        let _ = sink.write_all(text.as_bytes());
-        line.clear();
+    };
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => pass(&masker.feed(&buf[..n])),
+        }
     }
+    pass(&masker.finish());
 }
 
 fn wait(
@@ -199,7 +341,7 @@ fn wait(
     timeout: Duration,
     record: &Path,
     group: Option<&Path>,
-    log: &mut NodeLog,
+    said: &mut Vec<String>,
 ) -> Result<(), String> {
     if let Some(start) = start_time(child.id()) {
         let mut line = format!("{} {start}", child.id());
@@ -217,9 +359,7 @@ fn wait(
             let _ = child.kill();
             let _ = child.wait();
             let name = super::cancel::name(sig);
-            log.line(&format!(
-                "  hook stopped: the run was interrupted by {name}"
-            ));
+            said.push(format!("  hook stopped: the run was interrupted by {name}"));
             return Err(format!(
                 "hook {} was stopped: the run was interrupted by {name}",
                 path.display()
@@ -236,7 +376,7 @@ fn wait(
                 let _ = child.kill();
                 let _ = child.wait();
                 let limit = timeout.as_secs();
-                log.line(&format!("  hook killed after {limit} s (--hook-timeout)"));
+                said.push(format!("  hook killed after {limit} s (--hook-timeout)"));
                 return Err(format!(
                     "hook {} ran longer than --hook-timeout {limit} s and was killed",
                     path.display()
@@ -255,7 +395,7 @@ fn wait(
         (None, Some(sig)) => format!("was killed by signal {sig} ({})", signal_name(sig)),
         (None, None) => "ended abnormally".to_string(),
     };
-    log.line(&format!("  hook {how}"));
+    said.push(format!("  hook {how}"));
     Err(format!("hook {} {how}", path.display()))
 }
 
@@ -381,4 +521,42 @@ pub fn end_leftovers(dir: &Path) -> Vec<String> {
         let _ = std::fs::remove_file(&path);
     }
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_split_between_reads_is_masked() {
+        let secrets = vec!["hf_SECRETVALUE".to_string(), "pw".to_string()];
+        let text = b"token=hf_SECRETVALUE and pw, again hf_SECRETVALUE\n";
+        for cut in 1..text.len() {
+            let mut m = Masker::new(&secrets);
+            let mut out = m.feed(&text[..cut]);
+            out.extend(m.feed(&text[cut..]));
+            out.extend(m.finish());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "token=*** and ***, again ***\n",
+                "cut at {cut}"
+            );
+        }
+        // Without secrets nothing is held back.
+        let mut m = Masker::new(&[]);
+        assert_eq!(m.feed(b"abc"), b"abc");
+    }
+
+    #[test]
+    fn the_last_lines_are_kept_short_and_printable() {
+        let mut l = LastLines::default();
+        l.push(b"one\n\n two \nthree\r\nfour\nfive\nsix\x00\x1b[31m\nseven");
+        assert_eq!(
+            l.take(),
+            ["three", "four", "five", "six\\0\\x1b[31m", "seven"]
+        );
+        l.push(&vec![b'x'; 10_000]);
+        let long = l.take();
+        assert_eq!(long[0].chars().count(), LINE_CHARS + 1, "cut with …");
+    }
 }

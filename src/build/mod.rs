@@ -49,6 +49,8 @@ use crate::state::StateDir;
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
     pub targets: Vec<Ctid>,
+    /// Leave GPU nodes and what descends from them out.
+    pub skip_gpu: bool,
     pub jobs: usize,
     pub fail_fast: bool,
     pub consent: Consent,
@@ -68,6 +70,9 @@ pub struct Planned {
     /// Read only when a GPU node builds.
     pub facts: HostFacts,
     pub preflight: BTreeMap<Ctid, Problem>,
+    /// Why the state directory cannot take what the build would write, if it cannot
+    /// (checked only when the plan builds something).
+    pub state_problems: Vec<String>,
 }
 
 /// Reads the host and decides the plan (the `plan` command, and the first half of `build`).
@@ -77,6 +82,7 @@ pub fn make_plan(
     state: &StateDir,
     consent: &Consent,
     targets: &[Ctid],
+    skip_gpu: bool,
 ) -> HostResult<Planned> {
     let started = Instant::now();
     let hashes = hash::hash_fleet(fleet);
@@ -94,12 +100,17 @@ pub fn make_plan(
     let rotations = secrets::rotations(fleet, state.secret_key().as_ref(), |c| {
         state.secrets_delivered(c)
     });
+    let context = plan::Context {
+        skip_gpu,
+        unfinished: state.unfinished_builds().into_keys().collect(),
+    };
     let plan = plan::plan(
         fleet,
         &hashes,
         &inventory,
         &rotations,
         consent,
+        &context,
         targets.as_ref(),
     );
     for e in &plan.entries {
@@ -114,12 +125,24 @@ pub fn make_plan(
     for p in preflight.values() {
         tracing::info!(ctid = p.ctid, check = ?p.check, "preflight: {}", p.message);
     }
+    let building: Vec<Ctid> = plan
+        .entries
+        .iter()
+        .filter(|e| e.action.builds())
+        .map(|e| e.ctid)
+        .collect();
+    let state_problems = if building.is_empty() {
+        Vec::new()
+    } else {
+        state.check_writable(&building)
+    };
     Ok(Planned {
         hashes,
         inventory,
         plan,
         facts,
         preflight,
+        state_problems,
     })
 }
 
@@ -137,6 +160,8 @@ pub enum RunError {
     },
     #[error("the host set-up failed, so no CT was touched: {0}")]
     InitialSetup(String),
+    #[error("the state directory cannot take what this build would write, so no CT was touched: {}", .0.join("; "))]
+    StateDir(Vec<String>),
 }
 
 /// Result of a build, for the caller's summary.
@@ -156,9 +181,22 @@ fn read_host(
     opts: &BuildOptions,
     emit: &(dyn Fn(Event) + Sync),
 ) -> Result<Planned, RunError> {
-    let read =
-        || make_plan(fleet, host, state, &opts.consent, &opts.targets).map_err(RunError::ReadHost);
+    let read = || {
+        make_plan(
+            fleet,
+            host,
+            state,
+            &opts.consent,
+            &opts.targets,
+            opts.skip_gpu,
+        )
+        .map_err(RunError::ReadHost)
+    };
     let planned = read()?;
+    // Nothing is changed, a stale lock included, by a build that could not record it.
+    if !planned.state_problems.is_empty() {
+        return Err(RunError::StateDir(planned.state_problems));
+    }
     let stale: Vec<(Ctid, String)> = planned
         .inventory
         .values()
@@ -192,6 +230,7 @@ fn finished_event(entry: &Entry, outcome: NodeOutcome) -> Event {
         elapsed_ms: 0,
         failed_step: None,
         error: None,
+        output: Vec::new(),
         blocked_by: None,
         log: None,
     }
@@ -219,6 +258,7 @@ pub fn run(
         plan,
         facts,
         preflight,
+        ..
     } = read_host(fleet, host, state, opts, emit)?;
     let building: Vec<Ctid> = plan
         .entries
@@ -315,6 +355,7 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
             elapsed_ms: elapsed,
             failed_step: err.map(|e| e.step),
             error: err.map(|e| e.message.clone()),
+            output: err.map(|e| e.output.clone()).unwrap_or_default(),
             blocked_by: None,
             log: Some(exec.log_path(ctid).display().to_string()),
         });
@@ -440,7 +481,8 @@ fn outcomes(
             Action::Fresh { .. } => (NodeOutcome::Fresh, None),
             Action::Held { .. } => (NodeOutcome::Held, None),
             Action::Blocked { by } => (NodeOutcome::Blocked, Some(*by)),
-            Action::Unmanaged => (NodeOutcome::Unmanaged, None),
+            Action::Unmanaged { .. } => (NodeOutcome::Unmanaged, None),
+            Action::Skipped { .. } => (NodeOutcome::Skipped, None),
             _ => continue,
         };
         let mut ev = finished_event(e, outcome);

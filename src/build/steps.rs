@@ -47,15 +47,24 @@ use crate::state::StateDir;
 pub struct StepError {
     pub step: Step,
     pub message: String,
+    /// The last lines the failed script printed, secrets masked (empty for host calls).
+    pub output: Vec<String>,
+}
+
+impl StepError {
+    pub fn new(step: Step, message: impl Into<String>) -> StepError {
+        StepError {
+            step,
+            message: message.into(),
+            output: Vec::new(),
+        }
+    }
 }
 
 type StepResult<T = ()> = Result<T, StepError>;
 
 fn fail<T>(step: Step, message: impl Into<String>) -> StepResult<T> {
-    Err(StepError {
-        step,
-        message: message.into(),
-    })
+    Err(StepError::new(step, message))
 }
 
 /// How transient host errors are retried.
@@ -200,11 +209,28 @@ impl Executor<'_> {
                 ..
             }
         );
-        if replace {
-            self.destroy(ctid, &mut log)?;
-        }
         if !matches!(entry.action, Action::Create) && !replace {
             return Ok(());
+        }
+        // The proof that a CT without its snapshot is this build's unfinished work, written
+        // before the first change (and removed by the snapshot): without it, a later run
+        // must not take such a CT for phoenix's own and destroy it.
+        let record = crate::state::Building {
+            hash: self.hashes[&ctid].hash.to_string(),
+            run: self.run_id.to_string(),
+            started: now_secs(),
+        };
+        self.state.begin_build(ctid, &record).map_err(|e| {
+            StepError::new(
+                if replace { Step::Destroy } else { Step::Create },
+                format!(
+                    "cannot record the build in {} before touching CT {ctid}: {e}",
+                    self.state.root.join("building").display()
+                ),
+            )
+        })?;
+        if replace {
+            self.destroy(ctid, &mut log)?;
         }
         match entry.parent {
             None => {
@@ -271,9 +297,10 @@ impl Executor<'_> {
             } else {
                 Ok(())
             };
-            stopped
-                .and_then(|()| self.host.destroy(ctid))
-                .map(|()| format!("the half-built CT {ctid} was destroyed (rollback_on_failure)"))
+            stopped.and_then(|()| self.host.destroy(ctid)).map(|()| {
+                self.state.end_build(ctid);
+                format!("the half-built CT {ctid} was destroyed (rollback_on_failure)")
+            })
         } else {
             // The snapshot the live state descends from is the newest one: the only one
             // Proxmox rolls back to.
@@ -359,12 +386,25 @@ impl Executor<'_> {
         let node = self.node(ctid);
         let mut log = NodeLog::open(&self.log_path(ctid));
         if let Action::Update { changes, secrets } = &entry.action {
-            if !changes.is_empty() {
+            let settings = changes.iter().any(|c| c.key != "running");
+            if settings {
                 self.step(ctid, Step::Settings, &mut log);
                 self.set(ctid, &runtime_settings(node), &mut log)?;
                 if changes.iter().any(|c| c.key == "disk") {
                     self.grow_disk(ctid, node, &mut log)?;
                 }
+            }
+            // A built CT that should run and does not (a run interrupted between its
+            // snapshot and its restart, or a CT stopped by hand) is started.
+            if changes.iter().any(|c| c.key == "running") {
+                self.step(ctid, Step::Start, &mut log);
+                self.call(
+                    ctid,
+                    Step::Start,
+                    &mut log,
+                    &format!("pct start {ctid}"),
+                    || self.host.start(ctid),
+                )?;
             }
             if !secrets.is_empty() {
                 self.deliver_secrets(node, secrets, &mut log)?;
@@ -424,10 +464,7 @@ impl Executor<'_> {
         if node.has_gpu() || current.passthrough != Passthrough::default() {
             self.step(ctid, Step::Devices, log);
             let devices = if node.has_gpu() {
-                gpu::passthrough(node, self.facts).map_err(|m| StepError {
-                    step: Step::Devices,
-                    message: m,
-                })?
+                gpu::passthrough(node, self.facts).map_err(|m| StepError::new(Step::Devices, m))?
             } else {
                 Passthrough::default()
             };
@@ -502,12 +539,14 @@ impl Executor<'_> {
         self.step(ctid, Step::Shutdown, log);
         self.state
             .store_manifest(self.fleet, ctid, &self.hashes[&ctid])
-            .map_err(|e| StepError {
-                step: Step::Snapshot,
-                message: format!(
-                    "cannot store the manifest in {}: {e}",
-                    self.state.root.display()
-                ),
+            .map_err(|e| {
+                StepError::new(
+                    Step::Snapshot,
+                    format!(
+                        "cannot store the manifest in {}: {e}",
+                        self.state.root.display()
+                    ),
+                )
             })?;
         self.call(
             ctid,
@@ -540,9 +579,11 @@ impl Executor<'_> {
             &format!("pct snapshot {ctid} {snap}"),
             || self.host.snapshot(ctid, snap.as_str(), &description),
         )?;
+        // The build is committed: the CT is no longer unfinished work.
+        self.state.end_build(ctid);
         // The hook ran with the block's secrets, and the build is committed.
         self.record_secrets(node, log);
-        if !node.is_template() {
+        if crate::engine::plan::should_run(node) {
             self.step(ctid, Step::Restart, log);
             self.call(
                 ctid,
@@ -634,9 +675,8 @@ impl Executor<'_> {
             &format!("pct config {ctid}"),
             || self.host.ct(ctid),
         )?;
-        ct.ok_or_else(|| StepError {
-            step: Step::Settings,
-            message: format!("CT {ctid} vanished from the host"),
+        ct.ok_or_else(|| {
+            StepError::new(Step::Settings, format!("CT {ctid} vanished from the host"))
         })
     }
 
@@ -650,9 +690,31 @@ impl Executor<'_> {
             name: node.name().to_string(),
             hash: Some(h.hash.to_string()),
             parent: Some(h.manifest.parent.as_ref().map(|p| p.hash.to_string())),
+            base: self.in_place_base(ctid),
             built: Some(now_secs()),
             label: node.spec.template_snapshot_name.clone(),
         }
+    }
+
+    /// For an in-place rebuild, the parent generation the CT's files still come from, when
+    /// it is not the parent's current one: the old build's `base`, else its `parent`. An
+    /// in-place rebuild re-runs the node's own steps; it never brings the parent's files.
+    fn in_place_base(&self, ctid: Ctid) -> Option<String> {
+        if !matches!(
+            self.entries[&ctid].action,
+            Action::Rebuild {
+                mode: RebuildMode::InPlace,
+                ..
+            }
+        ) {
+            return None;
+        }
+        let old = BuildRecord::parse(
+            &crate::engine::snapshot::current_build(self.inventory.get(&ctid)?)?.description,
+        );
+        let base = old.base.or(old.parent.flatten())?;
+        let parent = self.hashes[&ctid].manifest.parent.as_ref()?;
+        (base != parent.hash.as_str()).then_some(base)
     }
 
     fn wait_ready(&self, ctid: Ctid, node: &Node, log: &mut NodeLog) -> StepResult {
@@ -842,7 +904,12 @@ impl Executor<'_> {
         )
         .map_err(|e| {
             log.line(&format!("# failed: {e}"));
-            format!("{e} (its output: {})", log_path.display())
+            let last = if e.output.is_empty() {
+                String::new()
+            } else {
+                format!("; it said: {}", e.output.join(" | "))
+            };
+            format!("{e}{last} (its output: {})", log_path.display())
         })
     }
 
@@ -878,10 +945,9 @@ impl Executor<'_> {
         log: &mut NodeLog,
     ) -> StepResult {
         let ctid = node.ctid;
-        let path = self.script_path(script).map_err(|e| StepError {
-            step,
-            message: format!("cannot stage {}: {e}", script.origin),
-        })?;
+        let path = self
+            .script_path(script)
+            .map_err(|e| StepError::new(step, format!("cannot stage {}: {e}", script.origin)))?;
         let mut env = self.hook_env(node);
         env.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -897,9 +963,12 @@ impl Executor<'_> {
             },
             log,
         )
-        .map_err(|message| StepError {
+        .map_err(|failure| StepError {
             step,
-            message: message.replace(&path.display().to_string(), &script.origin),
+            message: failure
+                .message
+                .replace(&path.display().to_string(), &script.origin),
+            output: failure.output,
         })
     }
 }

@@ -94,6 +94,9 @@ fn run_help(e: &RunError) -> String {
         RunError::StaleLock { ctid, .. } => {
             format!("check what holds CT {ctid}; `pct unlock {ctid}` removes the lock")
         }
+        RunError::StateDir(_) => {
+            "make the state directory (--state-dir, PHOENIX_STATE_DIR) writable, or move aside what is in the way; `phoenix plan` checks it".to_string()
+        }
     }
 }
 

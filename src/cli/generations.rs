@@ -16,6 +16,21 @@ struct Generation {
     wanted: bool,
     /// What the build was made of; `None` when the manifest is not in the state dir.
     manifest: Option<Recipe>,
+    /// Converged in place after its parent changed: the parent generation its files come
+    /// from (not the manifest's parent, whose changes are not in it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_place_over: Option<ParentSnap>,
+}
+
+/// The parent generation an in-place convergence left the CT's files on, from the
+/// snapshot's build record.
+fn in_place_over(fleet: &Fleet, ctid: Ctid, description: &str) -> Option<ParentSnap> {
+    let record = snapshot::BuildRecord::parse(description);
+    let base = record.base?;
+    (record.parent.flatten().as_deref() != Some(base.as_str())).then(|| ParentSnap {
+        ctid: fleet.graph.parent_of(ctid).unwrap_or(0),
+        snapshot: snapshot::SnapshotName::for_hash(&base).to_string(),
+    })
 }
 
 /// The parts of a stored manifest worth a line each.
@@ -109,6 +124,7 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
             manifest: state
                 .manifest(&manifest_key(&s.name, &s.description))
                 .map(|(_, m)| Recipe::of(&m)),
+            in_place_over: in_place_over(fleet, ctid, &s.description),
         })
         .collect();
     match cli.output {
@@ -129,10 +145,16 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
                     .into_iter()
                     .filter_map(|(on, mark)| on.then_some(mark))
                     .collect();
-                let summary = r
+                let mut summary = r
                     .manifest
                     .as_ref()
                     .map_or("manifest not stored".to_string(), Recipe::summary);
+                if let Some(over) = &r.in_place_over {
+                    summary = format!(
+                        "in place over {}@{} (the parent's later changes are not in it: --replace brings them); {summary}",
+                        over.ctid, over.snapshot
+                    );
+                }
                 println!(
                     "{} {}  {} UTC  {:<16} {summary}",
                     if r.current { "*" } else { " " },

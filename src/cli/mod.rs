@@ -64,6 +64,11 @@ pub struct Cli {
     /// names; `host` shares the host's network (test machines).
     #[arg(long, global = true, env = "PHOENIX_LXC_NETWORK", value_enum, default_value_t = crate::host::lxc::NetworkMode::Config, help_heading = GLOBAL)]
     pub lxc_network: crate::host::lxc::NetworkMode,
+    /// Leave out GPU nodes (gpu_assignment other than none) and everything cloned from
+    /// them: plan, build and status show them as `skipped`, and a build that built
+    /// everything else exits 0 (a host without a GPU).
+    #[arg(long, global = true, env = "PHOENIX_SKIP_GPU", value_parser = clap::builder::BoolishValueParser::new(), help_heading = GLOBAL)]
+    pub skip_gpu: bool,
     /// Output for people, or JSON for programs.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human, help_heading = GLOBAL)]
     pub output: Output,
@@ -313,6 +318,7 @@ pub fn run(mut cli: Cli) -> i32 {
             &fleet,
             &crate::build::BuildOptions {
                 targets: targets.clone(),
+                skip_gpu: cli.skip_gpu,
                 jobs: usize::from(*jobs),
                 fail_fast: *fail_fast,
                 consent: consent.consent(),
@@ -389,7 +395,7 @@ pub(crate) fn action_cell(action: &str, width: usize, color: bool) -> String {
         "rebuild" | "update" => "33",
         "held" => "35",
         "blocked" | "unmanaged" => "31",
-        "fresh" => "2",
+        "fresh" | "skipped" => "2",
         _ => return cell,
     };
     format!("\x1b[{code}m{cell}\x1b[0m")
@@ -528,7 +534,8 @@ pub(crate) fn read_plan(
     let state = StateDir {
         root: cli.state_dir.clone(),
     };
-    crate::build::make_plan(fleet, host, &state, &Consent::default(), &[]).map_err(Error::ReadHost)
+    crate::build::make_plan(fleet, host, &state, &Consent::default(), &[], cli.skip_gpu)
+        .map_err(Error::ReadHost)
 }
 
 /// Reads the host and the state for `why` and `generations`.

@@ -11,9 +11,11 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
     let state = StateDir {
         root: cli.state_dir.clone(),
     };
-    let planned = crate::build::make_plan(fleet, host.as_ref(), &state, consent, targets)
-        .map_err(Error::ReadHost)?;
-    let (plan, preflight) = (planned.plan, planned.preflight);
+    let planned =
+        crate::build::make_plan(fleet, host.as_ref(), &state, consent, targets, cli.skip_gpu)
+            .map_err(Error::ReadHost)?;
+    let (plan, preflight, state_problems) =
+        (planned.plan, planned.preflight, planned.state_problems);
     // The host set-up runs when the build has work.
     let setup = fleet
         .hooks
@@ -28,6 +30,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
             "counts": plan.counts(),
             "preflight": preflight.values().collect::<Vec<_>>(),
             "initial_setup": setup.map(|p| p.display().to_string()),
+            "state_problems": state_problems,
         })),
         Output::Human => {
             if let Some(p) = setup {
@@ -63,6 +66,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                 "blocked",
                 "unmanaged",
                 "fresh",
+                "skipped",
             ]
             .iter()
             .filter_map(|a| counts.get(a).map(|n| format!("{n} {a}")))
@@ -78,9 +82,18 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                     println!("  {} {name}: {}", p.ctid, p.message);
                 }
             }
+            if !state_problems.is_empty() {
+                println!(
+                    "\nstate directory: a build would fail before touching the host ({}):",
+                    state.root.display()
+                );
+                for p in &state_problems {
+                    println!("  {p}");
+                }
+            }
         }
     }
-    if !preflight.is_empty() {
+    if !preflight.is_empty() || !state_problems.is_empty() {
         Ok(exit::BUILD_FAILED)
     } else if plan
         .entries

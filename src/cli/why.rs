@@ -117,6 +117,9 @@ fn render_why(
                 (Some(p), Some(ps)) => out.push_str(&format!(", cloned from {} at {ps}\n", node_label(fleet, *p))),
                 _ => out.push_str(&format!(", created from {}\n", fleet.nodes[&ctid].spec.template.as_deref().unwrap_or("?"))),
             }
+            if let Some(note) = planned.plan.entry(ctid).and_then(crate::render::plan::in_place_note) {
+                out.push_str(&format!("  {note}\n"));
+            }
         }
         E::Update { changes, secrets } => {
             let what = match (changes.is_empty(), secrets.is_empty()) {
@@ -145,7 +148,21 @@ fn render_why(
             "CT {label}: a CT with this id exists but phoenix did not create it (no `phoenix` tag). phoenix never touches it and cannot say what is inside.\n"
         )),
         E::Unfinished => out.push_str(&format!(
-            "CT {label} exists but its build never reached a snapshot (interrupted or failed): it will be replaced.\n"
+            "CT {label} exists but phoenix's build of it was cut short before its snapshot (its build record in the state directory says so): it will be replaced.\n"
+        )),
+        E::NoBuildSnapshot { action, missing } => {
+            if action == "held" {
+                out.push_str(&format!(
+                    "CT {label} is held: phoenix finds no build snapshot of it ({missing}), and nothing proves that its own build was cut short, so it may hold data. `phoenix build --replace {ctid}` destroys and rebuilds it.\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "CT {label} would be replaced: phoenix finds no build snapshot of it ({missing}).\n"
+                ));
+            }
+        }
+        E::Unreadable { why } => out.push_str(&format!(
+            "CT {label}: a CT with this id exists but its config cannot be parsed ({why}), so phoenix cannot tell whose it is: it is never touched.\n"
         )),
         E::Rebuild { action, root_causes, cascade, unchanged } => {
             let entry = planned.plan.entry(ctid);
@@ -244,8 +261,16 @@ fn render_why_all(
             list(&|e| matches!(e, E::Unfinished)),
         ),
         (
+            "no build snapshot found (held unless --replace)",
+            list(&|e| matches!(e, E::NoBuildSnapshot { .. })),
+        ),
+        (
             "not phoenix's (never touched)",
             list(&|e| matches!(e, E::NotManaged)),
+        ),
+        (
+            "configs that cannot be parsed (never touched)",
+            list(&|e| matches!(e, E::Unreadable { .. })),
         ),
     ] {
         if !items.is_empty() {

@@ -11,7 +11,14 @@
 //! | `rebuild` | the CT exists and its newest `phx-*` snapshot is not `phx-<hash>` (`replace` or `in-place`) |
 //! | `held` | replacing a standard container needs consent; it and its descendants stay untouched |
 //! | `blocked` | an ancestor is held, blocked, or is not phoenix's |
-//! | `unmanaged` | a CT with this CTID exists but phoenix did not create it: never touched |
+//! | `unmanaged` | a CT with this CTID exists but phoenix did not create it (or its config cannot be read): never touched |
+//! | `skipped` | left out of this run (`--skip-gpu`), with its descendants |
+//!
+//! A CT without a build snapshot is *unfinished* only with proof that phoenix's own build
+//! of it never reached its snapshot: the build record in the state directory, written
+//! before the first host change and removed by the snapshot. Without it a standard
+//! container is held like any other destructive rebuild: an admin may have deleted the
+//! snapshot of a CT full of data.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +36,24 @@ use crate::host::{CtInfo, Network, Settings};
 pub struct Consent {
     pub replace: BTreeSet<Ctid>,
     pub replace_all: bool,
+}
+
+/// What the run leaves out, and the facts the plan needs beside the host's inventory.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// `--skip-gpu`: GPU nodes and what descends from them are left out.
+    pub skip_gpu: bool,
+    /// CTs whose build phoenix started and never committed (the state directory's build
+    /// records): the proof that a CT without a build snapshot is phoenix's unfinished one.
+    pub unfinished: BTreeSet<Ctid>,
+}
+
+/// Why a node is left out of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftOut {
+    /// `--skip-gpu`: the node has a GPU, or descends from one that has.
+    Gpu,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +76,12 @@ pub enum Cause {
     },
     /// Only the node's own inputs changed; the parent is as it was.
     OwnInputs,
-    /// A build was started but never reached its snapshot.
+    /// phoenix's own build of it was started and never reached its snapshot (its build
+    /// record says so).
     Unfinished,
+    /// The CT has no build snapshot phoenix can find, and nothing proves that phoenix's
+    /// own build of it was cut short: `missing` says what was found instead.
+    NoBuildSnapshot { missing: String },
     /// The previous build's parent is not recorded; phoenix cannot tell what changed.
     Unknown,
 }
@@ -85,6 +114,11 @@ pub enum Action {
         /// The disk is larger than `storage_size_gb` asks, and disks never shrink.
         #[serde(skip_serializing_if = "Option::is_none")]
         disk_kept_gb: Option<u64>,
+        /// Converged in place (`"rebuild": "in-place"`) after its parent changed: the CT
+        /// holds its own steps' work over this older snapshot of the parent, not the
+        /// parent's current files (`--replace` brings them).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_place_over: Option<InPlaceOver>,
     },
     Update {
         /// Runtime settings to set (may be empty when only secrets changed).
@@ -106,15 +140,36 @@ pub enum Action {
     Held {
         #[serde(flatten)]
         cause: Cause,
+        /// The snapshot the live CT was built as (`None`: none can be found).
         #[serde(rename = "built_snapshot")]
-        built: String,
+        built: Option<String>,
     },
     Blocked {
         /// The held, blocked or unmanaged ancestor at the top.
         #[serde(rename = "blocked_by")]
         by: Ctid,
     },
-    Unmanaged,
+    Unmanaged {
+        /// Why its config could not be read, when that is why (an excerpt, escaped).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unreadable: Option<String>,
+    },
+    /// Left out of this run; nothing is done to it.
+    Skipped {
+        #[serde(rename = "left_out")]
+        why: LeftOut,
+        /// The node whose GPU leaves it out: itself or an ancestor.
+        #[serde(rename = "left_out_by")]
+        by: Ctid,
+    },
+}
+
+/// The parent generation an in-place converged CT's files come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InPlaceOver {
+    pub parent: Ctid,
+    /// The parent's snapshot the CT was made from (`phx-…`).
+    pub snapshot: String,
 }
 
 impl Action {
@@ -126,7 +181,8 @@ impl Action {
             Action::Rebuild { .. } => "rebuild",
             Action::Held { .. } => "held",
             Action::Blocked { .. } => "blocked",
-            Action::Unmanaged => "unmanaged",
+            Action::Unmanaged { .. } => "unmanaged",
+            Action::Skipped { .. } => "skipped",
         }
     }
     /// The node gets work in this run.
@@ -144,7 +200,7 @@ impl Action {
     fn stops_descendants(&self) -> bool {
         matches!(
             self,
-            Action::Held { .. } | Action::Blocked { .. } | Action::Unmanaged
+            Action::Held { .. } | Action::Blocked { .. } | Action::Unmanaged { .. }
         )
     }
 }
@@ -210,7 +266,14 @@ fn show_network(n: &Network) -> String {
     v
 }
 
-/// Runtime settings of `node` that the live CT does not have.
+/// Whether a built CT of this node runs: a standard container is started again after its
+/// snapshot, a template only when its block says `onboot`.
+pub fn should_run(node: &Node) -> bool {
+    !node.is_template() || node.spec.onboot == Some(true)
+}
+
+/// Runtime settings of `node` that the live CT does not have, its running state among
+/// them.
 pub fn runtime_changes(node: &Node, ct: &CtInfo) -> Vec<Change> {
     let want = runtime_settings(node);
     let have = &ct.settings;
@@ -260,6 +323,13 @@ pub fn runtime_changes(node: &Node, ct: &CtInfo) -> Vec<Change> {
         have.onboot.map(flag),
         want.onboot.map(flag),
     );
+    if should_run(node) && !ct.running {
+        out.push(Change {
+            key: "running".to_string(),
+            old: Some("stopped".to_string()),
+            new: "running".to_string(),
+        });
+    }
     if let Some(gb) = ct.disk_gb {
         if node.spec.storage_size_gb > gb {
             out.push(Change {
@@ -281,6 +351,7 @@ pub fn plan(
     inventory: &BTreeMap<Ctid, CtInfo>,
     rotations: &BTreeMap<Ctid, Vec<Rotated>>,
     consent: &Consent,
+    context: &Context,
     targets: Option<&BTreeSet<Ctid>>,
 ) -> Plan {
     let selected: Option<BTreeSet<Ctid>> =
@@ -294,6 +365,14 @@ pub fn plan(
         let hashed = &hashes[&ctid];
         let parent = fleet.graph.parent_of(ctid);
         let action = match parent.and_then(|p| actions.get(&p)) {
+            Some(Entry {
+                action: Action::Skipped { why, by },
+                ..
+            }) => Action::Skipped { why: *why, by: *by },
+            _ if context.skip_gpu && node.has_gpu() => Action::Skipped {
+                why: LeftOut::Gpu,
+                by: ctid,
+            },
             Some(p) if p.action.stops_descendants() => Action::Blocked {
                 by: match p.action {
                     Action::Blocked { by } => by,
@@ -306,6 +385,7 @@ pub fn plan(
                 inventory.get(&ctid),
                 rotations.get(&ctid).map_or(&[], Vec::as_slice),
                 consent,
+                context.unfinished.contains(&ctid),
             ),
         };
         actions.insert(
@@ -325,8 +405,9 @@ pub fn plan(
         Action::Create | Action::Rebuild { .. } | Action::Update { .. } => 0,
         Action::Held { .. } => 1,
         Action::Blocked { .. } => 2,
-        Action::Unmanaged => 3,
+        Action::Unmanaged { .. } => 3,
         Action::Fresh { .. } => 4,
+        Action::Skipped { .. } => 5,
     };
     let position: BTreeMap<Ctid, usize> = fleet
         .graph
@@ -340,29 +421,70 @@ pub fn plan(
     Plan { entries }
 }
 
-/// One node whose parent does not stop it.
+/// One node whose parent does not stop it. `unfinished`: phoenix's build record proves
+/// that its own build of this CT never reached the snapshot.
 fn decide(
     node: &Node,
     hashed: &Hashed,
     ct: Option<&CtInfo>,
     rotated: &[Rotated],
     consent: &Consent,
+    unfinished: bool,
 ) -> Action {
     let Some(ct) = ct else {
         return Action::Create;
     };
+    if let Some(why) = &ct.unreadable {
+        return Action::Unmanaged {
+            unreadable: Some(why.clone()),
+        };
+    }
     if !ct.is_managed() {
-        return Action::Unmanaged;
+        return Action::Unmanaged { unreadable: None };
     }
     let want = hashed.hash.snapshot();
     match current_build(ct) {
-        Some(built) if built.name == want.as_str() => up_to_date(node, ct, rotated),
-        None => Action::Rebuild {
+        Some(built) if built.name == want.as_str() => {
+            match in_place_over(node, &built.description) {
+                // Converged in place, and now asked to be replaced: the replace brings the
+                // parent's files the convergence left out.
+                Some(over) if consent.replace_all || consent.replace.contains(&node.ctid) => {
+                    Action::Rebuild {
+                        mode: RebuildMode::Replace,
+                        cause: Cause::ParentChanged {
+                            parent: over.parent,
+                        },
+                        consent: ConsentBy::CommandLine,
+                        built: Some(built.name.clone()),
+                    }
+                }
+                over => up_to_date(node, ct, over, rotated),
+            }
+        }
+        None if unfinished => Action::Rebuild {
             mode: RebuildMode::Replace,
             cause: Cause::Unfinished,
             consent: ConsentBy::NotNeeded,
             built: None,
         },
+        None => {
+            let cause = Cause::NoBuildSnapshot {
+                missing: missing_build(ct),
+            };
+            if node.is_template() {
+                // A template holds nothing of its own: it is always replaced.
+                return Action::Rebuild {
+                    mode: RebuildMode::Replace,
+                    cause,
+                    consent: ConsentBy::NotNeeded,
+                    built: None,
+                };
+            }
+            // Without proof that phoenix's build was cut short, the CT may hold a user's
+            // data (an admin deleted the snapshot): held like any destructive rebuild.
+            replace_with_consent(node, cause.clone(), None, consent)
+                .unwrap_or(Action::Held { cause, built: None })
+        }
         Some(built) => {
             let cause = cause(&built.description, hashed);
             rebuild(node, cause, built.name.clone(), consent)
@@ -370,12 +492,61 @@ fn decide(
     }
 }
 
+/// What a CT without a build snapshot has instead, in words: why
+/// [`current_build`] finds none.
+pub fn missing_build(ct: &CtInfo) -> String {
+    let builds: Vec<&str> = ct
+        .snapshots
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| crate::engine::snapshot::SnapshotName::parse(n).is_some())
+        .collect();
+    let others: Vec<&str> = ct
+        .snapshots
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| crate::engine::snapshot::SnapshotName::parse(n).is_none())
+        .collect();
+    let list = |names: &[&str]| {
+        let mut shown: Vec<String> = names.iter().take(3).map(|n| n.to_string()).collect();
+        if names.len() > 3 {
+            shown.push(format!("and {} more", names.len() - 3));
+        }
+        shown.join(", ")
+    };
+    match ct.parent_snapshot.as_deref() {
+        Some(p) if ct.snapshot(p).is_none() => format!(
+            "its config's `parent: {p}` names a snapshot that does not exist{}",
+            if builds.is_empty() {
+                String::new()
+            } else {
+                format!(" (build snapshots found: {})", list(&builds))
+            }
+        ),
+        _ if !builds.is_empty() => format!(
+            "its current state descends from no build snapshot (build snapshots found, not on its chain: {})",
+            list(&builds)
+        ),
+        _ if !others.is_empty() => format!(
+            "it has no phx-* build snapshot (other snapshots: {})",
+            list(&others)
+        ),
+        _ => "it has no snapshots at all".to_string(),
+    }
+}
+
 /// Fresh, or an update of runtime settings and secrets.
-fn up_to_date(node: &Node, ct: &CtInfo, rotated: &[Rotated]) -> Action {
+fn up_to_date(
+    node: &Node,
+    ct: &CtInfo,
+    in_place_over: Option<InPlaceOver>,
+    rotated: &[Rotated],
+) -> Action {
     let changes = runtime_changes(node, ct);
     if changes.is_empty() && rotated.is_empty() {
         Action::Fresh {
             disk_kept_gb: ct.disk_gb.filter(|&gb| gb > node.spec.storage_size_gb),
+            in_place_over,
         }
     } else {
         Action::Update {
@@ -402,6 +573,18 @@ fn cause(description: &str, hashed: &Hashed) -> Cause {
     }
 }
 
+/// The parent generation a CT converged in place holds instead of its parent's current
+/// one, from its build record: `base` differs from `parent` only then.
+fn in_place_over(node: &Node, description: &str) -> Option<InPlaceOver> {
+    let record = BuildRecord::parse(description);
+    let base = record.base?;
+    let parent = node.parent?;
+    (record.parent.flatten().as_deref() != Some(base.as_str())).then(|| InPlaceOver {
+        parent,
+        snapshot: crate::engine::snapshot::SnapshotName::for_hash(&base).to_string(),
+    })
+}
+
 /// A built node whose hash changed: how it is rebuilt, and whether that needs consent.
 fn rebuild(node: &Node, cause: Cause, built: String, consent: &Consent) -> Action {
     let rebuild = |mode, consent| Action::Rebuild {
@@ -418,15 +601,37 @@ fn rebuild(node: &Node, cause: Cause, built: String, consent: &Consent) -> Actio
     }
     // A standard container whose parent changed (or may have): replacing it discards
     // its data, so it happens only with consent; `"rebuild": "in-place"` converges it.
-    let policy = node.spec.rebuild;
-    if policy == Some(RebuildPolicy::Replace) {
-        return rebuild(RebuildMode::Replace, ConsentBy::Config);
+    if let Some(action) = replace_with_consent(node, cause.clone(), Some(built.clone()), consent) {
+        return action;
     }
-    if consent.replace_all || consent.replace.contains(&node.ctid) {
-        return rebuild(RebuildMode::Replace, ConsentBy::CommandLine);
-    }
-    if policy == Some(RebuildPolicy::InPlace) {
+    if node.spec.rebuild == Some(RebuildPolicy::InPlace) {
         return rebuild(RebuildMode::InPlace, ConsentBy::Config);
     }
-    Action::Held { cause, built }
+    Action::Held {
+        cause,
+        built: Some(built),
+    }
+}
+
+/// A standard container replaced because its block or the command line says so, if one
+/// of them does.
+fn replace_with_consent(
+    node: &Node,
+    cause: Cause,
+    built: Option<String>,
+    consent: &Consent,
+) -> Option<Action> {
+    let by = if node.spec.rebuild == Some(RebuildPolicy::Replace) {
+        ConsentBy::Config
+    } else if consent.replace_all || consent.replace.contains(&node.ctid) {
+        ConsentBy::CommandLine
+    } else {
+        return None;
+    };
+    Some(Action::Rebuild {
+        mode: RebuildMode::Replace,
+        cause,
+        consent: by,
+        built,
+    })
 }

@@ -10,9 +10,14 @@
 //! phoenix 0.1.0 build of CT 950 (vllmQwen3Coder)
 //! hash: <64 hex>
 //! parent: <the parent's 64 hex, or ->
+//! base: <the parent's 64 hex whose files the CT holds, when not `parent`'s>
 //! built: <seconds since the epoch>
 //! label: <template_snapshot_name, when the node has one>
 //! ```
+//!
+//! `base` is written by an in-place convergence after the parent changed (`"rebuild":
+//! "in-place"`): the CT was built on the parent's new hash, but its files descend from the
+//! older parent generation it was cloned from.
 
 use std::fmt;
 
@@ -64,6 +69,9 @@ pub struct BuildRecord {
     pub hash: Option<String>,
     /// The parent's full hash; `Some(None)` for a base node, `None` when not recorded.
     pub parent: Option<Option<String>>,
+    /// The parent's hash whose snapshot the CT's files were cloned from, when that is not
+    /// `parent` (an in-place convergence).
+    pub base: Option<String>,
     /// Seconds since the epoch.
     pub built: Option<u64>,
     /// The node's `template_snapshot_name`.
@@ -83,6 +91,9 @@ impl BuildRecord {
         }
         if let Some(p) = &self.parent {
             d.push_str(&format!("parent: {}\n", p.as_deref().unwrap_or("-")));
+        }
+        if let Some(b) = &self.base {
+            d.push_str(&format!("base: {b}\n"));
         }
         if let Some(t) = self.built {
             d.push_str(&format!("built: {t}\n"));
@@ -118,6 +129,7 @@ impl BuildRecord {
             match k {
                 "hash" => r.hash = Some(v.to_string()),
                 "parent" => r.parent = Some((v != "-").then(|| v.to_string())),
+                "base" => r.base = Some(v.to_string()),
                 "built" => r.built = v.parse().ok(),
                 "label" => r.label = Some(v.to_string()),
                 _ => {}
@@ -220,6 +232,7 @@ mod tests {
             name: "vllm (a)".into(),
             hash: Some("ab".repeat(32)),
             parent: Some(None),
+            base: Some("cd".repeat(32)),
             built: Some(1_700_000_000),
             label: Some("base-snapshot".into()),
         };

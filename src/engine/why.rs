@@ -347,8 +347,13 @@ pub enum Explanation {
     NeverBuilt,
     /// A CT with this id exists, but phoenix did not create it.
     NotManaged,
-    /// A build started but never reached its snapshot.
+    /// phoenix's build of it was cut short before its snapshot (its build record says so).
     Unfinished,
+    /// No build snapshot can be found, and nothing proves that phoenix's own build was cut
+    /// short: `missing` says what was found instead.
+    NoBuildSnapshot { action: String, missing: String },
+    /// Its config cannot be parsed: phoenix cannot tell whose it is.
+    Unreadable { why: String },
     /// It would rebuild (or is held, or blocked): the chain of changes, root cause first.
     Rebuild {
         action: String,
@@ -407,11 +412,29 @@ impl Context<'_> {
         let Some(ct) = ct else {
             return Explanation::NeverBuilt;
         };
+        if let Some(why) = &ct.unreadable {
+            return Explanation::Unreadable { why: why.clone() };
+        }
         if !ct.is_managed() {
             return Explanation::NotManaged;
         }
         let Some(built) = current_build(ct) else {
-            return Explanation::Unfinished;
+            return match entry.map(|e| &e.action) {
+                Some(
+                    Action::Rebuild {
+                        cause: crate::engine::plan::Cause::NoBuildSnapshot { missing },
+                        ..
+                    }
+                    | Action::Held {
+                        cause: crate::engine::plan::Cause::NoBuildSnapshot { missing },
+                        ..
+                    },
+                ) => Explanation::NoBuildSnapshot {
+                    action: entry.map_or("held", |e| e.action.name()).to_string(),
+                    missing: missing.clone(),
+                },
+                _ => Explanation::Unfinished,
+            };
         };
         match entry.map(|e| &e.action) {
             Some(Action::Fresh { .. }) => {
@@ -443,17 +466,48 @@ impl Context<'_> {
             let name = self.fleet.nodes[&cur].name().to_string();
             match &old {
                 Err(detail) => {
+                    let mut reasons = vec![Reason::Unknown {
+                        snapshot: snapshot_name.clone(),
+                        detail: detail.clone(),
+                    }];
+                    // Without the manifest, the snapshot's build record on the host still
+                    // proves whether the parent changed: the chain goes on from there.
+                    let record = self.record(cur, &snapshot_name);
+                    let next = match (record.as_ref(), new.manifest.parent.as_ref()) {
+                        (Some(r), Some(p)) => r
+                            .parent
+                            .clone()
+                            .flatten()
+                            .filter(|old| old != p.hash.as_str())
+                            .map(|old| (p.ctid, old, p.hash.to_string())),
+                        _ => None,
+                    };
+                    if let Some((parent, old_parent, new_parent)) = &next {
+                        reasons.push(Reason::ParentHash {
+                            parent: *parent,
+                            old: old_parent.clone(),
+                            new: new_parent.clone(),
+                        });
+                    }
                     chain.push(NodeChanges {
                         ctid: cur,
                         name,
-                        old_hash: None,
+                        old_hash: record.and_then(|r| r.hash),
                         new_hash: new.hash.to_string(),
-                        reasons: vec![Reason::Unknown {
-                            snapshot: snapshot_name.clone(),
-                            detail: detail.clone(),
-                        }],
+                        reasons,
                     });
-                    break;
+                    let Some((parent, parent_old, _)) = next else {
+                        break;
+                    };
+                    snapshot_name = format!("phx-{}", &parent_old[..32.min(parent_old.len())]);
+                    old = self.history.manifest(&parent_old).ok_or_else(|| {
+                        format!(
+                            "the parent's manifest {} is not in {}",
+                            &parent_old[..12.min(parent_old.len())],
+                            self.history.manifests_at()
+                        )
+                    });
+                    cur = parent;
                 }
                 Ok((old_hash, old_manifest)) => {
                     let reasons = self.enrich(cur, diff(old_manifest, &new.manifest));
@@ -602,7 +656,17 @@ impl Context<'_> {
             .map(|s| s.bytes.as_ref().clone())
     }
 
+    /// The build record of CT `ctid`'s snapshot `name`, as the host keeps it.
+    fn record(&self, ctid: Ctid, name: &str) -> Option<BuildRecord> {
+        let snap = self.inventory.get(&ctid)?.snapshot(name)?;
+        Some(BuildRecord::parse(&snap.description))
+    }
+
     fn unchanged(&self, ctid: Ctid, reasons: &[Reason]) -> Vec<String> {
+        // Without the manifest it was built from, nothing can be said to be the same.
+        if reasons.iter().any(|r| matches!(r, Reason::Unknown { .. })) {
+            return Vec::new();
+        }
         let m = &self.hashes[&ctid].manifest;
         let changed_field = |f: &str| {
             reasons

@@ -339,6 +339,10 @@ pub struct CtInfo {
     pub snapshots: Vec<SnapshotInfo>,
     /// The snapshot the current state descends from (Proxmox's `parent:`).
     pub parent_snapshot: Option<String>,
+    /// Why the CT's config could not be read, when it could not: such a CT is never
+    /// touched, and is reported as unreadable rather than as somebody else's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 impl CtInfo {

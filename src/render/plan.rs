@@ -1,26 +1,53 @@
 //! The one-line reason people read for each plan entry, rendered from its typed action.
 
-use crate::engine::plan::{Action, Cause, ConsentBy, Entry, Plan, RebuildMode};
+use crate::engine::plan::{Action, Cause, ConsentBy, Entry, LeftOut, Plan, RebuildMode};
 
-fn what_changed(cause: &Cause) -> String {
+pub fn what_changed(cause: &Cause) -> String {
     match cause {
         Cause::ParentChanged { parent } => format!("parent {parent} changed"),
         Cause::OwnInputs => "its own inputs changed".to_string(),
-        Cause::Unfinished => "an earlier build never reached its snapshot".to_string(),
+        Cause::Unfinished => {
+            "phoenix's build of it was cut short before its snapshot (its build record says so)"
+                .to_string()
+        }
+        Cause::NoBuildSnapshot { missing } => {
+            format!("no build snapshot phoenix can find: {missing}")
+        }
         Cause::Unknown => "the previous build's parent is unknown".to_string(),
     }
+}
+
+/// What an in-place converged CT lacks, in words, when it does.
+pub fn in_place_note(e: &Entry) -> Option<String> {
+    let Action::Fresh {
+        in_place_over: Some(over),
+        ..
+    } = &e.action
+    else {
+        return None;
+    };
+    Some(format!(
+        "converged in place over {}@{}: the parent's changes since are not in this CT; `phoenix build --replace {}` brings them (and discards its data)",
+        over.parent, over.snapshot, e.ctid
+    ))
 }
 
 /// One line for people: what happens to the node and why.
 pub fn reason(e: &Entry, plan: &Plan) -> String {
     let want = &e.snapshot;
     match &e.action {
-        Action::Fresh { disk_kept_gb: None } => format!("up to date ({want})"),
-        Action::Fresh {
-            disk_kept_gb: Some(gb),
-        } => format!(
-            "up to date ({want}); storage_size_gb is below the disk's {gb} GB, and disks never shrink: kept at {gb} GB"
-        ),
+        Action::Fresh { disk_kept_gb, .. } => {
+            let mut line = format!("up to date ({want})");
+            if let Some(gb) = disk_kept_gb {
+                line.push_str(&format!(
+                    "; storage_size_gb is below the disk's {gb} GB, and disks never shrink: kept at {gb} GB"
+                ));
+            }
+            if let Some(note) = in_place_note(e) {
+                line.push_str(&format!("; {note}"));
+            }
+            line
+        }
         Action::Update { changes, secrets } => {
             let mut parts = Vec::new();
             if !changes.is_empty() {
@@ -48,7 +75,20 @@ pub fn reason(e: &Entry, plan: &Plan) -> String {
         Action::Rebuild {
             cause: Cause::Unfinished,
             ..
-        } => "an earlier build never reached its snapshot: replaced".to_string(),
+        } => "phoenix's build of it was cut short before its snapshot (its build record says so): replaced".to_string(),
+        Action::Rebuild {
+            cause: cause @ Cause::NoBuildSnapshot { .. },
+            consent,
+            ..
+        } => format!(
+            "{}: replaced ({})",
+            what_changed(cause),
+            match (e.is_template, consent) {
+                (true, _) => "a template holds nothing of its own",
+                (_, ConsentBy::Config) => "\"rebuild\": \"replace\"; its data is discarded",
+                _ => "consent given; its data is discarded",
+            }
+        ),
         Action::Rebuild {
             mode,
             cause,
@@ -76,6 +116,14 @@ pub fn reason(e: &Entry, plan: &Plan) -> String {
                 ),
             }
         }
+        Action::Held {
+            cause: cause @ Cause::NoBuildSnapshot { .. },
+            ..
+        } => format!(
+            "held: {}, and nothing proves that phoenix's own build of it was cut short; it may hold data — run with --replace {} to destroy and rebuild it",
+            what_changed(cause),
+            e.ctid
+        ),
         Action::Held { cause, .. } => format!(
             "held: {}; replacing it destroys its data — run with --replace {} (or --replace-all), or set \"rebuild\" in its block",
             what_changed(cause),
@@ -85,9 +133,23 @@ pub fn reason(e: &Entry, plan: &Plan) -> String {
             "ancestor {by} is {}",
             plan.entry(*by).map_or("not built", |b| b.action.name())
         ),
-        Action::Unmanaged => format!(
+        Action::Unmanaged {
+            unreadable: Some(why),
+        } => format!(
+            "CT {}'s config cannot be parsed, so phoenix cannot tell whose it is: it is never touched ({why})",
+            e.ctid
+        ),
+        Action::Unmanaged { unreadable: None } => format!(
             "CT {} exists but was not created by phoenix (no `phoenix` tag): it is never touched",
             e.ctid
         ),
+        Action::Skipped {
+            why: LeftOut::Gpu,
+            by,
+        } if *by == e.ctid => "left out (--skip-gpu): it has a GPU".to_string(),
+        Action::Skipped {
+            why: LeftOut::Gpu,
+            by,
+        } => format!("left out (--skip-gpu): it descends from GPU node {by}"),
     }
 }

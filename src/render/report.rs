@@ -43,6 +43,7 @@ fn outcome_word(o: NodeOutcome) -> &'static str {
         NodeOutcome::Blocked => "blocked",
         NodeOutcome::Unmanaged => "UNMANAGED",
         NodeOutcome::Cancelled => "cancelled",
+        NodeOutcome::Skipped => "skipped",
     }
 }
 
@@ -257,6 +258,7 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
             outcome,
             failed_step,
             error,
+            output,
             blocked_by,
             ..
         } = e
@@ -264,9 +266,13 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
             match outcome {
                 NodeOutcome::Built => *actions.entry(action.clone()).or_insert(0) += 1,
                 NodeOutcome::Fresh => *actions.entry("fresh".into()).or_insert(0) += 1,
-                NodeOutcome::Failed => {
-                    failed.push((*ctid, name.clone(), *failed_step, error.clone()))
-                }
+                NodeOutcome::Failed => failed.push((
+                    *ctid,
+                    name.clone(),
+                    *failed_step,
+                    error.clone(),
+                    output.clone(),
+                )),
                 NodeOutcome::Blocked => blocked
                     .entry(blocked_by.unwrap_or(0))
                     .or_default()
@@ -274,28 +280,36 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
                 NodeOutcome::Held => held.push((*ctid, why(*ctid))),
                 NodeOutcome::Unmanaged => unmanaged.push((*ctid, why(*ctid))),
                 NodeOutcome::Cancelled => *actions.entry("cancelled".into()).or_insert(0) += 1,
+                NodeOutcome::Skipped => *actions.entry("skipped".into()).or_insert(0) += 1,
             }
         }
     }
-    let mut parts: Vec<String> = ["create", "rebuild", "update", "fresh", "cancelled"]
-        .iter()
-        .filter_map(|a| {
-            actions.get(*a).map(|n| {
-                format!(
-                    "{n} {}",
-                    if *a == "create" {
-                        "created"
-                    } else if *a == "rebuild" {
-                        "rebuilt"
-                    } else if *a == "update" {
-                        "updated"
-                    } else {
-                        a
-                    }
-                )
-            })
+    let mut parts: Vec<String> = [
+        "create",
+        "rebuild",
+        "update",
+        "fresh",
+        "cancelled",
+        "skipped",
+    ]
+    .iter()
+    .filter_map(|a| {
+        actions.get(*a).map(|n| {
+            format!(
+                "{n} {}",
+                if *a == "create" {
+                    "created"
+                } else if *a == "rebuild" {
+                    "rebuilt"
+                } else if *a == "update" {
+                    "updated"
+                } else {
+                    a
+                }
+            )
         })
-        .collect();
+    })
+    .collect();
     for (word, n) in [
         ("failed", failed.len()),
         ("held", held.len()),
@@ -319,12 +333,18 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
         },
         elapsed.map_or(String::new(), |ms| format!(" in {}", secs(ms)))
     ));
-    for (ctid, name, step, error) in &failed {
+    for (ctid, name, step, error, output) in &failed {
         out.push_str(&format!(
             "  ✗ {ctid} {name}: failed at {}: {}\n",
             step.map_or("?", |s| s.name()),
             error.as_deref().unwrap_or("")
         ));
+        if !output.is_empty() {
+            out.push_str("      its last output:\n");
+            for line in output {
+                out.push_str(&format!("        {line}\n"));
+            }
+        }
         if let Some(b) = blocked.get(ctid) {
             out.push_str(&format!(
                 "      blocked by it: {}\n",

@@ -2,6 +2,7 @@
 //! temporary directory, and a way to run the real `phoenix` binary against them.
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -454,4 +455,79 @@ impl Fixture {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// JSON lines of a `--output json` build.
+pub fn events(r: &Run) -> Vec<Value> {
+    r.stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{}", r.stderr))
+        })
+        .collect()
+}
+
+/// ctid → (action, outcome) of every node a JSON build reported.
+pub fn finished(r: &Run) -> BTreeMap<u64, (String, String)> {
+    events(r)
+        .iter()
+        .filter(|e| e["event"] == "node_finished")
+        .map(|e| {
+            (
+                e["ctid"].as_u64().unwrap(),
+                (
+                    e["action"].as_str().unwrap().to_string(),
+                    e["outcome"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+pub fn built(r: &Run) -> BTreeSet<u64> {
+    finished(r)
+        .into_iter()
+        .filter(|(_, (_, o))| o == "built")
+        .map(|(c, _)| c)
+        .collect()
+}
+
+pub fn outcome_of(r: &Run, outcome: &str) -> BTreeSet<u64> {
+    finished(r)
+        .into_iter()
+        .filter(|(_, (_, o))| o == outcome)
+        .map(|(c, _)| c)
+        .collect()
+}
+
+pub fn set(ctids: &[u64]) -> BTreeSet<u64> {
+    ctids.iter().copied().collect()
+}
+
+/// Plan actions by CTID.
+pub fn plan(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, Value> {
+    let mut args = vec!["plan", "--output", "json"];
+    args.extend_from_slice(extra);
+    let r = f.sim(&args);
+    assert!(r.code == 0 || r.code == 4, "plan failed: {}", r.stderr);
+    r.json()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["ctid"].as_u64().unwrap(), e.clone()))
+        .collect()
+}
+
+pub fn actions(f: &Fixture, extra: &[&str]) -> BTreeMap<u64, String> {
+    plan(f, extra)
+        .into_iter()
+        .map(|(c, e)| (c, e["action"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+pub fn build_json(f: &Fixture, extra: &[&str]) -> Run {
+    let mut args = vec!["build", "--output", "json"];
+    args.extend_from_slice(extra);
+    f.sim(&args)
 }

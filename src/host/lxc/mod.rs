@@ -413,6 +413,7 @@ impl LxcHost {
                     passthrough: Passthrough::default(),
                     snapshots: self.snapshots(ctid),
                     parent_snapshot: None,
+                    unreadable: None,
                 }));
             }
             Err(e) => return Err(e),
@@ -428,6 +429,7 @@ impl LxcHost {
             passthrough: meta.passthrough,
             snapshots: self.snapshots(ctid),
             parent_snapshot: meta.parent_snapshot,
+            unreadable: None,
         }))
     }
 

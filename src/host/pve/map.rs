@@ -226,10 +226,11 @@ pub fn read_settings(section: &Section) -> Settings {
 /// (never touched), with why in its description. Logged as a warning, so that one bad
 /// file beside the fleet does not stop every command.
 pub fn unreadable_ct(ctid: Ctid, why: &str) -> CtInfo {
-    tracing::warn!("CT {ctid} is left alone: {why}");
+    let why = crate::os::excerpt(why, 200);
+    tracing::warn!("CT {ctid} is left alone: its config cannot be read: {why}");
     let mut ct = ct_info(ctid, &ConfFile::new(), false);
     ct.settings.managed = Some(false);
-    ct.settings.description = Some(format!("unreadable config: {why}"));
+    ct.unreadable = Some(why);
     ct
 }
 
@@ -268,6 +269,7 @@ pub fn ct_info(ctid: Ctid, conf: &ConfFile, running: bool) -> CtInfo {
         passthrough: read_passthrough(main),
         snapshots,
         parent_snapshot: main.get("parent").map(str::to_string),
+        unreadable: None,
     }
 }
 

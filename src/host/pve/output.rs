@@ -182,6 +182,7 @@ mod tests {
                 })
                 .collect(),
             parent_snapshot: parent.map(str::to_string),
+            unreadable: None,
         }
     }
 
