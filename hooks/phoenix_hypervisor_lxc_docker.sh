@@ -21,6 +21,22 @@ role=${2:-none}
 server_ip=${3:-}
 agent_port=${4:-9001}
 
+# Pushes a host file into the CT and proves it arrived: Proxmox's `pct push` reports a
+# failed transfer on its output and still exits 0, and a clone may hold its parent's copy
+# of the file at that very path. The file is pulled back and compared before it runs.
+push_verified() {
+    local src=$1 dest=$2 perms=$3 check
+    check=$(mktemp -d /tmp/phoenix-push-check.XXXXXX)
+    pct push "$ctid" "$src" "$dest" --perms "$perms"
+    pct pull "$ctid" "$dest" "$check/pulled" >/dev/null 2>&1 || true
+    if ! cmp -s "$src" "$check/pulled"; then
+        rm -rf "$check"
+        echo "the push to CT $ctid:$dest did not arrive intact (pct push reports some failures only in its output): not running it" >&2
+        return 1
+    fi
+    rm -rf "$check"
+}
+
 inner=$(mktemp /tmp/phoenix-step-docker.XXXXXX)
 trap 'rm -f "$inner"' EXIT
 cat >"$inner" <<'IN_THE_CONTAINER'
@@ -102,7 +118,7 @@ none) ;;
 esac
 IN_THE_CONTAINER
 
-pct push "$ctid" "$inner" /tmp/phoenix-step-docker.sh --perms 755
+push_verified "$inner" /tmp/phoenix-step-docker.sh 755
 pct exec "$ctid" -- env \
     PHOENIX_GPU="${PHOENIX_GPU:-0}" \
     PHOENIX_PORTAINER_ROLE="$role" \

@@ -166,6 +166,13 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
     Ok(bytes)
 }
 
+/// The CPUs of the machine phoenix runs on (online ones).
+pub fn local_cpus() -> Option<u64> {
+    // SAFETY: sysconf(3) has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u64::try_from(n).ok().filter(|&n| n > 0)
+}
+
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -301,8 +301,69 @@ fn corrupt(path: &Path) {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
     pub pid: u32,
+    /// Seconds since the epoch; 0 when not known.
     pub started: u64,
     pub command: String,
+    /// The holder's state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Holder {
+    /// The process holding an `flock` on `file`, read from the kernel's `/proc/locks`
+    /// when its own record is gone (a lock file unlinked by hand keeps its lock).
+    fn from_kernel(file: &File) -> Option<Holder> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().ok()?;
+        // /proc/locks: `1: FLOCK  ADVISORY  WRITE 1234 08:01:56789 0 EOF`, the device as
+        // hexadecimal major:minor and the inode in decimal.
+        let dev = format!(
+            "{:02x}:{:02x}:{}",
+            libc::major(meta.dev()),
+            libc::minor(meta.dev()),
+            meta.ino()
+        );
+        let locks = fs::read_to_string("/proc/locks").ok()?;
+        let pid: u32 = locks.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&dev.as_str()))
+                .then(|| f.get(4)?.parse().ok())
+                .flatten()
+        })?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let words: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let command = ["build", "gc"]
+            .into_iter()
+            .find(|c| words.iter().any(|w| w == c))
+            .unwrap_or("run")
+            .to_string();
+        Some(Holder {
+            pid,
+            started: 0,
+            command,
+            state_dir: None,
+        })
+    }
+
+    /// Who holds the lock, in words: `phoenix build (pid 123, started 5 s ago, state
+    /// directory /var/lib/phoenix)`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("pid {}", self.pid)];
+        if self.started > 0 {
+            parts.push(format!(
+                "started {} s ago",
+                now_secs().saturating_sub(self.started)
+            ));
+        }
+        if let Some(d) = &self.state_dir {
+            parts.push(format!("state directory {}", d.display()));
+        }
+        format!("phoenix {} ({})", self.command, parts.join(", "))
+    }
 }
 
 /// The host lock, held for the life of a `build` or `gc`: an `flock` on the state
@@ -323,28 +384,78 @@ impl HostLock {
         let dir = File::open(&state.root)
             .map_err(|e| LockError::Io(format!("cannot open {}: {e}", state.root.display())))?;
         let path = state.root.join("phoenix.lock");
-        if wait {
-            dir.lock().map_err(|e| LockError::Io(e.to_string()))?;
-        } else {
-            match dir.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    let holder = crate::os::read_regular(&path, 4096)
-                        .ok()
-                        .and_then(|t| serde_json::from_slice(&t).ok());
-                    return Err(LockError::Held(holder));
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e.to_string())),
-            }
-        }
-        let holder = Holder {
-            pid: std::process::id(),
-            started: now_secs(),
-            command: command.to_string(),
-        };
+        take(&dir, wait, || {
+            crate::os::read_regular(&path, 4096)
+                .ok()
+                .and_then(|t| serde_json::from_slice(&t).ok())
+        })?;
         // Who holds it, for the next run's message; the lock itself is the directory's.
-        let _ = crate::os::write_atomic(&path, &serde_json::to_vec(&holder).unwrap_or_default());
+        let _ = crate::os::write_atomic(
+            &path,
+            &serde_json::to_vec(&me(command, &state.root)).unwrap_or_default(),
+        );
         Ok(HostLock { _dir: dir })
+    }
+
+    /// The lock of the host itself (the LXC path, the Proxmox node): two runs with
+    /// different state directories must not build on one host at once. The file holds
+    /// who has it.
+    pub fn acquire_host(
+        path: &Path,
+        state: &StateDir,
+        command: &str,
+        wait: bool,
+    ) -> Result<HostLock, LockError> {
+        crate::os::create_dir_all(path.parent().unwrap_or(path))
+            .map_err(|e| LockError::Io(e.to_string()))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| LockError::Io(format!("cannot open {}: {e}", path.display())))?;
+        take(&file, wait, || {
+            crate::os::read_regular(path, 4096)
+                .ok()
+                .and_then(|t| serde_json::from_slice(&t).ok())
+        })?;
+        let mut bytes = serde_json::to_vec(&me(command, &state.root)).unwrap_or_default();
+        bytes.push(b'\n');
+        let _ = file
+            .set_len(0)
+            .and_then(|()| std::io::Write::write_all(&mut &file, &bytes));
+        Ok(HostLock { _dir: file })
+    }
+}
+
+fn me(command: &str, state: &Path) -> Holder {
+    Holder {
+        pid: std::process::id(),
+        started: now_secs(),
+        command: command.to_string(),
+        state_dir: Some(state.to_path_buf()),
+    }
+}
+
+/// Takes the `flock` on `file`, waiting for it or not; when it is held, says who holds it:
+/// its record (`recorded`), else the kernel's lock table.
+fn take(
+    file: &File,
+    wait: bool,
+    recorded: impl FnOnce() -> Option<Holder>,
+) -> Result<(), LockError> {
+    if wait {
+        return file.lock().map_err(|e| LockError::Io(e.to_string()));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held(
+            recorded()
+                .filter(|h| h.pid != std::process::id())
+                .or_else(|| Holder::from_kernel(file)),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(LockError::Io(e.to_string())),
     }
 }
 

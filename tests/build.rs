@@ -713,6 +713,15 @@ fn deleting_the_lock_file_does_not_let_a_second_build_in() {
     first.wait().unwrap();
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert_eq!(gc.code, 5, "{}", gc.stderr);
+    // The kernel still knows who holds it.
+    for run in [&r, &gc] {
+        assert!(
+            run.stderr
+                .contains(&format!("phoenix build (pid {})", first.id())),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 #[test]

@@ -523,6 +523,7 @@ fn the_pct_commands_of_a_base_template_a_gpu_template_and_a_clone_read_as_an_adm
             (r"phoenix \d+\.\d+\.\d+ build", "phoenix <version> build"),
             (r"\S*/state/scripts/[0-9a-f]{64}", "<state-dir>/scripts/<content-hash>"),
             (r"/tmp/phoenix-step-(nvidia|docker)\.[A-Za-z0-9]{6}", "/tmp/phoenix-step-$1.<temp>"),
+            (r"/tmp/phoenix-push-check\.[A-Za-z0-9]{6}", "/tmp/phoenix-push-check.<temp>"),
         ],
     }, {
         insta::assert_snapshot!(n.calls().join("\n"));
@@ -779,4 +780,55 @@ fn ctrl_c_at_a_terminal_lets_the_pct_in_flight_finish() {
     assert!(stdout.lines().last().unwrap_or("").contains("run_finished"));
     let r = n.phoenix(&["build"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// The lock that keeps two builds apart is the node's, not the state directory's: a
+/// second phoenix with a state directory of its own waits its turn instead of racing the
+/// first on the same CTs, and is told which node and who holds it.
+#[test]
+fn two_state_directories_on_one_node_take_turns() {
+    let n = Node::new();
+    let root = n.root.display().to_string();
+    let env = [
+        ("PHOENIX_BACKEND", "pve"),
+        ("PHOENIX_PVE_ROOT", root.as_str()),
+        ("PVE_EMULATOR_ROOT", root.as_str()),
+        ("PVE_EMULATOR_LATENCY_MS", "300"),
+    ];
+    let mut cmd = n.f.command(&["build"], &env);
+    cmd.env("PATH", n.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while n.calls().is_empty() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let other = n.f.tmp.path().join("other-state");
+    let path = n.path();
+    let r = n.f.phoenix_env(
+        &["build"],
+        &[
+            ("PHOENIX_BACKEND", "pve"),
+            ("PHOENIX_PVE_ROOT", &root),
+            ("PVE_EMULATOR_ROOT", &root),
+            ("PATH", &path),
+            ("PHOENIX_STATE_DIR", other.to_str().unwrap()),
+        ],
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("phoenix build (pid {}, started", first.id()))
+            && r.stderr.contains(&format!(
+                "state directory {}) is building on the pve host node pve",
+                n.f.state_dir.display()
+            ))
+            && r.stderr.contains("run/lock/phoenix.lock"),
+        "{}",
+        r.stderr
+    );
 }

@@ -380,3 +380,257 @@ fn an_in_place_convergence_says_the_parents_changes_are_not_in_the_ct() {
     assert_eq!(build_json(&f, &["--replace", "950"]).code, 0);
     assert!(plan(&f, &[])[&950].get("in_place_over").is_none());
 }
+
+// Messages say what is true.
+
+#[test]
+fn an_unparseable_ct_config_is_called_unparseable_and_its_bytes_are_escaped() {
+    let f = Fixture::example();
+    f.write_foreign_conf(910, "arch: amd64\n\u{0}\u{0}garbage \u{1b}[31m line\n");
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "unmanaged");
+    let why = p[&910]["unreadable"].as_str().unwrap();
+    assert!(
+        why.ends_with("910.conf:2: unable to parse config: \\0\\0garbage \\x1b[31m line"),
+        "{why}"
+    );
+    let human = f.sim(&["plan"]);
+    assert!(
+        human.stdout.contains("CT 910's config cannot be parsed")
+            && !human.stdout.contains("not created by phoenix")
+            && !human.stdout.contains('\u{0}')
+            && !human.stdout.contains('\u{1b}'),
+        "{}",
+        human.stdout
+    );
+    // The warning about it is said once, however many times the host is read.
+    let r = f.sim(&["build"]);
+    assert_eq!(
+        r.stderr.matches("CT 910 is left alone").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    let why = f.sim(&["why", "910"]).stdout;
+    assert!(why.contains("its config cannot be parsed"), "{why}");
+}
+
+#[test]
+fn a_failed_hooks_last_lines_are_in_the_summary_and_the_json() {
+    let f = Fixture::example();
+    f.write_hook(
+        910,
+        "#!/bin/sh\necho 'pulling portainer'\necho 'docker: cannot pull portainer/portainer-ce: is the registry reachable from the CT?' >&2\nexit 125\n",
+    );
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 1);
+    let failed = common::events(&r)
+        .into_iter()
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 910)
+        .unwrap();
+    assert_eq!(
+        failed["output"],
+        json!([
+            "pulling portainer",
+            "docker: cannot pull portainer/portainer-ce: is the registry reachable from the CT?"
+        ])
+    );
+    let human = f.sim(&["build"]).stdout;
+    assert!(
+        human.contains(
+            "      its last output:\n        pulling portainer\n        docker: cannot pull portainer/portainer-ce: is the registry reachable from the CT?\n"
+        ),
+        "{human}"
+    );
+    // A hook its interpreter cannot run says why there too.
+    f.write_hook(910, "#!/bin/sh\n\u{0}\u{0}\u{0}\n(((\n");
+    let r = build_json(&f, &[]);
+    let failed = common::events(&r)
+        .into_iter()
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 910)
+        .unwrap();
+    let said = failed["output"].to_string();
+    assert!(said.contains("Syntax error"), "{said}");
+    // And the hint names the backend's own way in.
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("look inside with `pct enter 910`"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn a_flooding_hooks_log_is_bounded_and_keeps_its_tail() {
+    let f = Fixture::example();
+    f.write_hook(
+        910,
+        "#!/bin/sh\ni=0\nwhile [ $i -lt 40000 ]; do echo \"line $i of the flood\"; i=$((i+1)); done\nprintf 'no newline at the end'\n",
+    );
+    let r = f.sim_env(
+        &["build", "--output", "json", "910"],
+        &[("PHOENIX_LOG_LIMIT_BYTES", "200000")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let log = f.sim(&["log", "910"]).stdout;
+    assert!(log.len() < 200_000 + 70_000 + 10_000, "{}", log.len());
+    assert!(log.contains("line 0 of the flood\n"));
+    assert!(
+        log.contains(
+            "bytes of output dropped: this log keeps the first 200000 bytes and the last 65536]"
+        ),
+        "{}",
+        &log[..2000]
+    );
+    assert!(log.contains("line 39999 of the flood\nno newline at the end\n== shutdown"));
+    // Every marker starts its own line.
+    assert!(log
+        .lines()
+        .filter(|l| l.contains("== "))
+        .all(|l| l.starts_with("== ")));
+}
+
+#[test]
+fn why_with_a_lost_manifest_names_the_cause_the_host_proves() {
+    let f = Fixture::example();
+    assert_eq!(build_json(&f, &[]).code, 0);
+    fs::write(
+        f.hook_path(902),
+        fs::read_to_string(f.hook_path(902)).unwrap() + "echo more\n",
+    )
+    .unwrap();
+    // 910's own manifest is lost; the build records on the host still say its parent
+    // changed.
+    let snap = f.snapshot_names(910).pop().unwrap();
+    let prefix = snap.trim_start_matches("phx-");
+    for e in fs::read_dir(f.state_dir.join("manifests")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let why = f.sim(&["why", "910"]).stdout;
+    assert!(
+        why.contains("902 BaseTemplateDocker")
+            && why.contains("hook phoenix_hypervisor_setup_902.sh: +1 −0 lines"),
+        "{why}"
+    );
+    assert!(why.contains("cascade: 902 → 910"), "{why}");
+    assert!(
+        !why.contains("unchanged on 910"),
+        "nothing is known unchanged: {why}"
+    );
+    let json = f.sim(&["why", "910", "--output", "json"]).json();
+    assert_eq!(json["explanation"]["cascade"], json!([902, 910]));
+}
+
+#[test]
+fn a_hook_that_is_a_link_to_a_directory_is_called_a_link() {
+    let f = Fixture::example();
+    let dir = f.tmp.path().join("somewhere");
+    fs::create_dir_all(&dir).unwrap();
+    fs::remove_file(f.hook_path(910)).unwrap();
+    std::os::unix::fs::symlink(&dir, f.hook_path(910)).unwrap();
+    let r = f.validate_json();
+    let all = r.stdout.clone();
+    assert!(
+        all.contains(&format!(
+            "is a link to {}, which is a directory, not a regular file",
+            dir.display()
+        )),
+        "{all}"
+    );
+}
+
+// A push is proven, not assumed.
+
+#[test]
+fn a_push_that_pct_reports_as_done_but_failed_stops_the_step_before_it_runs() {
+    let f = Fixture::example();
+    // Proxmox's `pct push` prints a worker's failure and exits 0; the model does the same.
+    let r = f.sim_env(
+        &["build", "--output", "json"],
+        &[("PHOENIX_SIM_FAULTS", "push:902=fail*1")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let failed = common::events(&r)
+        .into_iter()
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 902)
+        .unwrap();
+    assert_eq!(failed["failed_step"], "docker");
+    assert!(
+        failed["output"].to_string().contains(
+            "the push to CT 902:/tmp/phoenix-step-docker.sh did not arrive intact (pct push reports some failures only in its output): not running it"
+        ),
+        "{failed}"
+    );
+    let ran = f
+        .sim_host()
+        .history(902)
+        .unwrap()
+        .iter()
+        .any(|c| c.contains("phoenix-step-docker.sh"));
+    assert!(!ran, "the script was never run");
+    assert_eq!(build_json(&f, &[]).code, 0);
+}
+
+#[test]
+fn a_hooks_ct_push_proves_its_file_arrived() {
+    let f = Fixture::example();
+    f.write_hook(
+        910,
+        "#!/usr/bin/env bash\n. \"$(dirname \"$0\")/lib/phoenix_hook_lib.sh\"\nf=$(mktemp)\necho \"made for this run: $$\" > \"$f\"\nct_push \"$f\" /root/run.txt\nlog pushed\n",
+    );
+    // The Docker step's push comes first, and finds the very file 910 inherited from
+    // 902 at its path: the same bytes, so it runs. The hook's own push is the one lost.
+    let r = f.sim_env(
+        &["build", "--output", "json"],
+        &[("PHOENIX_SIM_FAULTS", "push:910=fail*2")],
+    );
+    assert_eq!(r.code, 1);
+    let failed = common::events(&r)
+        .into_iter()
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 910)
+        .unwrap();
+    assert_eq!(failed["failed_step"], "hook");
+    assert!(
+        failed["output"]
+            .to_string()
+            .contains("to /root/run.txt did not arrive intact"),
+        "{failed}"
+    );
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// As Proxmox allocates the first free disk name [pve-storage find_free_diskname], a
+/// CT made where a deleted CT's volume was left behind gets a new volume, never the old
+/// one's files or snapshots.
+#[test]
+fn a_ct_made_where_an_old_volume_was_left_gets_a_volume_of_its_own() {
+    let f = built_with_data();
+    let conf = f.sim_host().conf_path(910);
+    fs::remove_file(&conf).unwrap();
+    let old = f.state_dir.join("sim/rpool/data/subvol-910-disk-0");
+    assert!(old.join("root/data.txt").is_file(), "the volume stays");
+    assert_eq!(actions(&f, &[])[&910], "create");
+    let r = build_json(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains("rootfs: local-zfs:subvol-910-disk-1,"),
+        "{text}"
+    );
+    assert_eq!(users_file(&f), None, "none of the old volume's files");
+    assert_eq!(
+        f.snapshot_names(910).len(),
+        1,
+        "{:?}",
+        f.snapshot_names(910)
+    );
+    assert!(
+        old.join("root/data.txt").is_file(),
+        "the old volume is left as it was"
+    );
+}

@@ -1093,10 +1093,56 @@ fn validate_lists_the_nodes_without_a_setup_hook() {
     assert_eq!(human.code, 0);
     assert!(
         human.stdout.contains(
-            "no setup hook (phoenix_hypervisor_setup_<CTID>.sh) for: 901 BaseTemplateGPU, 950 vllmQwen3Coder"
+            "no setup hook (phoenix_hypervisor_setup_<CTID>.sh) for 2 nodes: 901 BaseTemplateGPU, 950 vllmQwen3Coder"
         ),
         "{}",
         human.stdout
+    );
+}
+
+#[test]
+fn ten_thousand_nodes_without_hooks_are_one_short_line() {
+    let blocks: serde_json::Map<String, serde_json::Value> = (1000..11000)
+        .map(|c| {
+            (
+                c.to_string(),
+                json!({"name": format!("n{c}"), "memory_mb": 512, "cores": 1,
+                    "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+                    "storage_pool": "local-zfs", "storage_size_gb": 8}),
+            )
+        })
+        .collect();
+    let f = Fixture::with(&json!({ "lxc_configs": blocks }), &json!({}));
+    let human = f.phoenix(&["validate"]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    let line = human.stdout.lines().nth(1).unwrap();
+    assert_eq!(
+        line,
+        "no setup hook (phoenix_hypervisor_setup_<CTID>.sh) for 10000 nodes: 1000 n1000, 1001 n1001, 1002 n1002, 1003 n1003, 1004 n1004, and 9995 more (`--output json` lists them) — phoenix's own steps build them alone"
+    );
+    assert_eq!(f.validate_json().json()["without_hook"].as_array().unwrap().len(), 10000);
+}
+
+#[test]
+fn more_cores_than_the_host_has_is_a_warning() {
+    let f = Fixture::example();
+    f.edit_block(910, |b| {
+        b.insert("cores".into(), json!(64));
+    });
+    let r = f.phoenix_env(&["validate", "--output", "json"], &[("PHOENIX_HOST_CPUS", "16")]);
+    assert_eq!(r.code, 0, "a warning: {}", r.stdout);
+    let p = r.problem("config::cores-above-host");
+    assert_eq!(p["severity"], "warning");
+    assert_eq!(
+        p["message"],
+        "CT 910 asks for 64 cores, but the host has 16 CPUs: it never gets more than 16"
+    );
+    common::assert_at(&p, common::locate(&f.lxc_text(), &["\"910\": {", "\"cores\": ", "64"]));
+    let plan = f.phoenix_env(&["plan"], &[("PHOENIX_BACKEND", "sim"), ("PHOENIX_HOST_CPUS", "16")]);
+    assert!(
+        plan.stderr.contains("the configuration has 1 warning(s)"),
+        "{}",
+        plan.stderr
     );
 }
 

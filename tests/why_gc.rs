@@ -483,7 +483,14 @@ fn gc_takes_the_build_lock() {
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(r.code, 5, "{}", r.stderr);
-    assert!(r.stderr.contains("holds the host lock"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "phoenix build (pid {}, started",
+            first.id()
+        )) && r.stderr.contains("is building on the state directory"),
+        "{}",
+        r.stderr
+    );
     assert!(lock.exists());
 }
 

@@ -14,6 +14,23 @@ log() { printf '[%s %s] %s\n' "$ctid" "${PHOENIX_NAME:-?}" "$*"; }
 # Runs a command inside the container, argument by argument (no shell string).
 ct() { pct exec "$ctid" -- "$@"; }
 
+# Copies a host file into the container and proves it arrived before anything runs it:
+# Proxmox's `pct push` reports a failed transfer only on its output and exits 0, and a
+# clone may hold its parent's copy of the file at that path. Usage:
+#   ct_push <host file> <path in the CT> [mode, default 0644]
+ct_push() {
+    local src=$1 dest=$2 perms=${3:-0644} check
+    check=$(mktemp -d /tmp/phoenix-push-check.XXXXXX)
+    pct push "$ctid" "$src" "$dest" --perms "$perms"
+    pct pull "$ctid" "$dest" "$check/pulled" >/dev/null 2>&1 || true
+    if ! cmp -s "$src" "$check/pulled"; then
+        rm -rf "$check"
+        log "the push of $src to $dest did not arrive intact (pct push reports some failures only in its output)" >&2
+        return 1
+    fi
+    rm -rf "$check"
+}
+
 # True when a Debian package is installed inside the container.
 ct_has_pkg() { ct dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

@@ -64,6 +64,15 @@ impl Host for Counting<'_> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+    fn lock_path(&self) -> Option<std::path::PathBuf> {
+        self.inner.lock_path()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn enter_hint(&self, ctid: Ctid) -> String {
+        self.inner.enter_hint(ctid)
+    }
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         self.call(Verb::Inventory, None, |h| h.inventory())
     }

@@ -182,12 +182,19 @@ pub fn run(
             path.display()
         )));
     }
+    // One pipe for stdout and stderr, as `2>&1`: the log keeps the order the hook wrote
+    // its lines in.
+    let (output, out_end) = std::io::pipe()
+        .map_err(|e| Failure::new(format!("cannot run hook {}: {e}", path.display())))?;
+    let err_end = out_end
+        .try_clone()
+        .map_err(|e| Failure::new(format!("cannot run hook {}: {e}", path.display())))?;
     let mut cmd = Command::new(path);
     cmd.args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out_end)
+        .stderr(err_end)
         .envs(env.iter().map(|(k, v)| (k, v)));
     // Its own process group, so that a hook that outlives the time limit is stopped
     // together with whatever it started; and its own cgroup, joined before exec, for
@@ -220,26 +227,16 @@ pub fn run(
     let tracked = super::cancel::track(child.id(), kill_file.as_ref());
     // Names only: the environment may carry secrets.
     tracing::debug!(hook = %path.display(), ?args, pid = child.id(), env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(), "hook started");
+    // The write ends are the hook's alone now: the pipe ends when the hook (and what it
+    // left running) has closed them.
+    drop(cmd);
     let last = std::sync::Arc::new(std::sync::Mutex::new(LastLines::default()));
-    let copiers: Vec<std::thread::JoinHandle<()>> = [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|pipe| {
+    let copier = {
         let sink = log.clone();
         let last = last.clone();
         let masker = Masker::new(guard.secrets);
-        std::thread::spawn(move || copy(pipe, &sink, masker, &last))
-    })
-    .collect();
+        std::thread::spawn(move || copy(Box::new(output), &sink, masker, &last))
+    };
     // What `wait` has to say goes in the log after the output, which the copiers may
     // still be passing on when the hook has exited.
     let mut said = Vec::new();
@@ -256,10 +253,10 @@ pub fn run(
     drop(group);
     drop(tracked);
     drop(kill_file);
-    // The copiers end when the pipes close; a process that escaped the group may hold
-    // them open, so they get a moment, not a wait without end.
+    // The copier ends when the pipe closes; a process that escaped the group may hold it
+    // open, so it gets a moment, not a wait without end.
     let until = Instant::now() + Duration::from_secs(1);
-    while copiers.iter().any(|c| !c.is_finished()) && Instant::now() < until {
+    while !copier.is_finished() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(5));
     }
     log.end_output();

@@ -280,7 +280,8 @@ impl Executor<'_> {
         let mut log = NodeLog::open(&self.log_path(ctid));
         if !self.fleet.hypervisor.rollback_on_failure {
             return Some(format!(
-                "CT {ctid} is left as the failure left it (rollback_on_failure is off): look inside with `pct enter {ctid}`"
+                "CT {ctid} is left as the failure left it (rollback_on_failure is off): look inside with `{}`",
+                self.host.enter_hint(ctid)
             ));
         }
         let fresh = matches!(
@@ -306,7 +307,8 @@ impl Executor<'_> {
             // Proxmox rolls back to.
             match ct.parent_snapshot.filter(|s| s.starts_with("phx-")) {
                 None => return Some(format!(
-                    "CT {ctid} could not be rolled back: its newest snapshot is not one of phoenix's; look inside with `pct enter {ctid}`"
+                    "CT {ctid} could not be rolled back: its newest snapshot is not one of phoenix's; look inside with `{}`",
+                    self.host.enter_hint(ctid)
                 )),
                 Some(snap) => {
                     let was_running = self.inventory.get(&ctid).is_some_and(|c| c.running);
@@ -319,8 +321,9 @@ impl Executor<'_> {
         };
         let said = outcome.unwrap_or_else(|e| {
             format!(
-                "CT {ctid} could not be put back ({}): look inside with `pct enter {ctid}`",
-                e.message
+                "CT {ctid} could not be put back ({}): look inside with `{}`",
+                e.message,
+                self.host.enter_hint(ctid)
             )
         });
         log.line(&format!("# {said}"));

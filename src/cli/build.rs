@@ -57,8 +57,9 @@ pub fn build(
     let mut named = opts.targets.clone();
     named.extend(opts.consent.replace.iter().copied());
     check_targets(fleet, &named)?;
-    let (state, _lock) = lock_host(cli, "build", wait)?;
+    let state = open_state(cli)?;
     let host = open_host(cli)?;
+    let _locks = lock_host(&state, host.as_ref(), "build", wait)?;
     let mode = match cli.output {
         Output::Json => Mode::Json,
         Output::Human

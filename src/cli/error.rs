@@ -35,9 +35,14 @@ pub enum Error {
     #[diagnostic(help("{}", run_help(.0)))]
     Run(RunError),
 
-    #[error("{holder} holds the host lock {}", .lock.display())]
+    #[error("{holder} is building on the {what}: it holds the lock {}", .lock.display())]
     #[diagnostic(help("wait for it to finish, or pass --wait to queue behind it"))]
-    Locked { holder: String, lock: PathBuf },
+    Locked {
+        holder: String,
+        /// The host or state directory the lock keeps to one run.
+        what: String,
+        lock: PathBuf,
+    },
 
     #[error("cannot take the host lock {}: {message}", .lock.display())]
     #[diagnostic(help("check that the state directory is writable"))]
@@ -240,6 +245,7 @@ mod tests {
             Error::Run(RunError::ReadHost(host)),
             Error::Locked {
                 holder: "phoenix build (pid 1)".into(),
+                what: "state directory /s".into(),
                 lock: "/s/phoenix.lock".into(),
             },
             Error::NotInConfig {

@@ -25,8 +25,9 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             option: "--older-than",
             message,
         })?;
-    let (_state, _lock) = lock_host(cli, "gc", args.wait)?;
+    let _state = open_state(cli)?;
     let host = open_host(cli)?;
+    let _locks = lock_host(&_state, host.as_ref(), "gc", args.wait)?;
     let hashes = crate::engine::hash::hash_fleet(fleet);
     let inventory = host.inventory().map_err(Error::ReadHost)?;
     let policy = crate::engine::gc::Policy {

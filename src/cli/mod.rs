@@ -276,7 +276,13 @@ pub fn run(mut cli: Cli) -> i32 {
         }
     };
     let fleet = match crate::fleet::load(&paths) {
-        Ok(f) => f,
+        Ok(mut f) => {
+            if let Some(cpus) = host_cpus(cli.backend) {
+                let more = crate::fleet::rules::cores_above_the_host(&f, cpus);
+                f.warnings.0.extend(more);
+            }
+            f
+        }
         Err(problems) => {
             init_tracing(cli.verbose);
             report_problems(&cli, &problems, color);
@@ -354,6 +360,17 @@ pub fn run(mut cli: Cli) -> i32 {
     result.unwrap_or_else(|e| error::report(&e, cli.output == Output::Json, color))
 }
 
+/// The CPUs of the host the CTs run on, where phoenix can tell: `PHOENIX_HOST_CPUS`, else
+/// this machine's for the backends that run CTs here (`pve` through local `pct`, `lxc`).
+/// The simulated node has none of its own.
+fn host_cpus(backend: Backend) -> Option<u64> {
+    match std::env::var("PHOENIX_HOST_CPUS").ok() {
+        Some(v) => v.parse().ok(),
+        None if backend == Backend::Sim => None,
+        None => crate::os::local_cpus(),
+    }
+}
+
 /// Whether a command line clap could not parse asked for `--output json`: its error is
 /// then a JSON document too.
 fn wants_json(args: &[String]) -> bool {
@@ -415,10 +432,37 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| EnvFilter::new(format!("phoenix={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| OnceEach(std::io::stderr()))
+        .without_time()
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .try_init();
+}
+
+/// stderr for diagnostics, where a line already written once is not written again: the
+/// same warning found by each read of the host (a build reads it more than once) is said
+/// once per run.
+struct OnceEach(std::io::Stderr);
+
+impl Write for OnceEach {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        static SEEN: std::sync::Mutex<Option<std::collections::HashSet<Vec<u8>>>> =
+            std::sync::Mutex::new(None);
+        let fresh = SEEN
+            .lock()
+            .map(|mut seen| {
+                seen.get_or_insert_with(Default::default)
+                    .insert(buf.to_vec())
+            })
+            .unwrap_or(true);
+        if fresh {
+            self.0.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// An invalid configuration: `validate`'s answer, every other command's error.
@@ -475,29 +519,48 @@ pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, Error> {
     }
 }
 
-/// Opens the state directory and takes the host lock (one `build` or `gc` at a time).
+/// Opens (making it if needed) the state directory.
+pub(crate) fn open_state(cli: &Cli) -> Result<StateDir, Error> {
+    StateDir::open(&cli.state_dir).map_err(Error::StateDir)
+}
+
+/// Takes the run locks (one `build` or `gc` at a time): the state directory's, and the
+/// host's own where it has one (so that two runs with different state directories do
+/// not build on one host at once).
 pub(crate) fn lock_host(
-    cli: &Cli,
+    state: &StateDir,
+    host: &dyn Host,
     command: &str,
     wait: bool,
-) -> Result<(StateDir, HostLock), Error> {
-    let state = StateDir::open(&cli.state_dir).map_err(Error::StateDir)?;
-    let lock = state.root.join("phoenix.lock");
-    match HostLock::acquire(&state, command, wait) {
-        Ok(held) => Ok((state, held)),
-        Err(LockError::Held(holder)) => Err(Error::Locked {
-            holder: holder.map_or("another phoenix process".to_string(), |h| {
-                format!(
-                    "phoenix {} (pid {}, started {} s ago)",
-                    h.command,
-                    h.pid,
-                    now_secs().saturating_sub(h.started)
-                )
-            }),
-            lock,
-        }),
-        Err(LockError::Io(message)) => Err(Error::LockIo { lock, message }),
+) -> Result<Vec<HostLock>, Error> {
+    let held = |lock: PathBuf, what: String| {
+        move |e| match e {
+            LockError::Held(holder) => Error::Locked {
+                holder: holder.map_or("another phoenix process".to_string(), |mut h| {
+                    // The state directory's own lock names it already.
+                    if h.state_dir.as_ref() == Some(&state.root) && what.starts_with("state") {
+                        h.state_dir = None;
+                    }
+                    h.describe()
+                }),
+                what,
+                lock,
+            },
+            LockError::Io(message) => Error::LockIo { lock, message },
+        }
+    };
+    let mut locks = Vec::new();
+    let path = state.root.join("phoenix.lock");
+    let what = format!("state directory {}", state.root.display());
+    locks.push(HostLock::acquire(state, command, wait).map_err(held(path, what))?);
+    if let Some(path) = host.lock_path() {
+        let what = format!("{} host {}", host.name(), host.describe());
+        locks.push(
+            HostLock::acquire_host(&path, state, command, wait)
+                .map_err(held(path.clone(), what))?,
+        );
     }
+    Ok(locks)
 }
 
 /// Every CTID named on the command line (targets and `--replace`) must be in the config:

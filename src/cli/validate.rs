@@ -30,13 +30,25 @@ pub fn validate(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
                 fleet.hooks.dir.display()
             );
             if !without_hook.is_empty() {
+                // A few names, then a count: a fleet of thousands stays one short line
+                // (`--output json` lists them all).
+                const SHOWN: usize = 5;
+                let mut names: Vec<String> = without_hook
+                    .iter()
+                    .take(SHOWN)
+                    .map(|c| node_label(fleet, *c))
+                    .collect();
+                if without_hook.len() > SHOWN {
+                    names.push(format!(
+                        "and {} more (`--output json` lists them)",
+                        without_hook.len() - SHOWN
+                    ));
+                }
                 println!(
-                    "no setup hook (phoenix_hypervisor_setup_<CTID>.sh) for: {} — phoenix's own steps build them alone",
-                    without_hook
-                        .iter()
-                        .map(|c| node_label(fleet, *c))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "no setup hook (phoenix_hypervisor_setup_<CTID>.sh) for {} node{}: {} — phoenix's own steps build them alone",
+                    without_hook.len(),
+                    plural(without_hook.len()),
+                    names.join(", ")
                 );
             }
         }

@@ -134,6 +134,30 @@ fn disk_does_not_shrink(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
     }
 }
 
+/// Nodes asking for more cores than the host has `cpus`: Proxmox takes it (`cores` is a
+/// limit), but the CT never gets more than the host's CPUs, so the number says something
+/// untrue. Warnings; the host is known only to the command line (`cli`), not to the
+/// fleet's own rules.
+pub fn cores_above_the_host(fleet: &Fleet, cpus: u64) -> Vec<Problem> {
+    fleet
+        .nodes
+        .values()
+        .filter(|node| node.spec.cores > cpus)
+        .map(|node| {
+            at(fleet, node, "cores", "config::cores-above-host")
+                .message(format!(
+                    "CT {} asks for {} cores, but the host has {cpus} CPUs: it never gets more than {cpus}",
+                    node.ctid, node.spec.cores
+                ))
+                .label("more than the host's CPUs")
+                .help(format!(
+                    "use at most {cpus} (PHOENIX_HOST_CPUS names the CPUs of the host to check against)"
+                ))
+                .warning()
+        })
+        .collect()
+}
+
 /// The original cloned from the source's `template_snapshot_name`; a template that has
 /// clones keeps needing one, and it must be a name Proxmox accepts.
 fn template_snapshot_name(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {

@@ -466,6 +466,20 @@ pub trait Host: Send + Sync {
     fn pct_dir(&self) -> Option<PathBuf>;
     /// Environment a hook needs for that `pct` to find this host.
     fn hook_env(&self) -> Vec<(String, String)>;
+    /// The lock file that keeps two phoenix runs from building on this host at once,
+    /// whatever their state directories (`None`: the state directory's lock is the
+    /// host's, as for the sim, which lives in it).
+    fn lock_path(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Where this host is, for messages: the LXC path, the Proxmox node.
+    fn describe(&self) -> String {
+        self.name().to_string()
+    }
+    /// The command an admin types to look inside a CT on this host.
+    fn enter_hint(&self, ctid: Ctid) -> String {
+        format!("pct enter {ctid}")
+    }
     /// Expected duration of a verb, for scheduling priorities (any consistent unit).
     fn estimate_ms(&self, verb: Verb) -> u64 {
         let _ = verb;

@@ -549,6 +549,18 @@ impl Host for LxcHost {
         "lxc"
     }
 
+    fn lock_path(&self) -> Option<PathBuf> {
+        Some(self.opts.path.join(".phoenix.lock"))
+    }
+
+    fn describe(&self) -> String {
+        format!("at {}", self.opts.path.display())
+    }
+
+    fn enter_hint(&self, ctid: Ctid) -> String {
+        format!("lxc-attach -P {} -n {ctid}", self.opts.path.display())
+    }
+
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         let running = self.running_set()?;
         let mut out = BTreeMap::new();

@@ -327,6 +327,15 @@ impl Host for PveHost {
         "pve"
     }
 
+    /// Proxmox keeps its own locks under `/run/lock`; phoenix's sits beside them.
+    fn lock_path(&self) -> Option<PathBuf> {
+        Some(self.root.join("run/lock/phoenix.lock"))
+    }
+
+    fn describe(&self) -> String {
+        format!("node {}", self.node)
+    }
+
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         let running = self.running()?;
         let mut out = BTreeMap::new();

@@ -162,6 +162,9 @@ fn rootfs_volid(main: &Section) -> String {
         .unwrap_or_default()
 }
 
+/// Disk numbers per guest, as Proxmox's storage plugins count them [SPLUG].
+const MAX_VOLUMES_PER_GUEST: u32 = 1024;
+
 impl SimHost {
     /// The model behind `--backend sim`: node `sim` under `<state_dir>/sim`, knobs from the
     /// environment.
@@ -208,7 +211,7 @@ impl SimHost {
     }
 
     fn lay_out(&self) -> std::io::Result<()> {
-        fs::create_dir_all(self.conf_dir())?;
+        crate::os::create_dir_all(&self.conf_dir())?;
         let link = self.root.join("etc/pve/lxc");
         if fs::symlink_metadata(&link).is_err() {
             let target = PathBuf::from("nodes").join(&self.node).join("lxc");
@@ -222,7 +225,7 @@ impl SimHost {
             crate::os::write_atomic(&cfg, storage::DEFAULT_STORAGE_CFG.as_bytes())?;
             // A new node has downloaded Proxmox's standard system templates.
             let cache = self.root.join("var/lib/vz/template/cache");
-            fs::create_dir_all(&cache)?;
+            crate::os::create_dir_all(&cache)?;
             for t in STANDARD_TEMPLATES {
                 fs::write(cache.join(t), b"")?;
             }
@@ -320,19 +323,37 @@ impl SimHost {
             .ok_or_else(|| text::unknown_storage(id))
     }
 
-    /// The volume name of a CT's root disk on a storage, and its volume id.
+    /// The volume id of a new root disk of CT `ctid` on a storage: the first disk number
+    /// no volume of that CT uses yet, as Proxmox allocates it [STOR find_free_diskname,
+    /// get_next_vm_diskname]. A volume left behind by a CT whose config is gone is never
+    /// taken over: the new CT gets `disk-1`, with none of the old files or snapshots.
     fn new_volume(&self, storage: &Storage, ctid: Ctid) -> HostResult<String> {
         if !storage.holds("rootdir") {
             return Err(text::no_rootdir(&storage.id));
         }
-        match storage.kind.as_str() {
-            "zfspool" => Ok(format!("{}:subvol-{ctid}-disk-0", storage.id)),
-            "dir" => Ok(format!("{}:{ctid}/subvol-{ctid}-disk-0.subvol", storage.id)),
+        let name = |i: u32| match storage.kind.as_str() {
+            "zfspool" => Ok(format!("{}:subvol-{ctid}-disk-{i}", storage.id)),
+            "dir" => Ok(format!(
+                "{}:{ctid}/subvol-{ctid}-disk-{i}.subvol",
+                storage.id
+            )),
             other => Err(HostError::failed(format!(
                 "sim: storage '{}' is of type '{other}'; the model has zfspool and dir storages",
                 storage.id
             ))),
+        };
+        for i in 0..MAX_VOLUMES_PER_GUEST {
+            let volid = name(i)?;
+            let (path, _) = self.volume(&volid)?;
+            let base = path.with_file_name(format!("basevol-{ctid}-disk-{i}"));
+            if !path.exists() && !base.exists() {
+                return Ok(volid);
+            }
         }
+        Err(HostError::failed(format!(
+            "unable to allocate an image name for VM {ctid} in storage '{}'",
+            storage.id
+        )))
     }
 
     /// Where a volume's files are, and whether its storage takes snapshots.
@@ -1195,7 +1216,9 @@ impl SimHost {
             if !zfs || !last.starts_with("basevol-") || req.snapname.is_some() {
                 return Err(text::clone_linked_unavailable(&mp.volume));
             }
-            format!("{store}:{last}/subvol-{}-disk-0", req.target)
+            let linked = self.new_volume(&self.storage(store)?, req.target)?;
+            let (_, disk) = linked.split_once(':').unwrap_or(("", &linked));
+            format!("{store}:{last}/{disk}")
         };
         mp.volume = volid.clone();
         // The source's config less its history and its locks; every interface gets a
@@ -1320,7 +1343,7 @@ fn extract_skeleton(vol: &Path) -> HostResult<()> {
     use std::os::unix::fs::PermissionsExt;
     for dir in SKELETON {
         let d = vol.join(dir);
-        fs::create_dir_all(&d).map_err(|e| io_err("create", &d, e))?;
+        crate::os::create_dir_all(&d).map_err(|e| io_err("create", &d, e))?;
         if dir.ends_with("tmp") {
             fs::set_permissions(&d, fs::Permissions::from_mode(0o1777))
                 .map_err(|e| io_err("chmod", &d, e))?;
