@@ -1120,7 +1120,13 @@ fn ten_thousand_nodes_without_hooks_are_one_short_line() {
         line,
         "no setup hook (phoenix_hypervisor_setup_<CTID>.sh) for 10000 nodes: 1000 n1000, 1001 n1001, 1002 n1002, 1003 n1003, 1004 n1004, and 9995 more (`--output json` lists them) — phoenix's own steps build them alone"
     );
-    assert_eq!(f.validate_json().json()["without_hook"].as_array().unwrap().len(), 10000);
+    assert_eq!(
+        f.validate_json().json()["without_hook"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10000
+    );
 }
 
 #[test]
@@ -1129,7 +1135,10 @@ fn more_cores_than_the_host_has_is_a_warning() {
     f.edit_block(910, |b| {
         b.insert("cores".into(), json!(64));
     });
-    let r = f.phoenix_env(&["validate", "--output", "json"], &[("PHOENIX_HOST_CPUS", "16")]);
+    let r = f.phoenix_env(
+        &["validate", "--output", "json"],
+        &[("PHOENIX_HOST_CPUS", "16")],
+    );
     assert_eq!(r.code, 0, "a warning: {}", r.stdout);
     let p = r.problem("config::cores-above-host");
     assert_eq!(p["severity"], "warning");
@@ -1137,8 +1146,14 @@ fn more_cores_than_the_host_has_is_a_warning() {
         p["message"],
         "CT 910 asks for 64 cores, but the host has 16 CPUs: it never gets more than 16"
     );
-    common::assert_at(&p, common::locate(&f.lxc_text(), &["\"910\": {", "\"cores\": ", "64"]));
-    let plan = f.phoenix_env(&["plan"], &[("PHOENIX_BACKEND", "sim"), ("PHOENIX_HOST_CPUS", "16")]);
+    common::assert_at(
+        &p,
+        common::locate(&f.lxc_text(), &["\"910\": {", "\"cores\": ", "64"]),
+    );
+    let plan = f.phoenix_env(
+        &["plan"],
+        &[("PHOENIX_BACKEND", "sim"), ("PHOENIX_HOST_CPUS", "16")],
+    );
     assert!(
         plan.stderr.contains("the configuration has 1 warning(s)"),
         "{}",

@@ -484,10 +484,9 @@ fn gc_takes_the_build_lock() {
     first.wait().unwrap();
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(
-        r.stderr.contains(&format!(
-            "phoenix build (pid {}, started",
-            first.id()
-        )) && r.stderr.contains("is building on the state directory"),
+        r.stderr
+            .contains(&format!("phoenix build (pid {}, started", first.id()))
+            && r.stderr.contains("is building on the state directory"),
         "{}",
         r.stderr
     );

@@ -73,6 +73,9 @@ impl Host for Counting<'_> {
     fn enter_hint(&self, ctid: Ctid) -> String {
         self.inner.enter_hint(ctid)
     }
+    fn speaks_pct(&self) -> bool {
+        self.inner.speaks_pct()
+    }
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         self.call(Verb::Inventory, None, |h| h.inventory())
     }

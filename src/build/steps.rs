@@ -138,7 +138,17 @@ impl Executor<'_> {
                 ),
             );
         }
-        log.line(&format!("$ {what}"));
+        // A host driven through `pct` logs the command; another (lxc) logs the operation
+        // in phoenix's words, never a `pct` line that was not run.
+        let what = if self.host.speaks_pct() {
+            log.line(&format!("$ {what}"));
+            what.to_string()
+        } else {
+            let op = what.strip_prefix("pct ").unwrap_or(what).to_string();
+            log.line(&format!("> {op}"));
+            op
+        };
+        let what = what.as_str();
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
@@ -242,7 +252,11 @@ impl Executor<'_> {
                     unprivileged: node.spec.unprivileged.unwrap_or(true),
                     settings: self.managed_settings(node),
                 };
-                let what = format!("pct create {ctid} {}", spec.ostemplate);
+                let what = if self.host.speaks_pct() {
+                    format!("pct create {ctid} {}", spec.ostemplate)
+                } else {
+                    format!("create {ctid} from {}", spec.ostemplate)
+                };
                 self.call(ctid, Step::Create, &mut log, &what, || {
                     self.host.create(ctid, &spec)
                 })
@@ -256,10 +270,17 @@ impl Executor<'_> {
                     hostname: node.name().to_string(),
                     storage: node.spec.storage_pool.clone(),
                 };
-                let what = format!(
-                    "pct clone {parent} {ctid} --snapname {} --hostname {} --storage {}",
-                    spec.snapshot, spec.hostname, spec.storage
-                );
+                let what = if self.host.speaks_pct() {
+                    format!(
+                        "pct clone {parent} {ctid} --snapname {} --hostname {} --storage {}",
+                        spec.snapshot, spec.hostname, spec.storage
+                    )
+                } else {
+                    format!(
+                        "clone {parent}@{} as {ctid} ({})",
+                        spec.snapshot, spec.hostname
+                    )
+                };
                 self.call(ctid, Step::Clone, &mut log, &what, || {
                     self.host.clone_ct(&spec)
                 })

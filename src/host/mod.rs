@@ -476,6 +476,11 @@ pub trait Host: Send + Sync {
     fn describe(&self) -> String {
         self.name().to_string()
     }
+    /// Whether this host is driven through `pct`, so that a node's log can show each
+    /// operation as the `pct` command it is.
+    fn speaks_pct(&self) -> bool {
+        true
+    }
     /// The command an admin types to look inside a CT on this host.
     fn enter_hint(&self, ctid: Ctid) -> String {
         format!("pct enter {ctid}")

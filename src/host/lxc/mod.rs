@@ -557,6 +557,10 @@ impl Host for LxcHost {
         format!("at {}", self.opts.path.display())
     }
 
+    fn speaks_pct(&self) -> bool {
+        false
+    }
+
     fn enter_hint(&self, ctid: Ctid) -> String {
         format!("lxc-attach -P {} -n {ctid}", self.opts.path.display())
     }
