@@ -8,6 +8,8 @@
 //! | `secrets/key` | the key of the secret digests: 32 random bytes, readable by root only |
 //! | `secrets/<ctid>.json` | keyed digests of the secret fields a node's hook last ran with ([`secrets`](crate::engine::secrets)) |
 //! | `hooks-running/<ctid>` | a hook running now: its process group and start time |
+//! | `pins/<ctid>.json` | a CT rolled back to an earlier generation and pinned there: which, when, by whom; `build` leaves it alone until `unpin` |
+//! | `removed.jsonl` | one line per snapshot `gc` removed (CTID, snapshot, when), so that asking for it later says when it went |
 //! | `building/<ctid>.json` | a build of the CT that has changed the host and not reached its snapshot: the proof that a CT without a build snapshot is phoenix's unfinished one |
 //! | `phoenix.lock` | the host lock: one `build`/`gc` at a time; holds the holder's pid and start |
 //! | `sim/` | the `sim` backend's host |
@@ -42,6 +44,40 @@ pub struct Building {
     pub started: u64,
 }
 
+/// A CT held at an earlier generation by `phoenix rollback`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pin {
+    /// The generation (`phx-…`) the CT was rolled back to.
+    pub snapshot: String,
+    /// Its full hash, from the snapshot's build record (descendants are planned against it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Seconds since the epoch.
+    pub pinned_at: u64,
+    /// Who ran the rollback (`$SUDO_USER`, else `$USER`, else the uid).
+    pub by: String,
+    /// The generation the CT held before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// False while the rollback is under way: written before the first host change, set
+    /// when the CT is back at `snapshot`. An unfinished rollback is never taken for a
+    /// built CT.
+    pub complete: bool,
+    /// The CT ran before the rollback, so it is started again (also by a rollback run
+    /// again to finish one that was cut short after the stop).
+    #[serde(default)]
+    pub restart: bool,
+}
+
+/// A snapshot `gc` removed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Removed {
+    pub ctid: Ctid,
+    pub snapshot: String,
+    /// Seconds since the epoch.
+    pub removed_at: u64,
+}
+
 /// The parts of the state directory a build writes.
 const PARTS: &[&str] = &[
     "manifests",
@@ -51,6 +87,7 @@ const PARTS: &[&str] = &[
     "hooks-running",
     "scripts",
     "building",
+    "pins",
 ];
 
 impl StateDir {
@@ -80,6 +117,89 @@ impl StateDir {
             }
         }
         problems
+    }
+
+    fn pin_path(&self, ctid: Ctid) -> PathBuf {
+        self.root.join("pins").join(format!("{ctid}.json"))
+    }
+
+    /// The pins, by CTID. A record that cannot be read is reported and counts as a pin
+    /// on nothing known: the CT is left alone all the same.
+    pub fn pins(&self) -> BTreeMap<Ctid, Pin> {
+        let Ok(dir) = fs::read_dir(self.root.join("pins")) else {
+            return BTreeMap::new();
+        };
+        dir.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let ctid: Ctid = name.strip_suffix(".json")?.parse().ok()?;
+                let bytes = read_state_file(&e.path(), 4096)?;
+                match serde_json::from_slice(&bytes) {
+                    Ok(pin) => Some((ctid, pin)),
+                    Err(_) => {
+                        tracing::warn!(
+                            "{} is corrupt: CT {ctid} counts as pinned at an unknown generation; `phoenix unpin {ctid}` removes it",
+                            e.path().display()
+                        );
+                        Some((
+                            ctid,
+                            Pin {
+                                snapshot: String::new(),
+                                hash: None,
+                                pinned_at: 0,
+                                by: String::new(),
+                                from: None,
+                                complete: false,
+                                restart: false,
+                            },
+                        ))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    pub fn write_pin(&self, ctid: Ctid, pin: &Pin) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(pin).map_err(std::io::Error::other)?;
+        write_atomic(&self.pin_path(ctid), &bytes)
+    }
+
+    /// Removes a pin; `Ok(false)` when there was none.
+    pub fn remove_pin(&self, ctid: Ctid) -> std::io::Result<bool> {
+        match fs::remove_file(self.pin_path(ctid)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records snapshots `gc` removed, one JSON line each (appended).
+    pub fn record_removed(&self, removed: &[Removed]) -> std::io::Result<()> {
+        use std::io::Write;
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let path = self.root.join("removed.jsonl");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let mut text = String::new();
+        for r in removed {
+            text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes())
+    }
+
+    /// When `gc` removed CT `ctid`'s snapshot `name`, if it did.
+    pub fn removed(&self, ctid: Ctid, name: &str) -> Option<Removed> {
+        let bytes = read_state_file(&self.root.join("removed.jsonl"), 64 * 1024 * 1024)?;
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Removed>(l).ok())
+            .find(|r| r.ctid == ctid && r.snapshot == name)
     }
 
     fn building_path(&self, ctid: Ctid) -> PathBuf {

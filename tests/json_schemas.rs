@@ -14,7 +14,7 @@ use common::Fixture;
 use serde_json::{json, Value};
 
 /// The schema of each command's document.
-const COMMANDS: [(&str, &str); 10] = [
+const COMMANDS: [(&str, &str); 12] = [
     ("validate", "validate"),
     ("graph", "graph"),
     ("show", "show"),
@@ -25,6 +25,8 @@ const COMMANDS: [(&str, &str); 10] = [
     ("gc", "gc"),
     ("generations", "generations"),
     ("build", "build-event"),
+    ("rollback", "rollback"),
+    ("unpin", "unpin"),
 ];
 
 /// The schemas of `schemas/output/`, each checked against its metaschema and compiled with
@@ -180,6 +182,32 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 fn append_to_hook(f: &Fixture, ctid: u32, line: &str) {
     let hook = fs::read_to_string(f.hook_path(ctid)).unwrap();
     f.write_hook(ctid, &format!("{hook}{line}\n"));
+}
+
+#[test]
+fn a_rollback_its_pin_and_the_unpin() {
+    let s = Schemas::load();
+    let f = Fixture::example();
+    s.build(&f, &[], &[], 0);
+    append_to_hook(&f, 910, "echo v2");
+    s.build(&f, &[], &[], 0);
+    let dry = s.doc(&f, &["rollback", "910", "--dry-run"], &[], 4);
+    assert_eq!(dry["pinned"], Value::Null);
+    assert_eq!(dry["deletes"].as_array().unwrap().len(), 1);
+    s.doc(&f, &["rollback", "910"], &[], 4);
+    let done = s.doc(&f, &["rollback", "910", "--force"], &[], 0);
+    assert!(done["pinned"].is_object());
+    let plan = s.doc(&f, &["plan"], &[], 0);
+    assert!(values(&plan["nodes"], "action").contains("pinned"));
+    let why = s.doc(&f, &["why", "910"], &[], 0);
+    assert_eq!(why["explanation"]["verdict"], "pinned");
+    s.doc(&f, &["status"], &[], 0);
+    let gc = s.doc(&f, &["gc", "--dry-run"], &[], 0);
+    assert!(values(&gc["snapshots"], "reason").contains("pinned"));
+    let lines = s.build(&f, &[], &[], 0);
+    assert!(outcomes(&lines).contains("pinned"));
+    assert_eq!(s.doc(&f, &["unpin", "910"], &[], 0)["was_pinned"], true);
+    s.doc(&f, &["rollback", "910", "--to", "phx-0123"], &[], 2);
 }
 
 #[test]

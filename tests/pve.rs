@@ -832,3 +832,49 @@ fn two_state_directories_on_one_node_take_turns() {
         r.stderr
     );
 }
+
+/// `phoenix rollback` on a Proxmox node is the `pct` an admin would type: stop, delete
+/// the newer snapshot (ZFS rolls back only to the most recent one), roll back, start.
+#[test]
+fn a_rollback_is_pct_shutdown_delsnapshot_rollback_start() {
+    let n = Node::new();
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    let snaps = |n: &Node| -> Vec<String> {
+        let text = fs::read_to_string(n.conf(910)).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("[phx-").and_then(|r| r.strip_suffix(']')))
+            .map(|h| format!("phx-{h}"))
+            .collect()
+    };
+    let first = snaps(&n).pop().unwrap();
+    let hook = n.f.hook_path(910);
+    fs::write(&hook, fs::read_to_string(&hook).unwrap() + "echo v2\n").unwrap();
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    let second = snaps(&n).into_iter().find(|s| *s != first).unwrap();
+    let before = n.calls().len();
+    let r = n.phoenix(&["rollback", "910", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let calls: Vec<String> = n.calls()[before..]
+        .iter()
+        .filter(|c| !c.starts_with("pct list") && !c.starts_with("pct config"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "pct shutdown 910 --timeout 60 --forceStop 1".to_string(),
+            format!("pct delsnapshot 910 {second}"),
+            format!("pct rollback 910 {first}"),
+            "pct start 910".to_string(),
+        ]
+    );
+    let r = n.phoenix(&["plan", "--output", "json"]);
+    let node = r.json()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ctid"] == 910)
+        .unwrap()
+        .clone();
+    assert_eq!(node["action"], "pinned");
+}

@@ -76,6 +76,9 @@ impl Host for Counting<'_> {
     fn speaks_pct(&self) -> bool {
         self.inner.speaks_pct()
     }
+    fn rollback_keeps_newer(&self) -> bool {
+        self.inner.rollback_keeps_newer()
+    }
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         self.call(Verb::Inventory, None, |h| h.inventory())
     }

@@ -67,6 +67,8 @@ pub enum NodeOutcome {
     Cancelled,
     /// Left out of the run (`--skip-gpu`).
     Skipped,
+    /// Held at a generation by `phoenix rollback`: left alone.
+    Pinned,
 }
 
 impl NodeOutcome {
@@ -81,6 +83,7 @@ impl NodeOutcome {
             NodeOutcome::Unmanaged => "unmanaged",
             NodeOutcome::Cancelled => "cancelled",
             NodeOutcome::Skipped => "skipped",
+            NodeOutcome::Pinned => "pinned",
         }
     }
 }

@@ -85,7 +85,8 @@ pub fn make_plan(
     skip_gpu: bool,
 ) -> HostResult<Planned> {
     let started = Instant::now();
-    let hashes = hash::hash_fleet(fleet);
+    let pins = state.pins();
+    let hashes = hash::hash_fleet_fixed(fleet, &pinned_hashes(fleet, state, &pins));
     let hashed_ms = started.elapsed().as_millis() as u64;
     let inventory = host.inventory()?;
     tracing::info!(
@@ -103,6 +104,21 @@ pub fn make_plan(
     let context = plan::Context {
         skip_gpu,
         unfinished: state.unfinished_builds().into_keys().collect(),
+        pins: pins
+            .iter()
+            .filter(|(c, _)| fleet.node(**c).is_some())
+            .map(|(&c, p)| {
+                (
+                    c,
+                    plan::Pinned {
+                        pinned_snapshot: p.snapshot.clone(),
+                        pinned_at: p.pinned_at,
+                        pinned_by: p.by.clone(),
+                        complete: p.complete,
+                    },
+                )
+            })
+            .collect(),
     };
     let plan = plan::plan(
         fleet,
@@ -144,6 +160,33 @@ pub fn make_plan(
         preflight,
         state_problems,
     })
+}
+
+/// The hashes of the generations pinned nodes are held at (their build records' hashes,
+/// with the manifests phoenix stored for them, else today's), so that their descendants
+/// are planned against them. A pin whose hash is unknown fixes nothing.
+pub fn pinned_hashes(
+    fleet: &Fleet,
+    state: &StateDir,
+    pins: &BTreeMap<Ctid, crate::state::Pin>,
+) -> BTreeMap<Ctid, Hashed> {
+    let today = || hash::hash_fleet(fleet);
+    let mut out = BTreeMap::new();
+    let mut current: Option<BTreeMap<Ctid, Hashed>> = None;
+    for (&ctid, pin) in pins {
+        if fleet.node(ctid).is_none() || !pin.complete {
+            continue;
+        }
+        let Some(hash) = pin.hash.as_deref().and_then(hash::NodeHash::parse) else {
+            continue;
+        };
+        let manifest = match state.manifest(hash.as_str()) {
+            Some((_, m)) => m,
+            None => current.get_or_insert_with(today)[&ctid].manifest.clone(),
+        };
+        out.insert(ctid, Hashed { manifest, hash });
+    }
+    out
 }
 
 /// Why a run could not start (a node's own failure is an outcome, not an error).
@@ -483,6 +526,7 @@ fn outcomes(
             Action::Blocked { by } => (NodeOutcome::Blocked, Some(*by)),
             Action::Unmanaged { .. } => (NodeOutcome::Unmanaged, None),
             Action::Skipped { .. } => (NodeOutcome::Skipped, None),
+            Action::Pinned(_) => (NodeOutcome::Pinned, None),
             _ => continue,
         };
         let mut ev = finished_event(e, outcome);

@@ -50,16 +50,23 @@ impl MainLog {
 pub fn build(
     cli: &Cli,
     fleet: &Fleet,
+    unpin: &[Ctid],
     opts: &BuildOptions,
     wait: bool,
     log_file: Option<&std::path::Path>,
 ) -> Result<i32, Error> {
     let mut named = opts.targets.clone();
     named.extend(opts.consent.replace.iter().copied());
+    named.extend(unpin.iter().copied());
     check_targets(fleet, &named)?;
     let state = open_state(cli)?;
     let host = open_host(cli)?;
     let _locks = lock_host(&state, host.as_ref(), "build", wait)?;
+    for &ctid in unpin {
+        state
+            .remove_pin(ctid)
+            .map_err(|e| Error::StateDir(format!("cannot remove the pin of CT {ctid}: {e}")))?;
+    }
     let mode = match cli.output {
         Output::Json => Mode::Json,
         Output::Human

@@ -64,6 +64,15 @@ pub enum Error {
         help: String,
     },
 
+    #[error("{message}")]
+    #[diagnostic(help("{help}"))]
+    Rollback {
+        message: String,
+        help: String,
+        /// Refused for want of `--force` (exit 4), not for a wrong request (exit 2).
+        consent: bool,
+    },
+
     #[error("{option}: {message}")]
     #[diagnostic(help("see `phoenix help` for the option's format"))]
     Usage {
@@ -118,6 +127,8 @@ impl Error {
             Error::Locked { .. } => exit::LOCKED,
             Error::NotInConfig { .. } => exit::NOT_FOUND,
             Error::Usage { .. } => exit::USAGE,
+            Error::Rollback { consent: true, .. } => exit::HELD,
+            Error::Rollback { .. } => exit::USAGE,
         }
     }
 
@@ -133,6 +144,7 @@ impl Error {
             Error::NotInConfig { .. } => "not_in_config",
             Error::Read { .. } => "read",
             Error::Usage { .. } => "usage",
+            Error::Rollback { .. } => "rollback",
         }
     }
 }

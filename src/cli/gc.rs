@@ -25,10 +25,16 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             option: "--older-than",
             message,
         })?;
-    let _state = open_state(cli)?;
+    let state = open_state(cli)?;
     let host = open_host(cli)?;
-    let _locks = lock_host(&_state, host.as_ref(), "gc", args.wait)?;
-    let hashes = crate::engine::hash::hash_fleet(fleet);
+    let _locks = lock_host(&state, host.as_ref(), "gc", args.wait)?;
+    let pins = state.pins();
+    let hashes = crate::engine::hash::hash_fleet_fixed(
+        fleet,
+        &crate::build::pinned_hashes(fleet, &state, &pins),
+    );
+    let pinned: std::collections::BTreeMap<Ctid, String> =
+        pins.into_iter().map(|(c, p)| (c, p.snapshot)).collect();
     let inventory = host.inventory().map_err(Error::ReadHost)?;
     let policy = crate::engine::gc::Policy {
         keep: args.keep,
@@ -36,7 +42,7 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
         now: now_secs(),
         orphans: args.orphans,
     };
-    let decisions = crate::engine::gc::decide(&hashes, &inventory, &policy);
+    let decisions = crate::engine::gc::decide(&hashes, &inventory, &pinned, &policy);
     let mut errors = Vec::new();
     let mut deleted = Vec::new();
     let mut destroyed = Vec::new();
@@ -47,7 +53,14 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
         {
             match host.delete_snapshot(d.ctid, &d.snapshot) {
-                Ok(()) => deleted.push((d.ctid, d.snapshot.clone())),
+                Ok(()) => {
+                    let _ = state.record_removed(&[crate::state::Removed {
+                        ctid: d.ctid,
+                        snapshot: d.snapshot.clone(),
+                        removed_at: now_secs(),
+                    }]);
+                    deleted.push((d.ctid, d.snapshot.clone()))
+                }
                 Err(e) => errors.push(GcError {
                     ctid: d.ctid,
                     snapshot: Some(d.snapshot.clone()),
@@ -109,6 +122,8 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
                                 "younger than --older-than ({} old)",
                                 crate::os::age(*age_s)
                             ),
+                            crate::engine::gc::Keep::Pinned =>
+                                "the CT is pinned at it (phoenix rollback)".to_string(),
                         }
                     ),
                 };

@@ -9,6 +9,7 @@ mod generations;
 mod graph;
 mod log;
 mod plan;
+mod rollback;
 mod status;
 mod validate;
 mod why;
@@ -143,6 +144,9 @@ pub enum Command {
         /// Seconds a node's hook may run before it is killed and the node fails.
         #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
         hook_timeout: u64,
+        /// Give this pinned CT back to builds first (as `phoenix unpin`).
+        #[arg(long = "unpin", value_name = "CTID")]
+        unpin: Vec<Ctid>,
         #[command(flatten)]
         consent: ConsentArgs,
     },
@@ -176,6 +180,33 @@ pub enum Command {
         /// Wait for a running build instead of exiting.
         #[arg(long)]
         wait: bool,
+    },
+    /// Put a CT back to one of its generations (files and settings as built) and pin it
+    /// there: builds leave it alone until `unpin`.
+    Rollback {
+        /// The node's CTID.
+        ctid: Ctid,
+        /// The generation to go back to (`phx-…`, as `generations` lists it).
+        #[arg(long, value_name = "SNAPSHOT", conflicts_with = "steps")]
+        to: Option<String>,
+        /// Go back this many generations [default: 1, the one before the current].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        steps: Option<u16>,
+        /// Show what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete the newer snapshots a rollback needs gone (ZFS rolls back only to the
+        /// most recent one).
+        #[arg(long)]
+        force: bool,
+        /// Wait for a running build instead of exiting.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Give a CT pinned by `rollback` back to builds.
+    Unpin {
+        /// The node's CTID.
+        ctid: Ctid,
     },
     /// A CT's phx-* snapshots, newest first, with what each was built from.
     Generations {
@@ -319,9 +350,11 @@ pub fn run(mut cli: Cli) -> i32 {
             hook_timeout,
             log_file,
             consent,
+            unpin,
         } => build::build(
             &cli,
             &fleet,
+            unpin,
             &crate::build::BuildOptions {
                 targets: targets.clone(),
                 skip_gpu: cli.skip_gpu,
@@ -355,6 +388,26 @@ pub fn run(mut cli: Cli) -> i32 {
             },
         ),
         Command::Generations { ctid } => generations::generations(&cli, &fleet, *ctid),
+        Command::Rollback {
+            ctid,
+            to,
+            steps,
+            dry_run,
+            force,
+            wait,
+        } => rollback::rollback(
+            &cli,
+            &fleet,
+            &rollback::RollbackArgs {
+                ctid: *ctid,
+                to: to.clone(),
+                steps: steps.map(usize::from),
+                dry_run: *dry_run,
+                force: *force,
+                wait: *wait,
+            },
+        ),
+        Command::Unpin { ctid } => rollback::unpin(&cli, &fleet, *ctid),
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     };
     result.unwrap_or_else(|e| error::report(&e, cli.output == Output::Json, color))

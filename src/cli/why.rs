@@ -161,6 +161,23 @@ fn render_why(
                 ));
             }
         }
+        E::Pinned(p) => {
+            out.push_str(&format!(
+                "CT {label} is pinned at {}: `phoenix rollback` by {} on {} UTC put it back to that generation, and builds leave it there{}.\n",
+                p.pinned_snapshot,
+                p.pinned_by,
+                crate::os::utc(p.pinned_at),
+                if p.complete { "" } else { " (the rollback did not finish: run it again)" }
+            ));
+            let wanted = planned.hashes.get(&ctid).map(|h| h.hash.snapshot().to_string());
+            out.push_str(&format!(
+                "  `phoenix unpin {ctid}` (or `build --unpin {ctid}`) gives it back to builds{}.\n",
+                match wanted {
+                    Some(w) if w != p.pinned_snapshot => format!(", which then rebuild it as {w}"),
+                    _ => String::new(),
+                }
+            ));
+        }
         E::Unreadable { why } => out.push_str(&format!(
             "CT {label}: a CT with this id exists but its config cannot be parsed ({why}), so phoenix cannot tell whose it is: it is never touched.\n"
         )),

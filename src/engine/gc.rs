@@ -6,7 +6,8 @@
 //! - the node's wanted snapshot (`phx-<hash>` of today's config),
 //! - the build the live CT descends from (its current generation),
 //! - among the newest `keep` other generations,
-//! - younger than `older_than`;
+//! - younger than `older_than`,
+//! - the generation a rollback pinned the CT at;
 //!
 //! and is a candidate otherwise. Snapshots without the `phx-` form and CTs without the
 //! `phoenix` tag are never considered.
@@ -41,6 +42,8 @@ pub enum Keep {
     Recent { rank: usize },
     /// Younger than `--older-than`.
     Young { age_s: u64 },
+    /// The CT is pinned at it (`phoenix rollback`).
+    Pinned,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +86,7 @@ pub struct GcPlan {
 pub fn decide(
     hashes: &BTreeMap<Ctid, Hashed>,
     inventory: &BTreeMap<Ctid, CtInfo>,
+    pinned: &BTreeMap<Ctid, String>,
     policy: &Policy,
 ) -> GcPlan {
     let mut out = GcPlan::default();
@@ -102,7 +106,9 @@ pub fn decide(
         let current = current_build(ct).map(|s| s.name.clone());
         let mut rank = 0;
         for s in generations(ct) {
-            let reason = if wanted.as_deref() == Some(s.name.as_str()) {
+            let reason = if pinned.get(&ct.ctid) == Some(&s.name) {
+                Some(Keep::Pinned)
+            } else if wanted.as_deref() == Some(s.name.as_str()) {
                 Some(Keep::Wanted)
             } else if current.as_deref() == Some(s.name.as_str()) {
                 Some(Keep::Current)

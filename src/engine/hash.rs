@@ -133,6 +133,13 @@ pub struct Hashed {
 
 /// Hashes every node of a valid fleet, parents first.
 pub fn hash_fleet(fleet: &Fleet) -> BTreeMap<Ctid, Hashed> {
+    hash_fleet_fixed(fleet, &BTreeMap::new())
+}
+
+/// Hashes a fleet some of whose nodes are held at a generation they were built as (a
+/// pinned rollback): those keep the hash given, and their descendants are hashed
+/// against it, so that they are planned against the pinned generation's snapshot.
+pub fn hash_fleet_fixed(fleet: &Fleet, fixed: &BTreeMap<Ctid, Hashed>) -> BTreeMap<Ctid, Hashed> {
     use rayon::prelude::*;
     let lib: BTreeMap<String, String> = fleet
         .hooks
@@ -161,6 +168,9 @@ pub fn hash_fleet(fleet: &Fleet) -> BTreeMap<Ctid, Hashed> {
         let hashed: Vec<(Ctid, Hashed)> = generation
             .par_iter()
             .map(|&ctid| {
+                if let Some(h) = fixed.get(&ctid) {
+                    return (ctid, h.clone());
+                }
                 let parent_ref = fleet.graph.parent_of(ctid).map(|p| ParentRef {
                     ctid: p,
                     hash: out[&p].hash.clone(),

@@ -13,6 +13,7 @@
 //! | `blocked` | an ancestor is held, blocked, or is not phoenix's |
 //! | `unmanaged` | a CT with this CTID exists but phoenix did not create it (or its config cannot be read): never touched |
 //! | `skipped` | left out of this run (`--skip-gpu`), with its descendants |
+//! | `pinned` | rolled back to an earlier generation and held there (`phoenix rollback`) until `unpin`; its descendants are planned against that generation |
 //!
 //! A CT without a build snapshot is *unfinished* only with proof that phoenix's own build
 //! of it never reached its snapshot: the build record in the state directory, written
@@ -46,6 +47,22 @@ pub struct Context {
     /// CTs whose build phoenix started and never committed (the state directory's build
     /// records): the proof that a CT without a build snapshot is phoenix's unfinished one.
     pub unfinished: BTreeSet<Ctid>,
+    /// CTs held at a generation by `phoenix rollback`.
+    pub pins: BTreeMap<Ctid, Pinned>,
+}
+
+/// A CT held at an earlier generation, as the plan shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pinned {
+    /// The generation it was rolled back to.
+    pub pinned_snapshot: String,
+    /// When (RFC 3339 in JSON).
+    #[serde(with = "crate::os::rfc3339_secs")]
+    pub pinned_at: u64,
+    pub pinned_by: String,
+    /// False while the rollback has not finished: the CT is not yet what the pin names
+    /// (`phoenix rollback` again finishes it).
+    pub complete: bool,
 }
 
 /// Why a node is left out of the run.
@@ -154,6 +171,8 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         unreadable: Option<String>,
     },
+    /// Rolled back and held at a generation; nothing is done to it until `unpin`.
+    Pinned(Pinned),
     /// Left out of this run; nothing is done to it.
     Skipped {
         #[serde(rename = "left_out")]
@@ -183,6 +202,7 @@ impl Action {
             Action::Blocked { .. } => "blocked",
             Action::Unmanaged { .. } => "unmanaged",
             Action::Skipped { .. } => "skipped",
+            Action::Pinned(_) => "pinned",
         }
     }
     /// The node gets work in this run.
@@ -373,6 +393,7 @@ pub fn plan(
                 why: LeftOut::Gpu,
                 by: ctid,
             },
+            _ if context.pins.contains_key(&ctid) => Action::Pinned(context.pins[&ctid].clone()),
             Some(p) if p.action.stops_descendants() => Action::Blocked {
                 by: match p.action {
                     Action::Blocked { by } => by,
@@ -406,8 +427,9 @@ pub fn plan(
         Action::Held { .. } => 1,
         Action::Blocked { .. } => 2,
         Action::Unmanaged { .. } => 3,
-        Action::Fresh { .. } => 4,
-        Action::Skipped { .. } => 5,
+        Action::Pinned(_) => 4,
+        Action::Fresh { .. } => 5,
+        Action::Skipped { .. } => 6,
     };
     let position: BTreeMap<Ctid, usize> = fleet
         .graph

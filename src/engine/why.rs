@@ -354,6 +354,8 @@ pub enum Explanation {
     NoBuildSnapshot { action: String, missing: String },
     /// Its config cannot be parsed: phoenix cannot tell whose it is.
     Unreadable { why: String },
+    /// Rolled back and held at a generation (`phoenix rollback`): left alone until unpinned.
+    Pinned(crate::engine::plan::Pinned),
     /// It would rebuild (or is held, or blocked): the chain of changes, root cause first.
     Rebuild {
         action: String,
@@ -414,6 +416,9 @@ impl Context<'_> {
         };
         if let Some(why) = &ct.unreadable {
             return Explanation::Unreadable { why: why.clone() };
+        }
+        if let Some(Action::Pinned(p)) = entry.map(|e| &e.action) {
+            return Explanation::Pinned(p.clone());
         }
         if !ct.is_managed() {
             return Explanation::NotManaged;

@@ -476,6 +476,11 @@ pub trait Host: Send + Sync {
     fn describe(&self) -> String {
         self.name().to_string()
     }
+    /// Whether a rollback to an older snapshot keeps the newer ones (btrfs); Proxmox on
+    /// ZFS rolls back only to the most recent snapshot (`pct-spec.md`).
+    fn rollback_keeps_newer(&self) -> bool {
+        false
+    }
     /// Whether this host is driven through `pct`, so that a node's log can show each
     /// operation as the `pct` command it is.
     fn speaks_pct(&self) -> bool {

@@ -143,6 +143,18 @@ pub fn reason(e: &Entry, plan: &Plan) -> String {
             "CT {} exists but was not created by phoenix (no `phoenix` tag): it is never touched",
             e.ctid
         ),
+        Action::Pinned(p) if !p.complete => format!(
+            "pinned: a rollback to {} by {} did not finish; `phoenix rollback {} --to {}` finishes it, `phoenix unpin {}` gives it back to builds",
+            p.pinned_snapshot, p.pinned_by, e.ctid, p.pinned_snapshot, e.ctid
+        ),
+        Action::Pinned(p) => format!(
+            "pinned at {} by {} on {} UTC (phoenix rollback); left alone until `phoenix unpin {}` or `build --unpin {}`",
+            p.pinned_snapshot,
+            p.pinned_by,
+            crate::os::utc(p.pinned_at),
+            e.ctid,
+            e.ctid
+        ),
         Action::Skipped {
             why: LeftOut::Gpu,
             by,

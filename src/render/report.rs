@@ -44,6 +44,7 @@ fn outcome_word(o: NodeOutcome) -> &'static str {
         NodeOutcome::Unmanaged => "UNMANAGED",
         NodeOutcome::Cancelled => "cancelled",
         NodeOutcome::Skipped => "skipped",
+        NodeOutcome::Pinned => "pinned",
     }
 }
 
@@ -249,6 +250,7 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
     let mut blocked: BTreeMap<Ctid, Vec<Ctid>> = BTreeMap::new();
     let mut held = Vec::new();
     let mut unmanaged = Vec::new();
+    let mut pinned = Vec::new();
     let mut actions: BTreeMap<String, usize> = BTreeMap::new();
     for e in events {
         if let Event::NodeFinished {
@@ -281,6 +283,7 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
                 NodeOutcome::Unmanaged => unmanaged.push((*ctid, why(*ctid))),
                 NodeOutcome::Cancelled => *actions.entry("cancelled".into()).or_insert(0) += 1,
                 NodeOutcome::Skipped => *actions.entry("skipped".into()).or_insert(0) += 1,
+                NodeOutcome::Pinned => pinned.push((*ctid, why(*ctid))),
             }
         }
     }
@@ -315,6 +318,7 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
         ("held", held.len()),
         ("blocked", blocked.values().map(Vec::len).sum()),
         ("unmanaged", unmanaged.len()),
+        ("pinned", pinned.len()),
     ] {
         if n > 0 {
             parts.push(format!("{n} {word}"));
@@ -361,6 +365,9 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
                 b.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
             ));
         }
+    }
+    for (ctid, why) in &pinned {
+        out.push_str(&format!("  📌 {ctid}: {why}\n"));
     }
     for (ctid, why) in &held {
         out.push_str(&format!("  ⏸ {ctid}: {why}\n"));

@@ -561,6 +561,11 @@ impl Host for LxcHost {
         false
     }
 
+    /// A btrfs rollback writes a new root filesystem from the snapshot: the others stay.
+    fn rollback_keeps_newer(&self) -> bool {
+        true
+    }
+
     fn enter_hint(&self, ctid: Ctid) -> String {
         format!("lxc-attach -P {} -n {ctid}", self.opts.path.display())
     }
