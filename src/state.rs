@@ -9,6 +9,7 @@
 //! | `secrets/<ctid>.json` | keyed digests of the secret fields a node's hook last ran with ([`secrets`](crate::engine::secrets)) |
 //! | `hooks-running/<ctid>` | a hook running now: its process group and start time |
 //! | `pins/<ctid>.json` | a CT rolled back to an earlier generation and pinned there: which, when, by whom; `build` leaves it alone until `unpin` |
+//! | `kept/<ctid>/<snapshot>.json` | a generation kept beyond its CT's life when the CT was replaced: where the host holds it (a backup, a subvolume), its build record, when |
 //! | `removed.jsonl` | one line per snapshot `gc` removed (CTID, snapshot, when), so that asking for it later says when it went |
 //! | `building/<ctid>.json` | a build of the CT that has changed the host and not reached its snapshot: the proof that a CT without a build snapshot is phoenix's unfinished one |
 //! | `phoenix.lock` | the host lock: one `build`/`gc` at a time; holds the holder's pid and start |
@@ -69,6 +70,20 @@ pub struct Pin {
     pub restart: bool,
 }
 
+/// A generation kept beyond its CT's life (the CT was replaced).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Kept {
+    pub ctid: Ctid,
+    /// The generation's build snapshot (`phx-…`).
+    pub snapshot: String,
+    /// The snapshot's description: its build record, written again when it comes back.
+    pub description: String,
+    /// Where the host holds it.
+    pub copy: crate::host::KeptCopy,
+    /// Seconds since the epoch.
+    pub kept_at: u64,
+}
+
 /// A snapshot `gc` removed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Removed {
@@ -88,6 +103,7 @@ const PARTS: &[&str] = &[
     "scripts",
     "building",
     "pins",
+    "kept",
 ];
 
 impl StateDir {
@@ -200,6 +216,51 @@ impl StateDir {
             .rev()
             .filter_map(|l| serde_json::from_str::<Removed>(l).ok())
             .find(|r| r.ctid == ctid && r.snapshot == name)
+    }
+
+    fn kept_dir(&self, ctid: Ctid) -> PathBuf {
+        self.root.join("kept").join(ctid.to_string())
+    }
+
+    /// Records a kept generation (written once the host holds it).
+    pub fn record_kept(&self, kept: &Kept) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(kept).map_err(std::io::Error::other)?;
+        write_atomic(
+            &self
+                .kept_dir(kept.ctid)
+                .join(format!("{}.json", kept.snapshot)),
+            &bytes,
+        )
+    }
+
+    /// CT `ctid`'s kept generations, newest first. A record that cannot be read is
+    /// reported and left out.
+    pub fn kept(&self, ctid: Ctid) -> Vec<Kept> {
+        let Ok(dir) = fs::read_dir(self.kept_dir(ctid)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Kept> = dir
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| {
+                let bytes = read_state_file(&e.path(), 1024 * 1024)?;
+                let parsed = serde_json::from_slice::<Kept>(&bytes).ok();
+                if parsed.is_none() {
+                    tracing::warn!(
+                        "{} is corrupt and is ignored: that kept generation cannot be rolled back to",
+                        e.path().display()
+                    );
+                }
+                parsed.filter(|k| k.ctid == ctid)
+            })
+            .collect();
+        out.sort_by(|a, b| b.kept_at.cmp(&a.kept_at).then(b.snapshot.cmp(&a.snapshot)));
+        out
+    }
+
+    /// Drops the record of a kept generation (the host's copy is gone).
+    pub fn forget_kept(&self, ctid: Ctid, snapshot: &str) {
+        let _ = fs::remove_file(self.kept_dir(ctid).join(format!("{snapshot}.json")));
     }
 
     fn building_path(&self, ctid: Ctid) -> PathBuf {

@@ -287,3 +287,157 @@ fn a_rollback_killed_midway_is_pinned_unfinished_until_it_is_run_again() {
         Some("v1\n")
     );
 }
+
+/// The story: a template's hook changes, everything is rebuilt with
+/// `--replace-all`, and the container is rolled back to the generation before — which the
+/// replace kept as a backup.
+#[test]
+fn a_replaced_containers_generation_is_kept_and_a_rollback_restores_it() {
+    let f = Fixture::example();
+    versioned_hook(&f, "v1");
+    assert_eq!(build_json(&f, &[]).code, 0);
+    let old = f.snapshot_names(910).pop().unwrap();
+    fs::write(
+        f.hook_path(902),
+        fs::read_to_string(f.hook_path(902)).unwrap() + "echo more\n",
+    )
+    .unwrap();
+    versioned_hook(&f, "v2");
+    f.edit_block(910, |b| {
+        b.insert("memory_mb".into(), json!(8192));
+    });
+    let r = build_json(&f, &["--replace-all"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let new = f.snapshot_names(910).pop().unwrap();
+    assert_eq!(
+        f.snapshot_names(910),
+        std::slice::from_ref(&new),
+        "a new CT: one snapshot"
+    );
+    let log = f.sim(&["log", "910"]).stdout;
+    assert!(log.contains("kept") && log.contains("vzdump 910"), "{log}");
+
+    // generations lists the kept one, with where it is and its size.
+    let gens = f.sim(&["generations", "910", "--output", "json"]).json();
+    let listed: Vec<&str> = gens["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [new.as_str(), old.as_str()]);
+    let kept = &gens["generations"][1]["kept"];
+    assert!(
+        kept["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("local:backup/vzdump-lxc-910-"),
+        "{kept}"
+    );
+    assert!(kept["size_bytes"].as_u64().unwrap() > 0);
+    let human = f.sim(&["generations", "910"]).stdout;
+    assert!(
+        human.contains("kept apart as local:backup/vzdump-lxc-910-"),
+        "{human}"
+    );
+
+    let dry = f.sim(&["rollback", "910", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains(&format!(
+            "would keep CT 910's current generation {new} apart"
+        )) && dry
+            .stdout
+            .contains("would restore CT 910 from local:backup/vzdump-lxc-910-"),
+        "{}",
+        dry.stdout
+    );
+    let r = f.sim(&["rollback", "910", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["to"], old);
+    assert_eq!(
+        file_in(&f, 910, "/root/version.txt").as_deref(),
+        Some("v1\n")
+    );
+    assert_eq!(memory(&f, 910), 4096, "the settings it was built with");
+    assert_eq!(
+        f.snapshot_names(910),
+        std::slice::from_ref(&old),
+        "back as its generation"
+    );
+    assert_eq!(f.pct(&["status", "910"]).stdout.trim(), "status: running");
+    let p = plan(&f, &[]);
+    assert_eq!(p[&910]["action"], "pinned");
+    let r = build_json(&f, &[]);
+    assert_eq!(finished(&r)[&910].1, "pinned");
+
+    // The generation it held is kept in turn; gc keeps what the pin needs.
+    let gc = f
+        .sim(&["gc", "--keep", "0", "--dry-run", "--output", "json"])
+        .json();
+    let of = |snap: &str| {
+        gc["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["ctid"] == 910 && d["snapshot"] == snap && d["kept_copy"].is_string())
+            .cloned()
+    };
+    assert_eq!(of(&old).unwrap()["reason"], "pinned");
+    assert_eq!(of(&new).unwrap()["decision"], "delete");
+    assert_eq!(f.sim(&["gc", "--keep", "0"]).code, 0);
+    let gens = f.sim(&["generations", "910", "--output", "json"]).json();
+    assert_eq!(gens["generations"].as_array().unwrap().len(), 1, "{gens}");
+    assert_eq!(gens["generations"][0]["snapshot"], old);
+    let r = f.sim(&["rollback", "910", "--to", &new]);
+    assert!(
+        r.stderr.contains("was removed by `phoenix gc`"),
+        "{}",
+        r.stderr
+    );
+
+    // Unpinned and replaced again, it is current.
+    let r = build_json(&f, &["--unpin", "910", "--replace", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        file_in(&f, 910, "/root/version.txt").as_deref(),
+        Some("v2\n")
+    );
+    assert_eq!(actions(&f, &[])[&910], "fresh");
+}
+
+#[test]
+fn a_block_that_keeps_no_generations_is_replaced_without_a_copy() {
+    let f = Fixture::example();
+    f.edit_block(910, |b| {
+        b.insert("keep_generations".into(), json!(false));
+    });
+    assert_eq!(build_json(&f, &[]).code, 0);
+    append(&f, 902);
+    assert_eq!(build_json(&f, &["--replace-all"]).code, 0);
+    assert!(!f
+        .calls()
+        .iter()
+        .any(|c| c["verb"] == "backup" && c["ctid"] == 910));
+    assert!(
+        f.calls()
+            .iter()
+            .any(|c| c["verb"] == "backup" && c["ctid"] == 950),
+        "950 keeps its generations"
+    );
+    assert_eq!(
+        f.sim(&["generations", "910", "--output", "json"]).json()["generations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+fn append(f: &Fixture, ctid: u32) {
+    fs::write(
+        f.hook_path(ctid),
+        fs::read_to_string(f.hook_path(ctid)).unwrap() + "echo more\n",
+    )
+    .unwrap();
+}

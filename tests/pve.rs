@@ -65,7 +65,9 @@ impl Node {
             fs::write(root.join("dev").join(n), "").unwrap();
         }
         fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(emulator(), bin.join("pct")).unwrap();
+        for tool in ["pct", "vzdump", "pvesm"] {
+            std::os::unix::fs::symlink(emulator(), bin.join(tool)).unwrap();
+        }
         Node { f, root, bin }
     }
 
@@ -877,4 +879,49 @@ fn a_rollback_is_pct_shutdown_delsnapshot_rollback_start() {
         .unwrap()
         .clone();
     assert_eq!(node["action"], "pinned");
+}
+
+/// A container replaced by a build is kept first, as Proxmox keeps a CT beyond its life
+/// (`vzdump` to a storage with `backup` content), and `phoenix rollback` brings it back
+/// with `pct restore`: the sequence an admin would type, pinned.
+#[test]
+fn a_kept_generation_is_vzdump_then_pct_restore() {
+    let n = Node::new();
+    assert_eq!(n.phoenix(&["build"]).code, 0);
+    let hook = n.f.hook_path(902);
+    fs::write(&hook, fs::read_to_string(&hook).unwrap() + "echo more\n").unwrap();
+    let before = n.calls().len();
+    let r = n.phoenix(&["build", "--replace", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = n.phoenix(&["rollback", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let calls: Vec<String> = n.calls()[before..]
+        .iter()
+        .filter(|c| c.contains(" 910") || c.starts_with("vzdump") || c.starts_with("pvesm"))
+        .filter(|c| !c.starts_with("pct config") && !c.starts_with("pct status"))
+        .cloned()
+        .collect();
+    insta::with_settings!({
+        filters => vec![
+            (r"phx-[0-9a-f]{32}", "phx-<hash>"),
+            (r"vzdump-lxc-910-[0-9_-]+\.tar", "vzdump-lxc-910-<time>.tar"),
+            (r"(hash|parent|built): [0-9a-f]+", "$1: <value>"),
+            (r"/tmp/\S+", "<temp>"),
+        ],
+    }, {
+        insta::assert_snapshot!(calls.join("\n"));
+    });
+    let dump = n.root.join("var/lib/vz/dump");
+    let archives: Vec<String> = fs::read_dir(&dump)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar"))
+        .collect();
+    assert_eq!(
+        archives.len(),
+        2,
+        "the replaced generation and the one the rollback replaced: {archives:?}"
+    );
+    let notes = fs::read_to_string(dump.join(format!("{}.notes", archives[0]))).unwrap();
+    assert!(notes.starts_with("phoenix: generation phx-"), "{notes}");
 }

@@ -10,6 +10,9 @@
 //! | `PVE_EMULATOR_LATENCY_MS` | milliseconds each invocation costs before it runs (a real `pct` spends 0.5–1 s starting Perl) |
 //! | `PVE_EMULATOR_FAULTS` | injected faults, in the syntax of `PHOENIX_SIM_FAULTS` |
 //!
+//! Invoked through a link named `vzdump` or `pvesm`, it answers as those (`vzdump <vmid>
+//! --storage <s> --mode stop`, `pvesm free <volid>`), for phoenix's kept generations.
+//!
 //! Every invocation's argv is appended, shell-quoted, as one line to
 //! `$PVE_EMULATOR_ROOT/pct-calls.log`. `exec` runs nothing on the host: the command is
 //! recorded inside the CT's volume.
@@ -32,7 +35,16 @@ fn run() -> i32 {
         eprintln!("pct-emulator: PVE_EMULATOR_ROOT is not set (the emulated node's file tree)");
         return FAIL;
     };
-    log_call(&root, &argv);
+    let program = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|n| n == "vzdump" || n == "pvesm")
+        .unwrap_or_else(|| "pct".to_string());
+    log_call(&root, &program, &argv);
     if let Some(ms) = std::env::var("PVE_EMULATOR_LATENCY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -59,7 +71,13 @@ fn run() -> i32 {
         }
     };
     let out = &mut std::io::stdout().lock();
-    match phoenix::host::pct::run(&host, &argv, out) {
+    // Invoked as `vzdump` or `pvesm` (a link of that name), it answers as those.
+    let tool = match program.as_str() {
+        "vzdump" => phoenix::host::pct::vzdump,
+        "pvesm" => phoenix::host::pct::pvesm,
+        _ => phoenix::host::pct::run,
+    };
+    match tool(&host, &argv, out) {
         Ok(code) => code,
         Err(msg) => {
             let _ = out.flush();
@@ -69,9 +87,9 @@ fn run() -> i32 {
     }
 }
 
-/// Appends `pct <argv>` as an admin would type it.
-fn log_call(root: &std::path::Path, argv: &[String]) {
-    let mut line = String::from("pct");
+/// Appends `pct <argv>` (or `vzdump`, `pvesm`) as an admin would type it.
+fn log_call(root: &std::path::Path, program: &str, argv: &[String]) {
+    let mut line = String::from(program);
     for a in argv {
         line.push(' ');
         line.push_str(&quote(a));

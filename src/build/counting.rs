@@ -79,6 +79,20 @@ impl Host for Counting<'_> {
     fn rollback_keeps_newer(&self) -> bool {
         self.inner.rollback_keeps_newer()
     }
+    fn keeps_copies(&self) -> bool {
+        self.inner.keeps_copies()
+    }
+    fn keep(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<crate::host::KeptCopy> {
+        self.call(Verb::Backup, Some(ctid), |h| h.keep(ctid, storage, note))
+    }
+    fn restore(&self, ctid: Ctid, kept: &crate::host::KeptCopy, storage: &str) -> HostResult<()> {
+        self.call(Verb::Restore, Some(ctid), |h| {
+            h.restore(ctid, kept, storage)
+        })
+    }
+    fn forget(&self, kept: &crate::host::KeptCopy) -> HostResult<()> {
+        self.call(Verb::Forget, None, |h| h.forget(kept))
+    }
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
         self.call(Verb::Inventory, None, |h| h.inventory())
     }

@@ -37,7 +37,8 @@ use crate::engine::snapshot::BuildRecord;
 use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
 use crate::fleet::Fleet;
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, ErrorKind, Host, HostFacts, HostResult, Passthrough, Settings,
+    CloneSpec, CreateSpec, CtInfo, ErrorKind, Host, HostError, HostFacts, HostResult, Passthrough,
+    Settings,
 };
 use crate::os::now_secs;
 use crate::state::StateDir;
@@ -372,6 +373,7 @@ impl Executor<'_> {
                 || self.host.stop(ctid),
             )?;
         }
+        self.keep_generation(ctid, ct, log)?;
         self.call(
             ctid,
             Step::Destroy,
@@ -379,6 +381,25 @@ impl Executor<'_> {
             &format!("pct destroy {ctid}"),
             || self.host.destroy(ctid),
         )
+    }
+
+    /// Keeps the generation a CT about to be destroyed holds, where its node keeps
+    /// generations and the host can: the history a rollback brings back. A copy that
+    /// cannot be made stops the node before anything is destroyed.
+    fn keep_generation(&self, ctid: Ctid, ct: &CtInfo, log: &mut NodeLog) -> StepResult {
+        let keeps = self.node(ctid).keeps_generations() && self.host.keeps_copies();
+        if !keeps || crate::engine::snapshot::current_build(ct).is_none() {
+            return Ok(()); // nothing to keep, or not asked to
+        }
+        let storage = &self.fleet.hypervisor.backup_storage;
+        let what = format!("vzdump {ctid} --storage {storage} --mode stop");
+        let kept = self.call(ctid, Step::Destroy, log, &what, || {
+            keep_generation(self.host, self.state, self.fleet, ct, "replaced")
+        })?;
+        if let Some(k) = kept {
+            log.line(&format!("  kept {} as {}", k.snapshot, k.copy.location));
+        }
+        Ok(())
     }
 
     /// The node's runtime settings, its features and phoenix's marker.
@@ -995,6 +1016,56 @@ impl Executor<'_> {
             output: failure.output,
         })
     }
+}
+
+/// Keeps CT `ct`'s current generation apart (a backup on Proxmox), records it in the
+/// state directory and forgets an older copy of the same generation: what `phoenix
+/// rollback` restores after the CT was replaced. `None` when the node does not keep
+/// generations, the host cannot, or the CT holds no build.
+pub fn keep_generation(
+    host: &dyn Host,
+    state: &StateDir,
+    fleet: &Fleet,
+    ct: &CtInfo,
+    why: &str,
+) -> HostResult<Option<crate::state::Kept>> {
+    let ctid = ct.ctid;
+    let Some(node) = fleet.node(ctid) else {
+        return Ok(None);
+    };
+    let built = match crate::engine::snapshot::current_build(ct) {
+        Some(b) if node.keeps_generations() && host.keeps_copies() => b,
+        _ => return Ok(None),
+    };
+    let note = format!(
+        "phoenix: generation {} of CT {ctid} ({}), kept when it was {why}",
+        built.name,
+        node.name()
+    );
+    let copy = host.keep(ctid, &fleet.hypervisor.backup_storage, &note)?;
+    let earlier = state
+        .kept(ctid)
+        .into_iter()
+        .find(|k| k.snapshot == built.name && k.copy.location != copy.location);
+    let kept = crate::state::Kept {
+        ctid,
+        snapshot: built.name.clone(),
+        description: built.description.clone(),
+        copy,
+        kept_at: now_secs(),
+    };
+    state.record_kept(&kept).map_err(|e| {
+        HostError::failed(format!(
+            "cannot record the kept generation {} of CT {ctid} in {}: {e}",
+            kept.snapshot,
+            state.root.display()
+        ))
+    })?;
+    // One copy of a generation is enough: an earlier one goes.
+    if let Some(old) = earlier {
+        let _ = host.forget(&old.copy);
+    }
+    Ok(Some(kept))
 }
 
 /// Settings as a log line shows them (`pct set`'s options).

@@ -36,13 +36,33 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
     let pinned: std::collections::BTreeMap<Ctid, String> =
         pins.into_iter().map(|(c, p)| (c, p.snapshot)).collect();
     let inventory = host.inventory().map_err(Error::ReadHost)?;
+    let kept: std::collections::BTreeMap<Ctid, Vec<crate::engine::gc::KeptGeneration>> = fleet
+        .nodes
+        .keys()
+        .chain(inventory.keys())
+        .map(|&c| {
+            (
+                c,
+                state
+                    .kept(c)
+                    .into_iter()
+                    .map(|k| crate::engine::gc::KeptGeneration {
+                        snapshot: k.snapshot,
+                        kept_at: k.kept_at,
+                        location: k.copy.location,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
     let policy = crate::engine::gc::Policy {
         keep: args.keep,
         older_than_s,
         now: now_secs(),
         orphans: args.orphans,
     };
-    let decisions = crate::engine::gc::decide(&hashes, &inventory, &pinned, &policy);
+    let decisions = crate::engine::gc::decide(&hashes, &inventory, &kept, &pinned, &policy);
     let mut errors = Vec::new();
     let mut deleted = Vec::new();
     let mut destroyed = Vec::new();
@@ -52,7 +72,16 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             .iter()
             .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
         {
-            match host.delete_snapshot(d.ctid, &d.snapshot) {
+            let removed = match &d.kept_copy {
+                Some(location) => host
+                    .forget(&crate::host::KeptCopy {
+                        location: location.clone(),
+                        size_bytes: None,
+                    })
+                    .map(|()| state.forget_kept(d.ctid, &d.snapshot)),
+                None => host.delete_snapshot(d.ctid, &d.snapshot),
+            };
+            match removed {
                 Ok(()) => {
                     let _ = state.record_removed(&[crate::state::Removed {
                         ctid: d.ctid,
@@ -127,11 +156,18 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
                         }
                     ),
                 };
-                println!(
-                    "  {}  {} UTC  {why}",
-                    d.snapshot,
-                    crate::os::utc(d.snaptime)
-                );
+                match &d.kept_copy {
+                    None => println!(
+                        "  {}  {} UTC  {why}",
+                        d.snapshot,
+                        crate::os::utc(d.snaptime)
+                    ),
+                    Some(at) => println!(
+                        "  {}  kept apart {} UTC as {at}  {why}",
+                        d.snapshot,
+                        crate::os::utc(d.snaptime)
+                    ),
+                }
             }
             for o in &decisions.orphans {
                 if o.destroy {

@@ -20,6 +20,19 @@ struct Generation {
     /// from (not the manifest's parent, whose changes are not in it).
     #[serde(skip_serializing_if = "Option::is_none")]
     in_place_over: Option<ParentSnap>,
+    /// Not on the CT: kept apart when the CT was replaced (`phoenix rollback` restores it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept: Option<KeptAt>,
+}
+
+/// Where a kept generation is.
+#[derive(Serialize)]
+struct KeptAt {
+    location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_bytes: Option<u64>,
+    #[serde(with = "crate::os::rfc3339_secs")]
+    kept_at: u64,
 }
 
 /// The parent generation an in-place convergence left the CT's files on, from the
@@ -98,7 +111,9 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
     check_targets(fleet, &[ctid])?;
     let (_host, planned, state) = read_for_history(cli, fleet)?;
     // A configured node whose CT is not on the host has no generations: an answer.
-    let Some(ct) = planned.inventory.get(&ctid) else {
+    let kept = state.kept(ctid);
+    let ct = planned.inventory.get(&ctid);
+    if ct.is_none() && kept.is_empty() {
         match cli.output {
             Output::Json => print_json(&Listing {
                 schema_version: JSON_SCHEMA_VERSION,
@@ -111,10 +126,12 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
             ),
         }
         return Ok(exit::OK);
-    };
+    }
     let wanted = planned.hashes[&ctid].hash.snapshot().to_string();
-    let current = current_build(ct).map(|s| s.name.clone());
-    let rows: Vec<Generation> = snapshot::generations(ct)
+    let current = ct.and_then(current_build).map(|s| s.name.clone());
+    let rows: Vec<Generation> = ct
+        .map(snapshot::generations)
+        .unwrap_or_default()
         .into_iter()
         .map(|s| Generation {
             snapshot: s.name.clone(),
@@ -125,8 +142,32 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
                 .manifest(&manifest_key(&s.name, &s.description))
                 .map(|(_, m)| Recipe::of(&m)),
             in_place_over: in_place_over(fleet, ctid, &s.description),
+            kept: None,
         })
         .collect();
+    let mut rows = rows;
+    for k in kept {
+        if rows.iter().any(|r| r.snapshot == k.snapshot) {
+            continue;
+        }
+        rows.push(Generation {
+            snapshot: k.snapshot.clone(),
+            snaptime: crate::engine::snapshot::BuildRecord::parse(&k.description)
+                .built
+                .unwrap_or(k.kept_at),
+            current: false,
+            wanted: k.snapshot == wanted,
+            manifest: state
+                .manifest(&manifest_key(&k.snapshot, &k.description))
+                .map(|(_, m)| Recipe::of(&m)),
+            in_place_over: in_place_over(fleet, ctid, &k.description),
+            kept: Some(KeptAt {
+                location: k.copy.location.clone(),
+                size_bytes: k.copy.size_bytes,
+                kept_at: k.kept_at,
+            }),
+        });
+    }
     match cli.output {
         Output::Json => print_json(&Listing {
             schema_version: JSON_SCHEMA_VERSION,
@@ -149,6 +190,14 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
                     .manifest
                     .as_ref()
                     .map_or("manifest not stored".to_string(), Recipe::summary);
+                if let Some(k) = &r.kept {
+                    summary = format!(
+                        "kept apart as {}{} (the CT was replaced; `phoenix rollback --to` restores it); {summary}",
+                        k.location,
+                        k.size_bytes
+                            .map_or(String::new(), |b| format!(", {:.1} MiB", b as f64 / 1048576.0))
+                    );
+                }
                 if let Some(over) = &r.in_place_over {
                     summary = format!(
                         "in place over {}@{} (the parent's later changes are not in it: --replace brings them); {summary}",

@@ -21,16 +21,60 @@ pub struct RollbackArgs {
 }
 
 /// What a rollback does, decided before it does anything.
-#[derive(Serialize)]
 struct RollbackPlan {
     ctid: Ctid,
     /// The generation the CT holds now, if it has one.
     from: Option<String>,
     to: String,
     /// Newer snapshots the host must delete first (ZFS rolls back only to the most
-    /// recent snapshot).
+    /// recent one).
     deletes: Vec<String>,
     was_running: bool,
+    /// The generation is not on the CT but kept apart (the CT was replaced since): it is
+    /// restored from there, and the CT as it is now is kept first.
+    restore: Option<crate::state::Kept>,
+}
+
+/// A generation a CT can go back to: one of its snapshots, or one kept when it was
+/// replaced.
+enum Generation {
+    OnHost(crate::host::SnapshotInfo),
+    Kept(crate::state::Kept),
+}
+
+impl Generation {
+    fn name(&self) -> &str {
+        match self {
+            Generation::OnHost(s) => &s.name,
+            Generation::Kept(k) => &k.snapshot,
+        }
+    }
+    fn description(&self) -> &str {
+        match self {
+            Generation::OnHost(s) => &s.description,
+            Generation::Kept(k) => &k.description,
+        }
+    }
+}
+
+/// A CT's generations, newest first: its snapshots from the current state back, then
+/// those kept apart that it no longer holds.
+fn generations(state: &StateDir, ctid: Ctid, ct: Option<&CtInfo>) -> Vec<Generation> {
+    let mut out: Vec<Generation> = ct
+        .map(|ct| {
+            snapshot::generations(ct)
+                .into_iter()
+                .cloned()
+                .map(Generation::OnHost)
+                .collect()
+        })
+        .unwrap_or_default();
+    for k in state.kept(ctid) {
+        if !out.iter().any(|g| g.name() == k.snapshot) {
+            out.push(Generation::Kept(k));
+        }
+    }
+    out
 }
 
 fn refused(message: String, help: impl Into<String>) -> Error {
@@ -54,23 +98,23 @@ fn who() -> String {
 fn decide(
     state: &StateDir,
     host: &dyn Host,
-    ct: &CtInfo,
+    ctid: Ctid,
+    ct: Option<&CtInfo>,
     args: &RollbackArgs,
-) -> Result<RollbackPlan, Error> {
-    let ctid = ct.ctid;
-    let gens = snapshot::generations(ct);
-    let current = current_build(ct).map(|s| s.name.clone());
-    let listed = || {
-        let names: Vec<&str> = gens.iter().map(|s| s.name.as_str()).collect();
+) -> Result<(RollbackPlan, Generation), Error> {
+    let mut gens = generations(state, ctid, ct);
+    let current = ct.and_then(current_build).map(|s| s.name.clone());
+    let listed = |gens: &[Generation]| {
+        let names: Vec<&str> = gens.iter().map(Generation::name).collect();
         if names.is_empty() {
             "it has none".to_string()
         } else {
             format!("its generations, newest first: {}", names.join(", "))
         }
     };
-    let target = match (&args.to, args.steps) {
-        (Some(name), _) => match gens.iter().find(|s| &s.name == name) {
-            Some(s) => (*s).clone(),
+    let index = match (&args.to, args.steps) {
+        (Some(name), _) => match gens.iter().position(|g| g.name() == name) {
+            Some(i) => i,
             None => {
                 let message = match state.removed(ctid, name) {
                     Some(r) => format!(
@@ -81,7 +125,7 @@ fn decide(
                 };
                 return Err(refused(
                     message,
-                    format!("`phoenix generations {ctid}` lists {}", listed()),
+                    format!("`phoenix generations {ctid}` lists {}", listed(&gens)),
                 ));
             }
         },
@@ -89,35 +133,40 @@ fn decide(
             let steps = steps.unwrap_or(1);
             let at = current
                 .as_deref()
-                .and_then(|c| gens.iter().position(|s| s.name == c))
+                .and_then(|c| gens.iter().position(|g| g.name() == c))
                 .unwrap_or(0);
-            match gens.get(at + steps) {
-                Some(s) => (*s).clone(),
-                None => {
-                    return Err(refused(
-                        format!(
-                            "CT {ctid} has {} generation{} before its current one, not {steps}",
-                            gens.len().saturating_sub(at + 1),
-                            plural(gens.len().saturating_sub(at + 1))
-                        ),
-                        format!("`phoenix generations {ctid}` lists {}", listed()),
-                    ));
-                }
+            if at + steps >= gens.len() {
+                let before = gens.len().saturating_sub(at + 1);
+                return Err(refused(
+                    format!(
+                        "CT {ctid} has {before} generation{} before its current one, not {steps}",
+                        plural(before)
+                    ),
+                    format!("`phoenix generations {ctid}` lists {}", listed(&gens)),
+                ));
             }
+            at + steps
         }
     };
-    let deletes = if host.rollback_keeps_newer() {
-        Vec::new()
-    } else {
-        newer_than(ct, &target.name)
+    let target = gens.swap_remove(index);
+    let (deletes, restore) = match (&target, ct) {
+        (Generation::OnHost(s), Some(ct)) if !host.rollback_keeps_newer() => {
+            (newer_than(ct, &s.name), None)
+        }
+        (Generation::OnHost(_), _) => (Vec::new(), None),
+        (Generation::Kept(k), _) => (Vec::new(), Some(k.clone())),
     };
-    Ok(RollbackPlan {
-        ctid,
-        from: current,
-        to: target.name,
-        deletes,
-        was_running: ct.running,
-    })
+    Ok((
+        RollbackPlan {
+            ctid,
+            from: current,
+            to: target.name().to_string(),
+            deletes,
+            was_running: ct.is_some_and(|c| c.running),
+            restore,
+        },
+        target,
+    ))
 }
 
 /// The snapshots taken after `name`, newest first: those taken later, and those on the
@@ -153,7 +202,7 @@ pub fn rollback(cli: &Cli, fleet: &Fleet, args: &RollbackArgs) -> Result<i32, Er
     let host = open_host(cli)?;
     let _locks = lock_host(&state, host.as_ref(), "rollback", args.wait)?;
     let ct = match host.ct(ctid).map_err(Error::ReadHost)? {
-        Some(ct) if ct.is_managed() => ct,
+        Some(ct) if ct.is_managed() => Some(ct),
         Some(_) => {
             return Err(refused(
                 format!(
@@ -162,14 +211,17 @@ pub fn rollback(cli: &Cli, fleet: &Fleet, args: &RollbackArgs) -> Result<i32, Er
                 "phoenix never changes a CT without its `phoenix` tag",
             ))
         }
+        None if !state.kept(ctid).is_empty() => None,
         None => {
             return Err(refused(
-                format!("CT {ctid} is not on the host: nothing to roll back"),
+                format!(
+                    "CT {ctid} is not on the host and has no kept generation: nothing to roll back"
+                ),
                 format!("`phoenix build {ctid}` creates it"),
             ))
         }
     };
-    let mut plan = decide(&state, host.as_ref(), &ct, args)?;
+    let (mut plan, target) = decide(&state, host.as_ref(), ctid, ct.as_ref(), args)?;
     // A rollback cut short after it stopped the CT starts it again when finished.
     if let Some(earlier) = state.pins().remove(&ctid).filter(|p| !p.complete) {
         plan.was_running |= earlier.restart;
@@ -193,9 +245,7 @@ pub fn rollback(cli: &Cli, fleet: &Fleet, args: &RollbackArgs) -> Result<i32, Er
     }
     let record = |complete: bool| Pin {
         snapshot: plan.to.clone(),
-        hash: ct
-            .snapshot(&plan.to)
-            .and_then(|s| BuildRecord::parse(&s.description).hash),
+        hash: BuildRecord::parse(target.description()).hash,
         pinned_at: now_secs(),
         by: who(),
         from: plan.from.clone(),
@@ -224,7 +274,7 @@ pub fn rollback(cli: &Cli, fleet: &Fleet, args: &RollbackArgs) -> Result<i32, Er
             consent: false,
         })
     };
-    if ct.running {
+    if ct.as_ref().is_some_and(|c| c.running) {
         host_step(format!("`shutdown {ctid}`"), host.shutdown(ctid, 60))?;
     }
     for s in &plan.deletes {
@@ -233,10 +283,42 @@ pub fn rollback(cli: &Cli, fleet: &Fleet, args: &RollbackArgs) -> Result<i32, Er
             host.delete_snapshot(ctid, s),
         )?;
     }
-    host_step(
-        format!("`rollback {ctid} {}`", plan.to),
-        host.rollback(ctid, &plan.to),
-    )?;
+    match &plan.restore {
+        None => host_step(
+            format!("`rollback {ctid} {}`", plan.to),
+            host.rollback(ctid, &plan.to),
+        )?,
+        Some(kept) => {
+            // The CT as it is now is a generation too: kept before the restore replaces it.
+            if let Some(ct) = &ct {
+                crate::build::steps::keep_generation(
+                    host.as_ref(),
+                    &state,
+                    fleet,
+                    ct,
+                    "rolled back",
+                )
+                .map_err(|e| Error::Rollback {
+                    message: format!(
+                        "cannot keep CT {ctid}'s current generation before restoring {}: {e}",
+                        plan.to
+                    ),
+                    help: "nothing was replaced; fix the cause (the backup storage) and run the rollback again".to_string(),
+                    consent: false,
+                })?;
+            }
+            let pool = &fleet.nodes[&ctid].spec.storage_pool;
+            host_step(
+                format!("`pct restore {ctid} {}`", kept.copy.location),
+                host.restore(ctid, &kept.copy, pool),
+            )?;
+            // Back as the generation it was: its build snapshot, with its record.
+            host_step(
+                format!("`snapshot {ctid} {}`", plan.to),
+                host.snapshot(ctid, &plan.to, &kept.description),
+            )?;
+        }
+    }
     if plan.was_running {
         host_step(format!("`start {ctid}`"), host.start(ctid))?;
     }
@@ -255,6 +337,7 @@ fn report(cli: &Cli, plan: &RollbackPlan, pin: Option<&Pin>, dry_run: bool) {
             "from": plan.from,
             "to": plan.to,
             "deletes": plan.deletes,
+            "restored_from": plan.restore.as_ref().map(|k| &k.copy.location),
             "restarted": plan.was_running,
             "pinned": pin.map(|p| json!({
                 "snapshot": p.snapshot,
@@ -274,10 +357,23 @@ fn report(cli: &Cli, plan: &RollbackPlan, pin: Option<&Pin>, dry_run: bool) {
             for s in &plan.deletes {
                 println!("{would}delete the newer snapshot {s}");
             }
-            println!(
-                "{would}roll CT {ctid} back to {} (its files and its settings as built)",
-                plan.to
-            );
+            match &plan.restore {
+                None => println!(
+                    "{would}roll CT {ctid} back to {} (its files and its settings as built)",
+                    plan.to
+                ),
+                Some(k) => {
+                    if let Some(from) = &plan.from {
+                        println!("{would}keep CT {ctid}'s current generation {from} apart");
+                    }
+                    println!(
+                        "{would}restore CT {ctid} from {} (generation {}, kept {} UTC): its files and its settings as built",
+                        k.copy.location,
+                        plan.to,
+                        crate::os::utc(k.kept_at)
+                    );
+                }
+            }
             if plan.was_running {
                 println!("{would}start CT {ctid} again");
             }

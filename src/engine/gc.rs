@@ -56,10 +56,22 @@ pub enum Decision {
     Delete,
 }
 
+/// A generation kept apart when its CT was replaced (a backup, a subvolume).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptGeneration {
+    pub snapshot: String,
+    /// Seconds since the epoch.
+    pub kept_at: u64,
+    pub location: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotDecision {
     pub ctid: Ctid,
     pub snapshot: String,
+    /// A generation kept apart, not a snapshot of the CT: where the host holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_copy: Option<String>,
     /// When the snapshot was taken: seconds since the epoch, `built_at` (RFC 3339) in
     /// JSON as in every other document.
     #[serde(rename = "built_at", with = "crate::os::rfc3339_secs")]
@@ -86,10 +98,34 @@ pub struct GcPlan {
 pub fn decide(
     hashes: &BTreeMap<Ctid, Hashed>,
     inventory: &BTreeMap<Ctid, CtInfo>,
+    kept: &BTreeMap<Ctid, Vec<KeptGeneration>>,
     pinned: &BTreeMap<Ctid, String>,
     policy: &Policy,
 ) -> GcPlan {
     let mut out = GcPlan::default();
+    // Kept generations, per CT newest first, by the same rules: the pinned one, the
+    // newest `keep`, those younger than `older_than`.
+    for (&ctid, list) in kept {
+        for (rank, k) in list.iter().enumerate() {
+            let age_s = policy.now.saturating_sub(k.kept_at);
+            let reason = if pinned.get(&ctid) == Some(&k.snapshot) {
+                Some(Keep::Pinned)
+            } else if rank < policy.keep {
+                Some(Keep::Recent { rank: rank + 1 })
+            } else if age_s < policy.older_than_s {
+                Some(Keep::Young { age_s })
+            } else {
+                None
+            };
+            out.snapshots.push(SnapshotDecision {
+                ctid,
+                snapshot: k.snapshot.clone(),
+                kept_copy: Some(k.location.clone()),
+                snaptime: k.kept_at,
+                decision: reason.map_or(Decision::Delete, |reason| Decision::Keep { reason }),
+            });
+        }
+    }
     for ct in inventory.values().filter(|c| c.is_managed()) {
         let wanted = hashes.get(&ct.ctid).map(|h| h.hash.snapshot().to_string());
         if wanted.is_none() {
@@ -125,6 +161,7 @@ pub fn decide(
             out.snapshots.push(SnapshotDecision {
                 ctid: ct.ctid,
                 snapshot: s.name.clone(),
+                kept_copy: None,
                 snaptime: s.snaptime,
                 decision: reason.map_or(Decision::Delete, |reason| Decision::Keep { reason }),
             });

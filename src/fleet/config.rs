@@ -127,6 +127,9 @@ pub struct Block {
     pub rebuild: Option<RebuildPolicy>,
     #[serde(default)]
     pub onboot: Option<bool>,
+    /// Keep the generation a replaced CT held (default: containers yes, templates no).
+    #[serde(default)]
+    pub keep_generations: Option<bool>,
 }
 
 /// One template or container of the fleet: a build node.
@@ -147,6 +150,12 @@ impl Node {
         self.spec.is_template == Some(true)
     }
     /// GPU indices assigned to the node (`"0,1"` → `[0, 1]`); empty for `none`.
+    /// Whether the generation a replaced CT held is kept (`keep_generations`; containers
+    /// by default, templates only when asked).
+    pub fn keeps_generations(&self) -> bool {
+        self.spec.keep_generations.unwrap_or(!self.is_template())
+    }
+
     pub fn gpus(&self) -> Vec<u32> {
         match self.spec.gpu_assignment.as_deref() {
             None | Some("none") => Vec::new(),
@@ -192,6 +201,8 @@ pub struct Hypervisor {
     pub debug_mode: bool,
     /// `behavior.rollback_on_failure`.
     pub rollback_on_failure: bool,
+    /// `proxmox_defaults.backup_storage`: where replaced generations are kept.
+    pub backup_storage: String,
 }
 
 /// A script phoenix hashes: a node's hook, a `lib/` file, or a built-in step script.

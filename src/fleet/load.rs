@@ -417,6 +417,8 @@ fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
             .unwrap_or_else(|| "portainer/agent:lts".to_string()),
         debug_mode: flag(tree, "debug_mode"),
         rollback_on_failure: flag(tree, "rollback_on_failure"),
+        backup_storage: text(tree.get("proxmox_defaults"), "backup_storage")
+            .unwrap_or_else(|| "local".to_string()),
     }
 }
 

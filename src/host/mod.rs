@@ -63,10 +63,16 @@ pub enum Verb {
     Unlock,
     /// `pct template`: the emulator's, phoenix never converts a CT.
     Template,
+    /// Keeps a CT's state beyond its life (`vzdump` on Proxmox).
+    Backup,
+    /// Makes a CT again from what [`Verb::Backup`] kept (`pct restore`).
+    Restore,
+    /// Removes what [`Verb::Backup`] kept (`pvesm free`).
+    Forget,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 20] = [
+    pub const ALL: [Verb; 23] = [
         Verb::Inventory,
         Verb::Config,
         Verb::Facts,
@@ -87,6 +93,9 @@ impl Verb {
         Verb::Destroy,
         Verb::Unlock,
         Verb::Template,
+        Verb::Backup,
+        Verb::Restore,
+        Verb::Forget,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +120,9 @@ impl Verb {
             Verb::Destroy => "destroy",
             Verb::Unlock => "unlock",
             Verb::Template => "template",
+            Verb::Backup => "backup",
+            Verb::Restore => "restore",
+            Verb::Forget => "forget",
         }
     }
 
@@ -311,6 +323,17 @@ pub struct CloneRequest {
     pub description: Option<String>,
 }
 
+/// A generation kept beyond its CT's life, as the host holds it: a backup archive on
+/// Proxmox (`vzdump`), a snapshot subvolume on `lxc`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptCopy {
+    /// A volume id (`local:backup/vzdump-lxc-910-2026_12_04-15_00_00.tar`) or a path.
+    pub location: String,
+    /// Its size, where the host can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+}
+
 /// One snapshot of a CT.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
@@ -435,6 +458,37 @@ pub trait Host: Send + Sync {
         Err(HostError::new(
             ErrorKind::Invalid,
             format!("the {} host does not convert CTs to templates", self.name()),
+        ))
+    }
+    /// Whether [`Host::keep`] keeps anything on this host.
+    fn keeps_copies(&self) -> bool {
+        false
+    }
+    /// Keeps the CT as it is now beyond its life, before phoenix destroys it to rebuild it
+    /// (on Proxmox a backup to `storage`, a storage with `backup` content; `note` goes
+    /// with it for an admin). The CT must be stopped.
+    fn keep(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<KeptCopy> {
+        let _ = (ctid, storage, note);
+        Err(HostError::new(
+            ErrorKind::Invalid,
+            format!("the {} host keeps no copies of CTs", self.name()),
+        ))
+    }
+    /// Makes CT `ctid` again from a kept copy, on `storage`, replacing the CT of that id
+    /// (which must be stopped) if there is one. The CT comes back without snapshots.
+    fn restore(&self, ctid: Ctid, kept: &KeptCopy, storage: &str) -> HostResult<()> {
+        let _ = (ctid, kept, storage);
+        Err(HostError::new(
+            ErrorKind::Invalid,
+            format!("the {} host keeps no copies of CTs", self.name()),
+        ))
+    }
+    /// Removes a kept copy.
+    fn forget(&self, kept: &KeptCopy) -> HostResult<()> {
+        let _ = kept;
+        Err(HostError::new(
+            ErrorKind::Invalid,
+            format!("the {} host keeps no copies of CTs", self.name()),
         ))
     }
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()>;

@@ -50,6 +50,50 @@ pub fn main(argv: &[String]) -> i32 {
     }
 }
 
+/// `vzdump <vmid> --storage <storage> [--mode stop] [--notes-template <text>]` on `host`:
+/// keeps the CT (the model's `vzdump`; Proxmox's own on a node). Prints the archive as
+/// vzdump does (`INFO: creating vzdump archive '<archive>'`).
+pub fn vzdump(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32, String> {
+    const USAGE: &str = "vzdump <vmid> [OPTIONS]";
+    let a = args::parse(argv)?;
+    let unknown: Vec<&str> = a
+        .options
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["storage", "mode", "notes-template", "compress", "remove"].contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(args::unknown_options(&unknown, USAGE));
+    }
+    let id = vmid(&a, USAGE)?;
+    if a.options.get("mode").is_some_and(|m| m != "stop") {
+        return Err("the model of vzdump takes --mode stop only".to_string());
+    }
+    let storage = a.options.get("storage").map_or("local", String::as_str);
+    let note = a.options.get("notes-template").map_or("", String::as_str);
+    let kept = host
+        .keep(id, storage, note)
+        .map_err(|e| format!("ERROR: Backup of VM {id} failed - {}", e.message))?;
+    let _ = writeln!(out, "INFO: creating vzdump archive '{}'", kept.location);
+    let _ = writeln!(out, "INFO: Finished Backup of VM {id}");
+    Ok(0)
+}
+
+/// `pvesm free <volid>` on `host`: removes a kept copy.
+pub fn pvesm(host: &dyn Host, argv: &[String], _out: &mut dyn Write) -> Result<i32, String> {
+    match argv {
+        [cmd, volid] if cmd == "free" => {
+            let kept = crate::host::KeptCopy {
+                location: volid.clone(),
+                size_bytes: None,
+            };
+            host.forget(&kept).map_err(|e| e.message)?;
+            Ok(0)
+        }
+        _ => Err("USAGE: pvesm free <volume> (the model answers `free` only)".to_string()),
+    }
+}
+
 /// Makes `<bin>/pct` a link to this binary (or to `PHOENIX_PCT_EXE`, a `phoenix` binary,
 /// when phoenix runs inside another program such as a benchmark); `None` if that cannot
 /// be done.
@@ -257,6 +301,18 @@ fn syntax(cmd: &str) -> Syntax {
             &["purge", "force", "destroy-unreferenced-disks"],
         ),
         "unlock" => s("pct unlock <vmid>", Some(1), &[]),
+        "restore" => s(
+            "pct restore <vmid> <ostemplate> [OPTIONS]",
+            Some(2),
+            &[
+                "storage",
+                "force",
+                "unique",
+                "unprivileged",
+                "bwlimit",
+                "pool",
+            ],
+        ),
         "template" => s("pct template <vmid>", Some(1), &[]),
         _ => s("pct <COMMAND> [ARGS] [OPTIONS]", None, &[]),
     }
@@ -629,6 +685,22 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
             host.resize(id, gb).map_err(fail)?;
         }
         "destroy" => host.destroy(vmid(&a, usage)?).map_err(fail)?,
+        "restore" => {
+            let id = vmid(&a, usage)?;
+            let archive = nth(&a, 1, usage)?;
+            let force = flag(&a, "force", usage)?.unwrap_or(false);
+            if !force && host.ct(id).map_err(fail)?.is_some() {
+                return Err(format!(
+                    "unable to restore CT {id} - CT {id} already exists (use --force to overwrite it)"
+                ));
+            }
+            let storage = a.options.get("storage").map_or("local", String::as_str);
+            let kept = crate::host::KeptCopy {
+                location: archive.to_string(),
+                size_bytes: None,
+            };
+            host.restore(id, &kept, storage).map_err(fail)?;
+        }
         "unlock" => host.unlock(vmid(&a, usage)?).map_err(fail)?,
         "template" => match host.template(vmid(&a, usage)?) {
             // The worker's failure: printed, yet exit 0 (pct-spec §0, no $upid_exit).

@@ -26,7 +26,7 @@ use crate::fleet::config::parse_ctid;
 use crate::host::facts::version_at_least;
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
-    Passthrough, Settings, Verb,
+    KeptCopy, Passthrough, Settings, Verb,
 };
 
 pub struct PveHost {
@@ -98,6 +98,32 @@ impl PveHost {
             Ok(None) => Ok(None),
             Err(e) => Err(HostError::failed(format!("cannot read {e}"))),
         }
+    }
+
+    /// Runs one of Proxmox's other tools (`vzdump`, `pvesm`): the one beside `pct`, else
+    /// the one on `PATH`. stdout comes back; a failure is its last stderr line.
+    fn tool(&self, name: &str, args: &[String]) -> HostResult<String> {
+        let beside = self.pct.with_file_name(name);
+        let program = if beside.exists() {
+            beside
+        } else {
+            crate::os::find_on_path(name).ok_or_else(|| {
+                HostError::failed(format!(
+                    "`{name}` is not on PATH: is this a Proxmox VE node?"
+                ))
+            })?
+        };
+        tracing::debug!(argv = ?args, "{name}");
+        let out = crate::os::host_command(&program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| HostError::failed(format!("cannot run {}: {e}", program.display())))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(pct_error(&stderr, out.status.code()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Runs `pct <args>`; stdout comes back, a failure is pct's last stderr line.
@@ -405,6 +431,75 @@ impl Host for PveHost {
         // A new CT has nothing to delete (and `pct create` takes no `--delete`).
         args.extend(setting_options(&spec.settings, None).0);
         self.pct(&args).map(|_| ())
+    }
+
+    fn keeps_copies(&self) -> bool {
+        true
+    }
+
+    /// `vzdump <ctid> --storage <storage> --mode stop`: the archive is the one vzdump says
+    /// it creates (`INFO: creating vzdump archive '<path or volid>'`).
+    fn keep(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<KeptCopy> {
+        let out = self.tool(
+            "vzdump",
+            &[
+                ctid.to_string(),
+                "--storage".into(),
+                storage.to_string(),
+                "--mode".into(),
+                "stop".into(),
+                "--notes-template".into(),
+                note.to_string(),
+            ],
+        )?;
+        let archive = out
+            .lines()
+            .find_map(|l| {
+                l.split_once("creating vzdump archive '")
+                    .and_then(|(_, rest)| rest.strip_suffix('\''))
+            })
+            .ok_or_else(|| {
+                HostError::failed(format!(
+                    "vzdump of CT {ctid} did not say which archive it made"
+                ))
+            })?;
+        // A path (`/var/lib/vz/dump/vzdump-lxc-…`) names a volume of that storage.
+        let location = if archive.starts_with('/') {
+            let name = Path::new(archive)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{storage}:backup/{name}")
+        } else {
+            archive.to_string()
+        };
+        let size_bytes = archive
+            .starts_with('/')
+            .then(|| fs::metadata(self.root.join(archive.trim_start_matches('/'))).ok())
+            .flatten()
+            .map(|m| m.len());
+        Ok(KeptCopy {
+            location,
+            size_bytes,
+        })
+    }
+
+    fn restore(&self, ctid: Ctid, kept: &KeptCopy, storage: &str) -> HostResult<()> {
+        self.pct(&[
+            "restore".into(),
+            ctid.to_string(),
+            kept.location.clone(),
+            "--storage".into(),
+            storage.to_string(),
+            "--force".into(),
+            "1".into(),
+        ])
+        .map(|_| ())
+    }
+
+    fn forget(&self, kept: &KeptCopy) -> HostResult<()> {
+        self.tool("pvesm", &["free".into(), kept.location.clone()])
+            .map(|_| ())
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {

@@ -49,7 +49,7 @@ use crate::host::pve::storage::{self, Storage};
 use crate::host::pve::{lock, map, text};
 use crate::host::{
     CloneRequest, CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts,
-    HostResult, Passthrough, Settings, Verb,
+    HostResult, KeptCopy, Passthrough, Settings, Verb,
 };
 
 /// `/proc/devices` of a host with the NVIDIA driver loaded.
@@ -321,6 +321,29 @@ impl SimHost {
         self.storages()?
             .remove(id)
             .ok_or_else(|| text::unknown_storage(id))
+    }
+
+    /// Where a `dir` storage keeps backups: `<path>/dump`.
+    fn dump_dir(&self, store: &Storage) -> HostResult<PathBuf> {
+        match (store.kind.as_str(), store.properties.get("path")) {
+            ("dir", Some(path)) => Ok(self.root.join(path.trim_start_matches('/')).join("dump")),
+            _ => Err(HostError::failed(format!(
+                "sim: storage '{}' is of type '{}'; the model keeps backups on dir storages",
+                store.id, store.kind
+            ))),
+        }
+    }
+
+    /// The file of a backup volume id (`local:backup/vzdump-lxc-…`).
+    fn archive_path(&self, volid: &str) -> HostResult<PathBuf> {
+        let (store, name) = volid
+            .split_once(':')
+            .ok_or_else(|| HostError::failed(format!("unable to parse volume ID '{volid}'")))?;
+        let file = name
+            .strip_prefix("backup/")
+            .filter(|f| !f.contains('/') && !f.starts_with('.'))
+            .ok_or_else(|| HostError::failed(format!("unable to parse volume ID '{volid}'")))?;
+        Ok(self.dump_dir(&self.storage(store)?)?.join(file))
     }
 
     /// The volume id of a new root disk of CT `ctid` on a storage: the first disk number
@@ -1091,6 +1114,180 @@ impl Host for SimHost {
             *conf.main_mut() = main;
             self.write_conf(ctid, &conf)
         })
+    }
+
+    fn keeps_copies(&self) -> bool {
+        true
+    }
+
+    /// `vzdump <ctid> --storage <storage> --mode stop`: a tar of the root filesystem with
+    /// the config at `./etc/vzdump/pct.conf` [PVE::VZDump::LXC], in the storage's `dump/`
+    /// as `vzdump-lxc-<ctid>-<YYYY_MM_DD-HH_MM_SS>.tar`, the note beside it as `.notes`.
+    fn keep(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<KeptCopy> {
+        self.call(Verb::Backup, Some(ctid))?;
+        let store = self.storage(storage)?;
+        if !store.holds("backup") {
+            return Err(HostError::new(
+                ErrorKind::Invalid,
+                format!("storage '{storage}' does not support backups"),
+            ));
+        }
+        let dump = self.dump_dir(&store)?;
+        self.locked(&[ctid], || {
+            let conf = self.get(ctid)?;
+            if self.is_running(ctid) {
+                return Err(HostError::failed(format!(
+                    "sim: CT {ctid} runs; phoenix keeps a stopped CT (vzdump --mode stop)"
+                )));
+            }
+            let (vol, _) = self.rootfs(&conf)?;
+            crate::os::create_dir_all(&dump).map_err(|e| io_err("create", &dump, e))?;
+            // One archive a second, as vzdump names them; the model waits out a clash.
+            let mut t = now();
+            let archive = loop {
+                let stamp = crate::os::utc(t).replace(['-', ':'], "_").replace(' ', "-");
+                let a = dump.join(format!("vzdump-lxc-{ctid}-{stamp}.tar"));
+                if !a.exists() {
+                    break a;
+                }
+                t += 1;
+            };
+            let staging = dump.join(format!(".{ctid}.pct.conf.d"));
+            let conf_dir = staging.join("etc/vzdump");
+            crate::os::create_dir_all(&conf_dir).map_err(|e| io_err("create", &conf_dir, e))?;
+            let mut main_only = ConfFile::new();
+            *main_only.main_mut() = conf.main().clone();
+            fs::write(conf_dir.join("pct.conf"), main_only.to_text())
+                .map_err(|e| io_err("write", &conf_dir, e))?;
+            let tar = |args: &[&std::ffi::OsStr]| -> HostResult<()> {
+                let out = crate::os::host_command("tar")
+                    .args(args)
+                    .output()
+                    .map_err(|e| HostError::failed(format!("sim: cannot run tar: {e}")))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(HostError::failed(format!(
+                        "sim: tar failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )))
+                }
+            };
+            let partial = archive.with_extension("tar.partial");
+            let made = tar(&[
+                "-cf".as_ref(),
+                partial.as_os_str(),
+                "--exclude=./.zfs".as_ref(),
+                "-C".as_ref(),
+                vol.as_os_str(),
+                ".".as_ref(),
+            ])
+            .and_then(|()| {
+                tar(&[
+                    "-rf".as_ref(),
+                    partial.as_os_str(),
+                    "-C".as_ref(),
+                    staging.as_os_str(),
+                    "./etc/vzdump/pct.conf".as_ref(),
+                ])
+            });
+            let _ = fs::remove_dir_all(&staging);
+            made?;
+            // Complete or not there at all.
+            fs::rename(&partial, &archive).map_err(|e| io_err("rename", &archive, e))?;
+            let name = archive
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = fs::write(dump.join(format!("{name}.notes")), note);
+            Ok(KeptCopy {
+                location: format!("{storage}:backup/{name}"),
+                size_bytes: fs::metadata(&archive).ok().map(|m| m.len()),
+            })
+        })
+    }
+
+    /// `pct restore <ctid> <archive> --storage <storage> --force 1`: a new root volume
+    /// from the archive, the config from its `etc/vzdump/pct.conf`; the CT of that id, if
+    /// any, is replaced (it must be stopped). No snapshots come back.
+    fn restore(&self, ctid: Ctid, kept: &KeptCopy, storage: &str) -> HostResult<()> {
+        self.call(Verb::Restore, Some(ctid))?;
+        let archive = self.archive_path(&kept.location)?;
+        if !archive.is_file() {
+            return Err(text::no_such_file(&kept.location));
+        }
+        let store = self.storage(storage)?;
+        self.locked(&[ctid], || {
+            let old = self.read_conf(ctid)?;
+            if old.is_some() && self.is_running(ctid) {
+                return Err(text::destroy_running(ctid));
+            }
+            let volid = self.new_volume(&store, ctid)?;
+            let (vol, _) = self.volume(&volid)?;
+            crate::os::create_dir_all(&vol).map_err(|e| io_err("create", &vol, e))?;
+            let out = crate::os::host_command("tar")
+                .arg("-xf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&vol)
+                .output()
+                .map_err(|e| HostError::failed(format!("sim: cannot run tar: {e}")))?;
+            if !out.status.success() {
+                let _ = fs::remove_dir_all(&vol);
+                return Err(HostError::failed(format!(
+                    "unable to restore CT {ctid} - tar failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let conf_path = vol.join("etc/vzdump/pct.conf");
+            let text = fs::read_to_string(&conf_path).map_err(|_| {
+                HostError::failed(format!(
+                    "unable to restore CT {ctid} - archive has no etc/vzdump/pct.conf"
+                ))
+            })?;
+            let _ = fs::remove_file(&conf_path);
+            let mut conf = ConfFile::parse(&text)
+                .map_err(|e| HostError::failed(format!("unable to restore CT {ctid} - {e}")))?;
+            let main = conf.main_mut();
+            let size = main
+                .get("rootfs")
+                .and_then(|r| MountPoint::parse(r).ok())
+                .and_then(|mp| mp.size_bytes);
+            main.set(
+                "rootfs",
+                &match size {
+                    Some(b) => format!("{volid},size={}", props::format_size(b)),
+                    None => volid.clone(),
+                },
+            );
+            main.remove("parent");
+            main.remove("lock");
+            // The CT it replaces goes, with its volume and snapshots.
+            if let Some(old) = old {
+                if let Ok((old_vol, _)) = self.rootfs(&old) {
+                    if old_vol != vol {
+                        let _ = fs::remove_dir_all(&old_vol);
+                    }
+                }
+            }
+            self.write_conf(ctid, &conf)
+        })
+    }
+
+    /// `pvesm free <volid>`: the archive and its note go.
+    fn forget(&self, kept: &KeptCopy) -> HostResult<()> {
+        self.call(Verb::Forget, None)?;
+        let archive = self.archive_path(&kept.location)?;
+        match fs::remove_file(&archive) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err("remove", &archive, e))
+            }
+            _ => {}
+        }
+        let mut notes = archive.into_os_string();
+        notes.push(".notes");
+        let _ = fs::remove_file(notes);
+        Ok(())
     }
 
     fn destroy(&self, ctid: Ctid) -> HostResult<()> {
