@@ -132,6 +132,12 @@ fn an_unusable_state_directory() {
     );
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stderr.contains("state directory"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{} is a file, not a directory", file.display())),
+        "says what is in the way, not `File exists`: {}",
+        r.stderr
+    );
 }
 
 #[test]

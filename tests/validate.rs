@@ -1024,8 +1024,42 @@ fn a_secret_beside_a_bad_value_is_not_shown() {
     assert!(run.stderr.contains("memory_mb"), "{}", run.stderr);
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
     assert!(
+        run.stderr.contains("\"root_password\": \"***\","),
+        "masked whatever its length: {}",
         run.stderr
-            .contains("\"root_password\": \"*********************\""),
+    );
+}
+
+#[test]
+fn a_bad_value_after_a_secret_on_its_line_is_pointed_at_where_the_file_has_it() {
+    let f = Fixture::example();
+    let text = f.lxc_text().replacen(
+        "\"memory_mb\": 40960,",
+        "\"root_password\": \"a-rather-long-secret-value\", \"memory_mb\": \"lots\",",
+        1,
+    );
+    f.write_text(common::LXC, &text);
+    let (line, col) = common::locate(&text, &["a-rather-long", "\"lots\""]);
+    let run = f.phoenix(&["validate"]);
+    assert_eq!(run.code, 3);
+    assert!(!run.stderr.contains("a-rather-long"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(":{line}:{col}]")),
+        "the file's own column, not the masked line's: {}",
+        run.stderr
+    );
+    // The caret sits under the value, in the masked line.
+    let shown = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("\"root_password\": \"***\""))
+        .unwrap();
+    let caret = run.stderr.lines().find(|l| l.contains("───")).unwrap();
+    let value_at = shown.find("\"lots\"").unwrap();
+    let caret_at = caret.find('─').unwrap();
+    assert_eq!(
+        shown[..value_at].chars().count(),
+        caret[..caret_at].chars().count(),
         "{}",
         run.stderr
     );

@@ -327,17 +327,61 @@ const LONG_LINE: usize = 240;
 const CUT_MARGIN: usize = 80;
 
 /// The part of a file a report shows: whole lines around the problem, or, when one of them
-/// is too long, a cut of the problem's own line. Offsets stay those of the file.
+/// is too long, a cut of the problem's own line, with every secret value replaced by
+/// `***` whatever its length. Offsets given to miette are the file's, shifted by the
+/// masking before them ([`Window::masked`]); columns are the file's.
 struct Window {
     name: String,
+    /// The shown text, masked.
     text: String,
-    /// Byte offset of `text` in the file.
+    /// The same part of the file, as written.
+    orig: String,
+    /// Byte offset of `orig` in the file.
     start: usize,
+    /// The masking, relative to `start`.
+    edits: Vec<Edit>,
     /// 0-based line and character column of `start` in the file.
     line: usize,
     column: usize,
     /// Cut from a long line: only the primary label fits.
     cut: bool,
+}
+
+/// One masked value: `len` bytes at `at` of the original became `with` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Edit {
+    at: usize,
+    len: usize,
+    with: usize,
+}
+
+/// Where original offset `o` lands in the masked text (a place inside a masked value
+/// lands on its start).
+fn to_masked(edits: &[Edit], o: usize) -> usize {
+    let mut shift: isize = 0;
+    for e in edits {
+        if o >= e.at + e.len {
+            shift += e.with as isize - e.len as isize;
+        } else if o > e.at {
+            return (e.at as isize + shift) as usize;
+        }
+    }
+    (o as isize + shift) as usize
+}
+
+/// Where masked offset `m` comes from in the original (a place inside `***` is the
+/// value's start).
+fn to_orig(edits: &[Edit], m: usize) -> usize {
+    let mut shift: isize = 0;
+    for e in edits {
+        let at_m = (e.at as isize + shift) as usize;
+        if m >= at_m + e.with {
+            shift += e.len as isize - e.with as isize;
+        } else if m > at_m {
+            return e.at;
+        }
+    }
+    (m as isize + shift) as usize
 }
 
 impl Window {
@@ -359,10 +403,13 @@ impl Window {
         let name = file.path.display().to_string();
         if !long {
             let (start, end) = (file.line_starts[first], line_end(last));
+            let (text, edits) = mask_secrets(&file.text[start..end]);
             return Window {
                 name,
-                text: mask_secrets(&file.text[start..end]),
+                text,
+                orig: file.text[start..end].to_string(),
                 start,
+                edits,
                 line: first,
                 column: 0,
                 cut: false,
@@ -380,15 +427,39 @@ impl Window {
             end += 1;
         }
         // Masked as a whole line, then cut: the cut may fall inside a secret whose key is
-        // outside it. Masking keeps every byte offset and char boundary of the file.
-        let masked = mask_secrets(&file.text[ls..le]);
+        // outside it. A cut inside a masked value moves to its edge.
+        let (masked, line_edits) = mask_secrets(&file.text[ls..le]);
+        let (ms, me) = (
+            to_masked(&line_edits, start - ls),
+            to_masked(&line_edits, end - ls),
+        );
+        let start = ls + to_orig(&line_edits, ms);
+        let end = (ls + to_orig(&line_edits, me)).max(start);
+        let edits = line_edits
+            .iter()
+            .filter(|e| e.at >= start - ls && e.at < end - ls)
+            .map(|e| Edit {
+                at: e.at - (start - ls),
+                ..*e
+            })
+            .collect();
         Window {
             name,
-            text: masked[start - ls..end - ls].to_string(),
+            text: masked[ms..me.max(ms)].to_string(),
+            orig: file.text[start..end].to_string(),
             start,
+            edits,
             line,
             column: file.text[ls..start].chars().count(),
             cut: true,
+        }
+    }
+
+    /// A file offset as the masked window places it.
+    fn masked(&self, offset: usize) -> usize {
+        match offset.checked_sub(self.start) {
+            Some(local) => self.start + to_masked(&self.edits, local.min(self.orig.len())),
+            None => offset,
         }
     }
 }
@@ -410,11 +481,13 @@ impl SourceCode for Window {
                 .min(self.text.len() - offset.min(self.text.len())),
         );
         let inner = self.text.read_span(&local, before, after)?;
-        let column = if inner.line() == 0 {
-            inner.column() + self.column
-        } else {
-            inner.column()
-        };
+        // The column the file has there: counted in the original text, where a secret
+        // has its own length.
+        let at = inner.span().offset();
+        let orig_at = to_orig(&self.edits, at).min(self.orig.len());
+        let line_start = self.orig[..orig_at].rfind('\n').map_or(0, |i| i + 1);
+        let column = self.orig[line_start..orig_at].chars().count()
+            + if inner.line() == 0 { self.column } else { 0 };
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.name.clone(),
             inner.data(),
@@ -429,17 +502,17 @@ impl SourceCode for Window {
     }
 }
 
-/// The window with every secret's value replaced by `*` of the same length (so offsets
-/// hold), the problem's own line included: a secret is never printed. Lexical, so that it
+/// The text with every secret's value replaced by `***`, whatever its length, and the
+/// edits that did it: a secret is never printed, nor its length. Lexical, so that it
 /// holds for a file that does not parse: wherever a word holding a secret marker
 /// (`token`, `password`...) is followed by `":` or `:`, the value after it is masked —
-/// a string to its closing quote, anything else to the next `,` `}` `]` — never past the
-/// end of its line.
-fn mask_secrets(text: &str) -> String {
+/// a string's content to its closing quote, anything else to the next `,` `}` `]` —
+/// never past the end of its line.
+fn mask_secrets(text: &str) -> (String, Vec<Edit>) {
     let bytes = text.as_bytes();
     let lower = text.to_ascii_lowercase();
-    let mut masked = bytes.to_vec();
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
     for marker in crate::fleet::config::SECRET_MARKERS {
         for (at, _) in lower.match_indices(marker) {
             // The rest of the key's name, then an optional closing quote and the colon.
@@ -460,52 +533,89 @@ fn mask_secrets(text: &str) -> String {
             while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
                 i += 1;
             }
-            mask_value(bytes, &mut masked, i);
+            if let Some(r) = value_range(bytes, i) {
+                ranges.push(r);
+            }
         }
     }
-    // Only ASCII bytes were replaced by ASCII, and whole multi-byte characters by `*`s.
-    String::from_utf8(masked).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    // Overlapping values (a secret object holding another secret) are masked as one.
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut edits = Vec::new();
+    let mut at = 0;
+    for (a, b) in merged {
+        // Whole characters only: a value's edges are ASCII, but be sure.
+        let (mut a, mut b) = (a, b);
+        while !text.is_char_boundary(a) {
+            a -= 1;
+        }
+        while !text.is_char_boundary(b) {
+            b += 1;
+        }
+        if a < at {
+            continue;
+        }
+        out.push_str(&text[at..a]);
+        out.push_str(MASK);
+        edits.push(Edit {
+            at: a,
+            len: b - a,
+            with: MASK.len(),
+        });
+        at = b;
+    }
+    out.push_str(&text[at..]);
+    (out, edits)
 }
 
-/// Masks the value starting at `from` (see [`mask_secrets`]).
-fn mask_value(bytes: &[u8], masked: &mut [u8], from: usize) {
-    let Some(&first) = bytes.get(from) else {
-        return;
-    };
+/// What a secret value is shown as.
+const MASK: &str = "***";
+
+/// The bytes of the value starting at `from` that are masked: a string's content, or a
+/// whole value up to the `,` `}` `]` that ends it (see [`mask_secrets`]).
+fn value_range(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+    let &first = bytes.get(from)?;
     let mut i = from;
     if first == b'"' {
         i += 1;
         while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
             if bytes[i] == b'\\' && i + 1 < bytes.len() && bytes[i + 1] != b'\n' {
-                masked[i] = b'*';
                 i += 1;
             }
-            masked[i] = b'*';
             i += 1;
         }
-        return;
+        return (i > from + 1).then_some((from + 1, i.min(bytes.len())));
     }
     let mut depth = 0usize;
     let mut in_string = false;
     while i < bytes.len() && bytes[i] != b'\n' {
-        let b = bytes[i];
-        match b {
+        match bytes[i] {
             b'"' => in_string = !in_string,
             b'{' | b'[' if !in_string => depth += 1,
             b'}' | b']' if !in_string => {
                 if depth == 0 {
-                    return;
+                    break;
                 }
                 depth -= 1;
             }
-            b',' if !in_string && depth == 0 => return,
+            b',' if !in_string && depth == 0 => break,
             _ => {}
-        }
-        if !matches!(b, b'"' | b' ' | b'{' | b'}' | b'[' | b']' | b',' | b':') {
-            masked[i] = b'*';
         }
         i += 1;
     }
+    // Trailing blanks stay as they are.
+    let mut end = i;
+    while end > from && matches!(bytes[end - 1], b' ' | b'\t' | b'\r') {
+        end -= 1;
+    }
+    (end > from).then_some((from, end))
 }
 
 /// A problem with its window of the file, so miette prints `[file:line:col]`.
@@ -555,13 +665,40 @@ impl Diagnostic for NamedProblem<'_> {
         let labels = self.inner.labels()?;
         // A line cut to the problem holds only the primary label.
         let cut = self.window.as_ref().is_some_and(|w| w.cut);
-        Some(Box::new(labels.filter(move |l| !cut || l.primary())))
+        let window = self.window.as_ref();
+        Some(Box::new(labels.filter(move |l| !cut || l.primary()).map(
+            move |l| match window {
+                // Placed in the masked text, where secrets are `***`.
+                Some(w) => {
+                    let (a, b) = (w.masked(l.offset()), w.masked(l.offset() + l.len()));
+                    let span = miette::SourceSpan::new(a.into(), b.saturating_sub(a));
+                    if l.primary() {
+                        LabeledSpan::new_primary_with_span(l.label().map(str::to_string), span)
+                    } else {
+                        LabeledSpan::new_with_span(l.label().map(str::to_string), span)
+                    }
+                }
+                None => l,
+            },
+        )))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_move_through_the_mask_and_back() {
+        let text = "{\"api_token\": \"0123456789\", \"cores\": 8}";
+        let (masked, edits) = mask_secrets(text);
+        assert_eq!(masked, "{\"api_token\": \"***\", \"cores\": 8}");
+        let eight = text.rfind('8').unwrap();
+        assert_eq!(&masked[to_masked(&edits, eight)..][..1], "8");
+        assert_eq!(to_orig(&edits, to_masked(&edits, eight)), eight);
+        let inside = text.find("456").unwrap();
+        assert_eq!(to_masked(&edits, inside), masked.find("***").unwrap());
+    }
 
     #[test]
     fn line_and_column_are_one_based_and_count_characters() {
@@ -595,13 +732,18 @@ mod tests {
                 "unterminated-value",
             ),
         ] {
-            let masked = mask_secrets(text);
-            assert_eq!(masked.len(), text.len(), "{masked}");
+            let (masked, _) = mask_secrets(text);
             assert!(!masked.contains(secret), "{masked}");
+            assert!(masked.contains("***"), "{masked}");
         }
         let plain = "\"name\": \"vllm\", \"memory_mb\": 512";
-        assert_eq!(mask_secrets(plain), plain);
+        assert_eq!(mask_secrets(plain).0, plain);
         let next_line = "\"token\": \"a-value\n  \"name\": \"kept\"";
-        assert!(mask_secrets(next_line).ends_with("\"name\": \"kept\""));
+        assert!(mask_secrets(next_line).0.ends_with("\"name\": \"kept\""));
+        // The mask says nothing of the length.
+        let short = mask_secrets("\"hf_token\": \"ab\"").0;
+        let long = mask_secrets(&format!("\"hf_token\": \"{}\"", "x".repeat(300))).0;
+        assert_eq!(short, long);
+        assert_eq!(short, "\"hf_token\": \"***\"");
     }
 }

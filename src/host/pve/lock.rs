@@ -35,8 +35,14 @@ pub fn take(root: &Path, rel: &str) -> HostResult<File> {
             .open(&path)
     };
     let file = open()
-        .or_else(|_| fs::create_dir_all(path.parent().unwrap_or(root)).and_then(|()| open()))
-        .map_err(|e| io("open lock", e))?;
+        .or_else(|_| crate::os::create_dir_all(path.parent().unwrap_or(root)).and_then(|()| open()))
+        .map_err(
+            |e| match crate::os::in_the_way(path.parent().unwrap_or(root)) {
+                // A file where the lock directory should be says so, not "File exists".
+                Some(why) => HostError::failed(format!("cannot take the config lock: {why}")),
+                None => io("open lock", e),
+            },
+        )?;
     let deadline = Instant::now() + TIMEOUT;
     loop {
         match file.try_lock() {
@@ -77,5 +83,25 @@ mod tests {
         assert!(matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)));
         drop(held);
         assert!(take(t.path(), &config_lock_path(100)).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod in_the_way_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_where_the_lock_directory_should_be_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("run/lock")).unwrap();
+        fs::write(t.path().join("run/lock/lxc"), "").unwrap();
+        let e = take(t.path(), &config_lock_path(100)).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "cannot take the config lock: {} is a file, not a directory: move it aside (phoenix makes the directory)",
+                t.path().join("run/lock/lxc").display()
+            )
+        );
     }
 }
