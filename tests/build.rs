@@ -182,22 +182,17 @@ fn a_driver_that_differs_from_the_host_stops_the_gpu_subtree_only() {
     assert!(f.ct(901).is_none());
 }
 
-/// The preflight of a plan: each node the host cannot build, by check.
-fn preflight(r: &Run) -> BTreeMap<u64, (String, String)> {
-    r.json()["preflight"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["ctid"].as_u64().unwrap(),
-                (
-                    p["check"].as_str().unwrap().to_string(),
-                    p["message"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect()
+/// The preflight of a plan: each node the host cannot build, with every (check,
+/// message) it fails, in order.
+fn preflight(r: &Run) -> BTreeMap<u64, Vec<(String, String)>> {
+    let mut out: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
+    for p in r.json()["preflight"].as_array().unwrap() {
+        out.entry(p["ctid"].as_u64().unwrap()).or_default().push((
+            p["check"].as_str().unwrap().to_string(),
+            p["message"].as_str().unwrap().to_string(),
+        ));
+    }
+    out
 }
 
 #[test]
@@ -213,7 +208,8 @@ fn plan_shows_the_preflight_that_build_enforces() {
     let p = preflight(&r);
     // Every GPU node that would build (920 and 950 also have GPUs).
     assert_eq!(p.keys().copied().collect::<Vec<_>>(), [901, 903, 920, 950]);
-    let (check, message) = &p[&901];
+    assert_eq!(p[&901].len(), 1, "{:?}", p[&901]);
+    let (check, message) = &p[&901][0];
     assert_eq!(check, "nvidia_driver");
     assert!(
         message.contains("570.172.08") && message.contains("580.76.05"),
@@ -261,8 +257,9 @@ fn a_storage_or_os_template_the_host_lacks_fails_its_subtree_before_any_change()
         assert_eq!(r.code, 1, "{field}: {}", r.stderr);
         let p = preflight(&r);
         assert_eq!(p.keys().copied().collect::<Vec<_>>(), [900], "{field}");
-        assert_eq!(p[&900].0, "storage");
-        assert!(p[&900].1.contains(said), "{field}: {}", p[&900].1);
+        assert_eq!(p[&900].len(), 1, "{field}: {:?}", p[&900]);
+        assert_eq!(p[&900][0].0, "storage");
+        assert!(p[&900][0].1.contains(said), "{field}: {}", p[&900][0].1);
 
         let r = build_json(&f, &[]);
         assert_eq!(r.code, 1, "{field}");
@@ -280,6 +277,77 @@ fn a_storage_or_os_template_the_host_lacks_fails_its_subtree_before_any_change()
 }
 
 #[test]
+fn the_preflight_names_every_problem_of_a_node_at_once() {
+    let f = Fixture::example();
+    f.edit_block(900, |b| {
+        b.insert("storage_pool".into(), json!("tank"));
+        b.insert(
+            "template".into(),
+            json!("local:vztmpl/debian-11-standard_11.7-1_amd64.tar.zst"),
+        );
+    });
+    f.edit_block(901, |b| {
+        b.insert("gpu_assignment".into(), json!("0,3"));
+    });
+    let env = [("PHOENIX_SIM_NVIDIA_VERSION", "570.172.08")];
+    let r = f.sim_env(&["plan", "--output", "json"], &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let p = preflight(&r);
+    let checks = |ctid| p[&ctid].iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>();
+    assert_eq!(checks(900), ["storage", "storage"], "{:?}", p[&900]);
+    assert!(
+        p[&900][0].1.contains("storage 'tank' does not exist")
+            && p[&900][1]
+                .1
+                .contains("pveam download local debian-11-standard_11.7-1_amd64.tar.zst"),
+        "{:?}",
+        p[&900]
+    );
+    assert_eq!(
+        checks(901),
+        ["nvidia_driver", "gpu_device"],
+        "{:?}",
+        p[&901]
+    );
+    assert!(p[&901][1].1.contains("no /dev/nvidia3"), "{:?}", p[&901]);
+
+    // People read them all too, one line each.
+    let r = f.sim_env(&["plan"], &env);
+    assert_eq!(r.code, 1);
+    for line in [
+        "  900 BaseTemplate: storage 'tank' does not exist",
+        "  900 BaseTemplate: OS template",
+        "  901 BaseTemplateGPU: the host's NVIDIA kernel driver is 570.172.08",
+        "  901 BaseTemplateGPU: CT 901 is assigned GPU 3",
+    ] {
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with(line)),
+            "no line {line:?} in\n{}",
+            r.stdout
+        );
+    }
+
+    // The build fails the node with all of them, and its log lists each.
+    let r = f.sim_env(&["build", "--output", "json"], &env);
+    assert_eq!(r.code, 1);
+    let err = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 900 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(err["failed_step"], "preflight");
+    let message = err["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("2 problems: (1) storage 'tank' does not exist")
+            && message.contains("; (2) "),
+        "{message}"
+    );
+    let log = f.sim(&["log", "900"]).stdout;
+    for (_, m) in &p[&900] {
+        assert!(log.contains(m.as_str()), "{m} not in\n{log}");
+    }
+}
+
+#[test]
 fn a_gpu_the_host_does_not_have_fails_its_node_in_preflight() {
     let f = Fixture::example();
     f.edit_block(901, |b| {
@@ -289,9 +357,10 @@ fn a_gpu_the_host_does_not_have_fails_its_node_in_preflight() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let p = preflight(&r);
     assert_eq!(p.keys().copied().collect::<Vec<_>>(), [901]);
-    assert_eq!(p[&901].0, "gpu_device");
+    assert_eq!(p[&901].len(), 1, "{:?}", p[&901]);
+    assert_eq!(p[&901][0].0, "gpu_device");
     assert!(
-        p[&901]
+        p[&901][0]
             .1
             .contains("CT 901 is assigned GPU 3, but the host has no /dev/nvidia3"),
         "{:?}",

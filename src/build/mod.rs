@@ -69,7 +69,8 @@ pub struct Planned {
     pub plan: Plan,
     /// Read only when a GPU node builds.
     pub facts: HostFacts,
-    pub preflight: BTreeMap<Ctid, Problem>,
+    /// Every problem of each node the host cannot build.
+    pub preflight: BTreeMap<Ctid, Vec<Problem>>,
     /// Why the state directory cannot take what the build would write, if it cannot
     /// (checked only when the plan builds something).
     pub state_problems: Vec<String>,
@@ -138,7 +139,7 @@ pub fn make_plan(
         HostFacts::default()
     };
     let preflight = preflight::check(fleet, &plan.entries, host, &facts);
-    for p in preflight.values() {
+    for p in preflight.values().flatten() {
         tracing::info!(ctid = p.ctid, check = ?p.check, "preflight: {}", p.message);
     }
     let building: Vec<Ctid> = plan

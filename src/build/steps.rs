@@ -96,7 +96,7 @@ pub struct Executor<'a> {
     pub host: &'a dyn Host,
     pub facts: &'a HostFacts,
     /// The nodes this host cannot build, found before the run ([`super::preflight`]).
-    pub preflight: &'a BTreeMap<Ctid, Problem>,
+    pub preflight: &'a BTreeMap<Ctid, Vec<Problem>>,
     pub state: &'a StateDir,
     pub run_id: &'a str,
     pub emit: &'a (dyn Fn(Event) + Sync),
@@ -191,10 +191,12 @@ impl Executor<'_> {
     /// A node that failed the preflight fails before touching anything.
     fn preflight(&self, node: &Node, log: &mut NodeLog) -> StepResult {
         match self.preflight.get(&node.ctid) {
-            Some(p) => {
+            Some(problems) => {
                 self.step(node.ctid, Step::Preflight, log);
-                log.line(&p.message);
-                fail(Step::Preflight, p.message.clone())
+                for p in problems {
+                    log.line(&p.message);
+                }
+                fail(Step::Preflight, super::preflight::failure(problems))
             }
             None => Ok(()),
         }

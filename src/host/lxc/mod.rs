@@ -615,18 +615,19 @@ impl Host for LxcHost {
         HostFacts::read(Path::new("/")).map_err(HostError::failed)
     }
 
-    fn check_storage(&self, _storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
-        match ostemplate {
-            None => Ok(()),
-            Some(t) => template::resolve(t, &self.opts.vztmpl_dir).map(|_| ()),
-        }
+    fn check_storage(&self, _storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+        ostemplate
+            .and_then(|t| template::resolve(t, &self.opts.vztmpl_dir).err())
+            .into_iter()
+            .collect()
     }
 
-    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Result<(), String> {
+    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Vec<String> {
+        let mut problems = Vec::new();
         if unprivileged {
-            self.idmap()?;
+            problems.extend(self.idmap().err());
             if self.opts.network == NetworkMode::Host {
-                return Err("an unprivileged CT cannot share the host's network (--lxc-network host): the kernel lets a user namespace mount /sys only with a network namespace of its own. Use --lxc-network config, or set the node's `unprivileged` to false".into());
+                problems.push("an unprivileged CT cannot share the host's network (--lxc-network host): the kernel lets a user namespace mount /sys only with a network namespace of its own. Use --lxc-network config, or set the node's `unprivileged` to false".into());
             }
         }
         if let (Some(n), NetworkMode::Config) = (network, self.opts.network) {
@@ -635,13 +636,13 @@ impl Host for LxcHost {
                 .join("bridge")
                 .is_dir()
             {
-                return Err(format!(
+                problems.push(format!(
                     "network_config names bridge `{}` and this host has no such bridge: make it (ip link add {} type bridge), or run with --lxc-network host to share the host's network",
                     n.bridge, n.bridge
                 ));
             }
         }
-        Ok(())
+        problems
     }
 
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
