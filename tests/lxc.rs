@@ -516,16 +516,56 @@ fn a_gpu_node_on_a_host_without_nvidia_fails_its_preflight_and_blocks_only_its_s
     }
 }
 
+/// A host bridge a test makes (`ip link add`), deleted when it ends.
+struct TestBridge(&'static str);
+
+impl TestBridge {
+    /// The bridge, new: down, without an address, with no port.
+    fn bare(name: &'static str) -> TestBridge {
+        TestBridge::gone(name);
+        ip(&["link", "add", name, "type", "bridge"]);
+        TestBridge(name)
+    }
+
+    /// The bridge with the host's address `cidr` on it, up.
+    fn with_address(name: &'static str, cidr: &str) -> TestBridge {
+        let b = TestBridge::bare(name);
+        b.address(cidr);
+        b
+    }
+
+    fn address(&self, cidr: &str) {
+        ip(&["addr", "add", cidr, "dev", self.0]);
+        ip(&["link", "set", self.0, "up"]);
+    }
+
+    fn gone(name: &str) {
+        let _ = Command::new("ip")
+            .args(["link", "del", name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        TestBridge::gone(self.0);
+    }
+}
+
+fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("ip");
+    assert!(st.success(), "ip {args:?} failed");
+}
+
 #[test]
-fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_preflight_error() {
+fn config_networking_puts_a_veth_on_the_named_bridge_and_a_bridge_that_leads_nowhere_is_a_preflight_error(
+) {
     let Some(lab) = Lab::new("bridge") else {
         return;
     };
     let bridge = "phxbr0";
-    let _ = Command::new("ip")
-        .args(["link", "del", bridge])
-        .stderr(Stdio::null())
-        .status();
+    TestBridge::gone(bridge);
     let plan = lab.phoenix(&["plan", "--lxc-network", "config"]);
     assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
     assert!(plan.stdout.contains("no such bridge"), "{}", plan.stdout);
@@ -535,18 +575,6 @@ fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_p
         plan.stdout
     );
 
-    assert!(Command::new("ip")
-        .args(["link", "add", bridge, "type", "bridge"])
-        .status()
-        .unwrap()
-        .success());
-    struct Bridge;
-    impl Drop for Bridge {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", "phxbr0"]).status();
-        }
-    }
-    let _bridge = Bridge;
     // The base alone: its hook needs no network.
     lab.edit_fleet(|fleet| {
         let base = fleet["lxc_configs"]["100"].clone();
@@ -555,6 +583,33 @@ fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_p
         fleet["lxc_configs"]["100"]["mac_address"] = "52:54:00:12:34:56".into();
         fleet["lxc_configs"]["100"]["is_template"] = false.into();
     });
+    // A bridge as `ip link add` makes it: down, no address, no uplink. A CT on it would
+    // reach nothing, and wait out the hook timeout on its first download: refused by the
+    // plan, and by the build before it makes anything.
+    let br = TestBridge::bare(bridge);
+    let plan = lab.phoenix(&["plan", "--lxc-network", "config"]);
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    for said in [
+        "100 base: bridge `phxbr0` is down",
+        "100 base: bridge `phxbr0` has no IPv4 address and no uplink",
+        "scripts/lxc-host-setup",
+    ] {
+        assert!(plan.stdout.contains(said), "{said} in\n{}", plan.stdout);
+    }
+    let started = Instant::now();
+    let r = lab.phoenix(&["build", "--lxc-network", "config", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let failed = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 100)
+        .expect("100 finished");
+    assert_eq!(failed["failed_step"], "preflight", "{failed}");
+    assert!(!lab.lxc.join("100").exists(), "a CT was made");
+
+    br.address("10.99.0.1/24");
     let r = lab.phoenix(&["build", "--lxc-network", "config"]);
     assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
     let (_, link) = lab.attach(100, &["ip", "-o", "addr", "show", "eth0"]);
@@ -698,16 +753,7 @@ fn an_unprivileged_ct_runs_with_an_id_map_in_a_network_namespace_of_its_own() {
         plan.stdout
     );
 
-    let _ = Command::new("ip")
-        .args(["link", "add", "phxbr1", "type", "bridge"])
-        .status();
-    struct Bridge;
-    impl Drop for Bridge {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", "phxbr1"]).status();
-        }
-    }
-    let _bridge = Bridge;
+    let _bridge = TestBridge::with_address("phxbr1", "10.98.0.1/24");
     let r = lab.phoenix(&["build", "--lxc-network", "config"]);
     assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
     let config = fs::read_to_string(lab.lxc.join("100/config")).unwrap();

@@ -23,6 +23,7 @@
 //! `--lxc-network` ([`NetworkMode`]).
 
 pub mod conf;
+pub mod net;
 pub mod store;
 pub mod template;
 
@@ -631,15 +632,13 @@ impl Host for LxcHost {
             }
         }
         if let (Some(n), NetworkMode::Config) = (network, self.opts.network) {
-            if !Path::new("/sys/class/net")
-                .join(&n.bridge)
-                .join("bridge")
-                .is_dir()
-            {
-                problems.push(format!(
-                    "network_config names bridge `{}` and this host has no such bridge: make it (ip link add {} type bridge), or run with --lxc-network host to share the host's network",
-                    n.bridge, n.bridge
-                ));
+            match net::read(&n.bridge) {
+                Ok(Some(bridge)) => problems.extend(net::problems(&bridge, n, net::forwarding())),
+                Ok(None) => problems.push(format!(
+                    "network_config names bridge `{}` and this host has no such bridge: make it with an address the CTs route through (`scripts/lxc-host-setup`, or the README's bridge recipe), or run with --lxc-network host to share the host's network",
+                    n.bridge
+                )),
+                Err(e) => problems.push(e),
             }
         }
         problems
