@@ -373,6 +373,63 @@ fn a_gpu_the_host_does_not_have_fails_its_node_in_preflight() {
 }
 
 #[test]
+fn steps_and_hooks_start_once_systemd_has_booted_and_the_probe_is_bounded_by_the_ready_timeout() {
+    let f = Fixture::example();
+    let r = f.sim(&["build", "900", "--ready-timeout", "90"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The first command in the started CT waits for the end of its boot, no longer than
+    // the ready timeout; the hook's own commands come after it.
+    let history = f.sim_host().history(900).unwrap();
+    assert_eq!(
+        history[..2],
+        [
+            "extract local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+            "timeout 90 systemctl is-system-running --wait",
+        ],
+        "{history:?}"
+    );
+    assert!(history[2].starts_with("dpkg-query"), "{history:?}");
+    let log = f.sim(&["log", "900"]).stdout;
+    assert!(log.contains("  ready: systemd is running"), "{log}");
+
+    // No systemctl in the CT (exit 127): another init, ready once it runs commands.
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_FAULTS", "exec:900=exit127*1")];
+    let r = f.sim_env(&["build", "900"], &env);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let log = f.sim(&["log", "900"]).stdout;
+    assert!(
+        log.contains("ready: it runs commands; `systemctl` or `timeout` is not in the CT"),
+        "{log}"
+    );
+
+    // systemd still starting when the timeout ends it (exit 124): the node fails at
+    // wait_ready with systemd's state and what to do, its hook never runs.
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_FAULTS", "exec:900=exit124*1")];
+    let r = f.sim_env(&["build", "--output", "json"], &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let failed = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 900 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(failed["failed_step"], "wait_ready", "{failed}");
+    let message = failed["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("CT 900 not ready after 300 s: systemd has not finished starting")
+            && message.contains("systemctl list-jobs")
+            && message.contains("--ready-timeout"),
+        "{message}"
+    );
+    assert_eq!(outcome_of(&r, "blocked").len(), 6);
+    let history = f.sim_host().history(900).unwrap();
+    assert!(
+        !history.iter().any(|c| c.starts_with("dpkg-query")),
+        "the hook ran: {history:?}"
+    );
+}
+
+#[test]
 fn a_memory_change_is_an_update_not_a_rebuild() {
     let f = Fixture::example();
     assert_eq!(f.sim(&["build"]).code, 0);
@@ -1237,8 +1294,9 @@ fn an_unreadable_config_beside_the_fleet_is_left_alone_and_stops_nothing() {
 
 #[test]
 fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeout() {
+    // 126: the readiness probe cannot be executed in the CT.
     let f = Fixture::example();
-    let env = [("PHOENIX_SIM_FAULTS", "exec:910=exit127")];
+    let env = [("PHOENIX_SIM_FAULTS", "exec:910=exit126")];
     let started = Instant::now();
     let r = f.sim_env(
         &["build", "--ready-timeout", "120", "--output", "json", "910"],
@@ -1247,9 +1305,26 @@ fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeou
     assert_eq!(r.code, 1, "{}", r.stderr);
     let e = node_error(&r, 910);
     assert!(
-        e.contains("`true` failed (exit code 127: it cannot run in the CT)"),
+        e.starts_with("CT 910 did not boot: the probe cannot run in it (exit code 126"),
         "{e}"
     );
+    assert!(started.elapsed() < Duration::from_secs(60), "it waited");
+
+    // 127: no `systemctl` (or `timeout`) in the CT: another init, ready at once; what
+    // then cannot run fails as itself, without waiting either.
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_FAULTS", "exec:910=exit127")];
+    let started = Instant::now();
+    let r = f.sim_env(
+        &["build", "--ready-timeout", "120", "--output", "json", "910"],
+        &env,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let finished = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 910 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(finished["failed_step"], "docker", "{finished}");
     assert!(started.elapsed() < Duration::from_secs(60), "it waited");
 }
 

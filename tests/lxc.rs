@@ -278,6 +278,13 @@ fn a_fleet_builds_real_containers_rebuilds_exactly_a_subtree_and_gc_frees_the_ol
     let Some(lab) = Lab::new("fleet") else { return };
     let r = lab.build();
     assert!(r.stdout.contains("summary: 4 created"), "{}", r.stdout);
+    // 100's hook asked systemd as it started: the CT had booted.
+    let state = fs::read_to_string(lab.lxc.join("100/rootfs/etc/phoenix-boot-state")).unwrap();
+    assert!(
+        ["running", "degraded"].contains(&state.trim()),
+        "systemd was `{}` when the hook started",
+        state.trim()
+    );
 
     // Inside the leaves: the app template's package, each leaf's own file, the base's mark.
     for ctid in [120, 121] {

@@ -9,6 +9,7 @@
 //! | [`hook`] | a node's hook: process group, time limit, output |
 //! | [`cgroup`] | a cgroup per hook, for what leaves its process group |
 //! | [`preflight`] | what the host must have before a node's first change |
+//! | [`ready`] | when a started CT has booted: the probe steps and hooks wait for |
 //! | [`gpu`] | the host devices a GPU node needs |
 //! | [`log`] | a node's log for one run |
 //! | [`counting`] | host calls per verb |
@@ -23,6 +24,7 @@ pub mod gpu;
 pub mod hook;
 pub mod log;
 pub mod preflight;
+pub mod ready;
 pub mod steps;
 pub mod tasks;
 
