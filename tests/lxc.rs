@@ -659,15 +659,25 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
     let Some(lab) = Lab::new("docker") else {
         return;
     };
+    // On the example fleet's bridge, routed and NATed by the host: Docker inside has a
+    // network namespace of its own (in the host's, it would rewrite the host's firewall).
+    host_setup();
+    let on_vmbr0 = |ct: &mut serde_json::Value, ip: &str| {
+        ct["network_config"] =
+            serde_json::json!({"name": "eth0", "bridge": "vmbr0", "ip": ip, "gw": "10.0.0.1"});
+    };
     lab.edit_fleet(|fleet| {
-        let base = fleet["lxc_configs"]["100"].clone();
+        let mut base = fleet["lxc_configs"]["100"].clone();
+        on_vmbr0(&mut base, "10.0.0.140/24");
         let mut docker = fleet["lxc_configs"]["121"].clone();
         docker["features"] = "nesting=1".into();
         docker["clone_from_template_ctid"] = "100".into();
         docker["name"] = "docker".into();
+        on_vmbr0(&mut docker, "10.0.0.130/24");
         let mut portainer = docker.clone();
         portainer["name"] = "portainer".into();
         portainer["portainer_role"] = "server".into();
+        on_vmbr0(&mut portainer, "10.0.0.131/24");
         fleet["lxc_configs"] = serde_json::json!({ "100": base, "130": docker, "131": portainer });
     });
     lab.edit("phoenix_hypervisor_config.json", |h| {
@@ -679,7 +689,7 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
     }
 
     let started = Instant::now();
-    let r = lab.phoenix(&["build", "-j", "2"]);
+    let r = lab.phoenix(&["build", "-j", "2", "--lxc-network", "config"]);
     let took = started.elapsed();
     // 131's Portainer image cannot be pulled here: its node fails, clearly and soon.
     assert_eq!(r.code, 1, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
@@ -732,7 +742,7 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
         .env("PATH", format!("{}:{}", lab.state.join("bin").display(), std::env::var("PATH").unwrap()))
         .env("PHOENIX_BACKEND", "lxc")
         .env("PHOENIX_LXC_PATH", &lab.lxc)
-        .env("PHOENIX_LXC_NETWORK", "host")
+        .env("PHOENIX_LXC_NETWORK", "config")
         .env("PHOENIX_STATE_DIR", &lab.state)
         .stdin(Stdio::null())
         .output()
@@ -750,14 +760,20 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
     );
 }
 
-/// Root's subordinate ids, as an admin gives them (`usermod --add-subuids`).
-fn ensure_subids() {
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = fs::read_to_string(file).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with("root:")) {
-            fs::write(file, text + "root:100000:65536\n").unwrap();
-        }
-    }
+/// The host as `scripts/lxc-host-setup` leaves it: root's subordinate ids, bridge
+/// `vmbr0` on 10.0.0.1/24, forwarding, NAT (idempotent; runs one at a time).
+fn host_setup() {
+    let out = Command::new("bash")
+        .arg(common::repo().join("scripts/lxc-host-setup"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "scripts/lxc-host-setup failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -765,7 +781,7 @@ fn an_unprivileged_ct_runs_with_an_id_map_in_a_network_namespace_of_its_own() {
     let Some(lab) = Lab::new("unprivileged") else {
         return;
     };
-    ensure_subids();
+    host_setup();
     lab.edit_fleet(|fleet| {
         let mut base = fleet["lxc_configs"]["100"].clone();
         base["unprivileged"] = true.into();
