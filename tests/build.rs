@@ -182,22 +182,17 @@ fn a_driver_that_differs_from_the_host_stops_the_gpu_subtree_only() {
     assert!(f.ct(901).is_none());
 }
 
-/// The preflight of a plan: each node the host cannot build, by check.
-fn preflight(r: &Run) -> BTreeMap<u64, (String, String)> {
-    r.json()["preflight"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["ctid"].as_u64().unwrap(),
-                (
-                    p["check"].as_str().unwrap().to_string(),
-                    p["message"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect()
+/// The preflight of a plan: each node the host cannot build, with every (check,
+/// message) it fails, in order.
+fn preflight(r: &Run) -> BTreeMap<u64, Vec<(String, String)>> {
+    let mut out: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
+    for p in r.json()["preflight"].as_array().unwrap() {
+        out.entry(p["ctid"].as_u64().unwrap()).or_default().push((
+            p["check"].as_str().unwrap().to_string(),
+            p["message"].as_str().unwrap().to_string(),
+        ));
+    }
+    out
 }
 
 #[test]
@@ -213,7 +208,8 @@ fn plan_shows_the_preflight_that_build_enforces() {
     let p = preflight(&r);
     // Every GPU node that would build (920 and 950 also have GPUs).
     assert_eq!(p.keys().copied().collect::<Vec<_>>(), [901, 903, 920, 950]);
-    let (check, message) = &p[&901];
+    assert_eq!(p[&901].len(), 1, "{:?}", p[&901]);
+    let (check, message) = &p[&901][0];
     assert_eq!(check, "nvidia_driver");
     assert!(
         message.contains("570.172.08") && message.contains("580.76.05"),
@@ -261,8 +257,9 @@ fn a_storage_or_os_template_the_host_lacks_fails_its_subtree_before_any_change()
         assert_eq!(r.code, 1, "{field}: {}", r.stderr);
         let p = preflight(&r);
         assert_eq!(p.keys().copied().collect::<Vec<_>>(), [900], "{field}");
-        assert_eq!(p[&900].0, "storage");
-        assert!(p[&900].1.contains(said), "{field}: {}", p[&900].1);
+        assert_eq!(p[&900].len(), 1, "{field}: {:?}", p[&900]);
+        assert_eq!(p[&900][0].0, "storage");
+        assert!(p[&900][0].1.contains(said), "{field}: {}", p[&900][0].1);
 
         let r = build_json(&f, &[]);
         assert_eq!(r.code, 1, "{field}");
@@ -280,6 +277,77 @@ fn a_storage_or_os_template_the_host_lacks_fails_its_subtree_before_any_change()
 }
 
 #[test]
+fn the_preflight_names_every_problem_of_a_node_at_once() {
+    let f = Fixture::example();
+    f.edit_block(900, |b| {
+        b.insert("storage_pool".into(), json!("tank"));
+        b.insert(
+            "template".into(),
+            json!("local:vztmpl/debian-11-standard_11.7-1_amd64.tar.zst"),
+        );
+    });
+    f.edit_block(901, |b| {
+        b.insert("gpu_assignment".into(), json!("0,3"));
+    });
+    let env = [("PHOENIX_SIM_NVIDIA_VERSION", "570.172.08")];
+    let r = f.sim_env(&["plan", "--output", "json"], &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let p = preflight(&r);
+    let checks = |ctid| p[&ctid].iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>();
+    assert_eq!(checks(900), ["storage", "storage"], "{:?}", p[&900]);
+    assert!(
+        p[&900][0].1.contains("storage 'tank' does not exist")
+            && p[&900][1]
+                .1
+                .contains("pveam download local debian-11-standard_11.7-1_amd64.tar.zst"),
+        "{:?}",
+        p[&900]
+    );
+    assert_eq!(
+        checks(901),
+        ["nvidia_driver", "gpu_device"],
+        "{:?}",
+        p[&901]
+    );
+    assert!(p[&901][1].1.contains("no /dev/nvidia3"), "{:?}", p[&901]);
+
+    // People read them all too, one line each.
+    let r = f.sim_env(&["plan"], &env);
+    assert_eq!(r.code, 1);
+    for line in [
+        "  900 BaseTemplate: storage 'tank' does not exist",
+        "  900 BaseTemplate: OS template",
+        "  901 BaseTemplateGPU: the host's NVIDIA kernel driver is 570.172.08",
+        "  901 BaseTemplateGPU: CT 901 is assigned GPU 3",
+    ] {
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with(line)),
+            "no line {line:?} in\n{}",
+            r.stdout
+        );
+    }
+
+    // The build fails the node with all of them, and its log lists each.
+    let r = f.sim_env(&["build", "--output", "json"], &env);
+    assert_eq!(r.code, 1);
+    let err = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 900 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(err["failed_step"], "preflight");
+    let message = err["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("2 problems: (1) storage 'tank' does not exist")
+            && message.contains("; (2) "),
+        "{message}"
+    );
+    let log = f.sim(&["log", "900"]).stdout;
+    for (_, m) in &p[&900] {
+        assert!(log.contains(m.as_str()), "{m} not in\n{log}");
+    }
+}
+
+#[test]
 fn a_gpu_the_host_does_not_have_fails_its_node_in_preflight() {
     let f = Fixture::example();
     f.edit_block(901, |b| {
@@ -289,9 +357,10 @@ fn a_gpu_the_host_does_not_have_fails_its_node_in_preflight() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let p = preflight(&r);
     assert_eq!(p.keys().copied().collect::<Vec<_>>(), [901]);
-    assert_eq!(p[&901].0, "gpu_device");
+    assert_eq!(p[&901].len(), 1, "{:?}", p[&901]);
+    assert_eq!(p[&901][0].0, "gpu_device");
     assert!(
-        p[&901]
+        p[&901][0]
             .1
             .contains("CT 901 is assigned GPU 3, but the host has no /dev/nvidia3"),
         "{:?}",
@@ -301,6 +370,63 @@ fn a_gpu_the_host_does_not_have_fails_its_node_in_preflight() {
     assert_eq!(r.code, 1);
     assert_eq!(outcome_of(&r, "failed"), set(&[901]));
     assert!(f.ct(901).is_none());
+}
+
+#[test]
+fn steps_and_hooks_start_once_systemd_has_booted_and_the_probe_is_bounded_by_the_ready_timeout() {
+    let f = Fixture::example();
+    let r = f.sim(&["build", "900", "--ready-timeout", "90"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The first command in the started CT waits for the end of its boot, no longer than
+    // the ready timeout; the hook's own commands come after it.
+    let history = f.sim_host().history(900).unwrap();
+    assert_eq!(
+        history[..2],
+        [
+            "extract local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+            "timeout 90 systemctl is-system-running --wait",
+        ],
+        "{history:?}"
+    );
+    assert!(history[2].starts_with("dpkg-query"), "{history:?}");
+    let log = f.sim(&["log", "900"]).stdout;
+    assert!(log.contains("  ready: systemd is running"), "{log}");
+
+    // No systemctl in the CT (exit 127): another init, ready once it runs commands.
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_FAULTS", "exec:900=exit127*1")];
+    let r = f.sim_env(&["build", "900"], &env);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let log = f.sim(&["log", "900"]).stdout;
+    assert!(
+        log.contains("ready: it runs commands; `systemctl` or `timeout` is not in the CT"),
+        "{log}"
+    );
+
+    // systemd still starting when the timeout ends it (exit 124): the node fails at
+    // wait_ready with systemd's state and what to do, its hook never runs.
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_FAULTS", "exec:900=exit124*1")];
+    let r = f.sim_env(&["build", "--output", "json"], &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let failed = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 900 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(failed["failed_step"], "wait_ready", "{failed}");
+    let message = failed["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("CT 900 not ready after 300 s: systemd has not finished starting")
+            && message.contains("systemctl list-jobs")
+            && message.contains("--ready-timeout"),
+        "{message}"
+    );
+    assert_eq!(outcome_of(&r, "blocked").len(), 6);
+    let history = f.sim_host().history(900).unwrap();
+    assert!(
+        !history.iter().any(|c| c.starts_with("dpkg-query")),
+        "the hook ran: {history:?}"
+    );
 }
 
 #[test]
@@ -1168,8 +1294,9 @@ fn an_unreadable_config_beside_the_fleet_is_left_alone_and_stops_nothing() {
 
 #[test]
 fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeout() {
+    // 126: the readiness probe cannot be executed in the CT.
     let f = Fixture::example();
-    let env = [("PHOENIX_SIM_FAULTS", "exec:910=exit127")];
+    let env = [("PHOENIX_SIM_FAULTS", "exec:910=exit126")];
     let started = Instant::now();
     let r = f.sim_env(
         &["build", "--ready-timeout", "120", "--output", "json", "910"],
@@ -1178,9 +1305,26 @@ fn a_probe_that_cannot_run_fails_at_once_instead_of_waiting_out_the_ready_timeou
     assert_eq!(r.code, 1, "{}", r.stderr);
     let e = node_error(&r, 910);
     assert!(
-        e.contains("`true` failed (exit code 127: it cannot run in the CT)"),
+        e.starts_with("CT 910 did not boot: the probe cannot run in it (exit code 126"),
         "{e}"
     );
+    assert!(started.elapsed() < Duration::from_secs(60), "it waited");
+
+    // 127: no `systemctl` (or `timeout`) in the CT: another init, ready at once; what
+    // then cannot run fails as itself, without waiting either.
+    let f = Fixture::example();
+    let env = [("PHOENIX_SIM_FAULTS", "exec:910=exit127")];
+    let started = Instant::now();
+    let r = f.sim_env(
+        &["build", "--ready-timeout", "120", "--output", "json", "910"],
+        &env,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let finished = events(&r)
+        .into_iter()
+        .find(|e| e["ctid"] == 910 && e["event"] == "node_finished")
+        .unwrap();
+    assert_eq!(finished["failed_step"], "docker", "{finished}");
     assert!(started.elapsed() < Duration::from_secs(60), "it waited");
 }
 

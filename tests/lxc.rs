@@ -1,11 +1,15 @@
 //! The `lxc` backend end to end, with real containers: `lxc-*` tools, btrfs snapshots, a
-//! debootstrapped Debian, hooks running `pct` against them.
+//! debootstrapped Debian and Ubuntu, hooks running `pct` against them, and the example
+//! fleet built with the README's command.
 //!
-//! They need root, Debian's `lxc`, `debootstrap` and `btrfs-progs`, the package mirror,
-//! and a directory on btrfs named by `PHOENIX_LXC_TEST_ROOT` (`.ci/run` makes one on a
-//! loop file). Without that variable they say how to run them and pass; with it, a
-//! missing prerequisite fails them. The Debian cache is made once, in
-//! `$PHOENIX_LXC_TEST_ROOT/cache`, and shared by the tests (and kept between runs).
+//! They need root, Debian's `lxc`, `debootstrap`, `btrfs-progs` and `nftables`, Debian's
+//! and Ubuntu's package mirrors, and a directory on btrfs named by
+//! `PHOENIX_LXC_TEST_ROOT` (`.ci/run` makes one on a loop file). Without that variable
+//! they say how to run them and pass; with it, a missing prerequisite fails them. The OS
+//! caches (bookworm, noble) are made once, in `$PHOENIX_LXC_TEST_ROOT/cache`, and shared
+//! by the tests (and kept between runs). The example fleet's test runs
+//! `scripts/lxc-host-setup`, as the README says: it leaves root's subordinate ids, bridge
+//! `vmbr0` (10.0.0.1/24), forwarding and a NAT table on the host.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::Run;
 
-const HOW: &str = "skipped: the real-container tests need root, Debian's lxc, debootstrap and btrfs-progs, and a directory on btrfs: run `PHOENIX_LXC_TEST_ROOT=/mnt/btrfs cargo test --test lxc` as root (.ci/run makes such a directory on a loop file)";
+const HOW: &str = "skipped: the real-container tests need root, Debian's lxc, debootstrap, btrfs-progs and nftables, and a directory on btrfs: run `PHOENIX_LXC_TEST_ROOT=/mnt/btrfs cargo test --test lxc` as root (.ci/run makes such a directory on a loop file)";
 
 /// One test's host: its own container path and state, the shared OS cache.
 struct Lab {
@@ -36,8 +40,27 @@ fn tool(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Copies a directory tree of regular files.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 impl Lab {
+    /// A lab with the test fleet (`tests/fixtures/fleets/lxc`).
     fn new(name: &str) -> Option<Lab> {
+        Lab::with_fleet(name, &common::repo().join("tests/fixtures/fleets/lxc"))
+    }
+
+    /// A lab with a copy of the fleet whose `etc/` and `hooks/` are in `fleet`.
+    fn with_fleet(name: &str, fleet: &Path) -> Option<Lab> {
         let Some(root) = std::env::var_os("PHOENIX_LXC_TEST_ROOT") else {
             eprintln!("{HOW}");
             return None;
@@ -48,8 +71,15 @@ impl Lab {
             0,
             "PHOENIX_LXC_TEST_ROOT is set: the real-container tests must run as root"
         );
-        for t in ["lxc-start", "lxc-attach", "lxc-ls", "debootstrap", "btrfs"] {
-            assert!(tool(t), "PHOENIX_LXC_TEST_ROOT is set but `{t}` is not on PATH: install lxc, debootstrap and btrfs-progs");
+        for t in [
+            "lxc-start",
+            "lxc-attach",
+            "lxc-ls",
+            "debootstrap",
+            "btrfs",
+            "nft",
+        ] {
+            assert!(tool(t), "PHOENIX_LXC_TEST_ROOT is set but `{t}` is not on PATH: install lxc, debootstrap, btrfs-progs and nftables");
         }
         let fstype = Command::new("stat")
             .args(["-f", "-c", "%T"])
@@ -64,7 +94,6 @@ impl Lab {
         );
         let dir = root.join(name);
         teardown(&dir);
-        let fleet = common::repo().join("tests/fixtures/fleets/lxc");
         let lab = Lab {
             cache: root.join("cache"),
             lxc: dir.join("lxc"),
@@ -73,15 +102,11 @@ impl Lab {
             hooks: dir.join("hooks"),
             dir,
         };
-        for d in [&lab.lxc, &lab.state, &lab.config, &lab.hooks] {
+        for d in [&lab.lxc, &lab.state] {
             fs::create_dir_all(d).unwrap();
         }
-        for (from, to) in [("etc", &lab.config), ("hooks", &lab.hooks)] {
-            for e in fs::read_dir(fleet.join(from)).unwrap() {
-                let e = e.unwrap();
-                fs::copy(e.path(), to.join(e.file_name())).unwrap();
-            }
-        }
+        copy_tree(&fleet.join("etc"), &lab.config);
+        copy_tree(&fleet.join("hooks"), &lab.hooks);
         Some(lab)
     }
 
@@ -278,6 +303,13 @@ fn a_fleet_builds_real_containers_rebuilds_exactly_a_subtree_and_gc_frees_the_ol
     let Some(lab) = Lab::new("fleet") else { return };
     let r = lab.build();
     assert!(r.stdout.contains("summary: 4 created"), "{}", r.stdout);
+    // 100's hook asked systemd as it started: the CT had booted.
+    let state = fs::read_to_string(lab.lxc.join("100/rootfs/etc/phoenix-boot-state")).unwrap();
+    assert!(
+        ["running", "degraded"].contains(&state.trim()),
+        "systemd was `{}` when the hook started",
+        state.trim()
+    );
 
     // Inside the leaves: the app template's package, each leaf's own file, the base's mark.
     for ctid in [120, 121] {
@@ -516,16 +548,56 @@ fn a_gpu_node_on_a_host_without_nvidia_fails_its_preflight_and_blocks_only_its_s
     }
 }
 
+/// A host bridge a test makes (`ip link add`), deleted when it ends.
+struct TestBridge(&'static str);
+
+impl TestBridge {
+    /// The bridge, new: down, without an address, with no port.
+    fn bare(name: &'static str) -> TestBridge {
+        TestBridge::gone(name);
+        ip(&["link", "add", name, "type", "bridge"]);
+        TestBridge(name)
+    }
+
+    /// The bridge with the host's address `cidr` on it, up.
+    fn with_address(name: &'static str, cidr: &str) -> TestBridge {
+        let b = TestBridge::bare(name);
+        b.address(cidr);
+        b
+    }
+
+    fn address(&self, cidr: &str) {
+        ip(&["addr", "add", cidr, "dev", self.0]);
+        ip(&["link", "set", self.0, "up"]);
+    }
+
+    fn gone(name: &str) {
+        let _ = Command::new("ip")
+            .args(["link", "del", name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        TestBridge::gone(self.0);
+    }
+}
+
+fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("ip");
+    assert!(st.success(), "ip {args:?} failed");
+}
+
 #[test]
-fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_preflight_error() {
+fn config_networking_puts_a_veth_on_the_named_bridge_and_a_bridge_that_leads_nowhere_is_a_preflight_error(
+) {
     let Some(lab) = Lab::new("bridge") else {
         return;
     };
     let bridge = "phxbr0";
-    let _ = Command::new("ip")
-        .args(["link", "del", bridge])
-        .stderr(Stdio::null())
-        .status();
+    TestBridge::gone(bridge);
     let plan = lab.phoenix(&["plan", "--lxc-network", "config"]);
     assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
     assert!(plan.stdout.contains("no such bridge"), "{}", plan.stdout);
@@ -535,18 +607,6 @@ fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_p
         plan.stdout
     );
 
-    assert!(Command::new("ip")
-        .args(["link", "add", bridge, "type", "bridge"])
-        .status()
-        .unwrap()
-        .success());
-    struct Bridge;
-    impl Drop for Bridge {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", "phxbr0"]).status();
-        }
-    }
-    let _bridge = Bridge;
     // The base alone: its hook needs no network.
     lab.edit_fleet(|fleet| {
         let base = fleet["lxc_configs"]["100"].clone();
@@ -555,6 +615,33 @@ fn config_networking_puts_a_veth_on_the_named_bridge_and_a_missing_bridge_is_a_p
         fleet["lxc_configs"]["100"]["mac_address"] = "52:54:00:12:34:56".into();
         fleet["lxc_configs"]["100"]["is_template"] = false.into();
     });
+    // A bridge as `ip link add` makes it: down, no address, no uplink. A CT on it would
+    // reach nothing, and wait out the hook timeout on its first download: refused by the
+    // plan, and by the build before it makes anything.
+    let br = TestBridge::bare(bridge);
+    let plan = lab.phoenix(&["plan", "--lxc-network", "config"]);
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    for said in [
+        "100 base: bridge `phxbr0` is down",
+        "100 base: bridge `phxbr0` has no IPv4 address and no uplink",
+        "scripts/lxc-host-setup",
+    ] {
+        assert!(plan.stdout.contains(said), "{said} in\n{}", plan.stdout);
+    }
+    let started = Instant::now();
+    let r = lab.phoenix(&["build", "--lxc-network", "config", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let failed = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 100)
+        .expect("100 finished");
+    assert_eq!(failed["failed_step"], "preflight", "{failed}");
+    assert!(!lab.lxc.join("100").exists(), "a CT was made");
+
+    br.address("10.99.0.1/24");
     let r = lab.phoenix(&["build", "--lxc-network", "config"]);
     assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
     let (_, link) = lab.attach(100, &["ip", "-o", "addr", "show", "eth0"]);
@@ -572,15 +659,25 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
     let Some(lab) = Lab::new("docker") else {
         return;
     };
+    // On the example fleet's bridge, routed and NATed by the host: Docker inside has a
+    // network namespace of its own (in the host's, it would rewrite the host's firewall).
+    host_setup();
+    let on_vmbr0 = |ct: &mut serde_json::Value, ip: &str| {
+        ct["network_config"] =
+            serde_json::json!({"name": "eth0", "bridge": "vmbr0", "ip": ip, "gw": "10.0.0.1"});
+    };
     lab.edit_fleet(|fleet| {
-        let base = fleet["lxc_configs"]["100"].clone();
+        let mut base = fleet["lxc_configs"]["100"].clone();
+        on_vmbr0(&mut base, "10.0.0.140/24");
         let mut docker = fleet["lxc_configs"]["121"].clone();
         docker["features"] = "nesting=1".into();
         docker["clone_from_template_ctid"] = "100".into();
         docker["name"] = "docker".into();
+        on_vmbr0(&mut docker, "10.0.0.130/24");
         let mut portainer = docker.clone();
         portainer["name"] = "portainer".into();
         portainer["portainer_role"] = "server".into();
+        on_vmbr0(&mut portainer, "10.0.0.131/24");
         fleet["lxc_configs"] = serde_json::json!({ "100": base, "130": docker, "131": portainer });
     });
     lab.edit("phoenix_hypervisor_config.json", |h| {
@@ -592,7 +689,7 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
     }
 
     let started = Instant::now();
-    let r = lab.phoenix(&["build", "-j", "2"]);
+    let r = lab.phoenix(&["build", "-j", "2", "--lxc-network", "config"]);
     let took = started.elapsed();
     // 131's Portainer image cannot be pulled here: its node fails, clearly and soon.
     assert_eq!(r.code, 1, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
@@ -645,7 +742,7 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
         .env("PATH", format!("{}:{}", lab.state.join("bin").display(), std::env::var("PATH").unwrap()))
         .env("PHOENIX_BACKEND", "lxc")
         .env("PHOENIX_LXC_PATH", &lab.lxc)
-        .env("PHOENIX_LXC_NETWORK", "host")
+        .env("PHOENIX_LXC_NETWORK", "config")
         .env("PHOENIX_STATE_DIR", &lab.state)
         .stdin(Stdio::null())
         .output()
@@ -663,14 +760,20 @@ fn the_docker_step_installs_docker_in_a_nesting_ct_and_a_failed_portainer_pull_f
     );
 }
 
-/// Root's subordinate ids, as an admin gives them (`usermod --add-subuids`).
-fn ensure_subids() {
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = fs::read_to_string(file).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with("root:")) {
-            fs::write(file, text + "root:100000:65536\n").unwrap();
-        }
-    }
+/// The host as `scripts/lxc-host-setup` leaves it: root's subordinate ids, bridge
+/// `vmbr0` on 10.0.0.1/24, forwarding, NAT (idempotent; runs one at a time).
+fn host_setup() {
+    let out = Command::new("bash")
+        .arg(common::repo().join("scripts/lxc-host-setup"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "scripts/lxc-host-setup failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -678,7 +781,7 @@ fn an_unprivileged_ct_runs_with_an_id_map_in_a_network_namespace_of_its_own() {
     let Some(lab) = Lab::new("unprivileged") else {
         return;
     };
-    ensure_subids();
+    host_setup();
     lab.edit_fleet(|fleet| {
         let mut base = fleet["lxc_configs"]["100"].clone();
         base["unprivileged"] = true.into();
@@ -698,16 +801,7 @@ fn an_unprivileged_ct_runs_with_an_id_map_in_a_network_namespace_of_its_own() {
         plan.stdout
     );
 
-    let _ = Command::new("ip")
-        .args(["link", "add", "phxbr1", "type", "bridge"])
-        .status();
-    struct Bridge;
-    impl Drop for Bridge {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", "phxbr1"]).status();
-        }
-    }
-    let _bridge = Bridge;
+    let _bridge = TestBridge::with_address("phxbr1", "10.98.0.1/24");
     let r = lab.phoenix(&["build", "--lxc-network", "config"]);
     assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
     let config = fs::read_to_string(lab.lxc.join("100/config")).unwrap();
@@ -806,4 +900,297 @@ fn a_directory_store_makes_full_copies_and_builds_the_same() {
     assert!(lab.build().stdout.contains("summary: 2 fresh"));
     drop(lab);
     teardown(&store);
+}
+
+/// The README's one command for the example fleet on a plain host, as written there:
+/// each `&&`-joined command as its arguments.
+fn readme_lxc_command() -> Vec<Vec<String>> {
+    let readme = fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find_map(|l| l.strip_prefix("# bash scripts/lxc-host-setup && "))
+        .expect("the README gives the lxc command: `# bash scripts/lxc-host-setup && phoenix ...`");
+    format!("bash scripts/lxc-host-setup && {line}")
+        .split(" && ")
+        .map(|c| c.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// Whether this host reaches Docker Hub's registry (the CTs reach what it reaches,
+/// through the bridge's NAT).
+fn docker_hub_reachable() -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    ("registry-1.docker.io", 443)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(10)).is_ok())
+}
+
+/// `chroot <rootfs> <argv>`: a command of a stopped CT's files, its output.
+fn in_tree(rootfs: &Path, argv: &[&str]) -> String {
+    let out = Command::new("chroot")
+        .arg(rootfs)
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("chroot");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 22: the example fleet (`etc/`, `hooks/`) builds on the lxc backend as shipped,
+/// with the README's command on a plain Debian host: Ubuntu 24.04 made with debootstrap,
+/// every node unprivileged on `vmbr0` with its static address, DNS from the host.
+#[test]
+fn the_example_fleet_builds_on_lxc_with_the_readmes_command() {
+    let Some(lab) = Lab::with_fleet("example", &common::repo()) else {
+        return;
+    };
+    let scripts = lab.dir.join("scripts");
+    fs::create_dir_all(&scripts).unwrap();
+    fs::copy(
+        common::repo().join("scripts/lxc-host-setup"),
+        scripts.join("lxc-host-setup"),
+    )
+    .unwrap();
+    let commands = readme_lxc_command();
+    let mut last = None;
+    for argv in &commands {
+        let mut cmd = Command::new(match argv[0].as_str() {
+            "phoenix" => env!("CARGO_BIN_EXE_phoenix"),
+            other => other,
+        });
+        // The README's container path is this lab's; its state, cache and log too.
+        cmd.args(argv[1..].iter().map(|a| {
+            if a == "/srv/btrfs/lxc" {
+                lab.lxc.display().to_string()
+            } else {
+                a.clone()
+            }
+        }))
+        .current_dir(&lab.dir)
+        .env("PHOENIX_STATE_DIR", &lab.state)
+        .env("PHOENIX_LXC_CACHE", &lab.cache)
+        .env("PHOENIX_LOG_FILE", lab.dir.join("phoenix.log"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+        for v in ["PHOENIX_BACKEND", "PHOENIX_LXC_NETWORK", "PHOENIX_LXC_PATH"] {
+            cmd.env_remove(v);
+        }
+        let started = Instant::now();
+        let out = cmd.output().expect("run the README's command");
+        let r = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!(
+            "{} ({:.0?}):\n{}{}",
+            argv.join(" "),
+            started.elapsed(),
+            r.stdout,
+            r.stderr
+        );
+        if argv[0] != "phoenix" {
+            assert_eq!(r.code, 0, "{argv:?}: {}\n{}", r.stdout, r.stderr);
+        }
+        last = Some(r);
+    }
+    let r = last.unwrap();
+    let out = format!("{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
+
+    let built = |ctid: u32| lab.snapshots(ctid).len() == 1;
+    let snap_rootfs = |ctid: u32| {
+        lab.lxc
+            .join(format!("{ctid}/snaps/{}/rootfs", lab.snapshots(ctid)[0]))
+    };
+    // 900: a real Ubuntu 24.04, with its hook's packages and locale.
+    assert!(built(900), "900 is not built:\n{out}");
+    let base = snap_rootfs(900);
+    let os = fs::read_to_string(base.join("etc/os-release")).unwrap();
+    assert!(
+        os.contains("VERSION_ID=\"24.04\"") && os.contains("ID=ubuntu"),
+        "{os}"
+    );
+    for pkg in [
+        "curl",
+        "wget",
+        "vim",
+        "htop",
+        "jq",
+        "git",
+        "rsync",
+        "gnupg",
+        "locales",
+        "ca-certificates",
+    ] {
+        let status = in_tree(&base, &["dpkg-query", "-W", "-f=${Status}", pkg]);
+        assert_eq!(status, "install ok installed", "{pkg} in 900");
+    }
+    assert!(
+        in_tree(&base, &["locale", "-a"])
+            .lines()
+            .any(|l| l == "en_US.utf8"),
+        "900 has no en_US.UTF-8"
+    );
+    assert!(fs::read_to_string(base.join("etc/default/locale"))
+        .unwrap()
+        .contains("LANG=en_US.UTF-8"));
+    // Unprivileged: its files belong to root's subordinate range on the host.
+    let uid = fs::metadata(base.join("etc/passwd")).unwrap().uid();
+    assert!(
+        uid >= 65536,
+        "900's /etc/passwd belongs to uid {uid} on the host"
+    );
+    // The host's resolver, written at start.
+    assert!(
+        fs::read_to_string(base.join("etc/resolv.conf"))
+            .unwrap()
+            .contains("nameserver "),
+        "900 has no resolver"
+    );
+
+    // 902: the Docker step installed Docker (its apt-get ran once the CT had booted).
+    let docker_ct = lab.lxc.join("902/rootfs");
+    assert_eq!(
+        in_tree(
+            &docker_ct,
+            &["dpkg-query", "-W", "-f=${Status}", "docker.io"]
+        ),
+        "install ok installed",
+        "902 has no docker.io:\n{out}"
+    );
+    let log902 = lab.phoenix(&["log", "902"]).stdout;
+    assert!(log902.contains("== docker"), "{log902}");
+    assert!(
+        !log902.contains("Unknown error executing apt-key"),
+        "{log902}"
+    );
+
+    // --skip-gpu: the GPU nodes are left out, never made.
+    assert!(commands[1].contains(&"--skip-gpu".to_string()));
+    for ctid in [901, 903, 920, 950] {
+        assert!(
+            !lab.lxc.join(ctid.to_string()).exists(),
+            "GPU node {ctid} was made"
+        );
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{ctid} ")) && l.ends_with(" skipped")),
+            "{ctid} is not skipped:\n{out}"
+        );
+    }
+    if docker_hub_reachable() {
+        eprintln!("Docker Hub is reachable: every node without a GPU builds");
+        for ctid in [900, 902, 910] {
+            assert!(built(ctid), "{ctid} is not built:\n{out}");
+        }
+        assert_eq!(r.code, 0, "{out}");
+    } else {
+        eprintln!("Docker Hub is not reachable: 902's hook fails and blocks its clones");
+        assert_eq!(r.code, 1, "{out}");
+        assert!(
+            r.stdout.contains("902 BaseTemplateDocker: failed at hook"),
+            "{out}"
+        );
+        assert!(
+            log902.contains("Unable to find image 'hello-world:latest' locally")
+                && log902.contains("registry-1.docker.io"),
+            "{log902}"
+        );
+        assert!(!built(902), "902 has a snapshot");
+        assert!(
+            r.stdout
+                .contains("910 Portainer                blocked by 902"),
+            "{out}"
+        );
+        assert!(!lab.lxc.join("910").exists(), "910 was made");
+        // The CT is left for inspection, on vmbr0 with its address, resolving names.
+        let (_, addr) = lab.attach(902, &["ip", "-o", "-4", "addr", "show", "eth0"]);
+        assert!(addr.contains("10.0.0.202/24"), "{addr}");
+        let (code, host) = lab.attach(902, &["getent", "hosts", "archive.ubuntu.com"]);
+        assert_eq!(code, 0, "902 cannot resolve names: {host}");
+    }
+}
+
+/// Issue 22: a node that lacks an OS template the backend can make, subordinate ids and
+/// its bridge hears of all three from one `plan`. The host's `/etc/subuid` and
+/// `/etc/subgid` are hidden by empty files in a mount namespace of phoenix's own.
+#[test]
+fn one_plan_names_every_problem_of_an_lxc_node() {
+    let Some(lab) = Lab::new("preflight-all") else {
+        return;
+    };
+    lab.edit_fleet(|fleet| {
+        let mut base = fleet["lxc_configs"]["100"].clone();
+        base["template"] = "local:vztmpl/alpine-3.20-default_20240908_amd64.tar.xz".into();
+        base["unprivileged"] = true.into();
+        base["network_config"]["bridge"] = "phxnone0".into();
+        base["is_template"] = false.into();
+        fleet["lxc_configs"] = serde_json::json!({ "100": base });
+    });
+    TestBridge::gone("phxnone0");
+    let empty = lab.dir.join("no-subids");
+    fs::write(&empty, "").unwrap();
+    let run = |args: &[&str]| -> Run {
+        let cmd = lab.cmd(args);
+        let phoenix = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&empty)
+            .arg(phoenix)
+            .args(args)
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .env("PHOENIX_LXC_NETWORK", "config")
+            .output()
+            .expect("unshare");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let r = run(&["plan", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let problems: Vec<(String, String)> = r.json()["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["ctid"], 100);
+            (
+                p["check"].as_str().unwrap().to_string(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert_eq!(problems[0].0, "storage");
+    assert!(
+        problems[0].1.contains("cannot make OS template"),
+        "{problems:?}"
+    );
+    assert_eq!(problems[1].0, "runtime");
+    assert!(
+        problems[1]
+            .1
+            .contains("/etc/subuid has no `root:<start>:65536` line"),
+        "{problems:?}"
+    );
+    assert_eq!(problems[2].0, "runtime");
+    assert!(problems[2].1.contains("bridge `phxnone0`"), "{problems:?}");
+
+    let r = run(&["plan"]);
+    assert_eq!(r.code, 1);
+    for (_, message) in &problems {
+        assert!(
+            r.stdout.contains(&format!("  100 base: {message}")),
+            "{message} in\n{}",
+            r.stdout
+        );
+    }
 }

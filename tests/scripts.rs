@@ -10,6 +10,7 @@ fn scripts(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             scripts(&p, out);
         } else if p.extension().is_some_and(|x| x == "sh")
             || p.ends_with("scripts/demo")
+            || p.ends_with("scripts/lxc-host-setup")
             || p.ends_with(".ci/run")
         {
             out.push(p);

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, Ctid, Host, HostError, HostFacts, HostResult, Passthrough,
-    Settings, Verb,
+    CloneSpec, CreateSpec, CtInfo, Ctid, Host, HostError, HostFacts, HostResult, Network,
+    Passthrough, Settings, Verb,
 };
 
 pub struct Counting<'a> {
@@ -108,8 +108,11 @@ impl Host for Counting<'_> {
     fn facts(&self) -> HostResult<HostFacts> {
         self.call(Verb::Facts, None, |h| h.facts())
     }
-    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
         self.inner.check_storage(storage, ostemplate)
+    }
+    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Vec<String> {
+        self.inner.check_runtime(unprivileged, network)
     }
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         self.call(Verb::Create, Some(ctid), |h| h.create(ctid, spec))

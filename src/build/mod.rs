@@ -9,6 +9,7 @@
 //! | [`hook`] | a node's hook: process group, time limit, output |
 //! | [`cgroup`] | a cgroup per hook, for what leaves its process group |
 //! | [`preflight`] | what the host must have before a node's first change |
+//! | [`ready`] | when a started CT has booted: the probe steps and hooks wait for |
 //! | [`gpu`] | the host devices a GPU node needs |
 //! | [`log`] | a node's log for one run |
 //! | [`counting`] | host calls per verb |
@@ -23,6 +24,7 @@ pub mod gpu;
 pub mod hook;
 pub mod log;
 pub mod preflight;
+pub mod ready;
 pub mod steps;
 pub mod tasks;
 
@@ -69,7 +71,8 @@ pub struct Planned {
     pub plan: Plan,
     /// Read only when a GPU node builds.
     pub facts: HostFacts,
-    pub preflight: BTreeMap<Ctid, Problem>,
+    /// Every problem of each node the host cannot build.
+    pub preflight: BTreeMap<Ctid, Vec<Problem>>,
     /// Why the state directory cannot take what the build would write, if it cannot
     /// (checked only when the plan builds something).
     pub state_problems: Vec<String>,
@@ -138,7 +141,7 @@ pub fn make_plan(
         HostFacts::default()
     };
     let preflight = preflight::check(fleet, &plan.entries, host, &facts);
-    for p in preflight.values() {
+    for p in preflight.values().flatten() {
         tracing::info!(ctid = p.ctid, check = ?p.check, "preflight: {}", p.message);
     }
     let building: Vec<Ctid> = plan

@@ -5,11 +5,14 @@
 //! | check | nodes | what |
 //! |---|---|---|
 //! | [`Check::Storage`] | created or replaced | `storage_pool` is in `storage.cfg` and holds CT disks; a base node's OS template is on the host |
-//! | [`Check::Runtime`] | every node built | the host can run it: an unprivileged base CT has an id map, its network's bridge exists (`lxc`) |
+//! | [`Check::Runtime`] | every node built | the host can run it: an unprivileged base CT has an id map, its network's bridge exists and leads somewhere (`lxc`) |
 //! | [`Check::NvidiaDriver`] | with a GPU | the host's kernel driver equals `nvidia_driver_version` (both named) |
-//! | [`Check::GpuDevice`] | with a GPU | every assigned GPU's `/dev/nvidiaN`, and the driver's majors in `/proc/devices` |
+//! | [`Check::GpuDevice`] | with a GPU, on a host with a driver | every assigned GPU's `/dev/nvidiaN`, and the driver's majors in `/proc/devices` |
 //!
-//! `pct` being there is the backend's own check, when it opens.
+//! Every problem of a node is reported, not the first: whoever fixes the host learns all
+//! of it from one `plan`. Only a consequence is left out: on a host without an NVIDIA
+//! driver the missing devices follow from it. `pct` being there is the backend's own
+//! check, when it opens.
 
 use std::collections::BTreeMap;
 
@@ -45,22 +48,19 @@ pub fn needs_facts(fleet: &Fleet, entries: &[Entry]) -> bool {
         .any(|e| e.action.builds() && fleet.nodes[&e.ctid].has_gpu())
 }
 
-/// The first problem of each node that builds, if it has one.
+/// Every problem of each node that builds, in the order of the table above; a node
+/// without any is not in the map.
 pub fn check(
     fleet: &Fleet,
     entries: &[Entry],
     host: &dyn Host,
     facts: &HostFacts,
-) -> BTreeMap<Ctid, Problem> {
+) -> BTreeMap<Ctid, Vec<Problem>> {
     let driver = driver_mismatch(fleet, facts);
     let mut out = BTreeMap::new();
     for e in entries.iter().filter(|e| e.action.builds()) {
         let node = &fleet.nodes[&e.ctid];
-        let problem = |check, message| Problem {
-            ctid: e.ctid,
-            check,
-            message,
-        };
+        let mut found: Vec<(Check, String)> = Vec::new();
         let provisions = matches!(
             e.action,
             Action::Create
@@ -69,41 +69,57 @@ pub fn check(
                     ..
                 }
         );
-        let found = if provisions {
+        if provisions {
             let ostemplate = match e.parent {
                 None => node.spec.template.as_deref(),
                 Some(_) => None,
             };
-            host.check_storage(&node.spec.storage_pool, ostemplate)
-                .err()
-                .map(|m| problem(Check::Storage, m))
-        } else {
-            None
-        };
-        let found = found.or_else(|| {
-            let network = crate::engine::plan::runtime_settings(node).network;
-            host.check_runtime(unprivileged(fleet, e.ctid), network.as_ref())
-                .err()
-                .map(|m| problem(Check::Runtime, m))
-        });
-        let found = found.or_else(|| {
-            if !node.has_gpu() {
-                return None;
-            }
-            driver
-                .clone()
-                .map(|m| problem(Check::NvidiaDriver, m))
-                .or_else(|| {
+            let storage = host.check_storage(&node.spec.storage_pool, ostemplate);
+            found.extend(storage.into_iter().map(|m| (Check::Storage, m)));
+        }
+        let network = crate::engine::plan::runtime_settings(node).network;
+        let runtime = host.check_runtime(unprivileged(fleet, e.ctid), network.as_ref());
+        found.extend(runtime.into_iter().map(|m| (Check::Runtime, m)));
+        if node.has_gpu() {
+            found.extend(driver.clone().map(|m| (Check::NvidiaDriver, m)));
+            // Without a driver, missing devices are its consequence, not news.
+            if facts.nvidia_driver.is_some() {
+                found.extend(
                     gpu::passthrough(node, facts)
                         .err()
-                        .map(|m| problem(Check::GpuDevice, m))
+                        .map(|m| (Check::GpuDevice, m)),
+                );
+            }
+        }
+        if !found.is_empty() {
+            let problems = found
+                .into_iter()
+                .map(|(check, message)| Problem {
+                    ctid: e.ctid,
+                    check,
+                    message,
                 })
-        });
-        if let Some(p) = found {
-            out.insert(e.ctid, p);
+                .collect();
+            out.insert(e.ctid, problems);
         }
     }
     out
+}
+
+/// A node's problems as the one message of its failure: the problem itself, or each of
+/// them numbered.
+pub fn failure(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.message.clone(),
+        many => {
+            let listed: Vec<String> = many
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("({}) {}", i + 1, p.message))
+                .collect();
+            format!("{} problems: {}", many.len(), listed.join("; "))
+        }
+    }
 }
 
 /// Whether a node's CT is unprivileged: set when its base CT is made, inherited by

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::events::{Event, Step};
 use super::log::NodeLog;
@@ -37,8 +37,7 @@ use crate::engine::snapshot::BuildRecord;
 use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
 use crate::fleet::Fleet;
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, ErrorKind, Host, HostError, HostFacts, HostResult, Passthrough,
-    Settings,
+    CloneSpec, CreateSpec, CtInfo, Host, HostError, HostFacts, HostResult, Passthrough, Settings,
 };
 use crate::os::now_secs;
 use crate::state::StateDir;
@@ -97,7 +96,7 @@ pub struct Executor<'a> {
     pub host: &'a dyn Host,
     pub facts: &'a HostFacts,
     /// The nodes this host cannot build, found before the run ([`super::preflight`]).
-    pub preflight: &'a BTreeMap<Ctid, Problem>,
+    pub preflight: &'a BTreeMap<Ctid, Vec<Problem>>,
     pub state: &'a StateDir,
     pub run_id: &'a str,
     pub emit: &'a (dyn Fn(Event) + Sync),
@@ -192,10 +191,12 @@ impl Executor<'_> {
     /// A node that failed the preflight fails before touching anything.
     fn preflight(&self, node: &Node, log: &mut NodeLog) -> StepResult {
         match self.preflight.get(&node.ctid) {
-            Some(p) => {
+            Some(problems) => {
                 self.step(node.ctid, Step::Preflight, log);
-                log.line(&p.message);
-                fail(Step::Preflight, p.message.clone())
+                for p in problems {
+                    log.line(&p.message);
+                }
+                fail(Step::Preflight, super::preflight::failure(problems))
             }
             None => Ok(()),
         }
@@ -762,58 +763,17 @@ impl Executor<'_> {
         (base != parent.hash.as_str()).then_some(base)
     }
 
+    /// Until the CT has booted ([`super::ready`]).
     fn wait_ready(&self, ctid: Ctid, node: &Node, log: &mut NodeLog) -> StepResult {
-        let deadline = Instant::now() + self.ready_timeout;
-        let mut probes: Vec<Vec<String>> = vec![vec!["true".into()]];
-        for g in node.gpus() {
-            probes.push(vec!["test".into(), "-e".into(), format!("/dev/nvidia{g}")]);
-        }
-        for probe in probes {
-            loop {
-                let r = self.host.exec(ctid, &probe, &mut Vec::new());
-                // What waiting cannot fix fails at once: the CT is gone or stopped, or the
-                // probe cannot run in it (126/127: not executable, not found).
-                let permanent = match &r {
-                    Err(e) => matches!(
-                        e.kind,
-                        ErrorKind::NotFound | ErrorKind::NotRunning | ErrorKind::Invalid
-                    ),
-                    Ok(code) => matches!(code, 126 | 127),
-                };
-                if permanent {
-                    let what = match r {
-                        Err(e) => e.message,
-                        Ok(code) => format!("exit code {code}: it cannot run in the CT"),
-                    };
-                    return fail(
-                        Step::WaitReady,
-                        format!("CT {ctid}: `{}` failed ({what})", probe.join(" ")),
-                    );
-                }
-                match r {
-                    Ok(0) => break,
-                    Ok(_) | Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                    other => {
-                        let what = match other {
-                            Err(e) => e.message,
-                            Ok(code) => format!("exit code {code}"),
-                        };
-                        return fail(
-                            Step::WaitReady,
-                            format!(
-                                "CT {ctid} not ready after {} s: `{}` failed ({what})",
-                                self.ready_timeout.as_secs(),
-                                probe.join(" ")
-                            ),
-                        );
-                    }
-                }
-            }
-            log.line(&format!("  ready: {}", probe.join(" ")));
-        }
-        Ok(())
+        super::ready::wait(
+            self.host,
+            ctid,
+            &node.gpus(),
+            self.ready_timeout,
+            &mut |l| log.line(l),
+        )
+        .map(|_| ())
+        .map_err(|message| StepError::new(Step::WaitReady, message))
     }
 
     fn nvidia_env(&self) -> Vec<(String, String)> {

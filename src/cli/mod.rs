@@ -134,7 +134,8 @@ pub enum Command {
         /// Wait for another running build instead of exiting.
         #[arg(long)]
         wait: bool,
-        /// Seconds to wait for a started CT to answer `pct exec`.
+        /// Seconds to wait for a started CT to finish booting (systemd: `systemctl
+        /// is-system-running --wait`; another init: until it runs a command).
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         ready_timeout: u64,
         /// The main log every run appends its events to [default: /var/log/phoenix_hypervisor.log

@@ -28,7 +28,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
             "backend": host.name(),
             "nodes": plan.entries,
             "counts": plan.counts(),
-            "preflight": preflight.values().collect::<Vec<_>>(),
+            "preflight": preflight.values().flatten().collect::<Vec<_>>(),
             "initial_setup": setup.map(|p| p.display().to_string()),
             "state_problems": state_problems,
         })),
@@ -77,7 +77,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                     "\npreflight: {} node(s) cannot be built on this host (nor what descends from them):",
                     preflight.len()
                 );
-                for p in preflight.values() {
+                for p in preflight.values().flatten() {
                     let name = plan.entry(p.ctid).map(|e| e.name.as_str()).unwrap_or("");
                     println!("  {} {name}: {}", p.ctid, p.message);
                 }

@@ -415,16 +415,17 @@ pub trait Host: Send + Sync {
     }
     /// The host facts steps rely on (NVIDIA driver, device majors).
     fn facts(&self) -> HostResult<HostFacts>;
-    /// Why a CT cannot get its root disk on `storage`, or be created from `ostemplate`,
-    /// if it cannot: the storage is unknown or holds no CT disks, the OS template is not
-    /// on the host. A read, made before any change (the build's preflight).
-    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String>;
-    /// Why a CT with these needs cannot run here, if it cannot: an unprivileged CT
-    /// without an id map, a network whose bridge the host lacks. A read, like
-    /// [`Host::check_storage`].
-    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Result<(), String> {
+    /// Every reason a CT cannot get its root disk on `storage`, or be created from
+    /// `ostemplate` (the storage is unknown or holds no CT disks, the OS template is not
+    /// on the host); none when it can. A read, made before any change (the build's
+    /// preflight).
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String>;
+    /// Every reason a CT with these needs cannot run here (an unprivileged CT without an
+    /// id map, a network whose bridge the host lacks or that leads nowhere); none when it
+    /// can. A read, like [`Host::check_storage`].
+    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Vec<String> {
         let _ = (unprivileged, network);
-        Ok(())
+        Vec::new()
     }
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
     /// A full clone; the new CT is stopped, with fresh MAC addresses.

@@ -161,9 +161,16 @@ pub fn render(meta: &Meta, t: &Target) -> String {
 
 /// The guest's own files that follow its settings, written into its root filesystem
 /// before each start as Proxmox does: `/etc/hostname`, the `127.0.1.1` line of
-/// `/etc/hosts`, and `/etc/network/interfaces` (only `lo` when the CT shares the host's
-/// network: the host's interfaces are not the guest's to configure).
-pub fn write_guest_files(rootfs: &Path, meta: &Meta, mode: NetworkMode) -> HostResult<()> {
+/// `/etc/hosts`, `/etc/network/interfaces` (only `lo` when the CT shares the host's
+/// network: the host's interfaces are not the guest's to configure), and
+/// `/etc/resolv.conf` from `resolv` ([`resolv_conf`]) unless the guest has
+/// `/etc/.pve-ignore.resolv.conf` (Proxmox's way to keep its own).
+pub fn write_guest_files(
+    rootfs: &Path,
+    meta: &Meta,
+    mode: NetworkMode,
+    resolv: Option<&str>,
+) -> HostResult<()> {
     let io = |p: &Path, e: std::io::Error| {
         HostError::failed(format!("cannot write {}: {e}", p.display()))
     };
@@ -197,6 +204,19 @@ pub fn write_guest_files(rootfs: &Path, meta: &Meta, mode: NetworkMode) -> HostR
             fs::write(&p, lines.join("\n") + "\n").map_err(|e| io(&p, e))?;
         }
     }
+    if let Some(text) = resolv.filter(|_| !etc.join(".pve-ignore.resolv.conf").exists()) {
+        let p = etc.join("resolv.conf");
+        // A link (systemd-resolved's stub, say) is replaced, never followed: with a
+        // static address the stub has no server to ask.
+        if p.symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            fs::remove_file(&p).map_err(|e| io(&p, e))?;
+        }
+        if regular_or_absent(&p) {
+            fs::write(&p, text).map_err(|e| io(&p, e))?;
+        }
+    }
     let net_dir = etc.join("network");
     if net_dir.is_dir() {
         let p = net_dir.join("interfaces");
@@ -206,6 +226,51 @@ pub fn write_guest_files(rootfs: &Path, meta: &Meta, mode: NetworkMode) -> HostR
         }
     }
     Ok(())
+}
+
+/// The CT's `/etc/resolv.conf`, as Proxmox writes it when a CT has no DNS settings of its
+/// own: the host's `nameserver`, `search` and `domain` lines (`host`). A CT in a network
+/// namespace of its own cannot reach a resolver on the host's loopback (systemd-resolved's
+/// 127.0.0.53), so then the servers behind it (`upstream`, resolved's
+/// `/run/systemd/resolve/resolv.conf`) are used. `None`: no server the CT can use.
+pub fn resolv_conf(host: &str, upstream: Option<&str>, own_netns: bool) -> Option<String> {
+    let pick = |text: &str| -> (Vec<String>, Vec<String>) {
+        let mut servers = Vec::new();
+        let mut search = Vec::new();
+        for l in text.lines().map(str::trim) {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next()) {
+                (Some("nameserver"), Some(ns)) => {
+                    let loopback = ns
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                    if !(own_netns && loopback) {
+                        servers.push(ns.to_string());
+                    }
+                }
+                (Some("search" | "domain"), Some(_)) => search.push(l.to_string()),
+                _ => {}
+            }
+        }
+        (servers, search)
+    };
+    let (mut servers, mut search) = pick(host);
+    if servers.is_empty() {
+        (servers, search) = pick(upstream?);
+    }
+    if servers.is_empty() {
+        return None;
+    }
+    let mut s = String::from(
+        "# made by phoenix from the host's resolv.conf at each start (/etc/.pve-ignore.resolv.conf keeps your own)\n",
+    );
+    for l in search {
+        let _ = writeln!(s, "{l}");
+    }
+    for ns in servers {
+        let _ = writeln!(s, "nameserver {ns}");
+    }
+    Some(s)
 }
 
 fn interfaces(net: Option<&Network>, mode: NetworkMode) -> String {
@@ -362,7 +427,7 @@ mod tests {
             "127.0.0.1\tlocalhost\n127.0.1.1\told\n",
         )
         .unwrap();
-        write_guest_files(root, &meta(), NetworkMode::Config).unwrap();
+        write_guest_files(root, &meta(), NetworkMode::Config, None).unwrap();
         assert_eq!(
             fs::read_to_string(root.join("etc/hostname")).unwrap(),
             "web\n"
@@ -376,13 +441,58 @@ mod tests {
             ifaces.contains("auto eth0\niface eth0 inet manual\n"),
             "{ifaces}"
         );
-        write_guest_files(root, &meta(), NetworkMode::Host).unwrap();
+        write_guest_files(root, &meta(), NetworkMode::Host, None).unwrap();
         let ifaces = fs::read_to_string(root.join("etc/network/interfaces")).unwrap();
         assert!(!ifaces.contains("eth0"), "{ifaces}");
         // A link planted in the guest is not followed out of it.
         fs::remove_file(root.join("etc/hostname")).unwrap();
         std::os::unix::fs::symlink("/tmp/phoenix-not-here", root.join("etc/hostname")).unwrap();
-        write_guest_files(root, &meta(), NetworkMode::Host).unwrap();
+        write_guest_files(root, &meta(), NetworkMode::Host, None).unwrap();
         assert!(!Path::new("/tmp/phoenix-not-here").exists());
+    }
+
+    #[test]
+    fn the_guest_resolves_names_with_the_hosts_servers() {
+        let host = "# from DHCP\nsearch example.org\nnameserver 10.255.255.53\noptions edns0\n";
+        let text = resolv_conf(host, None, true).unwrap();
+        assert!(
+            text.ends_with("search example.org\nnameserver 10.255.255.53\n"),
+            "{text}"
+        );
+        // systemd-resolved's stub is the host's own: a CT with its own network uses the
+        // servers behind it; one sharing the host's network can use the stub.
+        let stub = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n";
+        let upstream = "nameserver 192.0.2.53\nnameserver 2001:db8::53\n";
+        let text = resolv_conf(stub, Some(upstream), true).unwrap();
+        assert!(
+            text.ends_with("nameserver 192.0.2.53\nnameserver 2001:db8::53\n"),
+            "{text}"
+        );
+        assert!(!text.contains("127.0.0.53"), "{text}");
+        assert!(resolv_conf(stub, Some(upstream), false)
+            .unwrap()
+            .contains("nameserver 127.0.0.53\n"));
+        assert_eq!(resolv_conf(stub, None, true), None);
+        assert_eq!(resolv_conf("", None, false), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        let written = resolv_conf(host, None, true).unwrap();
+        // The guest's link to resolved's stub is replaced, not followed.
+        std::os::unix::fs::symlink(
+            "../run/systemd/resolve/stub-resolv.conf",
+            root.join("etc/resolv.conf"),
+        )
+        .unwrap();
+        write_guest_files(root, &meta(), NetworkMode::Config, Some(&written)).unwrap();
+        let p = root.join("etc/resolv.conf");
+        assert!(p.symlink_metadata().unwrap().file_type().is_file());
+        assert_eq!(fs::read_to_string(&p).unwrap(), written);
+        // Proxmox's marker keeps the guest's own.
+        fs::write(&p, "nameserver 9.9.9.9\n").unwrap();
+        fs::write(root.join("etc/.pve-ignore.resolv.conf"), "").unwrap();
+        write_guest_files(root, &meta(), NetworkMode::Config, Some(&written)).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "nameserver 9.9.9.9\n");
     }
 }

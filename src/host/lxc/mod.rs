@@ -23,6 +23,7 @@
 //! `--lxc-network` ([`NetworkMode`]).
 
 pub mod conf;
+pub mod net;
 pub mod store;
 pub mod template;
 
@@ -80,7 +81,8 @@ pub struct LxcOptions {
     pub network: NetworkMode,
     /// Debootstrapped OS trees (`PHOENIX_LXC_CACHE`, default `<path>/.phoenix-cache`).
     pub cache: PathBuf,
-    pub mirror: String,
+    /// Package mirrors (`PHOENIX_LXC_MIRROR` for Debian, `PHOENIX_LXC_UBUNTU_MIRROR`).
+    pub mirrors: template::Mirrors,
     pub vztmpl_dir: PathBuf,
     /// phoenix's state directory (the `pct` link for hooks lives in it).
     pub state_dir: PathBuf,
@@ -88,7 +90,8 @@ pub struct LxcOptions {
 
 impl LxcOptions {
     /// From the environment (`PHOENIX_LXC_PATH`, `_NETWORK`, `_CACHE`, `_MIRROR`,
-    /// `_TEMPLATES`): how the `pct` front-end of a hook finds the build's host.
+    /// `_UBUNTU_MIRROR`, `_TEMPLATES`): how the `pct` front-end of a hook finds the
+    /// build's host.
     pub fn from_env(state_dir: &Path) -> Result<LxcOptions, String> {
         let path = var("PHOENIX_LXC_PATH").unwrap_or(DEFAULT_LXC_PATH.into());
         let network = match var("PHOENIX_LXC_NETWORK") {
@@ -104,7 +107,11 @@ impl LxcOptions {
             cache: var("PHOENIX_LXC_CACHE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| path.join(".phoenix-cache")),
-            mirror: var("PHOENIX_LXC_MIRROR").unwrap_or(template::DEFAULT_MIRROR.into()),
+            mirrors: template::Mirrors {
+                debian: var("PHOENIX_LXC_MIRROR").unwrap_or(template::DEFAULT_MIRROR.into()),
+                ubuntu: var("PHOENIX_LXC_UBUNTU_MIRROR")
+                    .unwrap_or(template::DEFAULT_UBUNTU_MIRROR.into()),
+            },
             vztmpl_dir: var("PHOENIX_LXC_TEMPLATES")
                 .map(PathBuf::from)
                 .unwrap_or(DEFAULT_VZTMPL_DIR.into()),
@@ -615,33 +622,32 @@ impl Host for LxcHost {
         HostFacts::read(Path::new("/")).map_err(HostError::failed)
     }
 
-    fn check_storage(&self, _storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
-        match ostemplate {
-            None => Ok(()),
-            Some(t) => template::resolve(t, &self.opts.vztmpl_dir).map(|_| ()),
-        }
+    fn check_storage(&self, _storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+        ostemplate
+            .and_then(|t| template::resolve(t, &self.opts.vztmpl_dir).err())
+            .into_iter()
+            .collect()
     }
 
-    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Result<(), String> {
+    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Vec<String> {
+        let mut problems = Vec::new();
         if unprivileged {
-            self.idmap()?;
+            problems.extend(self.idmap().err());
             if self.opts.network == NetworkMode::Host {
-                return Err("an unprivileged CT cannot share the host's network (--lxc-network host): the kernel lets a user namespace mount /sys only with a network namespace of its own. Use --lxc-network config, or set the node's `unprivileged` to false".into());
+                problems.push("an unprivileged CT cannot share the host's network (--lxc-network host): the kernel lets a user namespace mount /sys only with a network namespace of its own. Use --lxc-network config, or set the node's `unprivileged` to false".into());
             }
         }
         if let (Some(n), NetworkMode::Config) = (network, self.opts.network) {
-            if !Path::new("/sys/class/net")
-                .join(&n.bridge)
-                .join("bridge")
-                .is_dir()
-            {
-                return Err(format!(
-                    "network_config names bridge `{}` and this host has no such bridge: make it (ip link add {} type bridge), or run with --lxc-network host to share the host's network",
-                    n.bridge, n.bridge
-                ));
+            match net::read(&n.bridge) {
+                Ok(Some(bridge)) => problems.extend(net::problems(&bridge, n, net::forwarding())),
+                Ok(None) => problems.push(format!(
+                    "network_config names bridge `{}` and this host has no such bridge: make it with an address the CTs route through (`scripts/lxc-host-setup`, or the README's bridge recipe), or run with --lxc-network host to share the host's network",
+                    n.bridge
+                )),
+                Err(e) => problems.push(e),
             }
         }
-        Ok(())
+        problems
     }
 
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
@@ -656,10 +662,10 @@ impl Host for LxcHost {
             return Err(HostError::new(ErrorKind::Invalid, m));
         }
         let cache = match &source {
-            template::Source::Debian { release } => Some(template::debian(
+            template::Source::Debootstrap(release) => Some(template::cached(
                 &self.opts.cache,
-                release,
-                &self.opts.mirror,
+                *release,
+                &self.opts.mirrors,
             )?),
             template::Source::Tarball(_) => None,
         };
@@ -676,7 +682,7 @@ impl Host for LxcHost {
                     self.store.create(rootfs)?;
                     template::extract(t, rootfs)?;
                 }
-                (template::Source::Debian { .. }, None) => unreachable!("made above"),
+                (template::Source::Debootstrap(_), None) => unreachable!("made above"),
             }
             match idmap {
                 Some((uid, gid)) => shift_ids(rootfs, uid, gid),
@@ -770,7 +776,19 @@ impl Host for LxcHost {
         }
         // As Proxmox at each start: the config and the guest's own files from the record.
         self.save(ctid, &meta)?;
-        conf::write_guest_files(&self.rootfs(ctid), &meta, self.opts.network)?;
+        let resolv = conf::resolv_conf(
+            &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            fs::read_to_string("/run/systemd/resolve/resolv.conf")
+                .ok()
+                .as_deref(),
+            self.opts.network == NetworkMode::Config,
+        );
+        conf::write_guest_files(
+            &self.rootfs(ctid),
+            &meta,
+            self.opts.network,
+            resolv.as_deref(),
+        )?;
         let log = self.dir(ctid).join("lxc.log");
         // This start's account only.
         let _ = fs::remove_file(&log);
@@ -1015,7 +1033,14 @@ impl Host for LxcHost {
                 "PHOENIX_LXC_CACHE".into(),
                 self.opts.cache.display().to_string(),
             ),
-            ("PHOENIX_LXC_MIRROR".into(), self.opts.mirror.clone()),
+            (
+                "PHOENIX_LXC_MIRROR".into(),
+                self.opts.mirrors.debian.clone(),
+            ),
+            (
+                "PHOENIX_LXC_UBUNTU_MIRROR".into(),
+                self.opts.mirrors.ubuntu.clone(),
+            ),
             (
                 "PHOENIX_LXC_TEMPLATES".into(),
                 self.opts.vztmpl_dir.display().to_string(),
@@ -1033,14 +1058,18 @@ impl Host for LxcHost {
     }
 }
 
-/// Moves a root filesystem's owners into an unprivileged CT's id range: every entry's
-/// uid and gid shifted by the map's start, its mode (which `chown` clears of set-id bits)
-/// put back.
+/// Moves a root filesystem's owners into an unprivileged CT's id range: every inode's
+/// uid and gid shifted by the map's start, once (a file with several hard links is met
+/// once per link), its mode (which `chown` clears of set-id bits) put back.
 fn shift_ids(root: &Path, uid: u64, gid: u64) -> HostResult<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut stack = vec![root.to_path_buf()];
+    let mut linked = std::collections::HashSet::new();
     while let Some(p) = stack.pop() {
         let m = p.symlink_metadata().map_err(|e| io_err("read", &p, e))?;
+        if !m.is_dir() && m.nlink() > 1 && !linked.insert((m.dev(), m.ino())) {
+            continue;
+        }
         let (u, g) = (m.uid() as u64 + uid, m.gid() as u64 + gid);
         std::os::unix::fs::lchown(&p, Some(u as u32), Some(g as u32))
             .map_err(|e| io_err("chown", &p, e))?;
@@ -1068,6 +1097,26 @@ mod tests {
         assert!(NetworkMode::parse("bridge")
             .unwrap_err()
             .contains("config or host"));
+    }
+
+    #[test]
+    fn ids_shift_once_per_inode_however_many_links_it_has() {
+        use std::os::unix::fs::MetadataExt;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        fs::create_dir_all(root.join("usr/bin")).unwrap();
+        fs::write(root.join("usr/bin/perl"), b"").unwrap();
+        fs::hard_link(root.join("usr/bin/perl"), root.join("usr/bin/perl5.38.2")).unwrap();
+        fs::write(root.join("usr/bin/ls"), b"").unwrap();
+        shift_ids(&root, 100_000, 200_000).unwrap();
+        for f in ["usr/bin/perl", "usr/bin/perl5.38.2", "usr/bin/ls", "usr"] {
+            let m = fs::symlink_metadata(root.join(f)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (100_000, 200_000), "{f}");
+        }
     }
 
     #[test]

@@ -412,7 +412,7 @@ impl Host for PveHost {
         HostFacts::read(&self.root).map_err(HostError::failed)
     }
 
-    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
         super::storage::check(&self.root, storage, ostemplate)
     }
 

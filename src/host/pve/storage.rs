@@ -149,14 +149,20 @@ pub fn read(root: &Path) -> Result<BTreeMap<String, Storage>, String> {
 }
 
 /// The preflight of a CT's disk on the node under `root`: [`check_rootdir`] and, for a
-/// CT made from an OS template, [`check_ostemplate`].
-pub fn check(root: &Path, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
-    let storages = read(root)?;
-    check_rootdir(&storages, storage)?;
-    match ostemplate {
-        Some(t) => check_ostemplate(&storages, root, t),
-        None => Ok(()),
+/// CT made from an OS template, [`check_ostemplate`]; what both find.
+pub fn check(root: &Path, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+    let storages = match read(root) {
+        Ok(s) => s,
+        Err(e) => return vec![e],
+    };
+    let mut problems: Vec<String> = check_rootdir(&storages, storage)
+        .err()
+        .into_iter()
+        .collect();
+    if let Some(t) = ostemplate {
+        problems.extend(check_ostemplate(&storages, root, t).err());
     }
+    problems
 }
 
 /// Parses storage.cfg; `Err` names the line that cannot be read.

@@ -639,7 +639,7 @@ impl Host for SimHost {
         HostFacts::read(&self.root).map_err(HostError::failed)
     }
 
-    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
         storage::check(&self.root, storage, ostemplate)
     }
 
