@@ -41,7 +41,7 @@ use crate::host::pve::props::new_mac;
 use crate::host::pve::text;
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
-    Network, Passthrough, Settings, SnapshotInfo, Verb,
+    KeptCopy, Network, Passthrough, Settings, SnapshotInfo, Verb,
 };
 
 /// The container path unless `--lxc-path` / `PHOENIX_LXC_PATH` names another.
@@ -443,6 +443,24 @@ impl LxcHost {
     /// A new CT, made in `.<ctid>.new` beside the others and renamed into place when
     /// `fill` has made its root filesystem and its record is written: a CT is there whole
     /// or not at all, and what an interrupted run left half-made is removed here.
+    /// A kept copy's directory, which must be one of `<lxc-path>/.phoenix-kept/`.
+    fn kept_dir(&self, location: &str) -> HostResult<PathBuf> {
+        let dir = PathBuf::from(location);
+        let base = self.opts.path.join(".phoenix-kept");
+        if dir.parent().and_then(Path::parent) != Some(base.as_path())
+            || !dir.join("phoenix.json").is_file()
+        {
+            return Err(HostError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{location} is not a generation kept under {}",
+                    base.display()
+                ),
+            ));
+        }
+        Ok(dir)
+    }
+
     fn provision(
         &self,
         ctid: Ctid,
@@ -689,6 +707,84 @@ impl Host for LxcHost {
                 None => Ok(()),
             }
         })
+    }
+
+    fn keeps_copies(&self) -> bool {
+        true
+    }
+
+    /// The root filesystem as a read-only snapshot subvolume (no copy on btrfs) with the
+    /// CT's record, under `<lxc-path>/.phoenix-kept/<ctid>/<time>/`; `storage` is
+    /// Proxmox's and means nothing here.
+    fn keep(&self, ctid: Ctid, _storage: &str, note: &str) -> HostResult<KeptCopy> {
+        let _lock = self.lock_existing(ctid)?;
+        let meta = self.meta(ctid)?;
+        if self.is_running(ctid)? {
+            return Err(HostError::new(
+                ErrorKind::Running,
+                format!("CT {ctid} runs; phoenix keeps a stopped CT"),
+            ));
+        }
+        let base = self.opts.path.join(".phoenix-kept").join(ctid.to_string());
+        crate::os::create_dir_all(&base).map_err(|e| io_err("create", &base, e))?;
+        let mut t = crate::os::now_secs();
+        let dir = loop {
+            let d = base.join(t.to_string());
+            if d.symlink_metadata().is_err() {
+                break d;
+            }
+            t += 1;
+        };
+        let partial = base.join(format!(".{t}.partial"));
+        let _ = self.store.remove(&partial.join("rootfs"));
+        let _ = fs::remove_dir_all(&partial);
+        fs::create_dir(&partial).map_err(|e| io_err("create", &partial, e))?;
+        let made = self
+            .store
+            .copy(&self.rootfs(ctid), &partial.join("rootfs"), true)
+            .and_then(|()| {
+                let kept = Meta {
+                    lock: None,
+                    snapshot: None,
+                    ..meta
+                };
+                kept.write(&partial.join("phoenix.json"))?;
+                let note_path = partial.join("note");
+                fs::write(&note_path, note).map_err(|e| io_err("write", &note_path, e))?;
+                // Whole or not at all.
+                fs::rename(&partial, &dir).map_err(|e| io_err("rename into place", &partial, e))
+            });
+        if made.is_err() {
+            let _ = self.store.remove(&partial.join("rootfs"));
+            let _ = fs::remove_dir_all(&partial);
+        }
+        made?;
+        Ok(KeptCopy {
+            location: dir.display().to_string(),
+            size_bytes: None,
+        })
+    }
+
+    /// CT `ctid` again from a kept copy: the CT of that id, if any, destroyed first; a
+    /// writable snapshot of the kept root filesystem, the kept record, no snapshots.
+    fn restore(&self, ctid: Ctid, kept: &KeptCopy, _storage: &str) -> HostResult<()> {
+        let dir = self.kept_dir(&kept.location)?;
+        let mut meta = Meta::read(&dir.join("phoenix.json"))?;
+        meta.lock = None;
+        meta.snapshot = None;
+        meta.parent_snapshot = None;
+        if self.dir(ctid).symlink_metadata().is_ok() {
+            self.destroy(ctid)?;
+        }
+        self.provision(ctid, meta, |rootfs| {
+            self.store.copy(&dir.join("rootfs"), rootfs, false)
+        })
+    }
+
+    fn forget(&self, kept: &KeptCopy) -> HostResult<()> {
+        let dir = self.kept_dir(&kept.location)?;
+        self.store.remove(&dir.join("rootfs"))?;
+        fs::remove_dir_all(&dir).map_err(|e| io_err("remove", &dir, e))
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {

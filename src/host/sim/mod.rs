@@ -564,8 +564,9 @@ impl SimHost {
         let version = match std::env::var("PHOENIX_SIM_NVIDIA_VERSION") {
             Ok(v) if v == "none" => None,
             Ok(v) if !v.is_empty() => Some(v),
-            // Files written by hand stay as they are.
-            _ if self.root.join("proc").exists() => return Ok(()),
+            // Files written by hand stay as they are. `proc/devices` is written last, so
+            // that a run killed while writing them leaves nothing that counts as written.
+            _ if self.root.join("proc/devices").exists() => return Ok(()),
             _ => Some(DEFAULT_NVIDIA_VERSION.to_string()),
         };
         let write = |rel: &str, text: &str| {
@@ -586,14 +587,14 @@ impl SimHost {
         ];
         match version {
             Some(v) => {
+                for n in nodes {
+                    write(&format!("dev/{n}"), "")?;
+                }
                 write(
                     "proc/driver/nvidia/version",
                     &PROC_NVIDIA_VERSION.replace(DEFAULT_NVIDIA_VERSION, &v),
                 )?;
                 write("proc/devices", PROC_DEVICES)?;
-                for n in nodes {
-                    write(&format!("dev/{n}"), "")?;
-                }
             }
             None => {
                 remove("proc/driver/nvidia/version");
