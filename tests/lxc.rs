@@ -1205,6 +1205,11 @@ fn a_replaced_container_rolls_back_to_its_kept_generation() {
         return;
     };
     lab.build();
+    // The node's log says what the lxc backend did, in phoenix's words: no `pct` line that
+    // was never run.
+    let log = lab.phoenix(&["log", "120"]).stdout;
+    assert!(log.contains("> clone 110@phx-"), "{log}");
+    assert!(!log.contains("$ pct "), "{log}");
     let old = lab.snapshots(120).pop().unwrap();
     let hook = fs::read_to_string(lab.hook(110)).unwrap();
     write_hook(&lab.hook(110), &format!("{hook}echo changed\n"));
