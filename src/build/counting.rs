@@ -91,6 +91,19 @@ impl Host for Counting<'_> {
     fn facts(&self) -> HostResult<HostFacts> {
         self.call(Verb::Facts, None, |h| h.facts())
     }
+    fn check_runtime(
+        &self,
+        unprivileged: bool,
+        network: Option<&crate::host::Network>,
+    ) -> Result<(), String> {
+        self.inner.check_runtime(unprivileged, network)
+    }
+    fn check_privileges(&self, needs: &crate::host::Privileges) -> Result<(), String> {
+        self.inner.check_privileges(needs)
+    }
+    fn take_log(&self, ctid: Ctid) -> Vec<String> {
+        self.inner.take_log(ctid)
+    }
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
         self.inner.check_storage(storage, ostemplate)
     }

@@ -8,6 +8,7 @@
 //! | [`Check::Runtime`] | every node built | the host can run it: an unprivileged base CT has an id map, its network's bridge exists (`lxc`) |
 //! | [`Check::NvidiaDriver`] | with a GPU | the host's kernel driver equals `nvidia_driver_version` (both named) |
 //! | [`Check::GpuDevice`] | with a GPU | every assigned GPU's `/dev/nvidiaN`, and the driver's majors in `/proc/devices` |
+//! | [`Check::Privilege`] | every node built | phoenix's identity may write what the node needs (over Proxmox's API, device entries and most features are root@pam's) |
 //!
 //! `pct` being there is the backend's own check, when it opens.
 
@@ -28,6 +29,7 @@ pub enum Check {
     Runtime,
     NvidiaDriver,
     GpuDevice,
+    Privilege,
 }
 
 /// A node the host cannot build, and why.
@@ -85,6 +87,24 @@ pub fn check(
             host.check_runtime(unprivileged(fleet, e.ctid), network.as_ref())
                 .err()
                 .map(|m| problem(Check::Runtime, m))
+        });
+        let found = found.or_else(|| {
+            let needs = crate::host::Privileges {
+                devices: node.has_gpu(),
+                features: node
+                    .spec
+                    .features
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(|kv| kv.trim().split_once('='))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect(),
+                unprivileged: unprivileged(fleet, e.ctid),
+            };
+            host.check_privileges(&needs)
+                .err()
+                .map(|m| problem(Check::Privilege, m))
         });
         let found = found.or_else(|| {
             if !node.has_gpu() {

@@ -138,6 +138,7 @@ pub const COMMANDS: &[&str] = &[
     "destroy",
     "unlock",
     "template",
+    "enter",
 ];
 
 /// The command a word names: itself, or the one command it is a unique prefix of.
