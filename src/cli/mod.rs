@@ -518,12 +518,12 @@ pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, Error> {
                 .map_err(Error::Backend)
         }
         // Over the REST API from anywhere (`--pve-url`).
-        Backend::Pve if cli.api.pve_url.is_some() => {
+        Backend::Pve if cli.api.pve_url.as_deref().is_some_and(|u| !u.is_empty()) => {
             use crate::host::pve::api;
-            let opts = api::ApiOptions::new(&cli.api).map_err(Error::Backend)?;
+            let opts = api::ApiOptions::new(&cli.api).map_err(Error::Api)?;
             api::host::ApiHost::open(opts, true)
                 .map(|h| Box::new(h) as Box<dyn Host>)
-                .map_err(Error::Backend)
+                .map_err(Error::Api)
         }
         b => b.open(&cli.state_dir).map_err(Error::Backend),
     }

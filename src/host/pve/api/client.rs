@@ -195,6 +195,25 @@ impl Api {
         &self.credential
     }
 
+    /// A ticket in use is renewed in the background, so that the one hooks' `pct` read
+    /// from its file stays valid while phoenix itself makes no request (a long hook).
+    /// The thread ends with the client.
+    pub fn keep_ticket_fresh(api: &Arc<Api>) {
+        if !matches!(api.credential, Credential::Password { .. }) {
+            return;
+        }
+        let period =
+            (api.renew_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        let weak = Arc::downgrade(api);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(period);
+            let Some(api) = weak.upgrade() else { return };
+            if let Err(e) = api.auth() {
+                tracing::warn!("renewing the Proxmox ticket: {e}");
+            }
+        });
+    }
+
     /// Keeps the current ticket in `file` (0600) from now on, for hooks' `pct`.
     pub fn keep_ticket_in(&self, file: PathBuf) -> Result<(), String> {
         let session = self.session.lock().map(|s| s.clone()).unwrap_or(None);
@@ -218,22 +237,25 @@ impl Api {
         path: &str,
         params: &[(&str, &str)],
     ) -> Result<Value, ApiError> {
-        let mut fresh_login = false;
+        let mut retried = false;
         loop {
-            let auth = self.auth(fresh_login)?;
+            let auth = self.auth()?;
             match self.send(method, path, params, &auth) {
-                Err(ApiError::Status { status: 401, .. }) if auth.ticket && !fresh_login => {
+                Err(ApiError::Status { status: 401, .. }) if auth.ticket.is_some() && !retried => {
                     tracing::info!(path, "Proxmox refused the ticket; logging in again");
+                    // Another thread may have replaced it already.
                     if let Ok(mut s) = self.session.lock() {
-                        *s = None;
+                        if s.as_ref().map(|s| &s.ticket) == auth.ticket.as_ref() {
+                            *s = None;
+                        }
                     }
-                    fresh_login = true;
+                    retried = true;
                 }
                 Err(ApiError::Status {
                     status: 401,
                     message,
                     ..
-                }) => return Err(self.refused(&message, auth.ticket)),
+                }) => return Err(self.refused(&message, auth.ticket.is_some())),
                 other => return other,
             }
         }
@@ -260,12 +282,12 @@ impl Api {
 
     /// The headers that authenticate a request: the token, or a valid ticket (logging in
     /// or renewing first when needed).
-    fn auth(&self, fresh: bool) -> Result<Auth, ApiError> {
+    fn auth(&self) -> Result<Auth, ApiError> {
         let (user, password) = match &self.credential {
             Credential::Token { id, secret } => {
                 return Ok(Auth {
                     headers: vec![("Authorization".into(), format!("PVEAPIToken={id}={secret}"))],
-                    ticket: false,
+                    ticket: None,
                 })
             }
             Credential::Password { user, password } => (user.clone(), Some(password.clone())),
@@ -280,7 +302,7 @@ impl Api {
                 .duration_since(s.issued)
                 .unwrap_or_default()
         };
-        let current = guard.clone().filter(|_| !fresh);
+        let current = guard.clone();
         let session = match current {
             Some(s) if age(&s) < self.renew_after => s,
             Some(s) => {
@@ -299,7 +321,7 @@ impl Api {
                     // A hook's `pct`: the run's ticket file may have been renewed.
                     let file = self.ticket_file.lock().ok().and_then(|f| f.clone());
                     match file.map(|f| read_ticket_file(&f)) {
-                        Some(Ok(s)) if !fresh => s,
+                        Some(Ok(s)) => s,
                         _ => {
                             return Err(ApiError::Unusable(format!(
                                 "the ticket of {user} phoenix passed to this `pct` is no longer accepted by {}: run it from phoenix's build again",
@@ -320,7 +342,7 @@ impl Api {
                 ("Cookie".into(), format!("PVEAuthCookie={}", session.ticket)),
                 ("CSRFPreventionToken".into(), session.csrf),
             ],
-            ticket: true,
+            ticket: Some(session.ticket),
         })
     }
 
@@ -328,7 +350,7 @@ impl Api {
     fn login(&self, user: &str, password: &str) -> Result<Session, ApiError> {
         let none = Auth {
             headers: Vec::new(),
-            ticket: false,
+            ticket: None,
         };
         let data = match self.send(
             Method::Post,
@@ -511,8 +533,8 @@ impl Api {
 
 struct Auth {
     headers: Vec<(String, String)>,
-    /// Authenticated by a ticket (a refusal is worth one new login).
-    ticket: bool,
+    /// The ticket it carries (a refusal of it is worth one new login).
+    ticket: Option<String>,
 }
 
 fn write_ticket_file(file: &std::path::Path, s: &Session) -> Result<(), String> {

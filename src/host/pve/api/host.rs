@@ -101,7 +101,7 @@ impl Drop for RunDir {
 }
 
 pub struct ApiHost {
-    api: Api,
+    api: std::sync::Arc<Api>,
     opts: ApiOptions,
     nodes: BTreeMap<String, NodeInfo>,
     /// Where new CTs are created.
@@ -146,7 +146,7 @@ impl ApiHost {
     /// process runs the build (it makes the private run directory); a hook's `pct` uses
     /// the build's.
     pub fn open(opts: ApiOptions, owner: bool) -> Result<ApiHost, String> {
-        let api = Api::new(&opts)?;
+        let api = std::sync::Arc::new(Api::new(&opts)?);
         let status = api.get("/cluster/status", &[]).map_err(|e| e.message())?;
         let entries = status.as_array().ok_or_else(|| {
             format!(
@@ -213,7 +213,10 @@ impl ApiHost {
         let ssh = Ssh::new(opts.ssh.clone(), control_dir, owner);
         if let Some(d) = &run_dir {
             match &opts.credential {
-                Credential::Password { .. } => api.keep_ticket_in(d.0.join("ticket"))?,
+                Credential::Password { .. } => {
+                    api.keep_ticket_in(d.0.join("ticket"))?;
+                    Api::keep_ticket_fresh(&api);
+                }
                 Credential::Token { id, secret } => {
                     crate::os::write_private(
                         &d.0.join("token"),
@@ -441,6 +444,15 @@ impl ApiHost {
             return Err(HostError::failed(m));
         }
         Ok(out)
+    }
+
+    fn check_online(&self, node: &str) -> Result<(), String> {
+        if self.nodes.get(node).is_some_and(|n| !n.online) {
+            return Err(format!(
+                "node '{node}', where new CTs go, is offline (GET /cluster/status): bring it back, or choose another with --pve-node"
+            ));
+        }
+        Ok(())
     }
 
     /// Whether SSH to the node works (once per run): a build needs it for every CT.
@@ -766,6 +778,7 @@ impl Host for ApiHost {
 
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
         let node = &self.node;
+        self.check_online(node)?;
         let list = self.node_storages(node)?;
         let find = |id: &str| {
             list.iter()
@@ -831,11 +844,7 @@ impl Host for ApiHost {
 
     fn check_runtime(&self, _unprivileged: bool, _network: Option<&Network>) -> Result<(), String> {
         let node = &self.node;
-        if self.nodes.get(node).is_some_and(|n| !n.online) {
-            return Err(format!(
-                "node '{node}', where new CTs go, is offline: bring it back, or choose another with --pve-node"
-            ));
-        }
+        self.check_online(node)?;
         self.check_ssh(node)
     }
 

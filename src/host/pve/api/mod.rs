@@ -160,6 +160,20 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
+    fn without_empty(mut self) -> ApiArgs {
+        fn some<T: AsRef<std::ffi::OsStr>>(v: Option<T>) -> Option<T> {
+            v.filter(|v| !v.as_ref().is_empty())
+        }
+        self.pve_url = some(self.pve_url);
+        self.pve_token_file = some(self.pve_token_file);
+        self.pve_user = some(self.pve_user);
+        self.pve_password_file = some(self.pve_password_file);
+        self.pve_ca = some(self.pve_ca);
+        self.pve_fingerprint = some(self.pve_fingerprint);
+        self.pve_node = some(self.pve_node);
+        self
+    }
+
     /// The same options from the environment alone (a hook's `pct`).
     pub fn from_env() -> ApiArgs {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -287,6 +301,8 @@ impl ApiOptions {
     /// Checks the options: the URL, exactly one credential, at most one way to trust the
     /// certificate, the SSH addresses.
     pub fn new(a: &ApiArgs) -> Result<ApiOptions, String> {
+        // An empty variable is an unset one (a hook's environment clears them so).
+        let a = &a.clone().without_empty();
         let url = a
             .pve_url
             .as_deref()
