@@ -405,8 +405,16 @@ fn unusable(a: &Api, env: &[(String, String)], extra: &[(&str, &str)]) -> String
         a.requests_since(before).iter().all(|r| is_read(r)),
         "nothing changed"
     );
-    let e = &r.json()["error"];
+    let doc = r.json();
+    let e = &doc["error"];
     assert_eq!(e["kind"], "api", "{e}");
+    // The documented error document (schemas/output/error.schema.json).
+    let schema: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(common::repo().join("schemas/output/error.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    assert!(v.is_valid(&doc), "{doc}");
     e["message"].as_str().unwrap().to_string()
 }
 
@@ -938,4 +946,191 @@ fn remote_commands_are_argument_vectors_quoted_once_over_real_ssh() {
         fs::read_dir(ssh.control_dir()).unwrap().count() == 1,
         "one control socket"
     );
+}
+
+#[test]
+fn credentials_come_from_files_as_well() {
+    let a = Api::with(small_fleet(), &[]);
+    let dir = a.f.tmp.path();
+    fs::write(
+        dir.join("token"),
+        format!("{}={}\n", cluster::TOKEN_ID, cluster::TOKEN_SECRET),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("password"),
+        format!("{}\n", cluster::ROOT_PASSWORD),
+    )
+    .unwrap();
+    let token_file = dir.join("token").display().to_string();
+    let password_file = dir.join("password").display().to_string();
+    let r = a.phoenix_with(
+        &["plan", "--pve-token-file", &token_file],
+        &[("PHOENIX_PVE_USER", ""), ("PHOENIX_PVE_PASSWORD", "")],
+    );
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    assert!(r.stdout.contains("plan: 3 create"), "{}", r.stdout);
+    let r = a.phoenix_with(
+        &["plan", "--pve-password-file", &password_file],
+        &[("PHOENIX_PVE_PASSWORD", "")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Two sources of one secret are a contradiction, said without the secret.
+    let e = unusable(
+        &a,
+        &a.c.env(),
+        &[("PHOENIX_PVE_PASSWORD_FILE", &password_file)],
+    );
+    assert!(e.contains("give the password once"), "{e}");
+    // A file that is not there.
+    let e = unusable(
+        &a,
+        &a.c.env(),
+        &[
+            ("PHOENIX_PVE_PASSWORD", ""),
+            ("PHOENIX_PVE_PASSWORD_FILE", "/nonexistent/pw"),
+        ],
+    );
+    assert!(e.contains("/nonexistent/pw"), "{e}");
+}
+
+#[test]
+fn guests_phoenix_did_not_make_and_vms_are_never_written() {
+    let a = Api::with(small_fleet(), &[]);
+    let fixture = |name: &str| {
+        fs::read_to_string(common::repo().join("tests/fixtures/pve").join(name))
+            .unwrap()
+            .replace("tags: gpu;phoenix", "tags: gpu")
+            .replace("tags: phoenix", "tags: web")
+    };
+    let foreign = [
+        (101, "101-snapshots.conf"),
+        (102, "102-foreign.conf"),
+        (104, "104-template.conf"),
+    ];
+    for (ctid, name) in foreign {
+        fs::write(a.c.conf(ctid), fixture(name)).unwrap();
+    }
+    // A CT of somebody else's at a configured CTID, and a VM.
+    fs::write(a.c.conf(910), fixture("102-foreign.conf")).unwrap();
+    let vms = a.c.root.join("etc/pve/nodes/pve/qemu-server");
+    fs::create_dir_all(&vms).unwrap();
+    fs::write(vms.join("902.conf"), "memory: 1024\nname: somebodys-vm\n").unwrap();
+    let before: Vec<Vec<u8>> = [101, 102, 104, 910]
+        .iter()
+        .map(|c| fs::read(a.c.conf(*c)).unwrap())
+        .collect();
+    let r = a.phoenix(&["build", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let fin = common::finished(&r);
+    assert_eq!(fin[&902].0, "unmanaged", "a VM holds 902: {fin:?}");
+    assert_eq!(fin[&910].1, "blocked");
+    assert_eq!(common::built(&r), common::set(&[900]));
+    assert_eq!(a.phoenix(&["gc", "--orphans", "--keep", "0"]).code, 0);
+    let after: Vec<Vec<u8>> = [101, 102, 104, 910]
+        .iter()
+        .map(|c| fs::read(a.c.conf(*c)).unwrap())
+        .collect();
+    assert_eq!(before, after, "byte-identical");
+    assert_eq!(
+        fs::read_to_string(vms.join("902.conf")).unwrap(),
+        "memory: 1024\nname: somebodys-vm\n"
+    );
+    let touched: Vec<String> =
+        a.c.requests()
+            .into_iter()
+            .filter(|r| {
+                ["/101", "/102", "/104", "/910", "/902"]
+                    .iter()
+                    .any(|id| r.contains(&format!("/lxc{id}")))
+            })
+            .collect();
+    assert!(
+        touched.is_empty(),
+        "foreign guests are not even read: {touched:#?}"
+    );
+}
+
+#[test]
+fn tasks_are_waited_for_while_invisible_warnings_are_success_and_a_task_past_its_limit_is_named() {
+    let mut a = Api::with(
+        small_fleet(),
+        &[
+            ("PVE_API_EMULATOR_TASK_VISIBLE_MS", "150"),
+            ("PVE_API_EMULATOR_WARN_TASKS", "vzstart"),
+        ],
+    );
+    let r = a.phoenix(&["build", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let reqs = a.c.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("/tasks/") && r.ends_with(" 400")),
+        "a task was not visible at first: {reqs:#?}"
+    );
+    // The warning is in the node's log; the start succeeded.
+    let log =
+        a.f.phoenix_env(&["log", "900"], &[("PHOENIX_BACKEND", "sim")]);
+    assert!(
+        log.stdout.contains("WARN: an emulated warning") && log.stdout.contains("TASK WARNINGS: 1"),
+        "{}",
+        log.stdout
+    );
+    // A task that outlives PHOENIX_PVE_TASK_TIMEOUT fails its node, naming the task.
+    a.c.restart_emulator(&[("PVE_API_EMULATOR_TASK_LATENCY", "snapshot=3000")]);
+    a.f.edit_block(910, |b| {
+        b.insert("vllm_model".into(), serde_json::json!("rebuild me"));
+    });
+    let r = a.phoenix_with(
+        &["build", "--output", "json"],
+        &[("PHOENIX_PVE_TASK_TIMEOUT", "1")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let failed = common::events(&r)
+        .into_iter()
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 910)
+        .unwrap();
+    let m = failed["error"].as_str().unwrap();
+    assert!(
+        m.contains("UPID:pve:")
+            && m.contains("still running after 1 s")
+            && m.contains("PHOENIX_PVE_TASK_TIMEOUT"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_nodes_ssh_address_can_be_given_and_a_wrong_one_is_named() {
+    let a = Api::with(small_fleet(), &[]);
+    // The user's ssh config without the port: the address comes from --pve-ssh-host.
+    let user = a.c.dir.join("user");
+    let config = fs::read_to_string(user.join("config")).unwrap();
+    let no_port: String = config
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("Port"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(user.join("config"), no_port).unwrap();
+    // Nothing listens at this one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let wrong = format!("pve=127.0.0.1:{port}");
+    let r = a.phoenix_with(&["plan", "--pve-ssh-host", &wrong], &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("node 'pve' refused SSH at root@127.0.0.1:")
+            && r.stdout.contains("--pve-ssh-host pve=ADDR"),
+        "{}",
+        r.stdout
+    );
+    let host = format!("pve=127.0.0.1:{}", a.c.sshd.port);
+    let r = a.phoenix(&["build", "--pve-ssh-host", &host]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let r = a.phoenix_with(&["plan", "--pve-ssh-host", "pve"], &[]);
+    assert_eq!(r.code, 6);
+    assert!(r.stderr.contains("NODE=ADDR"), "{}", r.stderr);
 }

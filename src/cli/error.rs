@@ -249,7 +249,6 @@ mod tests {
         let errors = [
             Error::StateDir("cannot create /x".into()),
             Error::Backend("no".into()),
-            Error::Api("no".into()),
             Error::ReadHost(host.clone()),
             Error::Run(RunError::ReadHost(host)),
             Error::Locked {
@@ -266,6 +265,7 @@ mod tests {
                 option: "--older-than",
                 message: "bad".into(),
             },
+            Error::Api("no".into()),
         ];
         for e in &errors {
             assert!(e.help().is_some(), "{e}");

@@ -20,6 +20,7 @@
 //! | `PVE_API_EMULATOR_TASK_LATENCY` | per verb, what a task's work costs (`PHOENIX_SIM_LATENCY`'s syntax) |
 //! | `PVE_EMULATOR_FAULTS` | injected faults (`PHOENIX_SIM_FAULTS`' syntax), as for `pct-emulator` |
 //! | `PVE_API_EMULATOR_TASK_VISIBLE_MS` | a new task answers `400 no such task` this long |
+//! | `PVE_API_EMULATOR_WARN_TASKS` | task types (`vzstart,vzsnapshot`) that log a `WARN:` line and end `WARNINGS: 1` |
 //! | `PVE_API_EMULATOR_TICKET_TTL_S` | how long a ticket is valid (default 7200, as Proxmox) |
 //! | `PVE_API_EMULATOR_ANSWER` | `not-json` or `not-proxmox`: answer every request as something that is not Proxmox |
 //!

@@ -38,6 +38,8 @@ pub struct Cluster {
     task_latency: knobs::Latency,
     faults: Vec<knobs::Fault>,
     answer: Answer,
+    /// Task types that end with a warning (`WARNINGS: 1`).
+    warn: BTreeSet<String>,
     auth: Auth,
     tasks: Arc<Tasks>,
 }
@@ -126,6 +128,7 @@ impl Cluster {
             task_latency,
             faults,
             answer,
+            warn: list("PVE_API_EMULATOR_WARN_TASKS").into_iter().collect(),
             auth: Auth::new(Duration::from_secs_f64(ttl.max(0.0))),
             tasks: Arc::new(tasks),
         };
@@ -419,6 +422,7 @@ impl Cluster {
             Ok(h) => h,
             Err(e) => return internal(e),
         };
+        let warn = self.warn.contains(kind);
         let upid = self.tasks.start(node, kind, id, &who.id, move || {
             let mut out = Vec::new();
             let r = phoenix::host::pct::run(&host, &argv, &mut out);
@@ -426,6 +430,9 @@ impl Cluster {
                 .lines()
                 .map(str::to_string)
                 .collect();
+            if warn {
+                lines.push("WARN: an emulated warning (PVE_API_EMULATOR_WARN_TASKS)".into());
+            }
             match r {
                 Ok(0) => Ok(lines),
                 Ok(code) => Err(format!("command exited with status {code}")),

@@ -75,12 +75,23 @@ impl Tasks {
         let key = upid.clone();
         std::thread::spawn(move || {
             let (mut log, exit) = match work() {
-                Ok(lines) => (lines, "OK".to_string()),
+                // A worker that warned succeeded with warnings [RENV, UPID status_is_error].
+                Ok(lines) => {
+                    let warnings = lines.iter().filter(|l| l.starts_with("WARN: ")).count();
+                    let exit = if warnings == 0 {
+                        "OK".to_string()
+                    } else {
+                        format!("WARNINGS: {warnings}")
+                    };
+                    (lines, exit)
+                }
                 // One line, as RENV's worker reports it.
                 Err(e) => (Vec::new(), e.trim().replace('\n', " ")),
             };
             log.push(if exit == "OK" {
                 "TASK OK".to_string()
+            } else if exit.starts_with("WARNINGS: ") {
+                format!("TASK {exit}")
             } else {
                 format!("TASK ERROR: {exit}")
             });

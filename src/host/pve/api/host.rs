@@ -596,6 +596,39 @@ impl ApiHost {
     }
 }
 
+impl ApiHost {
+    /// The CT's own node must have what its passthrough names: the devices were chosen
+    /// from the facts of the node new CTs go to, and a CT may live elsewhere (moved by an
+    /// admin or HA). Its node's facts are read over SSH (once).
+    fn check_gpu_node(&self, node: &str, devices: &Passthrough) -> HostResult<()> {
+        let here = self.node_facts(node)?;
+        if node != self.node {
+            let base = self.node_facts(&self.node)?;
+            if here.nvidia_driver != base.nvidia_driver {
+                return Err(HostError::failed(format!(
+                    "node '{node}' has NVIDIA driver {}, but the fleet's GPU nodes are built for node '{}''s {}: the userspace driver must equal the kernel's. Move the CT back, or give both nodes the same driver",
+                    here.nvidia_driver.as_deref().unwrap_or("none"),
+                    self.node,
+                    base.nvidia_driver.as_deref().unwrap_or("none")
+                )));
+            }
+        }
+        let missing: Vec<&str> = devices
+            .nodes
+            .iter()
+            .filter(|d| !here.nvidia_devices.contains(d))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(HostError::failed(format!(
+                "node '{node}' has no {} (its /dev, over SSH): load the driver there (`nvidia-smi`, `modprobe nvidia-uvm`)",
+                missing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A guest phoenix does not read in detail: somebody else's.
 fn foreign(vmid: Ctid, r: &Value) -> CtInfo {
     let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
@@ -947,6 +980,7 @@ impl Host for ApiHost {
         let node = self.node_of(ctid)?;
         if !devices.nodes.is_empty() {
             self.check_devn(&node)?;
+            self.check_gpu_node(&node, devices)?;
         }
         let (_, cfg) = self
             .read(&node, ctid)?
