@@ -773,6 +773,7 @@ ctid=$1
   pct push "$ctid" {payload} /root/pushed --perms 0600
   pct pull "$ctid" /root/pushed {pulled}
   cat {pulled}
+  pct enter "$ctid" < /dev/null || echo "enter exited $?"
   env | sort
   ps -eo args
 }} > {out} 2>&1
@@ -796,6 +797,12 @@ ctid=$1
     assert!(
         seen.contains("payload\nwith 'quotes' and $dollars\n"),
         "pushed and pulled back: {seen}"
+    );
+    // `enter` went over SSH to the node's pct (the model gives no shell, and says so).
+    assert!(
+        seen.contains("the sim host gives no shell through this pct")
+            && seen.contains("enter exited 255"),
+        "{seen}"
     );
     // The exec reached the CT over SSH, every argument intact.
     assert!(
