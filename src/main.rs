@@ -9,5 +9,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // The Proxmox API's secrets leave the environment before anything can inherit them.
+    phoenix::host::pve::api::withhold_secrets();
     std::process::exit(phoenix::cli::main());
 }

@@ -108,6 +108,12 @@ impl Host for Counting<'_> {
     fn facts(&self) -> HostResult<HostFacts> {
         self.call(Verb::Facts, None, |h| h.facts())
     }
+    fn check_privileges(&self, needs: &crate::host::Privileges) -> Result<(), String> {
+        self.inner.check_privileges(needs)
+    }
+    fn take_log(&self, ctid: Ctid) -> Vec<String> {
+        self.inner.take_log(ctid)
+    }
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
         self.inner.check_storage(storage, ostemplate)
     }

@@ -8,6 +8,7 @@
 //! | [`Check::Runtime`] | every node built | the host can run it: an unprivileged base CT has an id map, its network's bridge exists and leads somewhere (`lxc`) |
 //! | [`Check::NvidiaDriver`] | with a GPU | the host's kernel driver equals `nvidia_driver_version` (both named) |
 //! | [`Check::GpuDevice`] | with a GPU, on a host with a driver | every assigned GPU's `/dev/nvidiaN`, and the driver's majors in `/proc/devices` |
+//! | [`Check::Privilege`] | every node built | phoenix's identity may write what the node needs (over Proxmox's API, device entries and most features are root@pam's) |
 //!
 //! Every problem of a node is reported, not the first: whoever fixes the host learns all
 //! of it from one `plan`. Only a consequence is left out: on a host without an NVIDIA
@@ -31,6 +32,7 @@ pub enum Check {
     Runtime,
     NvidiaDriver,
     GpuDevice,
+    Privilege,
 }
 
 /// A node the host cannot build, and why.
@@ -80,6 +82,24 @@ pub fn check(
         let network = crate::engine::plan::runtime_settings(node).network;
         let runtime = host.check_runtime(unprivileged(fleet, e.ctid), network.as_ref());
         found.extend(runtime.into_iter().map(|m| (Check::Runtime, m)));
+        let needs = crate::host::Privileges {
+            devices: node.has_gpu(),
+            features: node
+                .spec
+                .features
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect(),
+            unprivileged: unprivileged(fleet, e.ctid),
+        };
+        found.extend(
+            host.check_privileges(&needs)
+                .err()
+                .map(|m| (Check::Privilege, m)),
+        );
         if node.has_gpu() {
             found.extend(driver.clone().map(|m| (Check::NvidiaDriver, m)));
             // Without a driver, missing devices are its consequence, not news.

@@ -152,7 +152,12 @@ impl Executor<'_> {
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
-            match f() {
+            let result = f();
+            // What the host logged meanwhile (a Proxmox task's lines) goes with the call.
+            for line in self.host.take_log(ctid) {
+                log.line(&line);
+            }
+            match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e.kind.is_transient() && attempt < self.retry.attempts => {
                     log.line(&format!(

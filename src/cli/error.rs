@@ -24,6 +24,12 @@ pub enum Error {
     StateDir(String),
 
     #[error("{0}")]
+    #[diagnostic(help(
+        "the message says what to fix; README \"Running phoenix from a workstation or CI\" sets up the API token or user, the certificate and SSH"
+    ))]
+    Api(String),
+
+    #[error("{0}")]
     #[diagnostic(help("--backend sim runs everything on the embedded simulated host"))]
     Backend(String),
 
@@ -120,6 +126,7 @@ impl Error {
         match self {
             Error::StateDir(_)
             | Error::Backend(_)
+            | Error::Api(_)
             | Error::ReadHost(_)
             | Error::Run(_)
             | Error::LockIo { .. }
@@ -137,6 +144,7 @@ impl Error {
         match self {
             Error::StateDir(_) => "state_dir",
             Error::Backend(_) => "backend",
+            Error::Api(_) => "api",
             Error::ReadHost(_) => "read_host",
             Error::Run(_) => "run",
             Error::Locked { .. } => "locked",
@@ -269,6 +277,7 @@ mod tests {
                 option: "--older-than",
                 message: "bad".into(),
             },
+            Error::Api("no".into()),
         ];
         for e in &errors {
             assert!(e.help().is_some(), "{e}");

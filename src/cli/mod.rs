@@ -65,6 +65,8 @@ pub struct Cli {
     /// names; `host` shares the host's network (test machines).
     #[arg(long, global = true, env = "PHOENIX_LXC_NETWORK", value_enum, default_value_t = crate::host::lxc::NetworkMode::Config, help_heading = GLOBAL)]
     pub lxc_network: crate::host::lxc::NetworkMode,
+    #[command(flatten)]
+    pub api: crate::host::pve::api::ApiArgs,
     /// Leave out GPU nodes (gpu_assignment other than none) and everything cloned from
     /// them: plan, build and status show them as `skipped`, and a build that built
     /// everything else exits 0 (a host without a GPU).
@@ -568,6 +570,14 @@ pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, Error> {
             crate::host::lxc::LxcHost::open(opts)
                 .map(|h| Box::new(h) as Box<dyn Host>)
                 .map_err(Error::Backend)
+        }
+        // Over the REST API from anywhere (`--pve-url`).
+        Backend::Pve if cli.api.pve_url.as_deref().is_some_and(|u| !u.is_empty()) => {
+            use crate::host::pve::api;
+            let opts = api::ApiOptions::new(&cli.api).map_err(Error::Api)?;
+            api::host::ApiHost::open(opts, true)
+                .map(|h| Box::new(h) as Box<dyn Host>)
+                .map_err(Error::Api)
         }
         b => b.open(&cli.state_dir).map_err(Error::Backend),
     }

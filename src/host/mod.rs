@@ -334,6 +334,18 @@ pub struct KeptCopy {
     pub size_bytes: Option<u64>,
 }
 
+/// What a node's build asks of the host beyond the storage: device passthrough, container
+/// features, privilege. Some of it is reserved to an administrator (on Proxmox, `root@pam`
+/// itself: [`Host::check_privileges`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Privileges {
+    /// Device entries are written (GPU passthrough).
+    pub devices: bool,
+    /// The container features set (`nesting` → `1`).
+    pub features: BTreeMap<String, String>,
+    pub unprivileged: bool,
+}
+
 /// One snapshot of a CT.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
@@ -427,6 +439,12 @@ pub trait Host: Send + Sync {
         let _ = (unprivileged, network);
         Vec::new()
     }
+    /// Why phoenix may not make a CT with these needs here, if it may not: a Proxmox API
+    /// token cannot write device entries. A read, like [`Host::check_storage`].
+    fn check_privileges(&self, needs: &Privileges) -> Result<(), String> {
+        let _ = needs;
+        Ok(())
+    }
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()>;
     /// A full clone; the new CT is stopped, with fresh MAC addresses.
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()>;
@@ -516,6 +534,21 @@ pub trait Host: Send + Sync {
     fn destroy(&self, ctid: Ctid) -> HostResult<()>;
     /// Removes a lock left behind by an interrupted task.
     fn unlock(&self, ctid: Ctid) -> HostResult<()>;
+    /// `pct enter`: a shell in the CT on this terminal, when the host can give one;
+    /// returns the shell's exit code.
+    fn enter(&self, ctid: Ctid) -> HostResult<i32> {
+        let _ = ctid;
+        Err(HostError::new(
+            ErrorKind::Invalid,
+            format!("the {} host gives no shell through this pct", self.name()),
+        ))
+    }
+    /// The lines the host logged for the CT since the last call (a Proxmox task's log),
+    /// for the node's log.
+    fn take_log(&self, ctid: Ctid) -> Vec<String> {
+        let _ = ctid;
+        Vec::new()
+    }
     /// A directory to put first on a hook's `PATH`: it holds a `pct` that acts on this
     /// host. `None` when the real `pct` is already on `PATH`.
     fn pct_dir(&self) -> Option<PathBuf>;
@@ -582,6 +615,12 @@ impl Backend {
     pub fn open(self, state_dir: &Path) -> Result<Box<dyn Host>, String> {
         match self {
             Backend::Sim => Ok(Box::new(sim::SimHost::for_state_dir(state_dir)?)),
+            // A hook's `pct` under a build over the API: the build's options, from the
+            // environment it was given.
+            Backend::Pve if std::env::var_os("PHOENIX_PVE_URL").is_some_and(|u| !u.is_empty()) => {
+                let opts = pve::api::ApiOptions::new(&pve::api::ApiArgs::from_env())?;
+                Ok(Box::new(pve::api::host::ApiHost::open(opts, false)?))
+            }
             Backend::Pve => Ok(Box::new(pve::backend::PveHost::from_env()?)),
             Backend::Lxc => Ok(Box::new(lxc::LxcHost::from_env(state_dir)?)),
         }

@@ -5,7 +5,8 @@
 //! their running-state check print their error but exit 0.
 //!
 //! Commands: status, list, config, exec, push, pull, set, start, shutdown, stop, snapshot,
-//! listsnapshot, delsnapshot, rollback, and (for the `pct-emulator`, where phoenix's `pve`
+//! listsnapshot, delsnapshot, rollback, enter (where the host gives a shell: over the
+//! API, SSH to the CT's node), and (for the `pct-emulator`, where phoenix's `pve`
 //! backend is the caller) create, clone, resize, destroy, unlock, template. Each takes
 //! its own options only (`syntax`). The backend comes from `PHOENIX_BACKEND` and its
 //! place from `PHOENIX_STATE_DIR`, both set for hooks ([`Host::hook_env`]). On Proxmox
@@ -314,6 +315,7 @@ fn syntax(cmd: &str) -> Syntax {
             ],
         ),
         "template" => s("pct template <vmid>", Some(1), &[]),
+        "enter" => s("pct enter <vmid> [OPTIONS]", Some(1), &["keep-env"]),
         _ => s("pct <COMMAND> [ARGS] [OPTIONS]", None, &[]),
     }
 }
@@ -702,6 +704,8 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
             host.restore(id, &kept, storage).map_err(fail)?;
         }
         "unlock" => host.unlock(vmid(&a, usage)?).map_err(fail)?,
+        // A shell in the CT where the host can give one (over the API: SSH to its node).
+        "enter" => return host.enter(vmid(&a, usage)?).map_err(fail),
         "template" => match host.template(vmid(&a, usage)?) {
             // The worker's failure: printed, yet exit 0 (pct-spec §0, no $upid_exit).
             Err(e) if e.kind == ErrorKind::Failed => eprintln!("{}", e.message),

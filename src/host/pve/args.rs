@@ -139,6 +139,7 @@ pub const COMMANDS: &[&str] = &[
     "unlock",
     "template",
     "restore",
+    "enter",
 ];
 
 /// The command a word names: itself, or the one command it is a unique prefix of.

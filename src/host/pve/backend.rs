@@ -20,7 +20,6 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 
 use super::conf::ConfFile;
-use super::props::{DevConf, Features};
 use super::{lock, map, text};
 use crate::fleet::config::parse_ctid;
 use crate::host::facts::version_at_least;
@@ -186,50 +185,18 @@ impl PveHost {
     /// longer wanted are deleted; others are left alone.
     fn set_dev_entries(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
         let conf = self.read_conf(ctid)?.ok_or_else(|| self.not_found(ctid))?;
-        let main = conf.main();
-        let mut have: BTreeMap<String, String> = BTreeMap::new(); // path → key
-        let mut used = Vec::new();
-        for (k, v) in main.keys() {
-            if let Some(n) = k.strip_prefix("dev").and_then(|n| n.parse::<u32>().ok()) {
-                used.push(n);
-                if let Ok(d) = DevConf::parse(v) {
-                    have.insert(d.path.clone(), k.to_string());
-                }
-            }
+        let (add, stale) = map::dev_changes(conf.main(), devices);
+        if add.is_empty() && stale.is_empty() {
+            return Ok(());
         }
         let mut args = vec!["set".to_string(), ctid.to_string()];
-        let mut next = 0u32;
-        for node in &devices.nodes {
-            if have.contains_key(node) {
-                continue;
-            }
-            while used.contains(&next) {
-                next += 1;
-            }
-            used.push(next);
-            let mut d = DevConf::new(node);
-            d.mode = Some("0666".into());
-            args.push(format!("--dev{next}"));
-            args.push(d.to_string());
+        for (k, v) in add {
+            args.push(format!("--{k}"));
+            args.push(v);
         }
-        let mut stale: Vec<&String> = have
-            .iter()
-            .filter(|(path, _)| path.starts_with("/dev/nvidia") && !devices.nodes.contains(path))
-            .map(|(_, key)| key)
-            .collect();
-        stale.sort_by_key(|k| k[3..].parse::<u32>().unwrap_or(u32::MAX));
         if !stale.is_empty() {
             args.push("--delete".into());
-            args.push(
-                stale
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
-        if args.len() == 2 {
-            return Ok(());
+            args.push(stale.join(","));
         }
         self.pct(&args).map(|_| ())
     }
@@ -299,47 +266,7 @@ fn pct_error(stderr: &str, code: Option<i32>) -> HostError {
 /// `pct set` / `pct create` options for settings, given the CT's current config (for its
 /// MAC and tags), and the keys to delete.
 fn setting_options(s: &Settings, current: Option<&ConfFile>) -> (Vec<String>, Vec<String>) {
-    let main = current.map(|c| c.main());
-    let mut opts: Vec<(String, String)> = Vec::new();
-    if let Some(h) = &s.hostname {
-        opts.push(("hostname".into(), h.clone()));
-    }
-    if let Some(m) = s.memory_mb {
-        opts.push(("memory".into(), m.to_string()));
-    }
-    if let Some(c) = s.cores {
-        opts.push(("cores".into(), c.to_string()));
-    }
-    if let Some(net) = &s.network {
-        let kept = main
-            .and_then(|m| m.get("net0"))
-            .and_then(map::read_network)
-            .and_then(|n| n.mac);
-        opts.push(("net0".into(), map::network_value(net, kept.as_deref())));
-    }
-    if let Some(b) = s.onboot {
-        opts.push(("onboot".into(), if b { "1" } else { "0" }.into()));
-    }
-    let mut delete: Vec<String> = s.delete.clone();
-    if let Some(f) = &s.features {
-        if f.is_empty() {
-            delete.push("features".into());
-        } else {
-            opts.push(("features".into(), Features::from_map(f).to_string()));
-        }
-    }
-    if let Some(managed) = s.managed {
-        match map::tags_marked(main.and_then(|m| m.get("tags")), managed) {
-            Some(t) => opts.push(("tags".into(), t)),
-            None => delete.push("tags".into()),
-        }
-    }
-    if let Some(d) = &s.description {
-        opts.push(("description".into(), d.clone()));
-    }
-    for (k, v) in &s.extra {
-        opts.push((k.clone(), v.clone()));
-    }
+    let (opts, delete) = map::setting_params(s, current.map(|c| c.main()));
     let mut out = Vec::new();
     for (k, v) in opts {
         out.push(format!("--{k}"));

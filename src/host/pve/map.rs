@@ -92,6 +92,93 @@ pub fn write_passthrough(section: &mut Section, p: &Passthrough) {
     }
 }
 
+/// The `devN` entries to add and the keys to delete so that a section passes exactly
+/// `devices`' device nodes: entries for NVIDIA nodes no longer wanted go, others stay; a
+/// new entry takes the first free number.
+pub fn dev_changes(main: &Section, devices: &Passthrough) -> (Vec<(String, String)>, Vec<String>) {
+    let mut have: BTreeMap<String, String> = BTreeMap::new(); // path → key
+    let mut used = Vec::new();
+    for (k, v) in main.keys() {
+        if let Some(n) = k.strip_prefix("dev").and_then(|n| n.parse::<u32>().ok()) {
+            used.push(n);
+            if let Ok(d) = props::DevConf::parse(v) {
+                have.insert(d.path.clone(), k.to_string());
+            }
+        }
+    }
+    let mut add = Vec::new();
+    let mut next = 0u32;
+    for node in &devices.nodes {
+        if have.contains_key(node) {
+            continue;
+        }
+        while used.contains(&next) {
+            next += 1;
+        }
+        used.push(next);
+        let mut d = props::DevConf::new(node);
+        d.mode = Some("0666".into());
+        add.push((format!("dev{next}"), d.to_string()));
+    }
+    let mut stale: Vec<String> = have
+        .iter()
+        .filter(|(path, _)| path.starts_with("/dev/nvidia") && !devices.nodes.contains(path))
+        .map(|(_, key)| key.clone())
+        .collect();
+    stale.sort_by_key(|k| k[3..].parse::<u32>().unwrap_or(u32::MAX));
+    (add, stale)
+}
+
+/// Settings as config keys and values to write (for `pct set`/`pct create` options and
+/// the API's parameters alike), given the CT's current section (for its MAC and tags),
+/// and the keys to delete.
+pub fn setting_params(
+    s: &Settings,
+    current: Option<&Section>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut opts: Vec<(String, String)> = Vec::new();
+    if let Some(h) = &s.hostname {
+        opts.push(("hostname".into(), h.clone()));
+    }
+    if let Some(m) = s.memory_mb {
+        opts.push(("memory".into(), m.to_string()));
+    }
+    if let Some(c) = s.cores {
+        opts.push(("cores".into(), c.to_string()));
+    }
+    if let Some(net) = &s.network {
+        let kept = current
+            .and_then(|m| m.get("net0"))
+            .and_then(read_network)
+            .and_then(|n| n.mac);
+        opts.push(("net0".into(), network_value(net, kept.as_deref())));
+    }
+    if let Some(b) = s.onboot {
+        opts.push(("onboot".into(), if b { "1" } else { "0" }.into()));
+    }
+    let mut delete: Vec<String> = s.delete.clone();
+    if let Some(f) = &s.features {
+        if f.is_empty() {
+            delete.push("features".into());
+        } else {
+            opts.push(("features".into(), Features::from_map(f).to_string()));
+        }
+    }
+    if let Some(managed) = s.managed {
+        match tags_marked(current.and_then(|m| m.get("tags")), managed) {
+            Some(t) => opts.push(("tags".into(), t)),
+            None => delete.push("tags".into()),
+        }
+    }
+    if let Some(d) = &s.description {
+        opts.push(("description".into(), d.clone()));
+    }
+    for (k, v) in &s.extra {
+        opts.push((k.clone(), v.clone()));
+    }
+    (opts, delete)
+}
+
 /// The network of `net0`, if it reads.
 pub fn read_network(value: &str) -> Option<Network> {
     let n = NetConf::parse(value).ok()?;

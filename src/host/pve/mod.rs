@@ -13,11 +13,13 @@
 //! | [`text`] | error texts and their kinds |
 //!
 //! [`backend`] is the `pve` backend itself: those formats read from a node's files and
-//! written through its `pct`.
+//! written through its `pct`; [`api`] is the same backend reached over the REST API and
+//! SSH (`--pve-url`).
 //!
 //! Citations in brackets name the Proxmox source a rule was read in (`pct-spec.md`'s
 //! table of tags).
 
+pub mod api;
 pub mod args;
 pub mod backend;
 pub mod conf;

@@ -1,0 +1,923 @@
+//! The API's paths on the model. Slow actions run as tasks through
+//! [`phoenix::host::pct::run`] on the node's [`SimHost`], so that the API and `pct` (the
+//! `pct-emulator`, over SSH) share every rule and error text of the model; the checks
+//! Proxmox makes before forking a worker (the CT exists on that node, a clone's source is
+//! not locked, a new VMID is free, the caller's privileges, a config `digest`) answer the
+//! request itself [A-LXC, A-CFG, A-SNAP, A-ST, LXC check_ct_modify_config_perm].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use phoenix::host::pve::conf::ConfFile;
+use phoenix::host::pve::props::Features;
+use phoenix::host::pve::storage;
+use phoenix::host::sim::{knobs, SimHost};
+use serde_json::{json, Value};
+
+use crate::auth::{Auth, Who};
+use crate::http::{Request, Response};
+use crate::tasks::Tasks;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Proxmox,
+    NotJson,
+    NotProxmox,
+}
+
+pub struct Cluster {
+    root: PathBuf,
+    /// The node the URL reaches first, then the others.
+    nodes: Vec<String>,
+    offline: BTreeSet<String>,
+    ip: String,
+    latency: Duration,
+    task_latency: knobs::Latency,
+    faults: Vec<knobs::Fault>,
+    answer: Answer,
+    /// Task types that end with a warning (`WARNINGS: 1`).
+    warn: BTreeSet<String>,
+    auth: Auth,
+    tasks: Arc<Tasks>,
+}
+
+/// Config keys whose values the API answers as numbers.
+const INTEGER_KEYS: &[&str] = &[
+    "cores",
+    "cpuunits",
+    "memory",
+    "swap",
+    "onboot",
+    "unprivileged",
+    "template",
+    "protection",
+    "tty",
+    "console",
+    "debug",
+];
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn list(name: &str) -> Vec<String> {
+    var(name)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    Response::error(500, &e.to_string())
+}
+
+impl Cluster {
+    pub fn from_env(root: &Path) -> Result<Cluster, String> {
+        let local = var("PVE_EMULATOR_NODE").unwrap_or_else(|| "pve".into());
+        let mut nodes = vec![local];
+        for n in list("PVE_API_EMULATOR_NODES") {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+        let ms = |name: &str| -> Result<u64, String> {
+            var(name)
+                .map(|v| v.parse().map_err(|_| format!("{name}={v} is not a number")))
+                .transpose()
+                .map(Option::unwrap_or_default)
+        };
+        let task_latency =
+            knobs::parse_latency(&var("PVE_API_EMULATOR_TASK_LATENCY").unwrap_or_default())
+                .map_err(|e| e.replace("PHOENIX_SIM_LATENCY", "PVE_API_EMULATOR_TASK_LATENCY"))?;
+        let faults = knobs::parse_faults(&var("PVE_EMULATOR_FAULTS").unwrap_or_default())
+            .map_err(|e| e.replace("PHOENIX_SIM_FAULTS", "PVE_EMULATOR_FAULTS"))?;
+        let answer = match var("PVE_API_EMULATOR_ANSWER").as_deref() {
+            None | Some("proxmox") => Answer::Proxmox,
+            Some("not-json") => Answer::NotJson,
+            Some("not-proxmox") => Answer::NotProxmox,
+            Some(o) => {
+                return Err(format!(
+                    "PVE_API_EMULATOR_ANSWER={o}: proxmox, not-json or not-proxmox"
+                ))
+            }
+        };
+        let ttl = var("PVE_API_EMULATOR_TICKET_TTL_S")
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| format!("PVE_API_EMULATOR_TICKET_TTL_S={v} is not a number"))
+            })
+            .transpose()?
+            .unwrap_or(7200.0);
+        let tasks = Tasks::new(Duration::from_millis(ms(
+            "PVE_API_EMULATOR_TASK_VISIBLE_MS",
+        )?));
+        let cluster = Cluster {
+            root: root.to_path_buf(),
+            nodes,
+            offline: list("PVE_API_EMULATOR_OFFLINE").into_iter().collect(),
+            ip: var("PVE_API_EMULATOR_NODE_IP").unwrap_or_else(|| "127.0.0.1".into()),
+            latency: Duration::from_millis(ms("PVE_API_EMULATOR_LATENCY_MS")?),
+            task_latency,
+            faults,
+            answer,
+            warn: list("PVE_API_EMULATOR_WARN_TASKS").into_iter().collect(),
+            auth: Auth::new(Duration::from_secs_f64(ttl.max(0.0))),
+            tasks: Arc::new(tasks),
+        };
+        // Every node's model is laid out (its config directory, storage.cfg), with the
+        // host facts of a node with NVIDIA GPUs unless the tree has its own.
+        for n in &cluster.nodes {
+            let host = cluster.host(n)?;
+            if !root.join("proc").exists() {
+                phoenix::host::Host::facts(&host).map_err(|e| e.message)?;
+            }
+        }
+        Ok(cluster)
+    }
+
+    fn host(&self, node: &str) -> Result<SimHost, String> {
+        SimHost::with_knobs(
+            &self.root,
+            node,
+            self.task_latency.clone(),
+            self.faults.clone(),
+        )
+    }
+
+    pub fn log_request(&self, req: &Request, status: u16) {
+        let line = format!("{} {} {status}\n", req.method, req.target);
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("api-requests.log"))
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    pub fn handle(&self, req: &Request) -> Response {
+        if !self.latency.is_zero() {
+            std::thread::sleep(self.latency);
+        }
+        match self.answer {
+            Answer::Proxmox => {}
+            Answer::NotJson => {
+                return Response {
+                    status: 200,
+                    reason: "OK".into(),
+                    body: "<html><body>Welcome to nginx!</body></html>\n".into(),
+                    content_type: "text/html",
+                }
+            }
+            Answer::NotProxmox => {
+                return Response {
+                    status: 404,
+                    reason: "Not Found".into(),
+                    body: "<html><body>404 Not Found</body></html>\n".into(),
+                    content_type: "text/html",
+                }
+            }
+        }
+        let p: Vec<&str> = req.path.iter().map(String::as_str).collect();
+        if p == ["access", "ticket"] && req.method == "POST" {
+            let u = req.params.get("username").cloned().unwrap_or_default();
+            let pw = req.params.get("password").cloned().unwrap_or_default();
+            return match self.auth.login(&self.root, &u, &pw) {
+                Ok(v) => Response::data(v),
+                Err(r) => r,
+            };
+        }
+        let who = match self.auth.authenticate(&self.root, req) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        self.route(req, &p, &who).unwrap_or_else(|r| r)
+    }
+
+    fn route(&self, req: &Request, p: &[&str], who: &Who) -> Result<Response, Response> {
+        let m = req.method.as_str();
+        match (m, p) {
+            ("GET", ["version"]) => Ok(Response::data(
+                json!({"version": "8.4.1", "release": "8.4", "repoid": "emulator"}),
+            )),
+            ("GET", ["cluster", "status"]) => {
+                who.check("/", "Sys.Audit")?;
+                Ok(Response::data(self.cluster_status()))
+            }
+            ("GET", ["cluster", "resources"]) => {
+                Ok(Response::data(self.resources(req.params.get("type").map(String::as_str))?))
+            }
+            ("GET", ["nodes"]) => Ok(Response::data(Value::Array(
+                self.nodes
+                    .iter()
+                    .map(|n| json!({"node": n, "status": if self.offline.contains(n) {"offline"} else {"online"}}))
+                    .collect(),
+            ))),
+            (_, ["nodes", node, rest @ ..]) => {
+                if !self.nodes.iter().any(|n| n == node) {
+                    return Err(Response::error(
+                        500,
+                        &format!("hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"),
+                    ));
+                }
+                if self.offline.contains(*node) {
+                    return Err(Response::error(595, "Connection refused"));
+                }
+                self.node_route(req, node, rest, who)
+            }
+            _ => Err(Response::error(
+                501,
+                &format!("Method '{m} /{}' not implemented", p.join("/")),
+            )),
+        }
+    }
+
+    fn node_route(
+        &self,
+        req: &Request,
+        node: &str,
+        p: &[&str],
+        who: &Who,
+    ) -> Result<Response, Response> {
+        let m = req.method.as_str();
+        let param = |k: &str| req.params.get(k).map(String::as_str);
+        match (m, p) {
+            ("GET", ["storage"]) => Ok(Response::data(self.storages(node)?)),
+            ("GET", ["storage", s, "content"]) => {
+                who.check(&format!("/storage/{s}"), "Datastore.Audit")?;
+                Ok(Response::data(self.content(s, param("content"))?))
+            }
+            ("GET", ["tasks", upid, "status"]) => self
+                .tasks
+                .status(node, upid)
+                .map(Response::data)
+                .ok_or_else(|| Response::params(&[("upid", "no such task")])),
+            ("GET", ["tasks", upid, "log"]) => self
+                .tasks
+                .log(node, upid)
+                .map(Response::data)
+                .ok_or_else(|| Response::params(&[("upid", "no such task")])),
+            ("POST", ["lxc"]) => self.create(req, node, who),
+            (_, ["lxc", id, rest @ ..]) => {
+                let vmid: u32 = id.parse().map_err(|_| {
+                    Response::params(&[(
+                        "vmid",
+                        "invalid format - value does not look like a valid VM ID",
+                    )])
+                })?;
+                self.ct_route(req, node, vmid, rest, who)
+            }
+            _ => Err(Response::error(
+                501,
+                &format!("Method '{m} /nodes/{node}/{}' not implemented", p.join("/")),
+            )),
+        }
+    }
+
+    fn conf_path(&self, node: &str, vmid: u32) -> PathBuf {
+        self.root
+            .join(format!("etc/pve/nodes/{node}/lxc/{vmid}.conf"))
+    }
+
+    /// The CT's config file on this node, as text, or Proxmox's 500.
+    fn conf_text(&self, node: &str, vmid: u32) -> Result<String, Response> {
+        std::fs::read_to_string(self.conf_path(node, vmid)).map_err(|_| {
+            Response::error(
+                500,
+                &format!("Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"),
+            )
+        })
+    }
+
+    fn ct_route(
+        &self,
+        req: &Request,
+        node: &str,
+        vmid: u32,
+        p: &[&str],
+        who: &Who,
+    ) -> Result<Response, Response> {
+        let m = req.method.as_str();
+        let vms = format!("/vms/{vmid}");
+        let text = self.conf_text(node, vmid)?;
+        let conf = ConfFile::parse(&text).map_err(|e| internal(format!("{e}")))?;
+        let param = |k: &str| req.params.get(k).cloned();
+        let id = vmid.to_string();
+        match (m, p) {
+            ("GET", ["config"]) => {
+                who.check(&vms, "VM.Audit")?;
+                let current = param("current").is_some_and(|v| v == "1");
+                Ok(Response::data(config_json(&conf, &text, current)))
+            }
+            ("PUT", ["config"]) => self.update(req, node, vmid, &conf, &text, who),
+            ("GET", ["snapshot"]) => {
+                who.check(&vms, "VM.Audit")?;
+                Ok(Response::data(self.snapshot_list(&conf, &text, vmid)))
+            }
+            ("GET", ["status", "current"]) => {
+                who.check(&vms, "VM.Audit")?;
+                let running = self.running(vmid);
+                Ok(Response::data(json!({
+                    "vmid": vmid, "status": if running {"running"} else {"stopped"},
+                    "name": conf.main().get("hostname").unwrap_or(""),
+                    "type": "lxc",
+                })))
+            }
+            ("POST", ["status", verb @ ("start" | "stop" | "shutdown")]) => {
+                who.check(&vms, "VM.PowerMgmt")?;
+                let mut argv = vec![verb.to_string(), id.clone()];
+                if *verb == "shutdown" {
+                    for k in ["timeout", "forceStop"] {
+                        if let Some(v) = param(k) {
+                            argv.push(format!("--{k}"));
+                            argv.push(v);
+                        }
+                    }
+                }
+                Ok(self.task(node, &format!("vz{verb}"), &id, who, argv))
+            }
+            ("POST", ["snapshot"]) => {
+                who.check(&vms, "VM.Snapshot")?;
+                let name = param("snapname").ok_or_else(|| {
+                    Response::params(&[("snapname", "property is missing and it is not optional")])
+                })?;
+                let mut argv = vec!["snapshot".to_string(), id.clone(), name];
+                if let Some(d) = param("description") {
+                    argv.push("--description".into());
+                    argv.push(d);
+                }
+                Ok(self.task(node, "vzsnapshot", &id, who, argv))
+            }
+            ("DELETE", ["snapshot", name]) => {
+                who.check(&vms, "VM.Snapshot")?;
+                Ok(self.task(
+                    node,
+                    "vzdelsnapshot",
+                    &id,
+                    who,
+                    vec!["delsnapshot".into(), id.clone(), name.to_string()],
+                ))
+            }
+            ("POST", ["snapshot", name, "rollback"]) => {
+                who.check(&vms, "VM.Snapshot.Rollback")?;
+                Ok(self.task(
+                    node,
+                    "vzrollback",
+                    &id,
+                    who,
+                    vec!["rollback".into(), id.clone(), name.to_string()],
+                ))
+            }
+            ("PUT", ["resize"]) => {
+                who.check(&vms, "VM.Config.Disk")?;
+                check_digest(req, &text)?;
+                let disk = param("disk").unwrap_or_default();
+                let size = param("size").unwrap_or_default();
+                Ok(self.task(
+                    node,
+                    "resize",
+                    &id,
+                    who,
+                    vec!["resize".into(), id.clone(), disk, size],
+                ))
+            }
+            ("POST", ["clone"]) => self.clone(req, node, vmid, &conf, who),
+            ("DELETE", []) => {
+                who.check(&vms, "VM.Allocate")?;
+                if let Some(l) = conf.main().get("lock") {
+                    return Err(Response::error(500, &format!("CT is locked ({l})")));
+                }
+                let mut argv = vec!["destroy".to_string(), id.clone()];
+                if let Some(v) = param("purge") {
+                    argv.push("--purge".into());
+                    argv.push(v);
+                }
+                Ok(self.task(node, "vzdestroy", &id, who, argv))
+            }
+            ("POST", ["exec"]) => Err(Response::error(
+                501,
+                &format!("Method 'POST /nodes/{node}/lxc/{vmid}/exec' not implemented"),
+            )),
+            _ => Err(Response::error(
+                501,
+                &format!(
+                    "Method '{m} /nodes/{node}/lxc/{vmid}/{}' not implemented",
+                    p.join("/")
+                ),
+            )),
+        }
+    }
+
+    /// Starts `pct <argv>` as a task on the node's model; answers its UPID.
+    fn task(&self, node: &str, kind: &str, id: &str, who: &Who, argv: Vec<String>) -> Response {
+        let host = match self.host(node) {
+            Ok(h) => h,
+            Err(e) => return internal(e),
+        };
+        let warn = self.warn.contains(kind);
+        let upid = self.tasks.start(node, kind, id, &who.id, move || {
+            let mut out = Vec::new();
+            let r = phoenix::host::pct::run(&host, &argv, &mut out);
+            let mut lines: Vec<String> = String::from_utf8_lossy(&out)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            if warn {
+                lines.push("WARN: an emulated warning (PVE_API_EMULATOR_WARN_TASKS)".into());
+            }
+            match r {
+                Ok(0) => Ok(lines),
+                Ok(code) => Err(format!("command exited with status {code}")),
+                Err(e) => {
+                    lines.clear();
+                    Err(e)
+                }
+            }
+        });
+        Response::data(Value::String(upid))
+    }
+
+    fn running(&self, vmid: u32) -> bool {
+        self.root.join(format!("run/lxc/{vmid}.running")).exists()
+    }
+
+    /// Who has this VMID anywhere in the cluster: `(node, is_vm)`.
+    fn owner(&self, vmid: u32) -> Option<(String, bool)> {
+        let nodes = std::fs::read_dir(self.root.join("etc/pve/nodes")).ok()?;
+        nodes.flatten().find_map(|n| {
+            [("lxc", false), ("qemu-server", true)]
+                .into_iter()
+                .find(|(d, _)| n.path().join(d).join(format!("{vmid}.conf")).exists())
+                .map(|(_, vm)| (n.file_name().to_string_lossy().into_owned(), vm))
+        })
+    }
+
+    fn vmid_free(&self, vmid: u32) -> Result<(), Response> {
+        match self.owner(vmid) {
+            Some((node, true)) => Err(Response::error(
+                500,
+                &format!("VM {vmid} already exists on node '{node}'"),
+            )),
+            Some((node, false)) => Err(Response::error(
+                500,
+                &format!("CT {vmid} already exists on node '{node}'"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn create(&self, req: &Request, node: &str, who: &Who) -> Result<Response, Response> {
+        let vmid: u32 = req
+            .params
+            .get("vmid")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Response::params(&[("vmid", "property is missing and it is not optional")])
+            })?;
+        let ostemplate = req.params.get("ostemplate").cloned().ok_or_else(|| {
+            Response::params(&[("ostemplate", "property is missing and it is not optional")])
+        })?;
+        who.check(&format!("/vms/{vmid}"), "VM.Allocate")?;
+        let storage = req
+            .params
+            .get("storage")
+            .cloned()
+            .unwrap_or_else(|| "local".into());
+        who.check(&format!("/storage/{storage}"), "Datastore.AllocateSpace")?;
+        if ostemplate.starts_with('/') && !who.is_root() {
+            return Err(Response::error(
+                403,
+                "Only root can pass arbitrary filesystem paths.",
+            ));
+        }
+        let unprivileged = req.params.get("unprivileged").is_none_or(|v| v != "0");
+        let keys: Vec<(String, String)> = req
+            .params
+            .iter()
+            .filter(|(k, _)| {
+                ![
+                    "vmid",
+                    "ostemplate",
+                    "storage",
+                    "rootfs",
+                    "unprivileged",
+                    "start",
+                ]
+                .contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        check_config_perm(who, vmid, None, &keys, &[], unprivileged)?;
+        self.vmid_free(vmid)?;
+        let mut argv = vec!["create".to_string(), vmid.to_string(), ostemplate];
+        for (k, v) in &req.params {
+            if k != "vmid" && k != "ostemplate" {
+                argv.push(format!("--{k}"));
+                argv.push(v.clone());
+            }
+        }
+        Ok(self.task(node, "vzcreate", &vmid.to_string(), who, argv))
+    }
+
+    fn clone(
+        &self,
+        req: &Request,
+        node: &str,
+        vmid: u32,
+        conf: &ConfFile,
+        who: &Who,
+    ) -> Result<Response, Response> {
+        let newid: u32 = req
+            .params
+            .get("newid")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Response::params(&[("newid", "property is missing and it is not optional")])
+            })?;
+        who.check(&format!("/vms/{vmid}"), "VM.Clone")?;
+        who.check(&format!("/vms/{newid}"), "VM.Allocate")?;
+        if let Some(s) = req.params.get("storage") {
+            who.check(&format!("/storage/{s}"), "Datastore.AllocateSpace")?;
+        }
+        if let Some(l) = conf.main().get("lock") {
+            return Err(Response::error(500, &format!("CT is locked ({l})")));
+        }
+        self.vmid_free(newid)?;
+        if let Some(target) = req.params.get("target").filter(|t| t.as_str() != node) {
+            // The model's storages are local to each node.
+            return Err(Response::error(
+                500,
+                &format!("can't clone CT to node '{target}' (CT uses local storage)"),
+            ));
+        }
+        let mut argv = vec!["clone".to_string(), vmid.to_string(), newid.to_string()];
+        for k in ["snapname", "full", "storage", "hostname", "description"] {
+            if let Some(v) = req.params.get(k) {
+                argv.push(format!("--{k}"));
+                argv.push(v.clone());
+            }
+        }
+        Ok(self.task(node, "vzclone", &vmid.to_string(), who, argv))
+    }
+
+    /// `PUT …/config`: synchronous, under the config lock, refused when locked, when the
+    /// file changed since the caller's `digest`, or when the caller may not [A-CFG
+    /// update_vm].
+    fn update(
+        &self,
+        req: &Request,
+        node: &str,
+        vmid: u32,
+        conf: &ConfFile,
+        text: &str,
+        who: &Who,
+    ) -> Result<Response, Response> {
+        let host = self.host(node).map_err(internal)?;
+        if let Some(l) = conf.main().get("lock") {
+            return Err(Response::error(500, &format!("CT is locked ({l})")));
+        }
+        check_digest(req, text)?;
+        let delete: Vec<String> = req
+            .params
+            .get("delete")
+            .map(|d| {
+                d.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let keys: Vec<(String, String)> = req
+            .params
+            .iter()
+            .filter(|(k, _)| !["digest", "delete", "revert"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let unprivileged = conf
+            .main()
+            .get("unprivileged")
+            .is_some_and(|v| v.trim() == "1");
+        check_config_perm(who, vmid, Some(conf), &keys, &delete, unprivileged)?;
+        let mut argv = vec!["set".to_string(), vmid.to_string()];
+        for (k, v) in &keys {
+            argv.push(format!("--{k}"));
+            argv.push(v.clone());
+        }
+        if !delete.is_empty() {
+            argv.push("--delete".into());
+            argv.push(delete.join(","));
+        }
+        let mut out = Vec::new();
+        match phoenix::host::pct::run(&host, &argv, &mut out) {
+            Ok(_) => Ok(Response::data(Value::Null)),
+            Err(e) if e.starts_with("400 ") => {
+                Err(Response::error(400, e.trim_start_matches("400 ")))
+            }
+            Err(e) => Err(Response::error(500, &e)),
+        }
+    }
+
+    fn snapshot_list(&self, conf: &ConfFile, text: &str, vmid: u32) -> Value {
+        let mut out: Vec<Value> = conf
+            .snapshot_names()
+            .into_iter()
+            .filter_map(|name| {
+                let s = conf.snapshot(name)?;
+                let mut v = json!({
+                    "name": name,
+                    "snaptime": s.get("snaptime").and_then(|t| t.parse::<u64>().ok()).unwrap_or(0),
+                    "description": s.description(),
+                });
+                if let Some(p) = s.get("parent") {
+                    v["parent"] = Value::String(p.to_string());
+                }
+                Some(v)
+            })
+            .collect();
+        // Proxmox lists them in hash order: not by time, not by lineage.
+        out.reverse();
+        let mut current = json!({
+            "name": "current", "description": "You are here!",
+            "digest": sha1_hex(text.as_bytes()), "running": u8::from(self.running(vmid)),
+        });
+        if let Some(p) = conf.main().get("parent") {
+            current["parent"] = Value::String(p.to_string());
+        }
+        out.push(current);
+        Value::Array(out)
+    }
+
+    fn cluster_status(&self) -> Value {
+        let mut out = vec![json!({
+            "type": "cluster", "id": "cluster", "name": "emulated", "quorate": 1,
+            "nodes": self.nodes.len(), "version": 1,
+        })];
+        for (i, n) in self.nodes.iter().enumerate() {
+            out.push(json!({
+                "type": "node", "id": format!("node/{n}"), "name": n, "nodeid": i + 1,
+                "ip": self.ip, "local": u8::from(i == 0),
+                "online": u8::from(!self.offline.contains(n)), "level": "",
+            }));
+        }
+        Value::Array(out)
+    }
+
+    fn resources(&self, kind: Option<&str>) -> Result<Value, Response> {
+        let mut out = Vec::new();
+        let want = |k: &str| kind.is_none_or(|w| w == k);
+        for node in &self.nodes {
+            let offline = self.offline.contains(node);
+            if want("vm") {
+                for (dir, ty) in [("lxc", "lxc"), ("qemu-server", "qemu")] {
+                    let d = self.root.join(format!("etc/pve/nodes/{node}/{dir}"));
+                    let mut ids: Vec<u32> = std::fs::read_dir(&d)
+                        .map(|e| {
+                            e.flatten()
+                                .filter_map(|e| {
+                                    e.file_name().to_str()?.strip_suffix(".conf")?.parse().ok()
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    ids.sort_unstable();
+                    for id in ids {
+                        let text = std::fs::read_to_string(d.join(format!("{id}.conf")))
+                            .unwrap_or_default();
+                        let conf = ConfFile::parse(&text).unwrap_or_else(|_| ConfFile::new());
+                        let main = conf.main();
+                        let status = if offline {
+                            "unknown"
+                        } else if ty == "lxc" && self.running(id) {
+                            "running"
+                        } else {
+                            "stopped"
+                        };
+                        let name = main
+                            .get(if ty == "lxc" { "hostname" } else { "name" })
+                            .map(str::to_string)
+                            .unwrap_or_else(|| {
+                                format!("{}{id}", if ty == "lxc" { "CT" } else { "VM" })
+                            });
+                        let mut v = json!({
+                            "id": format!("{ty}/{id}"), "vmid": id, "node": node, "type": ty,
+                            "status": status, "name": name,
+                            "template": u8::from(main.get("template").is_some_and(|t| t.trim() == "1")),
+                        });
+                        if let Some(t) = main.get("tags") {
+                            v["tags"] = Value::String(t.to_string());
+                        }
+                        if let Some(l) = main.get("lock") {
+                            v["lock"] = Value::String(l.to_string());
+                        }
+                        out.push(v);
+                    }
+                }
+            }
+            if want("node") {
+                out.push(json!({
+                    "id": format!("node/{node}"), "node": node, "type": "node",
+                    "status": if offline {"offline"} else {"online"},
+                }));
+            }
+            if want("storage") {
+                for s in self.storages(node)?.as_array().into_iter().flatten() {
+                    let id = s.get("storage").and_then(Value::as_str).unwrap_or("");
+                    out.push(json!({
+                        "id": format!("storage/{node}/{id}"), "storage": id, "node": node,
+                        "type": "storage", "plugintype": s.get("type"), "content": s.get("content"),
+                        "shared": s.get("shared"), "status": if offline {"unknown"} else {"available"},
+                    }));
+                }
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn storage_cfg(&self) -> Result<BTreeMap<String, storage::Storage>, Response> {
+        let text =
+            std::fs::read_to_string(self.root.join("etc/pve/storage.cfg")).map_err(internal)?;
+        storage::parse(&text).map_err(internal)
+    }
+
+    fn storages(&self, _node: &str) -> Result<Value, Response> {
+        Ok(Value::Array(
+            self.storage_cfg()?
+                .values()
+                .map(|s| {
+                    json!({
+                        "storage": s.id, "type": s.kind, "content": s.content().join(","),
+                        "active": 1, "enabled": 1,
+                        "shared": u8::from(s.properties.contains_key("shared")),
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    fn content(&self, id: &str, content: Option<&str>) -> Result<Value, Response> {
+        let cfg = self.storage_cfg()?;
+        let s = cfg
+            .get(id)
+            .ok_or_else(|| Response::error(500, &format!("storage '{id}' does not exist")))?;
+        if content.is_some_and(|c| c != "vztmpl") || !s.holds("vztmpl") {
+            return Ok(Value::Array(Vec::new()));
+        }
+        let Some(dir) = s.dir() else {
+            return Ok(Value::Array(Vec::new()));
+        };
+        let dir = self
+            .root
+            .join(dir.strip_prefix("/").unwrap_or(&dir))
+            .join("template/cache");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .map(|e| {
+                e.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        Ok(Value::Array(
+            files
+                .into_iter()
+                .map(|f| json!({"volid": format!("{id}:vztmpl/{f}"), "content": "vztmpl", "format": "tzst"}))
+                .collect(),
+        ))
+    }
+}
+
+/// The SHA-1 of the config file: Proxmox's `digest`.
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// [PTOOLS assert_if_modified].
+fn check_digest(req: &Request, text: &str) -> Result<(), Response> {
+    match req.params.get("digest") {
+        Some(d) if !d.is_empty() && *d != sha1_hex(text.as_bytes()) => Err(Response::error(
+            500,
+            "detected modified configuration - file changed by other user? Try again.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The main section as `GET …/config` answers it: pending values merged unless
+/// `current`, integers as numbers, the description decoded, `lxc` as pairs, `digest`.
+fn config_json(conf: &ConfFile, text: &str, current: bool) -> Value {
+    let mut main = conf.main().clone();
+    if !current {
+        if let Some(p) = conf.pending() {
+            for (k, v) in p.keys() {
+                if k != "delete" {
+                    main.set(k, v);
+                }
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (k, v) in main.keys() {
+        let value = match v.trim().parse::<u64>() {
+            Ok(n) if INTEGER_KEYS.contains(&k) => json!(n),
+            _ => Value::String(v.to_string()),
+        };
+        out.insert(k.to_string(), value);
+    }
+    let d = main.description();
+    if !d.is_empty() {
+        out.insert("description".into(), Value::String(format!("{d}\n")));
+    }
+    let lxc: Vec<Value> = main.lxc().map(|(k, v)| json!([k, v])).collect();
+    if !lxc.is_empty() {
+        out.insert("lxc".into(), Value::Array(lxc));
+    }
+    out.insert("digest".into(), Value::String(sha1_hex(text.as_bytes())));
+    Value::Object(out)
+}
+
+/// The privileges a config change needs [LXC check_ct_modify_config_perm].
+fn check_config_perm(
+    who: &Who,
+    vmid: u32,
+    old: Option<&ConfFile>,
+    keys: &[(String, String)],
+    delete: &[String],
+    unprivileged: bool,
+) -> Result<(), Response> {
+    if who.is_root() {
+        return Ok(());
+    }
+    let vms = format!("/vms/{vmid}");
+    let numbered = |k: &str, stem: &str| {
+        k.strip_prefix(stem)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let old_features = old
+        .and_then(|c| c.main().get("features").map(str::to_string))
+        .and_then(|f| Features::parse(&f).ok())
+        .map(|f| f.to_map())
+        .unwrap_or_default();
+    let check = |k: &str, value: Option<&str>| -> Result<(), Response> {
+        match k {
+            "cores" | "cpuunits" | "cpulimit" => who.check(&vms, "VM.Config.CPU"),
+            "memory" | "swap" => who.check(&vms, "VM.Config.Memory"),
+            "hostname" | "nameserver" | "searchdomain" => who.check(&vms, "VM.Config.Network"),
+            "rootfs" => who.check(&vms, "VM.Config.Disk"),
+            k if numbered(k, "net") => who.check(&vms, "VM.Config.Network"),
+            k if numbered(k, "mp") => who.check(&vms, "VM.Config.Disk"),
+            k if numbered(k, "dev") => who.root_only("configuring device passthrough"),
+            "hookscript" => who.root_only("changing the hookscript"),
+            "features" => {
+                if !unprivileged {
+                    return who.root_only("changing feature flags for privileged container");
+                }
+                let new = value
+                    .and_then(|v| Features::parse(v).ok())
+                    .map(|f| f.to_map())
+                    .unwrap_or_default();
+                let changed: BTreeSet<&String> = old_features
+                    .keys()
+                    .chain(new.keys())
+                    .filter(|f| old_features.get(*f) != new.get(*f))
+                    .collect();
+                if changed.iter().any(|f| f.as_str() != "nesting") {
+                    return who.root_only("changing feature flags (except nesting)");
+                }
+                if !changed.is_empty() {
+                    who.check(&vms, "VM.Allocate")?;
+                }
+                Ok(())
+            }
+            _ => who.check(&vms, "VM.Config.Options"),
+        }
+    };
+    for (k, v) in keys {
+        check(k, Some(v))?;
+    }
+    for k in delete {
+        check(k, None)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_the_sha1_of_the_file() {
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+}

@@ -1,0 +1,139 @@
+//! Tasks: a slow action answers its UPID at once and runs in a worker thread on the
+//! node's model, which takes the CT's config lock as Proxmox's worker does; its output and
+//! `TASK OK` / `TASK ERROR: <text>` make its log, and its exit status is what
+//! `…/tasks/<upid>/status` reports once it has stopped [RENV fork_worker, UPID].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+#[derive(Clone)]
+struct Task {
+    node: String,
+    started: Instant,
+    starttime: u64,
+    user: String,
+    kind: String,
+    id: String,
+    exit: Option<String>,
+    log: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct Tasks {
+    all: Mutex<HashMap<String, Task>>,
+    next: AtomicU32,
+    /// A new task is not visible for this long (`400 no such task`).
+    invisible: Duration,
+}
+
+impl Tasks {
+    pub fn new(invisible: Duration) -> Tasks {
+        Tasks {
+            invisible,
+            ..Tasks::default()
+        }
+    }
+
+    /// Starts `work` as task `kind` on `id`; returns its UPID. `work` returns its output
+    /// lines, or the error that ends the task.
+    pub fn start(
+        self: &Arc<Self>,
+        node: &str,
+        kind: &str,
+        id: &str,
+        user: &str,
+        work: impl FnOnce() -> Result<Vec<String>, String> + Send + 'static,
+    ) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let upid = format!(
+            "UPID:{node}:{:08X}:{:08X}:{:08X}:{kind}:{id}:{user}:",
+            std::process::id(),
+            n,
+            now
+        );
+        let task = Task {
+            node: node.to_string(),
+            started: Instant::now(),
+            starttime: now,
+            user: user.to_string(),
+            kind: kind.to_string(),
+            id: id.to_string(),
+            exit: None,
+            log: Vec::new(),
+        };
+        if let Ok(mut all) = self.all.lock() {
+            all.insert(upid.clone(), task);
+        }
+        let me = self.clone();
+        let key = upid.clone();
+        std::thread::spawn(move || {
+            let (mut log, exit) = match work() {
+                // A worker that warned succeeded with warnings [RENV, UPID status_is_error].
+                Ok(lines) => {
+                    let warnings = lines.iter().filter(|l| l.starts_with("WARN: ")).count();
+                    let exit = if warnings == 0 {
+                        "OK".to_string()
+                    } else {
+                        format!("WARNINGS: {warnings}")
+                    };
+                    (lines, exit)
+                }
+                // One line, as RENV's worker reports it.
+                Err(e) => (Vec::new(), e.trim().replace('\n', " ")),
+            };
+            log.push(if exit == "OK" {
+                "TASK OK".to_string()
+            } else if exit.starts_with("WARNINGS: ") {
+                format!("TASK {exit}")
+            } else {
+                format!("TASK ERROR: {exit}")
+            });
+            if let Ok(mut all) = me.all.lock() {
+                if let Some(t) = all.get_mut(&key) {
+                    t.log = log;
+                    t.exit = Some(exit);
+                }
+            }
+        });
+        upid
+    }
+
+    fn get(&self, node: &str, upid: &str) -> Option<Task> {
+        let all = self.all.lock().ok()?;
+        let t = all.get(upid)?;
+        (t.node == node && t.started.elapsed() >= self.invisible).then(|| t.clone())
+    }
+
+    /// `GET …/tasks/<upid>/status`; `None`: no such task (yet).
+    pub fn status(&self, node: &str, upid: &str) -> Option<Value> {
+        let t = self.get(node, upid)?;
+        let mut v = json!({
+            "upid": upid, "node": t.node, "pid": std::process::id(), "starttime": t.starttime,
+            "type": t.kind, "id": t.id, "user": t.user,
+            "status": if t.exit.is_some() { "stopped" } else { "running" },
+        });
+        if let Some(e) = &t.exit {
+            v["exitstatus"] = Value::String(e.clone());
+        }
+        Some(v)
+    }
+
+    /// `GET …/tasks/<upid>/log`: `[{n, t}]`.
+    pub fn log(&self, node: &str, upid: &str) -> Option<Value> {
+        let t = self.get(node, upid)?;
+        Some(Value::Array(
+            t.log
+                .iter()
+                .enumerate()
+                .map(|(i, l)| json!({"n": i + 1, "t": l}))
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,1291 @@
+//! [`ApiHost`]: the `pve` backend over the REST API and SSH.
+//!
+//! | Host call | how |
+//! |---|---|
+//! | inventory | `GET /cluster/resources?type=vm`; for each of phoenix's CTs (tag `phoenix`) its config and snapshot list, read concurrently: 2 requests per CT |
+//! | ct, config_file | the same two reads for one CT |
+//! | create | `POST /nodes/<node>/lxc` on the chosen node, a task |
+//! | clone | `POST …/<source>/clone` (`newid`, `snapname`, `full`, `hostname`, `storage`) on the source's node, a task |
+//! | set, set_devices | `PUT …/config` with the `digest` of phoenix's read: a config changed since is refused by Proxmox, never overwritten |
+//! | resize | `PUT …/resize`, a task |
+//! | start, shutdown, stop | `POST …/status/<verb>`, a task |
+//! | snapshot, delete, rollback | `POST …/snapshot`, `DELETE …/snapshot/<name>`, `POST …/snapshot/<name>/rollback`, tasks |
+//! | destroy | `DELETE …/<vmid>?purge=1`, a task |
+//! | exec, push, pull, unlock, enter | `pct` on the CT's node over SSH |
+//! | facts | `/proc/driver/nvidia/version`, `/proc/devices`, `/dev/nvidia*`, the pve-container version, over SSH from the node new CTs go to |
+//!
+//! A task's log lines go to the node's log ([`Host::take_log`]); its failure is the error,
+//! in Proxmox's words, classified as `pct`'s are (a lock collision is retried). Foreign
+//! guests (no `phoenix` tag) and VMs are never read in detail nor written.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+use super::client::{segment, Api, ApiError, Method};
+use super::config::{self, ApiConfig};
+use super::ssh::{Address, Input, Ssh};
+use super::tls::Trust;
+use super::{task, ApiOptions, Credential};
+use crate::host::facts::{self, version_at_least};
+use crate::host::pve::conf::ConfFile;
+use crate::host::pve::props::Tags;
+use crate::host::pve::{map, text};
+use crate::host::{
+    CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
+    Network, Passthrough, Privileges, Settings, Verb, MANAGED_TAG,
+};
+
+/// A cluster node as `/cluster/status` reports it.
+#[derive(Clone, Debug)]
+struct NodeInfo {
+    ip: Option<String>,
+    online: bool,
+}
+
+/// What phoenix last read of one of its CTs.
+#[derive(Clone, Debug)]
+struct Known {
+    node: String,
+    /// The config as read, and its digest; `None` once phoenix wrote it since.
+    read: Option<(ConfFile, Option<String>)>,
+}
+
+/// phoenix's private directory for one run (0700): SSH control sockets, the `pct` link
+/// and the credential a hook's `pct` uses. Removed at the end of the run.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn make() -> Result<RunDir, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        for attempt in 0..100u32 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            // Short: a control socket's path must fit in 108 bytes.
+            let dir = base.join(format!("phx-{}-{:x}", std::process::id(), nanos ^ attempt));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(dir.join("ssh"))
+                        .map_err(|e| format!("cannot make {}: {e}", dir.join("ssh").display()))?;
+                    return Ok(RunDir(dir));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "cannot make a private directory in {}: {e}",
+                        base.display()
+                    ))
+                }
+            }
+        }
+        Err(format!(
+            "cannot make a private directory in {}",
+            base.display()
+        ))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct ApiHost {
+    api: std::sync::Arc<Api>,
+    opts: ApiOptions,
+    nodes: BTreeMap<String, NodeInfo>,
+    /// Where new CTs are created.
+    node: String,
+    known: Mutex<BTreeMap<Ctid, Known>>,
+    facts: Mutex<BTreeMap<String, HostFacts>>,
+    storages: Mutex<BTreeMap<String, Vec<Value>>>,
+    templates: Mutex<BTreeMap<(String, String), Vec<String>>>,
+    ssh_ok: Mutex<BTreeMap<String, Result<(), String>>>,
+    log: Mutex<BTreeMap<Ctid, Vec<String>>>,
+    pct_dir: OnceLock<Option<PathBuf>>,
+    pass_stdin: bool,
+    /// Declared last: dropped after `ssh` has closed its connections.
+    ssh: Ssh,
+    run_dir: Option<RunDir>,
+}
+
+/// How many CTs are read at once.
+const READERS: usize = 16;
+
+/// `sh -c` scripts run on a node (their arguments follow, each quoted once).
+/// The node's root is `$PHOENIX_PVE_ROOT` there (`/` on a real node; a test's tree).
+const FACTS_SCRIPT: &str = r#"cd "${PHOENIX_PVE_ROOT:-/}" || exit 1
+echo '== nvidia'; cat proc/driver/nvidia/version 2>/dev/null
+echo '== devices'; cat proc/devices 2>/dev/null
+echo '== dev'; for f in dev/nvidia*; do [ -e "$f" ] && echo "/$f"; done
+echo '== pve-container'; awk '/^Package: pve-container$/{p=1} p&&/^Version:/{print $2; exit} /^$/{p=0}' var/lib/dpkg/status 2>/dev/null
+true"#;
+const PUSH_SCRIPT: &str = r#"t=$(mktemp) || exit 1
+trap 'rm -f "$t"' EXIT
+cat > "$t" || exit 1
+pct push "$1" "$t" "$2" --perms "$3""#;
+const PULL_SCRIPT: &str = r#"t=$(mktemp) || exit 1
+trap 'rm -f "$t"' EXIT
+pct pull "$1" "$2" "$t" >&2 || exit $?
+cat "$t""#;
+const FILE_SCRIPT: &str = r#"cd "${PHOENIX_PVE_ROOT:-/}" && test -f "./$1""#;
+
+impl ApiHost {
+    /// Connects: reads `/cluster/status` (the nodes, their addresses, the quorum), so that
+    /// a wrong URL, certificate or credential is said before anything else. `owner`: this
+    /// process runs the build (it makes the private run directory); a hook's `pct` uses
+    /// the build's.
+    pub fn open(opts: ApiOptions, owner: bool) -> Result<ApiHost, String> {
+        let api = std::sync::Arc::new(Api::new(&opts)?);
+        let status = api.get("/cluster/status", &[]).map_err(|e| e.message())?;
+        let entries = status.as_array().ok_or_else(|| {
+            format!(
+                "{} does not answer as a Proxmox VE API: GET /cluster/status gave no list",
+                opts.base
+            )
+        })?;
+        let mut nodes = BTreeMap::new();
+        let mut local = None;
+        for e in entries {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            let n = |k: &str| e.get(k).and_then(Value::as_u64).unwrap_or(0);
+            match s("type").as_deref() {
+                Some("cluster") if e.get("quorate").is_some() && n("quorate") == 0 => {
+                    return Err(format!(
+                        "cluster '{}' has lost quorum: Proxmox refuses every change until its nodes see each other again (`pvecm status` on a node)",
+                        s("name").unwrap_or_default()
+                    ));
+                }
+                Some("node") => {
+                    let Some(name) = s("name") else { continue };
+                    if n("local") == 1 {
+                        local = Some(name.clone());
+                    }
+                    nodes.insert(
+                        name,
+                        NodeInfo {
+                            ip: s("ip"),
+                            online: n("online") == 1,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        let node = match (&opts.node, local) {
+            (Some(n), _) if nodes.contains_key(n) => n.clone(),
+            (Some(n), _) => {
+                return Err(format!(
+                    "--pve-node {n} is not a node of this cluster (it has: {})",
+                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }
+            (None, Some(l)) => l,
+            (None, None) if nodes.len() == 1 => nodes.keys().next().cloned().unwrap_or_default(),
+            (None, None) => {
+                return Err(format!(
+                    "the cluster does not say which node {} is: name the node for new CTs with --pve-node (one of {})",
+                    opts.base,
+                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }
+        };
+        let (run_dir, control_dir) = if owner {
+            let d = RunDir::make()?;
+            let c = d.0.join("ssh");
+            (Some(d), c)
+        } else {
+            let c = opts.ssh.control_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("phx-{}-ssh", std::process::id()))
+            });
+            (None, c)
+        };
+        let ssh = Ssh::new(opts.ssh.clone(), control_dir, owner);
+        if let Some(d) = &run_dir {
+            match &opts.credential {
+                Credential::Password { .. } => {
+                    api.keep_ticket_in(d.0.join("ticket"))?;
+                    Api::keep_ticket_fresh(&api);
+                }
+                Credential::Token { id, secret } => {
+                    crate::os::write_private(
+                        &d.0.join("token"),
+                        format!("{id}={secret}\n").as_bytes(),
+                    )
+                    .map_err(|e| format!("cannot write {}: {e}", d.0.join("token").display()))?;
+                }
+                Credential::Ticket { .. } => {}
+            }
+        }
+        Ok(ApiHost {
+            api,
+            opts,
+            nodes,
+            node,
+            known: Mutex::new(BTreeMap::new()),
+            facts: Mutex::new(BTreeMap::new()),
+            storages: Mutex::new(BTreeMap::new()),
+            templates: Mutex::new(BTreeMap::new()),
+            ssh_ok: Mutex::new(BTreeMap::new()),
+            log: Mutex::new(BTreeMap::new()),
+            pct_dir: OnceLock::new(),
+            pass_stdin: !owner,
+            ssh,
+            run_dir,
+        })
+    }
+
+    fn ct_path(&self, node: &str, ctid: Ctid) -> String {
+        format!("/nodes/{}/lxc/{ctid}", segment(node))
+    }
+
+    /// The node a CT is on: as last read, else from `/cluster/resources`.
+    fn node_of(&self, ctid: Ctid) -> HostResult<String> {
+        if let Some(k) = self.known.lock().ok().and_then(|k| k.get(&ctid).cloned()) {
+            return Ok(k.node);
+        }
+        self.locate(ctid)?
+            .ok_or_else(|| text::config_missing(&self.node, ctid))
+    }
+
+    /// Where the cluster says a guest is: `(node, type)`.
+    fn locate(&self, ctid: Ctid) -> HostResult<Option<String>> {
+        let list = self.resources()?;
+        Ok(list.iter().find_map(|r| {
+            (r.get("vmid").and_then(Value::as_u64) == Some(u64::from(ctid))
+                && r.get("type").and_then(Value::as_str) == Some("lxc"))
+            .then(|| r.get("node").and_then(Value::as_str).map(str::to_string))
+            .flatten()
+        }))
+    }
+
+    fn resources(&self) -> HostResult<Vec<Value>> {
+        match self.api.get("/cluster/resources", &[("type", "vm")]) {
+            Ok(Value::Array(a)) => Ok(a),
+            Ok(other) => Err(HostError::failed(format!(
+                "GET /cluster/resources gave {}, not a list",
+                crate::os::excerpt(&other.to_string(), 60)
+            ))),
+            Err(e) => Err(e.into_host()),
+        }
+    }
+
+    /// One CT's config and snapshots (two requests); `None` when it is not on `node`.
+    fn read(&self, node: &str, ctid: Ctid) -> HostResult<Option<(CtInfo, ApiConfig)>> {
+        let path = self.ct_path(node, ctid);
+        let config = match self.api.get(&format!("{path}/config"), &[]) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = e.into_host();
+                return if e.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        let snaps = self
+            .api
+            .get(&format!("{path}/snapshot"), &[])
+            .map_err(ApiError::into_host)?;
+        let cfg = config::from_api(&config, Some(&snaps)).map_err(|e| {
+            HostError::failed(format!(
+                "the config of CT {ctid} on node '{node}' does not read: {e}"
+            ))
+        })?;
+        let ct = map::ct_info(ctid, &cfg.conf, cfg.running == Some(true));
+        if let Ok(mut k) = self.known.lock() {
+            k.insert(
+                ctid,
+                Known {
+                    node: node.to_string(),
+                    read: Some((cfg.conf.clone(), cfg.digest.clone())),
+                },
+            );
+        }
+        Ok(Some((ct, cfg)))
+    }
+
+    /// Forgets the read config of a CT phoenix just changed (its digest is stale).
+    fn wrote(&self, ctid: Ctid, node: &str) {
+        if let Ok(mut k) = self.known.lock() {
+            k.insert(
+                ctid,
+                Known {
+                    node: node.to_string(),
+                    read: None,
+                },
+            );
+        }
+    }
+
+    /// The config as last read, with its digest, reading it when phoenix has not since
+    /// its last write.
+    fn current(&self, ctid: Ctid) -> HostResult<(String, ConfFile, Option<String>)> {
+        let node = self.node_of(ctid)?;
+        let cached = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&ctid).and_then(|k| k.read.clone()));
+        match cached {
+            Some((conf, digest)) => Ok((node, conf, digest)),
+            None => {
+                let (_, cfg) = self
+                    .read(&node, ctid)?
+                    .ok_or_else(|| text::config_missing(&node, ctid))?;
+                Ok((node, cfg.conf, cfg.digest))
+            }
+        }
+    }
+
+    /// A request that starts a task on the CT's node; waits for it.
+    fn task(
+        &self,
+        ctid: Ctid,
+        method: Method,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> HostResult<()> {
+        let data = self
+            .api
+            .request(method, path, params)
+            .map_err(ApiError::into_host)?;
+        let Some(upid) = task::started(&data)? else {
+            return Ok(());
+        };
+        self.log_line(ctid, &format!("task {}", upid.raw));
+        let r = task::wait(&self.api, &upid, self.opts.task_timeout);
+        let lines = match &r {
+            Ok(l) | Err((_, l)) => l.clone(),
+        };
+        for l in &lines {
+            self.log_line(ctid, &format!("  {l}"));
+        }
+        r.map(|_| ()).map_err(|(e, _)| e)
+    }
+
+    fn log_line(&self, ctid: Ctid, line: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            log.entry(ctid).or_default().push(line.to_string());
+        }
+    }
+
+    /// `PUT …/config` with the digest of phoenix's read; a changed config is refused.
+    fn put_config(
+        &self,
+        ctid: Ctid,
+        node: &str,
+        digest: Option<&str>,
+        params: &[(String, String)],
+        delete: &[String],
+    ) -> HostResult<()> {
+        let joined = delete.join(",");
+        let mut p: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if !delete.is_empty() {
+            p.push(("delete", &joined));
+        }
+        if let Some(d) = digest {
+            p.push(("digest", d));
+        }
+        let path = format!("{}/config", self.ct_path(node, ctid));
+        let r = self.api.request(Method::Put, &path, &p);
+        self.wrote(ctid, node);
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut e = e.into_host();
+                if e.message.contains("detected modified configuration") {
+                    e.message = format!(
+                        "{}: CT {ctid}'s config was changed on node '{node}' after phoenix read it, so Proxmox refused the write and nothing was overwritten; run the build again to plan from the config as it is now",
+                        e.message
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn address(&self, node: &str) -> HostResult<Address> {
+        let reported = self.nodes.get(node).and_then(|n| n.ip.as_deref());
+        self.ssh.address(node, reported).map_err(HostError::failed)
+    }
+
+    /// Runs `argv` on a node over SSH; `ssh`'s own failure is an error, the remote
+    /// program's exit status and output are the answer.
+    fn on_node<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        node: &str,
+        argv: &[S],
+        input: Input,
+        stdout: Option<Stdio>,
+    ) -> HostResult<std::process::Output> {
+        let addr = self.address(node)?;
+        let out = self.ssh.run(&addr, argv, input, stdout).map_err(|e| {
+            HostError::failed(format!(
+                "cannot run {} (PHOENIX_SSH) to reach node '{node}': {e}",
+                self.opts.ssh.program.display()
+            ))
+        })?;
+        if let Some(m) = self.ssh.ssh_error(node, &addr, &out) {
+            return Err(HostError::failed(m));
+        }
+        Ok(out)
+    }
+
+    fn check_online(&self, node: &str) -> Result<(), String> {
+        if self.nodes.get(node).is_some_and(|n| !n.online) {
+            return Err(format!(
+                "node '{node}', where new CTs go, is offline (GET /cluster/status): bring it back, or choose another with --pve-node"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether SSH to the node works (once per run): a build needs it for every CT.
+    fn check_ssh(&self, node: &str) -> Result<(), String> {
+        if let Some(r) = self.ssh_ok.lock().ok().and_then(|m| m.get(node).cloned()) {
+            return r;
+        }
+        let r = self
+            .on_node(node, &["true"], Input::Null, None)
+            .map(|_| ())
+            .map_err(|e| e.message);
+        if let Ok(mut m) = self.ssh_ok.lock() {
+            m.insert(node.to_string(), r.clone());
+        }
+        r
+    }
+
+    /// The facts of one node, read over SSH once.
+    fn node_facts(&self, node: &str) -> HostResult<HostFacts> {
+        if let Some(f) = self.facts.lock().ok().and_then(|f| f.get(node).cloned()) {
+            return Ok(f);
+        }
+        let out = self.on_node(node, &["sh", "-c", FACTS_SCRIPT], Input::Null, None)?;
+        if !out.status.success() {
+            return Err(HostError::failed(format!(
+                "reading the host facts of node '{node}' over SSH failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts: BTreeMap<&str, String> = BTreeMap::new();
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("== ") {
+                current = match name {
+                    "nvidia" => "nvidia",
+                    "devices" => "devices",
+                    "dev" => "dev",
+                    "pve-container" => "pve-container",
+                    _ => "",
+                };
+                continue;
+            }
+            let p = parts.entry(current).or_default();
+            p.push_str(line);
+            p.push('\n');
+        }
+        let f = HostFacts {
+            nvidia_driver: parts
+                .get("nvidia")
+                .and_then(|t| facts::parse_nvidia_version(t)),
+            char_majors: parts
+                .get("devices")
+                .map(|t| facts::parse_char_majors(t))
+                .unwrap_or_default(),
+            nvidia_devices: parts
+                .get("dev")
+                .map(|t| {
+                    t.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            pve_container: parts
+                .get("pve-container")
+                .map(|t| t.trim().to_string())
+                .filter(|v| !v.is_empty()),
+        };
+        if let Ok(mut m) = self.facts.lock() {
+            m.insert(node.to_string(), f.clone());
+        }
+        Ok(f)
+    }
+
+    fn node_storages(&self, node: &str) -> Result<Vec<Value>, String> {
+        if let Some(s) = self.storages.lock().ok().and_then(|m| m.get(node).cloned()) {
+            return Ok(s);
+        }
+        let list = match self
+            .api
+            .get(&format!("/nodes/{}/storage", segment(node)), &[])
+        {
+            Ok(Value::Array(a)) => a,
+            Ok(_) => return Err(format!("GET /nodes/{node}/storage gave no list")),
+            Err(e) => return Err(e.message()),
+        };
+        if let Ok(mut m) = self.storages.lock() {
+            m.insert(node.to_string(), list.clone());
+        }
+        Ok(list)
+    }
+
+    fn node_templates(&self, node: &str, storage: &str) -> Result<Vec<String>, String> {
+        let key = (node.to_string(), storage.to_string());
+        if let Some(t) = self
+            .templates
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(t);
+        }
+        let path = format!(
+            "/nodes/{}/storage/{}/content",
+            segment(node),
+            segment(storage)
+        );
+        let list = match self.api.get(&path, &[("content", "vztmpl")]) {
+            Ok(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.get("volid").and_then(Value::as_str).map(str::to_string))
+                .collect::<Vec<_>>(),
+            Ok(_) => return Err(format!("GET {path} gave no list")),
+            Err(e) => return Err(e.message()),
+        };
+        if let Ok(mut m) = self.templates.lock() {
+            m.insert(key, list.clone());
+        }
+        Ok(list)
+    }
+
+    fn not_root_pam(&self) -> Option<String> {
+        let c = self.api.credential();
+        (!c.is_root_pam()).then(|| match c {
+            Credential::Token { id, .. } => format!("the API token {id}"),
+            other => format!("the user {}", other.identity()),
+        })
+    }
+
+    /// The facts of the node a CT is on must allow `devN` entries (pve-container 5.0.7,
+    /// Proxmox VE 8.1): the API cannot write raw `lxc.*` lines.
+    fn check_devn(&self, node: &str) -> HostResult<()> {
+        let f = self.node_facts(node)?;
+        match f.pve_container {
+            Some(v) if !version_at_least(&v, crate::host::pve::backend::DEVN_SINCE) => Err(HostError::failed(format!(
+                "node '{node}' runs pve-container {v}, older than 5.0.7 (Proxmox VE 8.1), which brought device entries (devN): the API cannot write the raw lxc.* lines GPU passthrough needs there. Upgrade the node, or run phoenix on it (--backend pve without --pve-url)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ApiHost {
+    /// Why a CT cannot get its root disk on `storage` of the API node, or be created from
+    /// `ostemplate`, if it cannot.
+    fn storage_problem(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
+        let node = &self.node;
+        self.check_online(node)?;
+        let list = self.node_storages(node)?;
+        let find = |id: &str| {
+            list.iter()
+                .find(|s| s.get("storage").and_then(Value::as_str) == Some(id))
+        };
+        let Some(s) = find(storage) else {
+            let known: Vec<&str> = list
+                .iter()
+                .filter_map(|s| s.get("storage").and_then(Value::as_str))
+                .collect();
+            return Err(format!(
+                "storage '{storage}' is not available on node '{node}' (it has: {}): set storage_pool to one of them, or add it with `pvesm add`",
+                known.join(", ")
+            ));
+        };
+        let content = s.get("content").and_then(Value::as_str).unwrap_or("");
+        if !content.split(',').any(|c| c.trim() == "rootdir") {
+            return Err(format!(
+                "storage '{storage}' does not hold container disks (content: {content}): pick a storage_pool with `rootdir` content, or add it with `pvesm set {storage} --content {content},rootdir`"
+            ));
+        }
+        if let Some(t) = ostemplate {
+            match t.split_once(':') {
+                Some((store, volume)) if !t.starts_with('/') => {
+                    if find(store).is_none() {
+                        return Err(format!(
+                            "the OS template {t} names storage '{store}', which node '{node}' does not have"
+                        ));
+                    }
+                    let have = self.node_templates(node, store)?;
+                    if !have.iter().any(|v| v == t) {
+                        let file = volume.rsplit('/').next().unwrap_or(volume);
+                        return Err(format!(
+                            "the OS template {t} is not on node '{node}': download it there with `pveam download {store} {file}`"
+                        ));
+                    }
+                }
+                _ => {
+                    if let Some(who) = self.not_root_pam() {
+                        return Err(format!(
+                            "the OS template {t} is a path on the node, and Proxmox lets only root@pam create from a path (\"Only root can pass arbitrary filesystem paths.\"), not {who}: name it as a volume (`local:vztmpl/<file>`), or log in as root@pam with PHOENIX_PVE_USER and PHOENIX_PVE_PASSWORD"
+                        ));
+                    }
+                    let rel = t.trim_start_matches('/');
+                    let out = self
+                        .on_node(
+                            node,
+                            &["sh", "-c", FILE_SCRIPT, "sh", rel],
+                            Input::Null,
+                            None,
+                        )
+                        .map_err(|e| e.message)?;
+                    if !out.status.success() {
+                        return Err(format!(
+                            "the OS template {t} is not a file on node '{node}': put it there, or name a template with `pveam list local`"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The CT's own node must have what its passthrough names: the devices were chosen
+    /// from the facts of the node new CTs go to, and a CT may live elsewhere (moved by an
+    /// admin or HA). Its node's facts are read over SSH (once).
+    fn check_gpu_node(&self, node: &str, devices: &Passthrough) -> HostResult<()> {
+        let here = self.node_facts(node)?;
+        if node != self.node {
+            let base = self.node_facts(&self.node)?;
+            if here.nvidia_driver != base.nvidia_driver {
+                return Err(HostError::failed(format!(
+                    "node '{node}' has NVIDIA driver {}, but the fleet's GPU nodes are built for node '{}''s {}: the userspace driver must equal the kernel's. Move the CT back, or give both nodes the same driver",
+                    here.nvidia_driver.as_deref().unwrap_or("none"),
+                    self.node,
+                    base.nvidia_driver.as_deref().unwrap_or("none")
+                )));
+            }
+        }
+        let missing: Vec<&str> = devices
+            .nodes
+            .iter()
+            .filter(|d| !here.nvidia_devices.contains(d))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(HostError::failed(format!(
+                "node '{node}' has no {} (its /dev, over SSH): load the driver there (`nvidia-smi`, `modprobe nvidia-uvm`)",
+                missing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A guest phoenix does not read in detail: somebody else's.
+fn foreign(vmid: Ctid, r: &Value) -> CtInfo {
+    let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut ct = map::ct_info(vmid, &ConfFile::new(), s("status") == "running");
+    ct.settings.managed = Some(false);
+    ct.template = r.get("template").and_then(Value::as_u64) == Some(1);
+    let kind = if s("type") == "qemu" { "VM" } else { "CT" };
+    ct.settings.description = Some(format!("{kind} {vmid} on node '{}'", s("node")));
+    if !s("name").is_empty() {
+        ct.settings.hostname = Some(s("name").to_string());
+    }
+    ct
+}
+
+fn tagged(r: &Value) -> bool {
+    r.get("tags")
+        .and_then(Value::as_str)
+        .is_some_and(|t| Tags::parse(t).contains(MANAGED_TAG))
+}
+
+/// pct's failure in its stderr (task errors are one line, pct-spec §0).
+fn pct_error(stderr: &[u8], code: Option<i32>) -> HostError {
+    let stderr = String::from_utf8_lossy(stderr);
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("trying to acquire lock"))
+        .map(str::trim)
+        .unwrap_or("");
+    let message = if line.is_empty() {
+        format!("pct failed with exit code {}", code.unwrap_or(-1))
+    } else {
+        line.to_string()
+    };
+    HostError::new(text::classify(&stderr), message)
+}
+
+impl Host for ApiHost {
+    fn name(&self) -> &'static str {
+        "pve"
+    }
+
+    /// One lock per API endpoint on this machine: two runs from here never build on one
+    /// cluster at once.
+    fn lock_path(&self) -> Option<PathBuf> {
+        let authority = self
+            .api
+            .base()
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .replace([':', '[', ']'], "_");
+        let dir = Path::new("/run/lock");
+        let dir = if crate::os::probe_writable(dir).is_ok() {
+            dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        Some(dir.join(format!("phoenix-api-{authority}.lock")))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} (new CTs on node {})",
+            self.api.base().trim_end_matches("/api2/json"),
+            self.node
+        )
+    }
+
+    fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
+        let list = self.resources()?;
+        let mut out = BTreeMap::new();
+        let mut ours: Vec<(Ctid, String)> = Vec::new();
+        for r in &list {
+            let Some(vmid) = r
+                .get("vmid")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+            else {
+                continue;
+            };
+            let node = r
+                .get("node")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let lxc = r.get("type").and_then(Value::as_str) == Some("lxc");
+            if lxc && tagged(r) {
+                let online = self.nodes.get(&node).is_none_or(|n| n.online)
+                    && r.get("status").and_then(Value::as_str) != Some("unknown");
+                if online {
+                    ours.push((vmid, node));
+                } else {
+                    out.insert(
+                        vmid,
+                        map::unreadable_ct(vmid, &format!("its node '{node}' is offline")),
+                    );
+                }
+            } else {
+                out.insert(vmid, foreign(vmid, r));
+            }
+        }
+        // Each of phoenix's CTs: its config and snapshots, several CTs at once.
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(Ctid, HostResult<Option<CtInfo>>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..READERS.min(ours.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((ctid, node)) = ours.get(i) else {
+                        break;
+                    };
+                    let r = self.read(node, *ctid).map(|o| o.map(|(ct, _)| ct));
+                    if let Ok(mut v) = results.lock() {
+                        v.push((*ctid, r));
+                    }
+                });
+            }
+        });
+        for (ctid, r) in results.into_inner().unwrap_or_default() {
+            match r {
+                Ok(Some(ct)) => {
+                    out.insert(ctid, ct);
+                }
+                // Gone between the list and the read.
+                Ok(None) => {}
+                Err(e) if e.kind == ErrorKind::Failed && e.message.contains("does not read") => {
+                    out.insert(ctid, map::unreadable_ct(ctid, &e.message));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn ct(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
+        let node = match self.node_of(ctid) {
+            Ok(n) => n,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.read(&node, ctid)? {
+            Some((ct, _)) => Ok(Some(ct)),
+            // Moved (migration, HA) since phoenix last saw it?
+            None => match self.locate(ctid)? {
+                Some(n) if n != node => Ok(self.read(&n, ctid)?.map(|(ct, _)| ct)),
+                _ => {
+                    if let Ok(mut k) = self.known.lock() {
+                        k.remove(&ctid);
+                    }
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    fn config_file(&self, ctid: Ctid) -> HostResult<Option<String>> {
+        let node = match self.node_of(ctid) {
+            Ok(n) => n,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(self.read(&node, ctid)?.map(|(_, cfg)| cfg.conf.to_text()))
+    }
+
+    fn not_found(&self, ctid: Ctid) -> HostError {
+        let node = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&ctid).map(|k| k.node.clone()))
+            .unwrap_or_else(|| self.node.clone());
+        text::config_missing(&node, ctid)
+    }
+
+    fn facts(&self) -> HostResult<HostFacts> {
+        self.node_facts(&self.node)
+    }
+
+    fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+        self.storage_problem(storage, ostemplate)
+            .err()
+            .into_iter()
+            .collect()
+    }
+
+    fn check_runtime(&self, _unprivileged: bool, _network: Option<&Network>) -> Vec<String> {
+        let node = &self.node;
+        self.check_online(node)
+            .and_then(|()| self.check_ssh(node))
+            .err()
+            .into_iter()
+            .collect()
+    }
+
+    fn check_privileges(&self, needs: &Privileges) -> Result<(), String> {
+        let Some(who) = self.not_root_pam() else {
+            return Ok(());
+        };
+        let fix = "log in as root@pam itself (PHOENIX_PVE_USER=root@pam with PHOENIX_PVE_PASSWORD or --pve-password-file)";
+        if needs.devices {
+            return Err(format!(
+                "GPU passthrough writes device entries (devN), and Proxmox lets only root@pam itself configure device passthrough (\"configuring device passthrough is only allowed for root@pam\"), not {who}: {fix}, or leave GPU nodes out with --skip-gpu"
+            ));
+        }
+        let others: Vec<&str> = needs
+            .features
+            .keys()
+            .map(String::as_str)
+            .filter(|f| *f != "nesting")
+            .collect();
+        if !needs.unprivileged && !needs.features.is_empty() {
+            return Err(format!(
+                "the CT is privileged and has features ({}), and Proxmox lets only root@pam change the features of a privileged container, not {who}: {fix}",
+                needs.features.keys().cloned().collect::<Vec<_>>().join(",")
+            ));
+        }
+        if !others.is_empty() {
+            return Err(format!(
+                "the features {} are reserved to root@pam (\"changing feature flags (except nesting) is only allowed for root@pam\"), and phoenix is authenticated as {who}: {fix}, or keep only nesting=1 in features",
+                others.join(",")
+            ));
+        }
+        Ok(())
+    }
+
+    fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
+        let node = self.node.clone();
+        let (settings, delete) = map::setting_params(&spec.settings, None);
+        let vmid = ctid.to_string();
+        let rootfs = format!("{}:{}", spec.storage, spec.disk_gb);
+        let mut p: Vec<(&str, &str)> = vec![
+            ("vmid", &vmid),
+            ("ostemplate", &spec.ostemplate),
+            ("storage", &spec.storage),
+            ("rootfs", &rootfs),
+            ("unprivileged", if spec.unprivileged { "1" } else { "0" }),
+        ];
+        // A new CT has nothing to delete.
+        let _ = delete;
+        p.extend(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let r = self.task(
+            ctid,
+            Method::Post,
+            &format!("/nodes/{}/lxc", segment(&node)),
+            &p,
+        );
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
+        let node = self.node_of(spec.source)?;
+        let newid = spec.target.to_string();
+        let p: Vec<(&str, &str)> = vec![
+            ("newid", &newid),
+            ("snapname", &spec.snapshot),
+            ("hostname", &spec.hostname),
+            ("full", "1"),
+            ("storage", &spec.storage),
+        ];
+        let path = format!("{}/clone", self.ct_path(&node, spec.source));
+        let r = self.task(spec.target, Method::Post, &path, &p);
+        self.wrote(spec.target, &node);
+        r
+    }
+
+    fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
+        let (node, conf, digest) = self.current(ctid)?;
+        let (params, delete) = map::setting_params(settings, Some(conf.main()));
+        if params.is_empty() && delete.is_empty() {
+            return Err(text::no_options());
+        }
+        self.put_config(ctid, &node, digest.as_deref(), &params, &delete)
+    }
+
+    fn resize(&self, ctid: Ctid, disk_gb: u64) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let size = format!("{disk_gb}G");
+        let path = format!("{}/resize", self.ct_path(&node, ctid));
+        let r = self.task(
+            ctid,
+            Method::Put,
+            &path,
+            &[("disk", "rootfs"), ("size", &size)],
+        );
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn set_devices(&self, ctid: Ctid, devices: &Passthrough) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        if !devices.nodes.is_empty() {
+            self.check_devn(&node)?;
+            self.check_gpu_node(&node, devices)?;
+        }
+        let (_, cfg) = self
+            .read(&node, ctid)?
+            .ok_or_else(|| text::config_missing(&node, ctid))?;
+        let (add, stale) = map::dev_changes(cfg.conf.main(), devices);
+        if add.is_empty() && stale.is_empty() {
+            return Ok(());
+        }
+        self.put_config(ctid, &node, cfg.digest.as_deref(), &add, &stale)
+    }
+
+    fn start(&self, ctid: Ctid) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let path = format!("{}/status/start", self.ct_path(&node, ctid));
+        let r = self.task(ctid, Method::Post, &path, &[]);
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn shutdown(&self, ctid: Ctid, timeout_s: u64) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let path = format!("{}/status/shutdown", self.ct_path(&node, ctid));
+        let t = timeout_s.to_string();
+        let r = self.task(
+            ctid,
+            Method::Post,
+            &path,
+            &[("timeout", &t), ("forceStop", "1")],
+        );
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn stop(&self, ctid: Ctid) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let path = format!("{}/status/stop", self.ct_path(&node, ctid));
+        let r = self.task(ctid, Method::Post, &path, &[]);
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn exec(&self, ctid: Ctid, argv: &[String], out: &mut dyn Write) -> HostResult<i32> {
+        let node = self.node_of(ctid)?;
+        let mut remote = vec![
+            "pct".to_string(),
+            "exec".into(),
+            ctid.to_string(),
+            "--".into(),
+        ];
+        remote.extend(argv.iter().cloned());
+        let input = if self.pass_stdin {
+            Input::Inherit
+        } else {
+            Input::Null
+        };
+        let o = self.on_node(&node, &remote, input, None)?;
+        let _ = out.write_all(&o.stdout);
+        let _ = out.write_all(&o.stderr);
+        let code = o.status.code().unwrap_or(-1);
+        // pct's own failure (not running, no such CT) is 255 with its error; otherwise the
+        // code is the command's.
+        if code == 255 && text::classify(&String::from_utf8_lossy(&o.stderr)) != ErrorKind::Failed {
+            return Err(pct_error(&o.stderr, Some(code)));
+        }
+        Ok(code)
+    }
+
+    fn push(&self, ctid: Ctid, local: &Path, dest: &str, perms: u32) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let file = std::fs::File::open(local).map_err(|e| {
+            HostError::failed(format!(
+                "failed to open {} for reading: {e}",
+                local.display()
+            ))
+        })?;
+        let ctid_s = ctid.to_string();
+        let perms_s = format!("{perms:o}");
+        let o = self.on_node(
+            &node,
+            &["sh", "-c", PUSH_SCRIPT, "sh", &ctid_s, dest, &perms_s],
+            Input::File(file),
+            None,
+        )?;
+        // `pct push` exits 0 even when its worker failed: an error line is the failure.
+        if !o.status.success() || !o.stderr.iter().all(u8::is_ascii_whitespace) {
+            return Err(pct_error(&o.stderr, o.status.code()));
+        }
+        Ok(())
+    }
+
+    fn pull(&self, ctid: Ctid, path: &str, local: &Path) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let file = std::fs::File::create(local).map_err(|e| {
+            HostError::failed(format!("failed to create file: {}: {e}", local.display()))
+        })?;
+        let ctid_s = ctid.to_string();
+        let o = self.on_node(
+            &node,
+            &["sh", "-c", PULL_SCRIPT, "sh", &ctid_s, path],
+            Input::Null,
+            Some(Stdio::from(file)),
+        )?;
+        if !o.status.success() || !o.stderr.iter().all(u8::is_ascii_whitespace) {
+            return Err(pct_error(&o.stderr, o.status.code()));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, ctid: Ctid, name: &str, description: &str) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let path = format!("{}/snapshot", self.ct_path(&node, ctid));
+        let r = self.task(
+            ctid,
+            Method::Post,
+            &path,
+            &[("snapname", name), ("description", description)],
+        );
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn delete_snapshot(&self, ctid: Ctid, name: &str) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let path = format!("{}/snapshot/{}", self.ct_path(&node, ctid), segment(name));
+        let r = self.task(ctid, Method::Delete, &path, &[]);
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn rollback(&self, ctid: Ctid, name: &str) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let path = format!(
+            "{}/snapshot/{}/rollback",
+            self.ct_path(&node, ctid),
+            segment(name)
+        );
+        let r = self.task(ctid, Method::Post, &path, &[]);
+        self.wrote(ctid, &node);
+        r
+    }
+
+    fn destroy(&self, ctid: Ctid) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let r = self.task(
+            ctid,
+            Method::Delete,
+            &self.ct_path(&node, ctid),
+            &[("purge", "1")],
+        );
+        if r.is_ok() {
+            if let Ok(mut k) = self.known.lock() {
+                k.remove(&ctid);
+            }
+        }
+        r
+    }
+
+    /// The API has no unlock: `pct unlock` on the node.
+    fn unlock(&self, ctid: Ctid) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let o = self.on_node(
+            &node,
+            &["pct", "unlock", &ctid.to_string()],
+            Input::Null,
+            None,
+        )?;
+        self.wrote(ctid, &node);
+        if !o.status.success() {
+            return Err(pct_error(&o.stderr, o.status.code()));
+        }
+        Ok(())
+    }
+
+    fn enter(&self, ctid: Ctid) -> HostResult<i32> {
+        let node = self.node_of(ctid)?;
+        let addr = self.address(&node)?;
+        let status = self
+            .ssh
+            .command(&addr, &["pct", "enter", &ctid.to_string()], true)
+            .status()
+            .map_err(|e| HostError::failed(format!("cannot run ssh: {e}")))?;
+        Ok(status.code().unwrap_or(255))
+    }
+
+    fn take_log(&self, ctid: Ctid) -> Vec<String> {
+        self.log
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(&ctid))
+            .unwrap_or_default()
+    }
+
+    fn pct_dir(&self) -> Option<PathBuf> {
+        self.pct_dir
+            .get_or_init(|| {
+                let dir = self.run_dir.as_ref()?.0.join("bin");
+                crate::host::pct::link_into(&dir)
+            })
+            .clone()
+    }
+
+    /// What a hook's `pct` needs to reach the same cluster: the options, the run's SSH
+    /// connections, and the credential as a private file (never a secret in the
+    /// environment).
+    fn hook_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PHOENIX_BACKEND".to_string(), "pve".to_string()),
+            ("PHOENIX_PVE_URL".into(), self.api.base().to_string()),
+            ("PHOENIX_PVE_NODE".into(), self.node.clone()),
+            ("PHOENIX_PVE_SSH_USER".into(), self.ssh.user().to_string()),
+            (
+                "PHOENIX_SSH_CONTROL_DIR".into(),
+                self.ssh.control_dir().display().to_string(),
+            ),
+            ("PHOENIX_PVE_CA".into(), String::new()),
+            ("PHOENIX_PVE_FINGERPRINT".into(), String::new()),
+            ("PHOENIX_PVE_INSECURE".into(), String::new()),
+            ("PHOENIX_PVE_TOKEN_FILE".into(), String::new()),
+            ("PHOENIX_PVE_PASSWORD_FILE".into(), String::new()),
+            ("PHOENIX_PVE_TICKET_FILE".into(), String::new()),
+        ];
+        let hosts: Vec<String> = self
+            .opts
+            .ssh
+            .hosts
+            .iter()
+            .map(|(n, a)| format!("{n}={a}"))
+            .collect();
+        env.push(("PHOENIX_PVE_SSH_HOSTS".into(), hosts.join(",")));
+        let mut set = |k: &str, v: String| {
+            if let Some(e) = env.iter_mut().find(|(key, _)| key == k) {
+                e.1 = v;
+            }
+        };
+        match &self.opts.trust {
+            Trust::Ca(p) => set("PHOENIX_PVE_CA", p.display().to_string()),
+            Trust::Pinned(fp) => set(
+                "PHOENIX_PVE_FINGERPRINT",
+                super::tls::format_fingerprint(fp),
+            ),
+            Trust::Insecure => set("PHOENIX_PVE_INSECURE", "1".into()),
+            Trust::System => {}
+        }
+        if let Some(d) = &self.run_dir {
+            match self.api.credential() {
+                Credential::Token { .. } => set(
+                    "PHOENIX_PVE_TOKEN_FILE",
+                    d.0.join("token").display().to_string(),
+                ),
+                Credential::Password { user, .. } | Credential::Ticket { user, .. } => {
+                    set(
+                        "PHOENIX_PVE_TICKET_FILE",
+                        d.0.join("ticket").display().to_string(),
+                    );
+                    env.push(("PHOENIX_PVE_USER".into(), user.clone()));
+                }
+            }
+        }
+        env
+    }
+
+    fn speaks_pct(&self) -> bool {
+        false
+    }
+
+    fn enter_hint(&self, ctid: Ctid) -> String {
+        let node = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&ctid).map(|k| k.node.clone()))
+            .unwrap_or_else(|| self.node.clone());
+        match self.address(&node) {
+            Ok(a) => {
+                let port = a.port.map(|p| format!(" -p {p}")).unwrap_or_default();
+                format!(
+                    "ssh -t{port} {}@{} pct enter {ctid}",
+                    self.ssh.user(),
+                    a.host
+                )
+            }
+            Err(_) => format!("pct enter {ctid} (on node {node})"),
+        }
+    }
+
+    fn estimate_ms(&self, verb: Verb) -> u64 {
+        match verb {
+            Verb::Create => 30_000,
+            Verb::Clone => 20_000,
+            Verb::Start | Verb::Shutdown | Verb::Stop | Verb::Destroy => 3_000,
+            Verb::Exec => 1_000,
+            Verb::Inventory | Verb::Config | Verb::Facts => 100,
+            _ => 500,
+        }
+    }
+}
