@@ -111,6 +111,9 @@ pub fn check(
                 );
             }
         }
+        // One cause found by two checks (a node offline) is said once.
+        let mut said = std::collections::BTreeSet::new();
+        found.retain(|(_, m)| said.insert(m.clone()));
         if !found.is_empty() {
             let problems = found
                 .into_iter()
