@@ -142,7 +142,31 @@ impl StateDir {
     /// The pins, by CTID. A record that cannot be read is reported and counts as a pin
     /// on nothing known: the CT is left alone all the same.
     pub fn pins(&self) -> BTreeMap<Ctid, Pin> {
-        let Ok(dir) = fs::read_dir(self.root.join("pins")) else {
+        self.records("pins", |ctid, path| {
+            tracing::warn!(
+                "{} is corrupt: CT {ctid} counts as pinned at an unknown generation; `phoenix unpin {ctid}` removes it",
+                path.display()
+            );
+            Some(Pin {
+                snapshot: String::new(),
+                hash: None,
+                pinned_at: 0,
+                by: String::new(),
+                from: None,
+                complete: false,
+                restart: false,
+            })
+        })
+    }
+
+    /// The `<ctid>.json` records of a part of the state directory, by CTID; `corrupt`
+    /// says what a record that does not parse counts as.
+    fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        part: &str,
+        corrupt: impl Fn(Ctid, &Path) -> Option<T>,
+    ) -> BTreeMap<Ctid, T> {
+        let Ok(dir) = fs::read_dir(self.root.join(part)) else {
             return BTreeMap::new();
         };
         dir.flatten()
@@ -151,25 +175,8 @@ impl StateDir {
                 let ctid: Ctid = name.strip_suffix(".json")?.parse().ok()?;
                 let bytes = read_state_file(&e.path(), 4096)?;
                 match serde_json::from_slice(&bytes) {
-                    Ok(pin) => Some((ctid, pin)),
-                    Err(_) => {
-                        tracing::warn!(
-                            "{} is corrupt: CT {ctid} counts as pinned at an unknown generation; `phoenix unpin {ctid}` removes it",
-                            e.path().display()
-                        );
-                        Some((
-                            ctid,
-                            Pin {
-                                snapshot: String::new(),
-                                hash: None,
-                                pinned_at: 0,
-                                by: String::new(),
-                                from: None,
-                                complete: false,
-                                restart: false,
-                            },
-                        ))
-                    }
+                    Ok(record) => Some((ctid, record)),
+                    Err(_) => corrupt(ctid, &e.path()).map(|r| (ctid, r)),
                 }
             })
             .collect()
@@ -282,17 +289,7 @@ impl StateDir {
     /// The CTs whose build changed the host and never reached its snapshot. A record that
     /// cannot be read is no proof.
     pub fn unfinished_builds(&self) -> BTreeMap<Ctid, Building> {
-        let Ok(dir) = fs::read_dir(self.root.join("building")) else {
-            return BTreeMap::new();
-        };
-        dir.flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let ctid: Ctid = name.strip_suffix(".json")?.parse().ok()?;
-                let bytes = read_state_file(&e.path(), 4096)?;
-                Some((ctid, serde_json::from_slice(&bytes).ok()?))
-            })
-            .collect()
+        self.records("building", |_, _| None)
     }
 
     fn manifest_path(&self, hash: &NodeHash) -> PathBuf {

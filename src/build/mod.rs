@@ -144,12 +144,7 @@ pub fn make_plan(
     for p in preflight.values().flatten() {
         tracing::info!(ctid = p.ctid, check = ?p.check, "preflight: {}", p.message);
     }
-    let building: Vec<Ctid> = plan
-        .entries
-        .iter()
-        .filter(|e| e.action.builds())
-        .map(|e| e.ctid)
-        .collect();
+    let building = plan.building();
     let state_problems = if building.is_empty() {
         Vec::new()
     } else {
@@ -306,12 +301,7 @@ pub fn run(
         preflight,
         ..
     } = read_host(fleet, host, state, opts, emit)?;
-    let building: Vec<Ctid> = plan
-        .entries
-        .iter()
-        .filter(|e| e.action.builds())
-        .map(|e| e.ctid)
-        .collect();
+    let building = plan.building();
     emit(Event::RunStarted {
         run: run_id.to_string(),
         backend: host.name().to_string(),

@@ -84,15 +84,7 @@ pub fn check(
         found.extend(runtime.into_iter().map(|m| (Check::Runtime, m)));
         let needs = crate::host::Privileges {
             devices: node.has_gpu(),
-            features: node
-                .spec
-                .features
-                .as_deref()
-                .unwrap_or("")
-                .split(',')
-                .filter_map(|kv| kv.trim().split_once('='))
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .collect(),
+            features: node.feature_set(),
             unprivileged: unprivileged(fleet, e.ctid),
         };
         found.extend(

@@ -410,15 +410,7 @@ impl Executor<'_> {
 
     /// The node's runtime settings, its features and phoenix's marker.
     fn managed_settings(&self, node: &Node) -> Settings {
-        let features = node
-            .spec
-            .features
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|kv| kv.trim().split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
+        let features = node.feature_set();
         Settings {
             features: Some(features),
             managed: Some(true),

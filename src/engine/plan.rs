@@ -247,6 +247,14 @@ impl Plan {
     pub fn entry(&self, ctid: Ctid) -> Option<&Entry> {
         self.entries.iter().find(|e| e.ctid == ctid)
     }
+    /// The nodes that get work in this run, in build order.
+    pub fn building(&self) -> Vec<Ctid> {
+        self.entries
+            .iter()
+            .filter(|e| e.action.builds())
+            .map(|e| e.ctid)
+            .collect()
+    }
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
         let mut out = BTreeMap::new();
         for e in &self.entries {

@@ -150,6 +150,18 @@ impl Node {
         self.spec.is_template == Some(true)
     }
     /// GPU indices assigned to the node (`"0,1"` → `[0, 1]`); empty for `none`.
+    /// Its `features` as a set (`nesting=1,keyctl=1` → `nesting` → `1`, `keyctl` → `1`).
+    pub fn feature_set(&self) -> std::collections::BTreeMap<String, String> {
+        self.spec
+            .features
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    }
+
     /// Whether the generation a replaced CT held is kept (`keep_generations`; containers
     /// by default, templates only when asked).
     pub fn keeps_generations(&self) -> bool {
