@@ -504,14 +504,7 @@ impl Context<'_> {
                     let Some((parent, parent_old, _)) = next else {
                         break;
                     };
-                    snapshot_name = format!("phx-{}", &parent_old[..32.min(parent_old.len())]);
-                    old = self.history.manifest(&parent_old).ok_or_else(|| {
-                        format!(
-                            "the parent's manifest {} is not in {}",
-                            &parent_old[..12.min(parent_old.len())],
-                            self.history.manifests_at()
-                        )
-                    });
+                    (snapshot_name, old) = self.built_as(&parent_old);
                     cur = parent;
                 }
                 Ok((old_hash, old_manifest)) => {
@@ -530,14 +523,7 @@ impl Context<'_> {
                     let Some((parent, parent_old)) = next else {
                         break;
                     };
-                    snapshot_name = format!("phx-{}", &parent_old[..32.min(parent_old.len())]);
-                    old = self.history.manifest(&parent_old).ok_or_else(|| {
-                        format!(
-                            "the parent's manifest {} is not in {}",
-                            &parent_old[..12.min(parent_old.len())],
-                            self.history.manifests_at()
-                        )
-                    });
+                    (snapshot_name, old) = self.built_as(&parent_old);
                     cur = parent;
                 }
             }
@@ -659,6 +645,20 @@ impl Context<'_> {
             .chain(h.lib.values())
             .find(|s| s.digest == digest)
             .map(|s| s.bytes.as_ref().clone())
+    }
+
+    /// The snapshot a parent was built as, by its old full hash, and the manifest it was
+    /// built from (or why it is not known).
+    fn built_as(&self, hash: &str) -> (String, Result<(NodeHash, Manifest), String>) {
+        let snapshot = format!("phx-{}", &hash[..32.min(hash.len())]);
+        let manifest = self.history.manifest(hash).ok_or_else(|| {
+            format!(
+                "the parent's manifest {} is not in {}",
+                &hash[..12.min(hash.len())],
+                self.history.manifests_at()
+            )
+        });
+        (snapshot, manifest)
     }
 
     /// The build record of CT `ctid`'s snapshot `name`, as the host keeps it.
