@@ -1141,3 +1141,321 @@ fn a_nodes_ssh_address_can_be_given_and_a_wrong_one_is_named() {
     assert_eq!(r.code, 6);
     assert!(r.stderr.contains("NODE=ADDR"), "{}", r.stderr);
 }
+
+/// 910's hook writes which version of it ran into the CT (`pct push` over SSH).
+fn versioned_hook(f: &Fixture, version: &str) {
+    f.write_hook(
+        910,
+        &format!(
+            "#!/bin/sh\nf=$(mktemp)\necho {version} > \"$f\"\npct push \"$1\" \"$f\" /root/version.txt\n"
+        ),
+    );
+}
+
+/// 902's hook changed: 910, cloned from it, is rebuilt.
+fn touch_902(f: &Fixture) {
+    let hook = f.hook_path(902);
+    fs::write(&hook, fs::read_to_string(&hook).unwrap() + "echo more\n").unwrap();
+}
+
+/// The backup archives of the model's `local` storage (`/var/lib/vz/dump`).
+fn archives(c: &Cluster) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(c.root.join("var/lib/vz/dump"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tar"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_replaced_container_keeps_its_generation_over_the_api_and_a_rollback_restores_it() {
+    let a = Api::with(small_fleet(), &[]);
+    versioned_hook(&a.f, "v1");
+    assert_eq!(a.phoenix(&["build"]).code, 0);
+    let old = a.c.snapshots(910).pop().unwrap();
+    touch_902(&a.f);
+    versioned_hook(&a.f, "v2");
+    a.f.edit_block(910, |b| {
+        b.insert("memory_mb".into(), serde_json::json!(8192));
+    });
+    let before = a.c.requests().len();
+    let r = a.phoenix(&["build", "--replace", "910", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let new = a.c.snapshots(910).pop().unwrap();
+    assert_eq!(
+        a.c.snapshots(910),
+        std::slice::from_ref(&new),
+        "a new CT: one snapshot"
+    );
+    assert_eq!(
+        a.c.ct_file(910, "root/version.txt").as_deref(),
+        Some("v2\n")
+    );
+    // Kept the Proxmox way before the CT went: a vzdump task on its node, the archive in
+    // the storage's dump directory with the note naming the generation.
+    let reqs = a.requests_since(before);
+    let at = |prefix: &str| reqs.iter().position(|r| r.starts_with(prefix));
+    let dump = at("POST /api2/json/nodes/pve/vzdump 200").expect("a vzdump request");
+    let destroy = at("DELETE /api2/json/nodes/pve/lxc/910?purge=1 200").expect("a destroy");
+    assert!(dump < destroy, "{reqs:#?}");
+    let kept = archives(&a.c);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with("vzdump-lxc-910-"), "{kept:?}");
+    let notes =
+        a.c.root
+            .join("var/lib/vz/dump")
+            .join(format!("{}.notes", kept[0]));
+    assert_eq!(
+        fs::read_to_string(notes).unwrap(),
+        format!("phoenix: generation {old} of CT 910 (Portainer), kept when it was replaced")
+    );
+    // The task's log, with the archive as a node names it, is in the node's log.
+    let log =
+        a.f.phoenix_env(&["log", "910"], &[("PHOENIX_BACKEND", "sim")])
+            .stdout;
+    assert!(
+        log.contains(&format!(
+            "INFO: creating vzdump archive '/var/lib/vz/dump/{}'",
+            kept[0]
+        )) && log.contains(&format!("kept {old} as local:backup/{}", kept[0])),
+        "{log}"
+    );
+
+    // generations lists it: the volume, its node, its size.
+    let gens = a
+        .phoenix(&["generations", "910", "--output", "json"])
+        .json();
+    let listed: Vec<&str> = gens["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [new.as_str(), old.as_str()], "{gens}");
+    let k = &gens["generations"][1]["kept"];
+    assert_eq!(k["location"], format!("local:backup/{}", kept[0]));
+    assert_eq!(k["node"], "pve");
+    let size = fs::metadata(a.c.root.join("var/lib/vz/dump").join(&kept[0]))
+        .unwrap()
+        .len();
+    assert_eq!(k["size_bytes"].as_u64(), Some(size));
+    let human = a.phoenix(&["generations", "910"]).stdout;
+    assert!(
+        human.contains(&format!(
+            "kept apart as local:backup/{} on node pve",
+            kept[0]
+        )),
+        "{human}"
+    );
+
+    // rollback restores it through the API: files and settings back, pinned, running.
+    let before = a.c.requests().len();
+    let r = a.phoenix(&["rollback", "910", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["to"], old);
+    assert_eq!(
+        r.json()["restored_from"],
+        format!("local:backup/{}", kept[0])
+    );
+    let reqs = a.requests_since(before);
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("POST /api2/json/nodes/pve/vzdump 200")),
+        "the generation it held is kept first: {reqs:#?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("POST /api2/json/nodes/pve/lxc 200")),
+        "the restore: {reqs:#?}"
+    );
+    assert_eq!(
+        a.c.ct_file(910, "root/version.txt").as_deref(),
+        Some("v1\n")
+    );
+    let conf = fs::read_to_string(a.c.conf(910)).unwrap();
+    assert!(
+        conf.contains("memory: 4096\n"),
+        "the settings it was built with:\n{conf}"
+    );
+    assert_eq!(
+        a.c.snapshots(910),
+        std::slice::from_ref(&old),
+        "back as its generation"
+    );
+    assert!(
+        a.c.root.join("run/lxc/910.running").exists(),
+        "started again"
+    );
+    let plan = a.phoenix(&["plan", "--output", "json"]).json();
+    let node = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["ctid"] == 910)
+        .unwrap()
+        .clone();
+    assert_eq!(node["action"], "pinned", "{node}");
+    assert_eq!(
+        archives(&a.c).len(),
+        2,
+        "the rolled-back generation is kept too"
+    );
+
+    // gc over the API forgets the copy nothing needs any more; the pinned one stays.
+    let before = a.c.requests().len();
+    let r = a.phoenix(&["gc", "--keep", "0", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let deletes: Vec<String> = a
+        .requests_since(before)
+        .into_iter()
+        .filter(|r| r.starts_with("DELETE /api2/json/nodes/pve/storage/local/content/"))
+        .collect();
+    let gone: Vec<String> = archives(&a.c);
+    assert_eq!(
+        gone,
+        [kept[0].clone()],
+        "only the pinned generation's copy is left"
+    );
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert!(
+        deletes[0].contains("local%3Abackup%2Fvzdump-lxc-910-") && deletes[0].ends_with(" 200"),
+        "{deletes:#?}"
+    );
+    let gens = a
+        .phoenix(&["generations", "910", "--output", "json"])
+        .json();
+    assert_eq!(gens["generations"].as_array().unwrap().len(), 1, "{gens}");
+}
+
+#[test]
+fn what_keeping_a_generation_needs_is_named_and_without_it_nothing_is_destroyed() {
+    let f = small_fleet();
+    // Only nesting: the one feature a token may set.
+    f.edit_lxc(|v| {
+        for (_, b) in v["lxc_configs"].as_object_mut().unwrap() {
+            if b.get("features").is_some() {
+                b["features"] = serde_json::json!("nesting=1");
+            }
+        }
+    });
+    let a = Api::with(f, &[]);
+    let ci =
+        a.c.token_env(cluster::CI_TOKEN_ID, cluster::CI_TOKEN_SECRET);
+    let r = a.run(&["build"], &ci, &[]);
+    assert_eq!(
+        r.code, 0,
+        "the least privileges build and keep: {}",
+        r.stdout
+    );
+    let conf = fs::read(a.c.conf(910)).unwrap();
+    touch_902(&a.f);
+    let node_error = |r: &Run| -> String {
+        common::events(r)
+            .into_iter()
+            .find(|e| e["event"] == "node_finished" && e["ctid"] == 910)
+            .unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let destroyed = |from: usize| {
+        a.requests_since(from)
+            .iter()
+            .any(|r| r.starts_with("DELETE /api2/json/nodes/pve/lxc/910"))
+    };
+
+    // VM.Backup is checked by vzdump's worker: the task fails, and phoenix says which
+    // privilege to grant.
+    let no_backup: Vec<&str> = cluster::PRIVILEGES
+        .iter()
+        .copied()
+        .filter(|p| *p != "VM.Backup")
+        .collect();
+    cluster::write_auth(&a.c.root, &no_backup);
+    let before = a.c.requests().len();
+    let r = a.run(&["build", "--replace", "910", "--output", "json"], &ci, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let m = node_error(&r);
+    assert!(
+        m.contains("Permission check failed (/vms/910, VM.Backup)")
+            && m.contains("pveum acl modify"),
+        "{m}"
+    );
+    assert!(!destroyed(before), "{:#?}", a.requests_since(before));
+    assert_eq!(fs::read(a.c.conf(910)).unwrap(), conf, "910 is as it was");
+    assert!(archives(&a.c).is_empty());
+
+    // Datastore.AllocateSpace on the backup storage is checked before the task starts.
+    let no_space: Vec<&str> = cluster::PRIVILEGES
+        .iter()
+        .copied()
+        .filter(|p| *p != "Datastore.AllocateSpace")
+        .collect();
+    cluster::write_auth(&a.c.root, &no_space);
+    let r = a.run(&["build", "--replace", "910", "--output", "json"], &ci, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let m = node_error(&r);
+    assert!(
+        m.contains("Permission check failed (/storage/local, Datastore.AllocateSpace)")
+            && m.contains("pveum acl modify"),
+        "{m}"
+    );
+    assert_eq!(fs::read(a.c.conf(910)).unwrap(), conf);
+
+    // A backup storage that takes no backups: Proxmox's words, and what to set.
+    cluster::write_auth(&a.c.root, cluster::PRIVILEGES);
+    a.f.edit_hv(|v| {
+        v["proxmox_defaults"]["backup_storage"] = serde_json::json!("local-zfs");
+    });
+    let before = a.c.requests().len();
+    let r = a.phoenix(&["build", "--replace", "910", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let m = node_error(&r);
+    assert!(
+        m.contains("can't use storage 'local-zfs' for backups - wrong content type")
+            && m.contains("proxmox_defaults.backup_storage")
+            && m.contains("pvesm set local-zfs --content"),
+        "{m}"
+    );
+    assert!(!destroyed(before));
+    assert_eq!(fs::read(a.c.conf(910)).unwrap(), conf);
+}
+
+#[test]
+fn a_rollback_to_a_copy_kept_on_another_node_says_to_migrate_the_ct_back() {
+    let a = Api::with(small_fleet(), &[("PVE_API_EMULATOR_NODES", "pve2")]);
+    assert_eq!(a.phoenix(&["build"]).code, 0);
+    touch_902(&a.f);
+    let r = a.phoenix(&["build", "--replace", "910"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // An admin migrates 910 to pve2; its copy stays in pve's `local`.
+    let moved = a.c.root.join("etc/pve/nodes/pve2/lxc/910.conf");
+    fs::rename(a.c.conf(910), &moved).unwrap();
+    let before = fs::read(&moved).unwrap();
+    let r = a.phoenix(&["rollback", "910"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("CT 910 already exists on node 'pve2'")
+            && r.stderr.contains("is on node 'pve'")
+            && r.stderr.contains("pct migrate 910 pve"),
+        "{}",
+        r.stderr
+    );
+    let after = fs::read(&moved).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&before)
+            .lines()
+            .filter(|l| l.starts_with("rootfs"))
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&after)
+            .lines()
+            .filter(|l| l.starts_with("rootfs"))
+            .collect::<Vec<_>>(),
+        "the CT on pve2 was not replaced"
+    );
+}

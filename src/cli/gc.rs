@@ -73,12 +73,21 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
         {
             let removed = match &d.kept_copy {
-                Some(location) => host
-                    .forget(&crate::host::KeptCopy {
-                        location: location.clone(),
-                        size_bytes: None,
-                    })
-                    .map(|()| state.forget_kept(d.ctid, &d.snapshot)),
+                Some(location) => {
+                    // As recorded (with the node that holds it, over the API).
+                    let copy = state
+                        .kept(d.ctid)
+                        .into_iter()
+                        .map(|k| k.copy)
+                        .find(|c| &c.location == location)
+                        .unwrap_or_else(|| crate::host::KeptCopy {
+                            location: location.clone(),
+                            node: None,
+                            size_bytes: None,
+                        });
+                    host.forget(&copy)
+                        .map(|()| state.forget_kept(d.ctid, &d.snapshot))
+                }
                 None => host.delete_snapshot(d.ctid, &d.snapshot),
             };
             match removed {

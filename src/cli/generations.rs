@@ -29,6 +29,9 @@ struct Generation {
 #[derive(Serialize)]
 struct KeptAt {
     location: String,
+    /// The node whose storage holds it (over the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     size_bytes: Option<u64>,
     #[serde(with = "crate::os::rfc3339_secs")]
@@ -163,6 +166,7 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
             in_place_over: in_place_over(fleet, ctid, &k.description),
             kept: Some(KeptAt {
                 location: k.copy.location.clone(),
+                node: k.copy.node.clone(),
                 size_bytes: k.copy.size_bytes,
                 kept_at: k.kept_at,
             }),
@@ -192,8 +196,11 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
                     .map_or("manifest not stored".to_string(), Recipe::summary);
                 if let Some(k) = &r.kept {
                     summary = format!(
-                        "kept apart as {}{} (the CT was replaced; `phoenix rollback --to` restores it); {summary}",
+                        "kept apart as {}{}{} (the CT was replaced; `phoenix rollback --to` restores it); {summary}",
                         k.location,
+                        k.node
+                            .as_ref()
+                            .map_or(String::new(), |n| format!(" on node {n}")),
                         k.size_bytes
                             .map_or(String::new(), |b| format!(", {:.1} MiB", b as f64 / 1048576.0))
                     );

@@ -329,6 +329,11 @@ pub struct CloneRequest {
 pub struct KeptCopy {
     /// A volume id (`local:backup/vzdump-lxc-910-2026_12_04-15_00_00.tar`) or a path.
     pub location: String,
+    /// The cluster node whose storage holds it, where the host is a cluster reached
+    /// through one endpoint (Proxmox over the API: a volume of `local` is one node's);
+    /// `None` on a host that is one node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Its size, where the host can tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,

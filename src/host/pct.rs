@@ -86,6 +86,7 @@ pub fn pvesm(host: &dyn Host, argv: &[String], _out: &mut dyn Write) -> Result<i
         [cmd, volid] if cmd == "free" => {
             let kept = crate::host::KeptCopy {
                 location: volid.clone(),
+                node: None,
                 size_bytes: None,
             };
             host.forget(&kept).map_err(|e| e.message)?;
@@ -699,6 +700,7 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
             let storage = a.options.get("storage").map_or("local", String::as_str);
             let kept = crate::host::KeptCopy {
                 location: archive.to_string(),
+                node: None,
                 size_bytes: None,
             };
             host.restore(id, &kept, storage).map_err(fail)?;

@@ -34,6 +34,7 @@ pub const PRIVILEGES: &[&str] = &[
     "VM.PowerMgmt",
     "VM.Snapshot",
     "VM.Snapshot.Rollback",
+    "VM.Backup",
     "Datastore.Audit",
     "Datastore.AllocateSpace",
 ];
@@ -313,6 +314,12 @@ impl Cluster {
 
     /// Commands run in a CT (the model records them in its root filesystem).
     pub fn commands(&self, ctid: u32) -> String {
+        self.ct_file(ctid, "var/log/sim-commands.log")
+            .unwrap_or_default()
+    }
+
+    /// A file in a CT's root filesystem (`path` relative to its `/`).
+    pub fn ct_file(&self, ctid: u32, path: &str) -> Option<String> {
         let conf = fs::read_to_string(self.conf(ctid)).unwrap();
         let disk = conf
             .lines()
@@ -326,13 +333,18 @@ impl Cluster {
         } else {
             "quickOS/lxc-disks"
         };
-        fs::read_to_string(
-            self.root
-                .join(pool)
-                .join(disk)
-                .join("var/log/sim-commands.log"),
-        )
-        .unwrap_or_default()
+        fs::read_to_string(self.root.join(pool).join(disk).join(path)).ok()
+    }
+
+    /// The CT's snapshots, as its config's sections name them.
+    pub fn snapshots(&self, ctid: u32) -> Vec<String> {
+        fs::read_to_string(self.conf(ctid))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
+            .filter(|s| *s != "pve:pending")
+            .map(str::to_string)
+            .collect()
     }
 }
 

@@ -761,6 +761,7 @@ impl Host for LxcHost {
         made?;
         Ok(KeptCopy {
             location: dir.display().to_string(),
+            node: None,
             size_bytes: None,
         })
     }

@@ -365,7 +365,7 @@ impl Host for PveHost {
     }
 
     /// `vzdump <ctid> --storage <storage> --mode stop`: the archive is the one vzdump says
-    /// it creates (`INFO: creating vzdump archive '<path or volid>'`).
+    /// it creates ([`vzdump::archive`](super::vzdump::archive)).
     fn keep(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<KeptCopy> {
         let out = self.tool(
             "vzdump",
@@ -379,34 +379,19 @@ impl Host for PveHost {
                 note.to_string(),
             ],
         )?;
-        let archive = out
-            .lines()
-            .find_map(|l| {
-                l.split_once("creating vzdump archive '")
-                    .and_then(|(_, rest)| rest.strip_suffix('\''))
-            })
-            .ok_or_else(|| {
-                HostError::failed(format!(
-                    "vzdump of CT {ctid} did not say which archive it made"
-                ))
-            })?;
-        // A path (`/var/lib/vz/dump/vzdump-lxc-…`) names a volume of that storage.
-        let location = if archive.starts_with('/') {
-            let name = Path::new(archive)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            format!("{storage}:backup/{name}")
-        } else {
-            archive.to_string()
-        };
+        let archive = super::vzdump::archive(out.lines(), storage).ok_or_else(|| {
+            HostError::failed(format!(
+                "vzdump of CT {ctid} did not say which archive it made"
+            ))
+        })?;
         let size_bytes = archive
-            .starts_with('/')
-            .then(|| fs::metadata(self.root.join(archive.trim_start_matches('/'))).ok())
-            .flatten()
+            .path
+            .and_then(|p| fs::metadata(self.root.join(p.trim_start_matches('/'))).ok())
             .map(|m| m.len());
+        let location = archive.volid;
         Ok(KeptCopy {
             location,
+            node: None,
             size_bytes,
         })
     }

@@ -11,6 +11,7 @@
 //! | [`args`] | `pct`'s command line |
 //! | [`output`] | what `pct` prints |
 //! | [`text`] | error texts and their kinds |
+//! | [`vzdump`] | what a backup says: its archive, its failure |
 //!
 //! [`backend`] is the `pve` backend itself: those formats read from a node's files and
 //! written through its `pct`; [`api`] is the same backend reached over the REST API and
@@ -29,3 +30,4 @@ pub mod output;
 pub mod props;
 pub mod storage;
 pub mod text;
+pub mod vzdump;

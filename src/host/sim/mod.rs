@@ -1203,6 +1203,7 @@ impl Host for SimHost {
             let _ = fs::write(dump.join(format!("{name}.notes")), note);
             Ok(KeptCopy {
                 location: format!("{storage}:backup/{name}"),
+                node: None,
                 size_bytes: fs::metadata(&archive).ok().map(|m| m.len()),
             })
         })

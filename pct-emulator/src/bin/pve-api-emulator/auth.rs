@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::http::{Request, Response};
 
 /// The authenticated identity and what it may do.
+#[derive(Clone)]
 pub struct Who {
     /// `root@pam`, or a token's `root@pam!phoenix`.
     pub id: String,
@@ -26,15 +27,30 @@ impl Who {
         self.id == "root@pam"
     }
 
+    /// Whether it holds the privilege (the model grants a privilege on every path).
+    pub fn has(&self, privilege: &str) -> bool {
+        self.privileges
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|x| x == privilege))
+    }
+
     /// `Permission check failed (<path>, <privilege>)` unless it holds the privilege.
     pub fn check(&self, path: &str, privilege: &str) -> Result<(), Response> {
-        match &self.privileges {
-            None => Ok(()),
-            Some(p) if p.iter().any(|x| x == privilege) => Ok(()),
-            Some(_) => Err(Response::error(
-                403,
-                &format!("Permission check failed ({path}, {privilege})"),
-            )),
+        if self.has(privilege) {
+            Ok(())
+        } else {
+            Err(Response::error(403, &denied(path, &[privilege])))
+        }
+    }
+
+    /// The same for any one of several privileges (`Permission check failed (<path>,
+    /// <a>|<b>)`) [pve-access-control RPCEnvironment.pm
+    /// check_any].
+    pub fn check_any(&self, path: &str, privileges: &[&str]) -> Result<(), Response> {
+        if privileges.iter().any(|p| self.has(p)) {
+            Ok(())
+        } else {
+            Err(Response::error(403, &denied(path, privileges)))
         }
     }
 
@@ -49,6 +65,11 @@ impl Who {
             ))
         }
     }
+}
+
+/// Proxmox's words for a privilege not held [EXC raise_perm_exc].
+pub fn denied(path: &str, privileges: &[&str]) -> String {
+    format!("Permission check failed ({path}, {})", privileges.join("|"))
 }
 
 struct Ticket {

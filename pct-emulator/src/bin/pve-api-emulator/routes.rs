@@ -4,6 +4,14 @@
 //! Proxmox makes before forking a worker (the CT exists on that node, a clone's source is
 //! not locked, a new VMID is free, the caller's privileges, a config `digest`) answer the
 //! request itself [A-LXC, A-CFG, A-SNAP, A-ST, LXC check_ct_modify_config_perm].
+//!
+//! Kept generations are the model's too: `POST …/vzdump` runs [`Host::keep`] in a task
+//! that logs as vzdump does, a restore (`POST …/lxc` with `restore=1`) runs `pct
+//! restore`, and `DELETE …/storage/<s>/content/<volume>` runs [`Host::forget`]; the
+//! storage's content list shows the backups.
+//!
+//! [`Host::keep`]: phoenix::host::Host::keep
+//! [`Host::forget`]: phoenix::host::Host::forget
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -252,9 +260,24 @@ impl Cluster {
         match (m, p) {
             ("GET", ["storage"]) => Ok(Response::data(self.storages(node)?)),
             ("GET", ["storage", s, "content"]) => {
-                who.check(&format!("/storage/{s}"), "Datastore.Audit")?;
-                Ok(Response::data(self.content(s, param("content"))?))
+                who.check_any(
+                    &format!("/storage/{s}"),
+                    &["Datastore.Audit", "Datastore.AllocateSpace"],
+                )?;
+                let vmid = param("vmid").and_then(|v| v.parse().ok());
+                Ok(Response::data(self.content(
+                    s,
+                    param("content"),
+                    vmid,
+                    who,
+                )?))
             }
+            // The volume may hold `/`: the rest of the path is its id [pve-storage
+            // API2/Storage/Status.pm fragmentDelimiter].
+            ("DELETE", ["storage", s, "content", volume @ ..]) if !volume.is_empty() => {
+                self.free_volume(req, node, s, &volume.join("/"), who)
+            }
+            ("POST", ["vzdump"]) => self.vzdump(req, node, who),
             ("GET", ["tasks", upid, "status"]) => self
                 .tasks
                 .status(node, upid)
@@ -265,6 +288,7 @@ impl Cluster {
                 .log(node, upid)
                 .map(Response::data)
                 .ok_or_else(|| Response::params(&[("upid", "no such task")])),
+            ("POST", ["lxc"]) if param("restore") == Some("1") => self.restore(req, node, who),
             ("POST", ["lxc"]) => self.create(req, node, who),
             (_, ["lxc", id, rest @ ..]) => {
                 let vmid: u32 = id.parse().map_err(|_| {
@@ -422,24 +446,42 @@ impl Cluster {
             Ok(h) => h,
             Err(e) => return internal(e),
         };
-        let warn = self.warn.contains(kind);
-        let upid = self.tasks.start(node, kind, id, &who.id, move || {
+        self.task_with(node, kind, id, who, move |log| {
             let mut out = Vec::new();
             let r = phoenix::host::pct::run(&host, &argv, &mut out);
-            let mut lines: Vec<String> = String::from_utf8_lossy(&out)
-                .lines()
-                .map(str::to_string)
-                .collect();
-            if warn {
-                lines.push("WARN: an emulated warning (PVE_API_EMULATOR_WARN_TASKS)".into());
-            }
             match r {
-                Ok(0) => Ok(lines),
-                Ok(code) => Err(format!("command exited with status {code}")),
-                Err(e) => {
-                    lines.clear();
-                    Err(e)
+                Ok(0) => {
+                    log.extend(String::from_utf8_lossy(&out).lines().map(str::to_string));
+                    Ok(())
                 }
+                Ok(code) => Err(format!("command exited with status {code}")),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Starts `work` as a task on the node: it writes its log lines, and its error ends
+    /// the task (a failed task's log holds only that, as the model's `pct` gives no more).
+    fn task_with(
+        &self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        who: &Who,
+        work: impl FnOnce(&mut Vec<String>) -> Result<(), String> + Send + 'static,
+    ) -> Response {
+        let warn = self.warn.contains(kind);
+        let upid = self.tasks.start(node, kind, id, &who.id, move || {
+            let mut lines = Vec::new();
+            match work(&mut lines) {
+                Ok(()) => {
+                    if warn {
+                        lines
+                            .push("WARN: an emulated warning (PVE_API_EMULATOR_WARN_TASKS)".into());
+                    }
+                    (lines, Ok(()))
+                }
+                Err(e) => (Vec::new(), Err(e)),
             }
         });
         Response::data(Value::String(upid))
@@ -762,36 +804,514 @@ impl Cluster {
         ))
     }
 
-    fn content(&self, id: &str, content: Option<&str>) -> Result<Value, Response> {
+    /// `GET …/storage/<id>/content`: the OS templates and backups of a directory storage,
+    /// each only where the caller may use it [pve-storage API2/Storage/Content.pm index, STOR
+    /// check_volume_access].
+    fn content(
+        &self,
+        id: &str,
+        content: Option<&str>,
+        vmid: Option<u32>,
+        who: &Who,
+    ) -> Result<Value, Response> {
         let cfg = self.storage_cfg()?;
         let s = cfg
             .get(id)
             .ok_or_else(|| Response::error(500, &format!("storage '{id}' does not exist")))?;
-        if content.is_some_and(|c| c != "vztmpl") || !s.holds("vztmpl") {
-            return Ok(Value::Array(Vec::new()));
-        }
         let Some(dir) = s.dir() else {
             return Ok(Value::Array(Vec::new()));
         };
-        let dir = self
-            .root
-            .join(dir.strip_prefix("/").unwrap_or(&dir))
-            .join("template/cache");
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .map(|e| {
-                e.flatten()
-                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        Ok(Value::Array(
+        let dir = self.root.join(dir.strip_prefix("/").unwrap_or(&dir));
+        let files = |sub: &str| -> Vec<(String, std::fs::Metadata)> {
+            let mut files: Vec<(String, std::fs::Metadata)> = std::fs::read_dir(dir.join(sub))
+                .map(|e| {
+                    e.flatten()
+                        .filter_map(|e| {
+                            Some((e.file_name().to_str()?.to_string(), e.metadata().ok()?))
+                        })
+                        .filter(|(_, m)| m.is_file())
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort_by(|a, b| a.0.cmp(&b.0));
             files
-                .into_iter()
-                .map(|f| json!({"volid": format!("{id}:vztmpl/{f}"), "content": "vztmpl", "format": "tzst"}))
-                .collect(),
-        ))
+        };
+        let want = |c: &str| content.is_none_or(|w| w == c) && s.holds(c);
+        let mut out = Vec::new();
+        if want("vztmpl") && vmid.is_none() {
+            for (f, _) in files("template/cache") {
+                out.push(json!({"volid": format!("{id}:vztmpl/{f}"), "content": "vztmpl", "format": "tzst"}));
+            }
+        }
+        if want("backup") {
+            for (f, meta) in files("dump") {
+                let Some((owner, format)) = backup_name(&f) else {
+                    continue;
+                };
+                if vmid.is_some_and(|v| v != owner)
+                    || !(who.has("Datastore.Allocate")
+                        || (who.has("Datastore.AllocateSpace") && who.has("VM.Backup")))
+                {
+                    continue;
+                }
+                let mut v = json!({
+                    "volid": format!("{id}:backup/{f}"), "content": "backup", "format": format,
+                    "size": meta.len(), "vmid": owner, "subtype": "lxc",
+                    "ctime": meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs()),
+                });
+                if let Ok(notes) =
+                    std::fs::read_to_string(dir.join("dump").join(format!("{f}.notes")))
+                {
+                    if let Some(first) = notes.lines().next() {
+                        v["notes"] = Value::String(first.to_string());
+                    }
+                }
+                out.push(v);
+            }
+        }
+        Ok(Value::Array(out))
     }
+
+    /// `POST /nodes/<node>/vzdump` [pve-manager API2/VZDump.pm vzdump,
+    /// VZDump.pm new, exec_backup]: one guest's
+    /// backup, a task `vzdump` on the guest's node (a guest on another node is answered
+    /// `OK`, nothing done). `Datastore.AllocateSpace` on the storage is checked before
+    /// answering, `VM.Backup` on the guest by the worker; a storage that takes no backups
+    /// ends the task; the guest's own failure is logged (`ERROR: Backup of VM <vmid>
+    /// failed - …`) and ends it `job errors`. The log names the archive as a node does: a
+    /// path in the storage's `dump/`.
+    fn vzdump(&self, req: &Request, node: &str, who: &Who) -> Result<Response, Response> {
+        let param = |k: &str| req.params.get(k).cloned();
+        let vmid: u32 = param("vmid").and_then(|v| v.parse().ok()).ok_or_else(|| {
+            Response::params(&[("vmid", "the emulator backs up one guest: give its vmid")])
+        })?;
+        if !who.is_root() {
+            for key in ["tmpdir", "dumpdir", "script", "job-id"] {
+                if req.params.contains_key(key) {
+                    return Err(Response::params(&[(key, "Only root may set this option.")]));
+                }
+            }
+        }
+        let note = param("notes-template").unwrap_or_default();
+        verify_notes_template(&note).map_err(|e| Response::params(&[("notes-template", &e)]))?;
+        let mode = param("mode").unwrap_or_else(|| "snapshot".into());
+        if mode != "stop" {
+            return Err(Response::error(
+                501,
+                &format!("vzdump mode '{mode}' is not emulated: the model backs up a stopped CT (mode stop)"),
+            ));
+        }
+        let owner = self.owner(vmid);
+        if owner.as_ref().is_some_and(|(n, _)| n != node) {
+            return Ok(Response::data(Value::String("OK".into())));
+        }
+        let storage = param("storage").unwrap_or_else(|| "local".into());
+        who.check(&format!("/storage/{storage}"), "Datastore.AllocateSpace")?;
+        let host = self.host(node).map_err(internal)?;
+        let cfg = self.storage_cfg()?;
+        let mut cmdline = format!("vzdump {vmid}");
+        let mut shown: Vec<(&str, &str)> = req
+            .params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "vmid")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        shown.push(("node", node));
+        shown.sort();
+        for (k, v) in shown {
+            if !v.is_empty() {
+                cmdline.push_str(&format!(" --{k} {}", shellquote(v)));
+            }
+        }
+        let rendered = render_notes(&note, vmid, node, &self.guest_name(node, vmid));
+        let who = who.clone();
+        let upid = self.tasks.start(node, "vzdump", &vmid.to_string(), &who.id.clone(), move || {
+            let mut log = vec![format!("INFO: starting new backup job: {cmdline}")];
+            let Some(store) = cfg.get(&storage) else {
+                return (log, Err(format!(
+                    "could not activate storage '{storage}': storage '{storage}' does not exist\ncould not get storage information for '{storage}': storage '{storage}' does not exist"
+                )));
+            };
+            if !store.holds("backup") {
+                return (log, Err(format!(
+                    "could not get storage information for '{storage}': can't use storage '{storage}' for backups - wrong content type"
+                )));
+            }
+            if owner.is_some() && !who.has("VM.Backup") {
+                return (log, Err(crate::auth::denied(&format!("/vms/{vmid}"), &["VM.Backup"])));
+            }
+            log.push(format!("INFO: Starting Backup of VM {vmid} (lxc)"));
+            let kept = match owner {
+                None => Err(format!("unable to find VM '{vmid}'")),
+                Some(_) => phoenix::host::Host::keep(&host, vmid, &storage, &rendered)
+                    .map_err(|e| e.message),
+            };
+            match kept {
+                Ok(kept) => {
+                    let file = kept.location.rsplit('/').next().unwrap_or_default();
+                    let target = store.dir().map_or(kept.location.clone(), |d| {
+                        format!("{}/dump/{file}", d.display())
+                    });
+                    log.push(format!("INFO: creating vzdump archive '{target}'"));
+                    if let Some(b) = kept.size_bytes {
+                        log.push(format!("INFO: archive file size: {}", format_size(b)));
+                    }
+                    if !rendered.is_empty() {
+                        log.push("INFO: adding notes to backup".into());
+                    }
+                    log.push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
+                    log.push("INFO: Backup job finished successfully".into());
+                    (log, Ok(()))
+                }
+                Err(e) => {
+                    log.push(format!("ERROR: Backup of VM {vmid} failed - {e}"));
+                    log.push("INFO: Backup job finished with errors".into());
+                    (log, Err("job errors".into()))
+                }
+            }
+        });
+        Ok(Response::data(Value::String(upid)))
+    }
+
+    /// A guest's name for notes (`{{guestname}}`): its hostname, `CT<vmid>` unset.
+    fn guest_name(&self, node: &str, vmid: u32) -> String {
+        std::fs::read_to_string(self.conf_path(node, vmid))
+            .ok()
+            .and_then(|t| ConfFile::parse(&t).ok())
+            .and_then(|c| c.main().get("hostname").map(str::to_string))
+            .unwrap_or_else(|| format!("CT{vmid}"))
+    }
+
+    /// `POST /nodes/<node>/lxc` with `restore=1` [A-LXC create_vm, STOR
+    /// check_volume_access]: a task `vzrestore` making the CT from a backup, replacing
+    /// the CT of that id on this node when `force` is given (it must be stopped). The
+    /// caller needs `VM.Allocate`, or `VM.Backup` to restore over an existing CT; access
+    /// to the archive (its own guest's backup, or `Datastore.AllocateSpace` and
+    /// `VM.Backup` on the backup's guest); `Datastore.AllocateSpace` on a storage that
+    /// holds CT disks.
+    fn restore(&self, req: &Request, node: &str, who: &Who) -> Result<Response, Response> {
+        let param = |k: &str| req.params.get(k).cloned();
+        let vmid: u32 = param("vmid").and_then(|v| v.parse().ok()).ok_or_else(|| {
+            Response::params(&[("vmid", "property is missing and it is not optional")])
+        })?;
+        let archive = param("ostemplate").ok_or_else(|| {
+            Response::params(&[("ostemplate", "property is missing and it is not optional")])
+        })?;
+        let force = param("force").is_some_and(|f| f == "1");
+        let here = self.conf_path(node, vmid).exists();
+        if here && force {
+            if self.running(vmid) {
+                return Err(Response::error(500, "can't overwrite running container"));
+            }
+            let conf = ConfFile::parse(&self.conf_text(node, vmid)?)
+                .map_err(|e| internal(format!("{e}")))?;
+            if conf
+                .main()
+                .get("protection")
+                .is_some_and(|p| p.trim() == "1")
+            {
+                return Err(Response::error(
+                    500,
+                    &format!("unable to restore CT {vmid} - protection mode enabled"),
+                ));
+            }
+        } else {
+            self.vmid_free(vmid)?;
+        }
+        if !(who.has("VM.Allocate") || (here && force && who.has("VM.Backup"))) {
+            return Err(Response::error(403, "Permission check failed"));
+        }
+        let storage = param("storage").unwrap_or_else(|| "local".into());
+        let cfg = self.storage_cfg()?;
+        match archive.split_once(':') {
+            None => {
+                if !who.is_root() {
+                    return Err(Response::error(
+                        500,
+                        "Only root can pass arbitrary filesystem paths.",
+                    ));
+                }
+            }
+            Some((sid, name)) => {
+                if !cfg.contains_key(sid) {
+                    return Err(Response::error(
+                        500,
+                        &format!("storage '{sid}' does not exist"),
+                    ));
+                }
+                let file = name.strip_prefix("backup/").ok_or_else(|| {
+                    Response::error(
+                        500,
+                        &format!(
+                            "unable to use volume {archive} - content type needs to be 'backup'"
+                        ),
+                    )
+                })?;
+                let owner = backup_name(file).map(|(o, _)| o);
+                if !who.has("Datastore.Allocate") && owner != Some(vmid) {
+                    match owner {
+                        Some(o) => {
+                            who.check(&format!("/storage/{sid}"), "Datastore.AllocateSpace")?;
+                            who.check(&format!("/vms/{o}"), "VM.Backup")?;
+                        }
+                        None => {
+                            return Err(Response::error(
+                                500,
+                                &format!("missing privileges to access {archive}"),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        let holds_disks = cfg.get(&storage).is_some_and(|s| s.holds("rootdir"));
+        if !holds_disks {
+            return Err(Response::params(&[(
+                "storage",
+                &format!("storage '{storage}' does not support container directories"),
+            )]));
+        }
+        who.check(&format!("/storage/{storage}"), "Datastore.AllocateSpace")?;
+        let host = self.host(node).map_err(internal)?;
+        let argv = vec![
+            "restore".to_string(),
+            vmid.to_string(),
+            archive.clone(),
+            "--storage".into(),
+            storage,
+            "--force".into(),
+            if force { "1" } else { "0" }.into(),
+        ];
+        Ok(
+            self.task_with(node, "vzrestore", &vmid.to_string(), who, move |log| {
+                log.push(format!(
+                    "recovering backed-up configuration from '{archive}'"
+                ));
+                log.push(format!("restoring '{archive}' now.."));
+                let mut out = Vec::new();
+                match phoenix::host::pct::run(&host, &argv, &mut out) {
+                    Ok(0) => {
+                        log.push("merging backed-up and given configuration..".into());
+                        Ok(())
+                    }
+                    Ok(code) => Err(format!("command exited with status {code}")),
+                    Err(e) => Err(e),
+                }
+            }),
+        )
+    }
+
+    /// `DELETE /nodes/<node>/storage/<storage>/content/<volume>` [pve-storage
+    /// API2/Storage/Content.pm delete]: a
+    /// task `imgdel` (or, with `delay`, `null` once it finished within that many
+    /// seconds). A backup needs `Datastore.AllocateSpace` on the storage and `VM.Backup`
+    /// on its guest, any other volume `Datastore.Allocate`. A volume that is not there
+    /// is a warning, not an error [SPLUG free_image].
+    fn free_volume(
+        &self,
+        req: &Request,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        who: &Who,
+    ) -> Result<Response, Response> {
+        let volid = match volume.split_once(':') {
+            Some((sid, _)) if sid != storage => {
+                return Err(Response::params(&[(
+                    "volume",
+                    &format!("storage ID mismatch ({sid} != {storage})"),
+                )]))
+            }
+            Some(_) => volume.to_string(),
+            None => format!("{storage}:{volume}"),
+        };
+        let cfg = self.storage_cfg()?;
+        let store = cfg
+            .get(storage)
+            .ok_or_else(|| Response::error(500, &format!("storage '{storage}' does not exist")))?;
+        let name = volid.split_once(':').map_or("", |(_, n)| n);
+        let owner = name
+            .strip_prefix("backup/")
+            .and_then(backup_name)
+            .map(|(o, _)| o);
+        match owner {
+            Some(o) => {
+                who.check(&format!("/storage/{storage}"), "Datastore.AllocateSpace")?;
+                who.check(&format!("/vms/{o}"), "VM.Backup")?;
+            }
+            None => who.check(&format!("/storage/{storage}"), "Datastore.Allocate")?,
+        }
+        let host = self.host(node).map_err(internal)?;
+        let path = store.dir().map(|d| {
+            let rel = name
+                .strip_prefix("backup/")
+                .map_or(name.to_string(), |f| format!("dump/{f}"));
+            (
+                format!("{}/{rel}", d.display()),
+                self.root.join(d.strip_prefix("/").unwrap_or(&d)).join(rel),
+            )
+        });
+        let id = owner.map_or(storage.to_string(), |o| format!("{o}@{storage}"));
+        let upid = self.tasks.start(node, "imgdel", &id, &who.id, move || {
+            let mut log = Vec::new();
+            if let Some((shown, file)) = &path {
+                if !file.exists() {
+                    log.push(format!("WARN: disk image '{shown}' does not exist"));
+                    return (log, Ok(()));
+                }
+            }
+            let kept = phoenix::host::KeptCopy {
+                location: volid.clone(),
+                node: None,
+                size_bytes: None,
+            };
+            match phoenix::host::Host::forget(&host, &kept) {
+                Ok(()) => {
+                    log.push(format!("Removed volume '{volid}'"));
+                    (log, Ok(()))
+                }
+                Err(e) => (Vec::new(), Err(e.message)),
+            }
+        });
+        let delay = req.params.get("delay").and_then(|d| d.parse::<u64>().ok());
+        if let Some(d) = delay.filter(|d| (1..=30).contains(d)) {
+            match self
+                .tasks
+                .finished_within(node, &upid, Duration::from_secs(d))
+            {
+                Some(e) if e == "OK" || e.starts_with("WARNINGS: ") => {
+                    return Ok(Response::data(Value::Null))
+                }
+                Some(e) => return Err(Response::error(500, &e)),
+                None => {}
+            }
+        }
+        Ok(Response::data(Value::String(upid)))
+    }
+}
+
+/// A backup archive's guest and format, from its name
+/// (`vzdump-lxc-<vmid>-<YYYY_MM_DD-HH_MM_SS>.tar[.zst]`) [STOR archive_info]; notes and
+/// logs beside it are not archives.
+fn backup_name(file: &str) -> Option<(u32, String)> {
+    let rest = file
+        .strip_prefix("vzdump-lxc-")
+        .or_else(|| file.strip_prefix("vzdump-qemu-"))?;
+    let (vmid, rest) = rest.split_once('-')?;
+    let (_, ext) = rest.split_once('.')?;
+    if ![
+        "tar", "tar.gz", "tar.zst", "tar.lzo", "vma", "vma.zst", "vma.gz", "vma.lzo",
+    ]
+    .contains(&ext)
+    {
+        return None;
+    }
+    Some((vmid.parse().ok()?, ext.to_string()))
+}
+
+/// vzdump's check of a notes template: one line, escapes `\\n` and `\\\\` only, variables
+/// `{{cluster}}`, `{{guestname}}`, `{{node}}`, `{{vmid}}` only [pve-manager
+/// VZDump.pm verify_notes_template].
+fn verify_notes_template(template: &str) -> Result<(), String> {
+    if template.contains('\n') {
+        return Err("contains a line feed".into());
+    }
+    let mut problems = Vec::new();
+    let chars: Vec<char> = template.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' {
+            match chars.get(i + 1) {
+                Some('n' | '\\') => {}
+                Some(c) => problems.push(format!("escape sequence '\\{c}' at char {i}")),
+                None => {}
+            }
+            i += 2;
+            continue;
+        }
+        i += 1;
+    }
+    let mut rest = template;
+    let mut at = 0;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        match after.find("}}") {
+            Some(close)
+                if !after[..close].is_empty()
+                    && !after[..close]
+                        .contains(|c: char| c.is_whitespace() || c == '{' || c == '}') =>
+            {
+                let var = &after[..close];
+                if !["cluster", "guestname", "node", "vmid"].contains(&var) {
+                    problems.push(format!("variable '{var}' at char {}", at + open + 2));
+                }
+                at += open + 2 + close + 2;
+                rest = &after[close + 2..];
+            }
+            _ => {
+                at += open + 2;
+                rest = after;
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("found unknown: {}", problems.join(", ")))
+    }
+}
+
+/// A notes template made the note [pve-manager VZDump.pm generate_notes].
+fn render_notes(template: &str, vmid: u32, node: &str, guest: &str) -> String {
+    let mut out = String::new();
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some('n')) => {
+                out.push('\n');
+                chars.next();
+            }
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out.replace("{{cluster}}", "emulated")
+        .replace("{{guestname}}", guest)
+        .replace("{{node}}", node)
+        .replace("{{vmid}}", &vmid.to_string())
+}
+
+/// vzdump's command line quoting [PTOOLS shellquote].
+fn shellquote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+@%".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\"'\"'"))
+    }
+}
+
+/// vzdump's sizes in its log (`12KB`, `34MB`, `1.23GB`) [pve-manager VZDump.pm format_size].
+fn format_size(bytes: u64) -> String {
+    let kb = bytes as f64 / 1024.0;
+    if kb < 1024.0 {
+        return format!("{}KB", kb as u64);
+    }
+    let mb = kb / 1024.0;
+    if mb < 1024.0 {
+        return format!("{}MB", mb as u64);
+    }
+    let gb = mb / 1024.0;
+    if gb < 1024.0 {
+        return format!("{gb:.2}GB");
+    }
+    format!("{:.2}TB", gb / 1024.0)
 }
 
 /// The SHA-1 of the config file: Proxmox's `digest`.

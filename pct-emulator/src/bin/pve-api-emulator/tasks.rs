@@ -39,14 +39,14 @@ impl Tasks {
     }
 
     /// Starts `work` as task `kind` on `id`; returns its UPID. `work` returns its output
-    /// lines, or the error that ends the task.
+    /// lines, and the error that ends the task if one does.
     pub fn start(
         self: &Arc<Self>,
         node: &str,
         kind: &str,
         id: &str,
         user: &str,
-        work: impl FnOnce() -> Result<Vec<String>, String> + Send + 'static,
+        work: impl FnOnce() -> (Vec<String>, Result<(), String>) + Send + 'static,
     ) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let now = SystemTime::now()
@@ -74,19 +74,19 @@ impl Tasks {
         let me = self.clone();
         let key = upid.clone();
         std::thread::spawn(move || {
-            let (mut log, exit) = match work() {
+            let (mut log, result) = work();
+            let exit = match result {
                 // A worker that warned succeeded with warnings [RENV, UPID status_is_error].
-                Ok(lines) => {
-                    let warnings = lines.iter().filter(|l| l.starts_with("WARN: ")).count();
-                    let exit = if warnings == 0 {
+                Ok(()) => {
+                    let warnings = log.iter().filter(|l| l.starts_with("WARN: ")).count();
+                    if warnings == 0 {
                         "OK".to_string()
                     } else {
                         format!("WARNINGS: {warnings}")
-                    };
-                    (lines, exit)
+                    }
                 }
                 // One line, as RENV's worker reports it.
-                Err(e) => (Vec::new(), e.trim().replace('\n', " ")),
+                Err(e) => e.trim().replace('\n', " "),
             };
             log.push(if exit == "OK" {
                 "TASK OK".to_string()
@@ -109,6 +109,22 @@ impl Tasks {
         let all = self.all.lock().ok()?;
         let t = all.get(upid)?;
         (t.node == node && t.started.elapsed() >= self.invisible).then(|| t.clone())
+    }
+
+    /// The task's exit status once it has stopped, waiting up to `limit` for it.
+    pub fn finished_within(&self, node: &str, upid: &str, limit: Duration) -> Option<String> {
+        let until = Instant::now() + limit;
+        loop {
+            let exit = self
+                .all
+                .lock()
+                .ok()
+                .and_then(|all| all.get(upid).filter(|t| t.node == node)?.exit.clone());
+            if exit.is_some() || Instant::now() >= until {
+                return exit;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `GET …/tasks/<upid>/status`; `None`: no such task (yet).

@@ -84,7 +84,7 @@ impl ApiError {
                     _ => text::classify(&words),
                 };
                 if status == 403 {
-                    words.push_str(" (HTTP 403: the API user or token lacks this privilege; grant it with `pveum acl modify`, README \"Running phoenix from a workstation or CI\")");
+                    words.push_str(&format!(" (HTTP 403: {PRIVILEGE_HELP})"));
                 }
                 HostError::new(kind, words)
             }
@@ -127,6 +127,10 @@ pub struct Api {
     ticket_file: Mutex<Option<PathBuf>>,
     timeout: Duration,
 }
+
+/// What to do about a privilege Proxmox refused (a 403, or a task's `Permission check
+/// failed`).
+pub const PRIVILEGE_HELP: &str = "the API user or token lacks this privilege; grant it with `pveum acl modify`, README \"Running phoenix from a workstation or CI\"";
 
 /// Percent-encodes one path segment (a UPID holds `:`, `@` and `!`).
 pub fn segment(s: &str) -> String {

@@ -11,6 +11,9 @@
 //! | start, shutdown, stop | `POST …/status/<verb>`, a task |
 //! | snapshot, delete, rollback | `POST …/snapshot`, `DELETE …/snapshot/<name>`, `POST …/snapshot/<name>/rollback`, tasks |
 //! | destroy | `DELETE …/<vmid>?purge=1`, a task |
+//! | keep | `POST /nodes/<node>/vzdump` (`vmid`, `storage`, `mode=stop`, `notes-template`) on the CT's node, a task whose log names the archive; its size from `GET …/storage/<storage>/content` |
+//! | restore | `POST /nodes/<node>/lxc` (`vmid`, `ostemplate` = the archive, `restore=1`, `force=1`, `storage`) on the node that holds the archive, a task |
+//! | forget | `DELETE /nodes/<node>/storage/<storage>/content/<volume>`, a task (or `null`) |
 //! | exec, push, pull, unlock, enter | `pct` on the CT's node over SSH |
 //! | facts | `/proc/driver/nvidia/version`, `/proc/devices`, `/dev/nvidia*`, the pve-container version, over SSH from the node new CTs go to |
 //!
@@ -27,7 +30,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
-use super::client::{segment, Api, ApiError, Method};
+use super::client::{segment, Api, ApiError, Method, PRIVILEGE_HELP};
 use super::config::{self, ApiConfig};
 use super::ssh::{Address, Input, Ssh};
 use super::tls::Trust;
@@ -35,10 +38,10 @@ use super::{task, ApiOptions, Credential};
 use crate::host::facts::{self, version_at_least};
 use crate::host::pve::conf::ConfFile;
 use crate::host::pve::props::Tags;
-use crate::host::pve::{map, text};
+use crate::host::pve::{map, text, vzdump};
 use crate::host::{
     CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
-    Network, Passthrough, Privileges, Settings, Verb, MANAGED_TAG,
+    KeptCopy, Network, Passthrough, Privileges, Settings, Verb, MANAGED_TAG,
 };
 
 /// A cluster node as `/cluster/status` reports it.
@@ -361,18 +364,29 @@ impl ApiHost {
             .api
             .request(method, path, params)
             .map_err(ApiError::into_host)?;
-        let Some(upid) = task::started(&data)? else {
-            return Ok(());
+        self.wait(Some(ctid), &data).map(|_| ()).map_err(|(e, _)| e)
+    }
+
+    /// Waits for the task a request answered (none when it answered `null`: done before
+    /// answering). Its log lines go to the CT's log and come back, with its error when it
+    /// failed.
+    fn wait(
+        &self,
+        ctid: Option<Ctid>,
+        data: &Value,
+    ) -> Result<Vec<String>, (HostError, Vec<String>)> {
+        let Some(upid) = task::started(data).map_err(|e| (e, Vec::new()))? else {
+            return Ok(Vec::new());
         };
-        self.log_line(ctid, &format!("task {}", upid.raw));
         let r = task::wait(&self.api, &upid, self.opts.task_timeout);
-        let lines = match &r {
-            Ok(l) | Err((_, l)) => l.clone(),
-        };
-        for l in &lines {
-            self.log_line(ctid, &format!("  {l}"));
+        if let Some(ctid) = ctid {
+            self.log_line(ctid, &format!("task {}", upid.raw));
+            let (Ok(lines) | Err((_, lines))) = &r;
+            for l in lines {
+                self.log_line(ctid, &format!("  {l}"));
+            }
         }
-        r.map(|_| ()).map_err(|(e, _)| e)
+        r
     }
 
     fn log_line(&self, ctid: Ctid, line: &str) {
@@ -583,6 +597,32 @@ impl ApiHost {
         })
     }
 
+    /// A backup volume's size, from its storage's content list; `None` when that cannot
+    /// be read (the size is for display only).
+    fn backup_size(&self, node: &str, storage: &str, ctid: Ctid, volid: &str) -> Option<u64> {
+        let path = format!(
+            "/nodes/{}/storage/{}/content",
+            segment(node),
+            segment(storage)
+        );
+        let vmid = ctid.to_string();
+        let list = match self
+            .api
+            .get(&path, &[("content", "backup"), ("vmid", &vmid)])
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(%e, "the size of {volid} is not known");
+                return None;
+            }
+        };
+        list.as_array()?
+            .iter()
+            .find(|v| v.get("volid").and_then(Value::as_str) == Some(volid))?
+            .get("size")?
+            .as_u64()
+    }
+
     /// The facts of the node a CT is on must allow `devN` entries (pve-container 5.0.7,
     /// Proxmox VE 8.1): the API cannot write raw `lxc.*` lines.
     fn check_devn(&self, node: &str) -> HostResult<()> {
@@ -695,6 +735,27 @@ impl ApiHost {
         }
         Ok(())
     }
+}
+
+/// A backup's failure in Proxmox's words, with what to do: vzdump's own line for the guest
+/// rather than the task's `job errors`, the privilege a task refused (vzdump checks
+/// `VM.Backup` in its worker, not before answering), a storage that takes no backups.
+fn backup_failed(ctid: Ctid, storage: &str, mut e: HostError, lines: &[String]) -> HostError {
+    if let Some(why) = vzdump::failure(lines.iter().map(String::as_str)) {
+        e.message = why.to_string();
+    }
+    if e.message.contains("Permission check failed") && !e.message.contains("HTTP 403") {
+        e.message = format!("{} ({PRIVILEGE_HELP})", e.message);
+    } else if e.message.contains("wrong content type")
+        || e.message
+            .contains(&format!("storage '{storage}' does not exist"))
+    {
+        e.message = format!(
+            "{}: CT {ctid}'s generation is kept as a backup to proxmox_defaults.backup_storage ('{storage}'), which must be a storage with `backup` content on the CT's node; set it to one (`pvesm status --content backup` lists them), or give '{storage}' that content (`pvesm set {storage} --content <its content>,backup`)",
+            e.message
+        );
+    }
+    e
 }
 
 /// A guest phoenix does not read in detail: somebody else's.
@@ -947,6 +1008,128 @@ impl Host for ApiHost {
         );
         self.wrote(ctid, &node);
         r
+    }
+
+    fn keeps_copies(&self) -> bool {
+        true
+    }
+
+    /// `POST /nodes/<node>/vzdump` on the CT's node (`vmid`, `storage`, `mode=stop`,
+    /// `notes-template`), a task; the archive is the one its log names, a volume of
+    /// `storage` on that node.
+    fn keep(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<KeptCopy> {
+        let node = self.node_of(ctid)?;
+        let vmid = ctid.to_string();
+        let path = format!("/nodes/{}/vzdump", segment(&node));
+        let params = [
+            ("vmid", vmid.as_str()),
+            ("storage", storage),
+            ("mode", "stop"),
+            ("notes-template", note),
+        ];
+        let data = self
+            .api
+            .request(Method::Post, &path, &params)
+            .map_err(|e| backup_failed(ctid, storage, e.into_host(), &[]))?;
+        // A guest on another node is no error to vzdump: it answers `OK`, backing up nothing.
+        if data.as_str() == Some("OK") {
+            return Err(HostError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "node '{node}' made no backup of CT {ctid}: vzdump answered OK without a task, as Proxmox does for a guest on another node, so the CT moved after phoenix read it; run the build again"
+                ),
+            ));
+        }
+        let lines = self
+            .wait(Some(ctid), &data)
+            .map_err(|(e, lines)| backup_failed(ctid, storage, e, &lines))?;
+        self.wrote(ctid, &node);
+        let archive = vzdump::archive(lines.iter().map(String::as_str), storage).ok_or_else(|| {
+            HostError::failed(format!(
+                "the backup of CT {ctid} on node '{node}' did not say which archive it made (its task log has no `creating vzdump archive` line), so phoenix cannot restore it: find it among CT {ctid}'s backups on storage '{storage}' and remove it there if it is not wanted"
+            ))
+        })?;
+        let size_bytes = self.backup_size(&node, storage, ctid, &archive.volid);
+        Ok(KeptCopy {
+            location: archive.volid,
+            node: Some(node),
+            size_bytes,
+        })
+    }
+
+    /// `POST /nodes/<node>/lxc` with `vmid`, `ostemplate` (the archive), `restore=1`,
+    /// `force=1` and `storage`, a task (`vzrestore`), on the node whose storage holds the
+    /// archive (the CT's own node when that storage is shared): the CT of that id there,
+    /// stopped, is replaced.
+    fn restore(&self, ctid: Ctid, kept: &KeptCopy, storage: &str) -> HostResult<()> {
+        let here = match self.node_of(ctid) {
+            Ok(n) => Some(n),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let shared = |node: &str| {
+            let store = kept.location.split_once(':').map_or("", |(s, _)| s);
+            self.node_storages(node).is_ok_and(|list| {
+                list.iter().any(|s| {
+                    s.get("storage").and_then(Value::as_str) == Some(store)
+                        && s.get("shared").and_then(Value::as_u64) == Some(1)
+                })
+            })
+        };
+        let node = match (&kept.node, here) {
+            (Some(at), Some(here)) if *at != here && shared(&here) => here,
+            (Some(at), _) => at.clone(),
+            (None, Some(here)) => here,
+            (None, None) => self.node.clone(),
+        };
+        let vmid = ctid.to_string();
+        let params = [
+            ("vmid", vmid.as_str()),
+            ("ostemplate", kept.location.as_str()),
+            ("restore", "1"),
+            ("force", "1"),
+            ("storage", storage),
+        ];
+        let path = format!("/nodes/{}/lxc", segment(&node));
+        let r = self.task(ctid, Method::Post, &path, &params);
+        self.wrote(ctid, &node);
+        r.map_err(|mut e| {
+            // The CT is on another node than its backup (migrated since it was kept).
+            if e.kind == ErrorKind::Exists && !e.message.contains(&format!("node '{node}'")) {
+                e.message = format!(
+                    "{}: its kept copy {} is on node '{node}', and Proxmox restores a CT on the node that holds the backup; migrate CT {ctid} back to node '{node}' (`pct migrate {ctid} {node}` on its node) and run it again",
+                    e.message, kept.location
+                );
+            }
+            e
+        })
+    }
+
+    /// `DELETE /nodes/<node>/storage/<storage>/content/<volume>` on the node that holds
+    /// it: a task (`imgdel`), or `null` when Proxmox finished before answering. A volume
+    /// already gone is only a warning to Proxmox, so no error here either.
+    fn forget(&self, kept: &KeptCopy) -> HostResult<()> {
+        let Some((storage, _)) = kept.location.split_once(':') else {
+            return Err(HostError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{} is not a Proxmox volume (<storage>:<volume>), so Proxmox's API cannot remove it: remove it where it is",
+                    kept.location
+                ),
+            ));
+        };
+        let node = kept.node.clone().unwrap_or_else(|| self.node.clone());
+        let path = format!(
+            "/nodes/{}/storage/{}/content/{}",
+            segment(&node),
+            segment(storage),
+            segment(&kept.location)
+        );
+        let data = self
+            .api
+            .request(Method::Delete, &path, &[])
+            .map_err(ApiError::into_host)?;
+        self.wait(None, &data).map(|_| ()).map_err(|(e, _)| e)
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
