@@ -784,6 +784,13 @@ impl Host for SimHost {
         storage::check(&self.root, storage, ostemplate)
     }
 
+    fn links_clones_on(&self, storage: &str) -> Option<bool> {
+        Some(
+            self.storages()
+                .is_ok_and(|s| storage::links_clones(&s, storage)),
+        )
+    }
+
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         let r = self
             .effects(Verb::Create, Some(ctid))
