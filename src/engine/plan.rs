@@ -650,6 +650,11 @@ fn rebuild(node: &Node, cause: Cause, built: String, consent: &Consent) -> Actio
         return rebuild(RebuildMode::Replace, ConsentBy::NotNeeded);
     }
     if cause == Cause::OwnInputs {
+        // Named on the command line, it is replaced as asked: a clean build from its
+        // parent's generation (with store templates, a linked clone: no data copied).
+        if consent.replace.contains(&node.ctid) {
+            return rebuild(RebuildMode::Replace, ConsentBy::CommandLine);
+        }
         return rebuild(RebuildMode::InPlace, ConsentBy::NotNeeded);
     }
     // A standard container whose parent changed (or may have): replacing it discards
