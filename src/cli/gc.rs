@@ -42,14 +42,19 @@ fn remove_store_template(host: &dyn crate::host::Host, vmid: Ctid) -> crate::hos
 }
 
 /// The store templates the kept generations' records name, with the CTs they were kept
-/// for: those generations were linked clones of them.
+/// for: those generations were linked clones of them. Generations this gc removes
+/// (`going`) hold nothing.
 fn kept_links(
     state: &StateDir,
-    ctids: impl Iterator<Item = Ctid>,
+    ctids: &std::collections::BTreeSet<Ctid>,
+    going: &std::collections::BTreeSet<(Ctid, String)>,
 ) -> std::collections::BTreeMap<Ctid, Vec<Ctid>> {
     let mut out: std::collections::BTreeMap<Ctid, Vec<Ctid>> = std::collections::BTreeMap::new();
-    for ctid in ctids {
+    for &ctid in ctids {
         for k in state.kept(ctid) {
+            if going.contains(&(ctid, k.snapshot.clone())) {
+                continue;
+            }
             if let Some(store) = crate::engine::snapshot::BuildRecord::parse(&k.description).linked
             {
                 let list = out.entry(store).or_default();
@@ -107,20 +112,23 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
     };
     let decisions = crate::engine::gc::decide(&hashes, &inventory, &kept, &pinned, &policy);
     let found = crate::engine::store::found(&inventory, fleet.hypervisor.store_range);
+    let going: std::collections::BTreeSet<(Ctid, String)> = decisions
+        .snapshots
+        .iter()
+        .filter(|d| d.kept_copy.is_some() && d.decision == crate::engine::gc::Decision::Delete)
+        .map(|d| (d.ctid, d.snapshot.clone()))
+        .collect();
+    let ctids: std::collections::BTreeSet<Ctid> = fleet
+        .nodes
+        .keys()
+        .chain(inventory.keys())
+        .copied()
+        .collect();
     let stores = crate::engine::store::gc(
         &found,
         &hashes,
         &inventory,
-        &kept_links(
-            &state,
-            fleet
-                .nodes
-                .keys()
-                .chain(inventory.keys())
-                .copied()
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter(),
-        ),
+        &kept_links(&state, &ctids, &going),
         &pinned,
     );
     let mut errors = Vec::new();

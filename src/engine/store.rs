@@ -288,9 +288,11 @@ pub fn decide(
         ));
     }
     let trusted = trusted_by_generation(&found);
+    // An untrusted one a CT still links to cannot be destroyed (Proxmox refuses): the
+    // generation gets a new VMID instead, and gc removes the old one once unlinked.
     let untrusted: BTreeMap<(Ctid, String), Ctid> = found
         .iter()
-        .filter(|f| !f.trusted())
+        .filter(|f| !f.trusted() && f.linked.is_empty())
         .filter_map(|f| Some(((f.ctid?, f.hash.clone()?), f.vmid)))
         .collect();
     let mut taken: BTreeSet<Ctid> = inventory.keys().copied().collect();
