@@ -132,6 +132,13 @@ fn each_template_generation_is_kept_once_and_its_children_link_to_it() {
         human.contains("a linked clone of store template 9003"),
         "{human}"
     );
+    // `why` tells what each is.
+    let why = f.sim(&["why", "920"]).stdout;
+    assert!(
+        why.contains("its generation is kept as store template 9003 (an immutable Proxmox template); linked clones of it: 950")
+            && why.contains("its disk is a linked clone of store template 9002 (phx-"),
+        "{why}"
+    );
     // A second build is a no-op: one read of the host.
     let before = f.calls().len();
     let r = f.sim(&["build"]);
@@ -316,6 +323,11 @@ fn a_store_template_cut_short_is_not_trusted_and_is_made_again() {
     assert_eq!(plan[&900]["store_template"]["vmid"], 9000);
     assert_eq!(plan[&900]["store_template"]["redo"], true);
     assert_eq!(plan[&900]["changes"][0]["key"], "store_template");
+    let why = f.sim(&["why", "900"]).stdout;
+    assert!(
+        why.contains("only its store template is missing, which the build makes (update, no rebuild):\n  its store template is missing (store_vmid_range in "),
+        "{why}"
+    );
     let human = f.sim(&["plan"]).stdout;
     assert!(
         human.contains("but without its store template; then store template 9000 of phx-")
@@ -507,4 +519,29 @@ fn a_guest_in_the_range_or_a_full_range_stops_the_build_with_nothing_touched() {
         "nothing touched: {:?}",
         f.calls()
     );
+}
+
+#[test]
+fn a_backend_without_store_templates_says_the_range_changes_nothing() {
+    let f = fleet();
+    let lxc_path = f.tmp.path().join("lxc");
+    fs::create_dir_all(&lxc_path).unwrap();
+    let r = f.phoenix_env(
+        &["plan", "--output", "json"],
+        &[
+            ("PHOENIX_BACKEND", "lxc"),
+            ("PHOENIX_LXC_PATH", lxc_path.to_str().unwrap()),
+        ],
+    );
+    assert!(
+        r.stderr.contains("store_vmid_range is set, but the lxc backend makes no store templates (on lxc, clones are btrfs snapshots already; over the REST API they are not done yet: run phoenix on the node, with its pct): every clone is made as without it"),
+        "{}",
+        r.stderr
+    );
+    let plan = r.json();
+    assert!(plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e.get("clone").is_none() && e.get("store_template").is_none()));
 }
