@@ -635,6 +635,11 @@ fn store_templates_in_every_document_that_shows_them() {
     assert!(lines
         .iter()
         .any(|l| l["event"] == "step_started" && l["step"] == "store"));
+    let why = s.doc(&f, &["why", "903"], &[], 0);
+    assert_eq!(
+        why["explanation"]["changes"][0]["key"], "store_template",
+        "{why}"
+    );
     let status = s.doc(&f, &["status"], &[], 0);
     let stores = status["store_templates"].as_array().unwrap();
     assert!(stores.iter().any(|st| st["untrusted"].is_string()));
