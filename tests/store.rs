@@ -545,3 +545,33 @@ fn a_backend_without_store_templates_says_the_range_changes_nothing() {
         .iter()
         .all(|e| e.get("clone").is_none() && e.get("store_template").is_none()));
 }
+
+#[test]
+fn a_lock_a_killed_clone_left_on_a_store_template_is_removed_not_taken_for_a_cut_short_one() {
+    let f = fleet();
+    ok(&f.sim(&["build"]));
+    // A run killed while 950 was being cloned from 9003 leaves the source `lock: disk`.
+    let path = f.sim_host().conf_path(9003);
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        text.replace("template: 1\n", "lock: disk\ntemplate: 1\n"),
+    )
+    .unwrap();
+    assert!(store_of(&f, 920)[0]["untrusted"]
+        .as_str()
+        .unwrap()
+        .contains("locked (disk)"));
+    append_to_hook(&f, 950, "echo more");
+    let r = f.sim(&["build", "--replace", "950", "--output", "json"]);
+    ok(&r);
+    assert!(common::events(&r)
+        .iter()
+        .any(|e| e["event"] == "stale_lock" && e["ctid"] == 9003 && e["lock"] == "disk"));
+    assert!(stores(&f).iter().all(|s| s.get("untrusted").is_none()));
+    assert_eq!(stores(&f).len(), 4, "nothing made again");
+    assert_eq!(
+        rootfs(&f, 950),
+        "local-zfs:basevol-9003-disk-0/subvol-950-disk-0"
+    );
+}

@@ -271,7 +271,12 @@ fn read_host(
     let stale: Vec<(Ctid, String)> = planned
         .inventory
         .values()
-        .filter(|ct| ct.is_managed() && fleet.node(ct.ctid).is_some())
+        // phoenix's nodes, and its store templates (a clone of one killed mid-way leaves
+        // it `lock: disk`, which would make it untrusted and its generation copied again).
+        .filter(|ct| {
+            ct.is_managed()
+                && (fleet.node(ct.ctid).is_some() || crate::engine::store::is_store_template(ct))
+        })
         .filter_map(|ct| {
             ct.lock
                 .clone()
