@@ -1052,3 +1052,36 @@ fn a_child_on_a_dir_storage_gets_a_full_clone_and_the_plan_says_so() {
         "{conf}"
     );
 }
+
+/// `pct template` exits 0 when its worker fails, with the error on stderr (pct-spec §0):
+/// the store step fails on it, and nothing links to what is left.
+#[test]
+fn a_pct_template_that_fails_with_exit_0_fails_the_store_step() {
+    let n = Node::new();
+    n.f.edit_hv(|hv| hv["proxmox_defaults"]["store_vmid_range"] = "9000-9099".into());
+    let path = n.path();
+    let root = n.root.display().to_string();
+    let r = n.f.phoenix_env(
+        &["build"],
+        &[
+            ("PHOENIX_BACKEND", "pve"),
+            ("PHOENIX_PVE_ROOT", &root),
+            ("PVE_EMULATOR_ROOT", &root),
+            ("PATH", &path),
+            ("PHOENIX_RETRY_DELAY_MS", "5"),
+            ("PVE_EMULATOR_FAULTS", "template:9000=fail"),
+        ],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "900 BaseTemplate: failed at store: pct template 9000: simulated failure (template:9000=fail)"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !n.calls().iter().any(|c| c.starts_with("pct clone 9000 ")),
+        "nothing links to it"
+    );
+}

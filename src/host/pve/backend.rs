@@ -479,10 +479,19 @@ impl Host for PveHost {
     }
 
     /// `pct template <vmid>`. Its worker's failure exits 0 with the error on stderr
-    /// (pct-spec §0), so stderr decides, as for push and pull.
+    /// (pct-spec §0), so an error line there decides too (a wait for the config lock is
+    /// not one).
     fn template(&self, ctid: Ctid) -> HostResult<()> {
         let args = ["template".to_string(), ctid.to_string()];
-        file_transfer(self.invoke(&args, Stdio::null())?)
+        let o = self.invoke(&args, Stdio::null())?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let complaint = stderr
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.starts_with("trying to acquire lock"));
+        if !o.status.success() || complaint {
+            return Err(pct_error(&stderr, o.status.code()));
+        }
+        Ok(())
     }
 
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
