@@ -19,7 +19,7 @@
 //! way, reported apart when kept.
 //!
 //! Run: `cargo bench --bench store` (about a minute), or `-- --quick` (latencies ten times
-//! smaller). The process fails when a build fails or when the linked leaf replace copies
+//! smaller; also what `cargo test --benches` runs; CI runs it). The process fails when a build fails or when the linked leaf replace copies
 //! anything; the ratios are reported.
 
 use std::fs;
@@ -178,8 +178,11 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick")
-        || std::env::var_os("PHOENIX_BENCH_QUICK").is_some();
+    // `cargo test --benches` runs it without `--bench`: the smoke run then.
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick")
+        || std::env::var_os("PHOENIX_BENCH_QUICK").is_some()
+        || !args.iter().any(|a| a == "--bench");
     let (latency, hook_s) = if quick {
         (LATENCY_QUICK, LEAF_HOOK_S_QUICK)
     } else {
