@@ -246,6 +246,11 @@ fn gc_keeps_a_store_template_a_held_container_still_links_to() {
         human.contains("would delete: no CT links to it and its generation is no longer wanted"),
         "{human}"
     );
+    // Store templates are phoenix's CTs outside the config, yet never orphans.
+    let orphans = f
+        .sim(&["gc", "--orphans", "--dry-run", "--output", "json"])
+        .json();
+    assert_eq!(orphans["orphans"], serde_json::json!([]), "{orphans}");
     let before = f.calls().len();
     let r = f.sim(&["gc"]);
     ok(&r);
