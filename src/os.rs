@@ -261,6 +261,28 @@ pub mod rfc3339_secs {
     }
 }
 
+/// [`rfc3339_secs`] for an optional time.
+pub mod rfc3339_secs_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&super::rfc3339(*t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                super::parse_rfc3339(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!("`{text}` is not an RFC 3339 UTC time"))
+                })
+            })
+            .transpose()
+    }
+}
+
 /// A short age: `42s`, `5m`, `3h`, `2d`.
 pub fn age(s: u64) -> String {
     match s {

@@ -619,3 +619,65 @@ fn the_schemas_reject_what_scripts_must_not_be_given() {
         );
     }
 }
+
+#[test]
+fn store_templates_in_every_document_that_shows_them() {
+    let s = Schemas::load();
+    let f = Fixture::example();
+    f.edit_hv(|hv| hv["proxmox_defaults"]["store_vmid_range"] = "9000-9099".into());
+    // The plan says how each node is cloned and which store templates it makes.
+    let plan = s.doc(&f, &["plan"], &[], 0);
+    let nodes = plan["nodes"].as_array().unwrap();
+    assert!(nodes.iter().any(|e| e["clone"]["kind"] == "linked"));
+    assert!(nodes.iter().any(|e| e["store_template"]["vmid"] == 9000));
+    // The store step is an event step; one store template is cut short.
+    let lines = s.build(&f, &[], &[("PHOENIX_SIM_FAULTS", "template:9002=fail")], 1);
+    assert!(lines
+        .iter()
+        .any(|l| l["event"] == "step_started" && l["step"] == "store"));
+    let why = s.doc(&f, &["why", "903"], &[], 0);
+    assert_eq!(
+        why["explanation"]["changes"][0]["key"], "store_template",
+        "{why}"
+    );
+    let status = s.doc(&f, &["status"], &[], 0);
+    let stores = status["store_templates"].as_array().unwrap();
+    assert!(stores.iter().any(|st| st["untrusted"].is_string()));
+    assert!(stores
+        .iter()
+        .any(|st| !st["linked"].as_array().unwrap().is_empty()));
+    // A fresh template whose store template is missing is an update; another storage
+    // gives a full clone, and why.
+    let cfg = f.sim_host().root().join("etc/pve/storage.cfg");
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(
+        &cfg,
+        format!("{text}\nzfspool: tank\n\tpool tank/ct\n\tcontent rootdir\n"),
+    )
+    .unwrap();
+    f.edit_block(910, |b| {
+        b.insert("storage_pool".into(), json!("tank"));
+    });
+    append_to_hook(&f, 910, "echo x");
+    let plan = s.doc(&f, &["plan", "--replace", "910"], &[], 0);
+    let nodes = plan["nodes"].as_array().unwrap();
+    assert!(
+        nodes
+            .iter()
+            .any(|e| e["changes"][0]["key"] == "store_template"
+                && e["store_template"]["redo"] == true)
+    );
+    assert!(nodes.iter().any(|e| e["clone"]["kind"] == "full"));
+    s.build(&f, &["--replace", "910"], &[], 0);
+    s.doc(&f, &["generations", "920"], &[], 0);
+    let g = s.doc(&f, &["generations", "903"], &[], 0);
+    assert!(g["generations"][0]["store_template"].is_u64(), "{g}");
+    let gc = s.doc(&f, &["gc", "--dry-run"], &[], 0);
+    assert!(!gc["store_templates"].as_array().unwrap().is_empty());
+    // A guest in the range stops the plan.
+    f.create_foreign_ct(9099, "someones");
+    let plan = s.doc(&f, &["plan"], &[], 1);
+    assert!(!plan["store_problems"].as_array().unwrap().is_empty());
+    let gc = s.doc(&f, &["gc"], &[], 0);
+    assert!(gc["removed_store_templates"].is_array());
+}

@@ -925,3 +925,163 @@ fn a_kept_generation_is_vzdump_then_pct_restore() {
     let notes = fs::read_to_string(dump.join(format!("{}.notes", archives[0]))).unwrap();
     assert!(notes.starts_with("phoenix: generation phx-"), "{notes}");
 }
+
+/// With `store_vmid_range`, a built template generation becomes a Proxmox template of its
+/// own (a full clone of its snapshot, `pct template`, then phoenix's tags and its record
+/// marked complete, the mark last), and its child is a linked clone of it: the sequence an
+/// admin would type, pinned.
+#[test]
+fn a_template_generation_becomes_a_store_template_and_its_child_a_linked_clone() {
+    let n = Node::new();
+    n.f.edit_hv(|hv| hv["proxmox_defaults"]["store_vmid_range"] = "9000-9099".into());
+    let r = n.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let calls: Vec<String> = n
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.contains(" 9003")
+                || (c.contains(" 950")
+                    && !c.starts_with("pct exec")
+                    && !c.starts_with("pct push")
+                    && !c.starts_with("pct pull"))
+        })
+        .collect();
+    insta::with_settings!({
+        filters => vec![
+            (r"phx-[0-9a-f]{32}", "phx-<hash>"),
+            (r"(hash|parent|built|made)%3A [0-9a-f]+", "$1%3A <value>"),
+            (r"(hash|parent|built|made): [0-9a-f]+", "$1: <value>"),
+            (r"/tmp/\S+", "<temp>"),
+        ],
+    }, {
+        insta::assert_snapshot!(calls.join("\n"));
+    });
+    let conf = fs::read_to_string(n.conf(9003)).unwrap();
+    assert!(
+        conf.contains("rootfs: local-zfs:basevol-9003-disk-0,size=64G\n"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("template: 1\n") && conf.contains("tags: phoenix;phoenix-store\n"),
+        "{conf}"
+    );
+    let conf = fs::read_to_string(n.conf(950)).unwrap();
+    assert!(
+        conf.contains("rootfs: local-zfs:basevol-9003-disk-0/subvol-950-disk-0,size=100G\n"),
+        "{conf}"
+    );
+    assert!(conf.contains("tags: phoenix\n"), "{conf}");
+    // The model behind the emulator counts what each clone copied: the store template one
+    // full copy, the child nothing.
+    let log = fs::read_to_string(n.root.join("calls.log")).unwrap();
+    let bytes = |ctid: u64| {
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|c| c["verb"] == "clone" && c["ctid"] == ctid)
+            .and_then(|c| c["bytes"].as_u64())
+    };
+    assert_eq!(bytes(950), Some(0));
+    assert!(bytes(9003).is_some_and(|b| b > 0));
+    // Proxmox refuses to remove a base volume in use; gc never tries.
+    let r = n.phoenix(&["gc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!n.calls().iter().any(|c| c.starts_with("pct destroy 900")));
+}
+
+/// A child on a `dir` storage cannot be a linked clone: the plan says so, and it is the
+/// full clone of its parent's snapshot it was before store templates.
+#[test]
+fn a_child_on_a_dir_storage_gets_a_full_clone_and_the_plan_says_so() {
+    let n = Node::new();
+    n.storage_cfg(
+        "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup,rootdir\n\n\
+         zfspool: local-zfs\n\tpool rpool/data\n\tsparse\n\tcontent images,rootdir\n",
+    );
+    n.f.edit_hv(|hv| hv["proxmox_defaults"]["store_vmid_range"] = "9000-9099".into());
+    n.f.edit_block(910, |b| {
+        b.insert("storage_pool".into(), "local".into());
+    });
+    let r = n.phoenix(&["plan", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan = r.json();
+    let entry = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ctid"] == 910)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        entry["clone"],
+        serde_json::json!({"kind": "full", "because": "no_linked_clones", "storage": "local"})
+    );
+    let human = n.phoenix(&["plan"]).stdout;
+    let line = human.lines().find(|l| l.contains(" 910 ")).unwrap();
+    assert!(
+        line.ends_with("new node: no CT with this id; a full clone: storage 'local' makes no linked clones (Proxmox links them on ZFS, LVM-thin, Ceph RBD and btrfs)"),
+        "{line}"
+    );
+    // Proxmox takes no snapshot of a CT disk on a dir storage: the node then fails at its
+    // snapshot, as it would have without store templates.
+    let r = n.phoenix(&["build", "910"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("910 Portainer: failed at snapshot: pct snapshot 910 phx-"),
+        "{}",
+        r.stdout
+    );
+    let clone = n
+        .calls()
+        .into_iter()
+        .find(|c| c.starts_with("pct clone 902 910 "))
+        .unwrap_or_else(|| panic!("{:?}", n.calls()));
+    assert_eq!(
+        clone.split(" --snapname ").next().unwrap(),
+        "pct clone 902 910",
+        "from 902's snapshot, not a store template"
+    );
+    assert!(
+        clone.ends_with(" --hostname Portainer --full 1 --storage local"),
+        "{clone}"
+    );
+    let conf = fs::read_to_string(n.conf(910)).unwrap();
+    assert!(
+        conf.contains("rootfs: local:910/subvol-910-disk-0.subvol"),
+        "{conf}"
+    );
+}
+
+/// `pct template` exits 0 when its worker fails, with the error on stderr (pct-spec §0):
+/// the store step fails on it, and nothing links to what is left.
+#[test]
+fn a_pct_template_that_fails_with_exit_0_fails_the_store_step() {
+    let n = Node::new();
+    n.f.edit_hv(|hv| hv["proxmox_defaults"]["store_vmid_range"] = "9000-9099".into());
+    let path = n.path();
+    let root = n.root.display().to_string();
+    let r = n.f.phoenix_env(
+        &["build"],
+        &[
+            ("PHOENIX_BACKEND", "pve"),
+            ("PHOENIX_PVE_ROOT", &root),
+            ("PVE_EMULATOR_ROOT", &root),
+            ("PATH", &path),
+            ("PHOENIX_RETRY_DELAY_MS", "5"),
+            ("PVE_EMULATOR_FAULTS", "template:9000=fail"),
+        ],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "900 BaseTemplate: failed at store: pct template 9000: simulated failure (template:9000=fail)"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !n.calls().iter().any(|c| c.starts_with("pct clone 9000 ")),
+        "nothing links to it"
+    );
+}

@@ -9,6 +9,7 @@
 //! | `PVE_EMULATOR_NODE` | the node's name (default `pve`) |
 //! | `PVE_EMULATOR_LATENCY_MS` | milliseconds each invocation costs before it runs (a real `pct` spends 0.5–1 s starting Perl) |
 //! | `PVE_EMULATOR_FAULTS` | injected faults, in the syntax of `PHOENIX_SIM_FAULTS` |
+//! | `PVE_EMULATOR_TASK_LATENCY` | what each operation costs on the node, in the syntax of `PHOENIX_SIM_LATENCY` (`clone=200,clone_per_gib=1500`: a full clone's time follows its bytes) |
 //!
 //! Invoked through a link named `vzdump` or `pvesm`, it answers as those (`vzdump <vmid>
 //! --storage <s> --mode stop`, `pvesm free <volid>`), for phoenix's kept generations.
@@ -63,7 +64,19 @@ fn run() -> i32 {
                 return FAIL;
             }
         };
-    let host = match SimHost::with_knobs(&root, &node, knobs::Latency::default(), faults) {
+    let latency =
+        match knobs::parse_latency(&std::env::var("PVE_EMULATOR_TASK_LATENCY").unwrap_or_default())
+        {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "pct-emulator: {}",
+                    e.replace("PHOENIX_SIM_LATENCY", "PVE_EMULATOR_TASK_LATENCY")
+                );
+                return FAIL;
+            }
+        };
+    let host = match SimHost::with_knobs(&root, &node, latency, faults) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("pct-emulator: {e}");

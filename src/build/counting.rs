@@ -123,6 +123,15 @@ impl Host for Counting<'_> {
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         self.call(Verb::Create, Some(ctid), |h| h.create(ctid, spec))
     }
+    fn links_clones_on(&self, storage: &str) -> Option<bool> {
+        self.inner.links_clones_on(storage)
+    }
+    fn clone_with(&self, req: &crate::host::CloneRequest) -> HostResult<()> {
+        self.call(Verb::Clone, Some(req.target), |h| h.clone_with(req))
+    }
+    fn template(&self, ctid: Ctid) -> HostResult<()> {
+        self.call(Verb::Template, Some(ctid), |h| h.template(ctid))
+    }
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
         self.call(Verb::Clone, Some(spec.target), |h| h.clone_ct(spec))
     }

@@ -27,6 +27,8 @@ pub enum Step {
     Shutdown,
     Snapshot,
     Restart,
+    /// The store template of the node's generation (`store_vmid_range`).
+    Store,
 }
 
 impl Step {
@@ -46,6 +48,7 @@ impl Step {
             Step::Shutdown => "shutdown",
             Step::Snapshot => "snapshot",
             Step::Restart => "restart",
+            Step::Store => "store",
         }
     }
 }

@@ -122,6 +122,7 @@ pub fn make_plan(
                 )
             })
             .collect(),
+        store: store_setup(fleet, host),
     };
     let plan = plan::plan(
         fleet,
@@ -158,6 +159,30 @@ pub fn make_plan(
         preflight,
         state_problems,
     })
+}
+
+/// Store templates' setup: the range, and which of the fleet's storages link clones on
+/// this host (read from its storage configuration, no `pct`). `None` when the range is
+/// not set or the host makes no store templates.
+fn store_setup(fleet: &Fleet, host: &dyn Host) -> Option<crate::engine::store::Setup> {
+    let range = fleet.hypervisor.store_range?;
+    let storages: BTreeSet<&str> = fleet
+        .nodes
+        .values()
+        .map(|n| n.spec.storage_pool.as_str())
+        .collect();
+    let mut links = BTreeMap::new();
+    for s in storages {
+        let Some(l) = host.links_clones_on(s) else {
+            tracing::warn!(
+                "store_vmid_range is set, but the {} backend makes no store templates (on lxc, clones are btrfs snapshots already; over the REST API they are not done yet: run phoenix on the node, with its pct): every clone is made as without it",
+                host.name()
+            );
+            return None;
+        };
+        links.insert(s.to_string(), l);
+    }
+    Some(crate::engine::store::Setup { range, links })
 }
 
 /// The hashes of the generations pinned nodes are held at (their build records' hashes,
@@ -203,6 +228,8 @@ pub enum RunError {
     InitialSetup(String),
     #[error("the state directory cannot take what this build would write, so no CT was touched: {}", .0.join("; "))]
     StateDir(Vec<String>),
+    #[error("the store templates this build needs cannot be made, so no CT was touched: {}", .0.join("; "))]
+    Store(Vec<String>),
 }
 
 /// Result of a build, for the caller's summary.
@@ -238,10 +265,18 @@ fn read_host(
     if !planned.state_problems.is_empty() {
         return Err(RunError::StateDir(planned.state_problems));
     }
+    if !planned.plan.store_problems.is_empty() {
+        return Err(RunError::Store(planned.plan.store_problems));
+    }
     let stale: Vec<(Ctid, String)> = planned
         .inventory
         .values()
-        .filter(|ct| ct.is_managed() && fleet.node(ct.ctid).is_some())
+        // phoenix's nodes, and its store templates (a clone of one killed mid-way leaves
+        // it `lock: disk`, which would make it untrusted and its generation copied again).
+        .filter(|ct| {
+            ct.is_managed()
+                && (fleet.node(ct.ctid).is_some() || crate::engine::store::is_store_template(ct))
+        })
         .filter_map(|ct| {
             ct.lock
                 .clone()
@@ -439,7 +474,15 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
                     }
                 } else {
                     let mut e = e;
-                    if let Some(said) = exec.after_failure(ctid) {
+                    // A node whose store template failed is built (its snapshot is
+                    // taken): it is not put back; what the store step left is untrusted,
+                    // made again by the next build.
+                    let said = if e.step == events::Step::Store {
+                        Some("the node itself is built; the next build makes its store template again (`phoenix gc` removes what this one left)".to_string())
+                    } else {
+                        exec.after_failure(ctid)
+                    };
+                    if let Some(said) = said {
                         e.message = format!("{}; {said}", e.message);
                     }
                     finished(ctid, NodeOutcome::Failed, Some(&e));

@@ -34,10 +34,12 @@ use crate::engine::hash::Hashed;
 use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
 use crate::engine::secrets::{self, Key, Rotated};
 use crate::engine::snapshot::BuildRecord;
+use crate::engine::store::{CloneFrom, StoreMake, StoreRecord, STORE_CHANGE};
 use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
 use crate::fleet::Fleet;
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, Host, HostError, HostFacts, HostResult, Passthrough, Settings,
+    CloneRequest, CloneSpec, CreateSpec, CtInfo, Host, HostError, HostFacts, HostResult,
+    Passthrough, Settings,
 };
 use crate::os::now_secs;
 use crate::state::StateDir;
@@ -270,6 +272,16 @@ impl Executor<'_> {
             }
             Some(parent) => {
                 self.step(ctid, Step::Clone, &mut log);
+                match &entry.clone {
+                    Some(CloneFrom::Linked { store_template }) => {
+                        return self.link(ctid, parent, *store_template, &mut log)
+                    }
+                    Some(CloneFrom::Full { reason }) => log.line(&format!(
+                        "  a full clone: {}",
+                        crate::render::plan::full_clone(reason)
+                    )),
+                    None => {}
+                }
                 let spec = CloneSpec {
                     source: parent,
                     snapshot: self.hashes[&parent].hash.snapshot().to_string(),
@@ -293,6 +305,142 @@ impl Executor<'_> {
                 })
             }
         }
+    }
+
+    /// A linked clone of the parent's store template: the new CT's disk shares the
+    /// template's blocks, no data is copied.
+    fn link(&self, ctid: Ctid, parent: Ctid, store: Ctid, log: &mut NodeLog) -> StepResult {
+        let req = CloneRequest {
+            source: store,
+            target: ctid,
+            full: Some(false),
+            hostname: Some(self.node(ctid).name().to_string()),
+            ..CloneRequest::default()
+        };
+        log.line(&format!(
+            "  a linked clone of store template {store} ({} of CT {parent}): no data copied",
+            self.hashes[&parent].hash.snapshot()
+        ));
+        let what = format!(
+            "pct clone {store} {ctid} --hostname {} --full 0",
+            self.node(ctid).name()
+        );
+        self.call(ctid, Step::Clone, log, &what, || self.host.clone_with(&req))
+    }
+
+    /// The store template of a node's generation (`store_vmid_range`): a full clone of its
+    /// build snapshot at the VMID the plan chose, made a Proxmox template, then tagged
+    /// `phoenix-store` and described with its record marked complete. That mark is written
+    /// last, so a creation cut short leaves nothing trusted; an untrusted store template of
+    /// this generation at that VMID is destroyed first.
+    fn make_store_template(&self, node: &Node, make: &StoreMake, log: &mut NodeLog) -> StepResult {
+        let (ctid, vmid) = (node.ctid, make.vmid);
+        self.step(ctid, Step::Store, log);
+        let snap = self.hashes[&ctid].hash.snapshot();
+        log.line(&format!("  store template {vmid} of {snap}"));
+        if make.redo {
+            self.clear_untrusted(ctid, vmid, log)?;
+        }
+        let built = self.host_ct(ctid, log)?;
+        let generation = built.snapshot(snap.as_str()).ok_or_else(|| {
+            StepError::new(
+                Step::Store,
+                format!("CT {ctid} has no snapshot {snap} to make its store template of"),
+            )
+        })?;
+        let mut record = StoreRecord {
+            // A full copy: whatever the node's own disk was linked to, this one is not.
+            build: BuildRecord {
+                linked: None,
+                ..BuildRecord::parse(&generation.description)
+            },
+            made: Some(now_secs()),
+            complete: false,
+        };
+        let storage = node.spec.storage_pool.clone();
+        let req = CloneRequest {
+            source: ctid,
+            target: vmid,
+            snapname: Some(snap.to_string()),
+            full: Some(true),
+            storage: Some(storage.clone()),
+            hostname: Some(snap.to_string()),
+            description: Some(record.description()),
+        };
+        let what = format!(
+            "pct clone {ctid} {vmid} --snapname {snap} --hostname {snap} --description … --full 1 --storage {storage}"
+        );
+        self.call(ctid, Step::Store, log, &what, || self.host.clone_with(&req))?;
+        self.call(
+            ctid,
+            Step::Store,
+            log,
+            &format!("pct template {vmid}"),
+            || self.host.template(vmid),
+        )?;
+        record.complete = true;
+        let mark = Settings {
+            managed: Some(true),
+            store_template: Some(true),
+            description: Some(record.description()),
+            ..Settings::default()
+        };
+        self.call(
+            ctid,
+            Step::Store,
+            log,
+            &format!(
+                "pct set {vmid} --tags {};{} --description …",
+                crate::host::MANAGED_TAG,
+                crate::host::STORE_TAG
+            ),
+            || self.host.set(vmid, &mark),
+        )
+    }
+
+    /// Destroys what a cut-short store-template creation left at `vmid` (unlocking and
+    /// stopping it first), if it is still there and still such a thing.
+    fn clear_untrusted(&self, ctid: Ctid, vmid: Ctid, log: &mut NodeLog) -> StepResult {
+        let ct = self.call(
+            ctid,
+            Step::Store,
+            log,
+            &format!("pct config {vmid}"),
+            || self.host.ct(vmid),
+        )?;
+        let Some(ct) = ct else {
+            return Ok(());
+        };
+        if !crate::engine::store::is_store_template(&ct) {
+            return fail(
+                Step::Store,
+                format!("VMID {vmid} is no longer one of phoenix's store templates; refusing to destroy it: run the build again"),
+            );
+        }
+        log.line(&format!(
+            "  {vmid} holds an untrusted store template of this generation (its making was cut short): destroyed first"
+        ));
+        if ct.lock.is_some() {
+            self.call(
+                ctid,
+                Step::Store,
+                log,
+                &format!("pct unlock {vmid}"),
+                || self.host.unlock(vmid),
+            )?;
+        }
+        if ct.running {
+            self.call(ctid, Step::Store, log, &format!("pct stop {vmid}"), || {
+                self.host.stop(vmid)
+            })?;
+        }
+        self.call(
+            ctid,
+            Step::Store,
+            log,
+            &format!("pct destroy {vmid}"),
+            || self.host.destroy(vmid),
+        )
     }
 
     /// What happens to a node's CT after its build failed (`behavior.rollback_on_failure`):
@@ -414,6 +562,8 @@ impl Executor<'_> {
         Settings {
             features: Some(features),
             managed: Some(true),
+            // A linked clone starts as a copy of its store template's config.
+            store_template: Some(false),
             description: Some(format!(
                 "Managed by phoenix: `phoenix why {}` explains its build. Changes made here are overwritten.",
                 node.ctid
@@ -429,7 +579,9 @@ impl Executor<'_> {
         let node = self.node(ctid);
         let mut log = NodeLog::open(&self.log_path(ctid));
         if let Action::Update { changes, secrets } = &entry.action {
-            let settings = changes.iter().any(|c| c.key != "running");
+            let settings = changes
+                .iter()
+                .any(|c| c.key != "running" && c.key != STORE_CHANGE);
             if settings {
                 self.step(ctid, Step::Settings, &mut log);
                 self.set(ctid, &runtime_settings(node), &mut log)?;
@@ -452,6 +604,9 @@ impl Executor<'_> {
             if !secrets.is_empty() {
                 self.deliver_secrets(node, secrets, &mut log)?;
             }
+            if let Some(make) = &entry.store_template {
+                self.make_store_template(node, make, &mut log)?;
+            }
             return Ok(());
         }
         if matches!(
@@ -473,6 +628,9 @@ impl Executor<'_> {
         self.start_ready(node, &mut log)?;
         self.node_steps(node, &mut log)?;
         self.commit(node, &mut log)?;
+        if let Some(make) = &entry.store_template {
+            self.make_store_template(node, make, &mut log)?;
+        }
         log.line("# built");
         Ok(())
     }
@@ -603,7 +761,8 @@ impl Executor<'_> {
         )?;
         self.step(ctid, Step::Snapshot, log);
         let snap = self.hashes[&ctid].hash.snapshot();
-        if self.host_ct(ctid, log)?.snapshot(snap.as_str()).is_some() {
+        let now = self.host_ct(ctid, log)?;
+        if now.snapshot(snap.as_str()).is_some() {
             // An older generation with this name (a reverted config): Proxmox refuses a
             // used name, and the live CT holds newer work, so the old one goes.
             self.call(
@@ -614,7 +773,11 @@ impl Executor<'_> {
                 || self.host.delete_snapshot(ctid, snap.as_str()),
             )?;
         }
-        let description = self.build_record(ctid).description();
+        let description = BuildRecord {
+            linked: now.linked_to(),
+            ..self.build_record(ctid)
+        }
+        .description();
         self.call(
             ctid,
             Step::Snapshot,
@@ -736,6 +899,7 @@ impl Executor<'_> {
             base: self.in_place_base(ctid),
             built: Some(now_secs()),
             label: node.spec.template_snapshot_name.clone(),
+            linked: None,
         }
     }
 

@@ -72,10 +72,15 @@ pub fn tasks(
     let mut finish_task: BTreeMap<Ctid, usize> = BTreeMap::new();
     for &ctid in building {
         let entry = entries[&ctid];
-        // A parent that takes a new snapshot in this run must finish first.
+        // A parent that takes a new snapshot (or makes its store template) in this run
+        // must finish first.
         let parent_dep: Vec<usize> = entry
             .parent
-            .filter(|p| entries.get(p).is_some_and(|e| e.action.snapshots()))
+            .filter(|p| {
+                entries
+                    .get(p)
+                    .is_some_and(|e| e.action.snapshots() || e.store_template.is_some())
+            })
             .and_then(|p| finish_task.get(&p).copied())
             .into_iter()
             .collect();
@@ -102,10 +107,28 @@ pub fn tasks(
         } else {
             parent_dep
         };
+        let store = if entry.store_template.is_some() {
+            host.estimate_ms(Verb::Clone)
+                + host.estimate_ms(Verb::Template)
+                + host.estimate_ms(Verb::Set)
+        } else {
+            0
+        };
+        let cost = match entry.action {
+            // Only the store template is missing.
+            Action::Update { ref changes, .. }
+                if changes
+                    .iter()
+                    .all(|c| c.key == crate::engine::store::STORE_CHANGE) =>
+            {
+                store
+            }
+            _ => finish_cost(fleet, ctid, host) + store,
+        };
         out.tasks.push(Task {
             deps: finish_deps,
             resource: None,
-            cost: finish_cost(fleet, ctid, host),
+            cost,
         });
         out.parts.push((ctid, Part::Finish));
         finish_task.insert(ctid, out.tasks.len() - 1);

@@ -117,6 +117,9 @@ fn run_help(e: &RunError) -> String {
         RunError::StateDir(_) => {
             "make the state directory (--state-dir, PHOENIX_STATE_DIR) writable, or move aside what is in the way; `phoenix plan` checks it".to_string()
         }
+        RunError::Store(_) => {
+            "give proxmox_defaults.store_vmid_range VMIDs no other guest uses and enough of them (or remove it to clone in full); `phoenix plan` checks it".to_string()
+        }
     }
 }
 

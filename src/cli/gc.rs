@@ -10,13 +10,61 @@ pub struct GcArgs {
     pub wait: bool,
 }
 
-/// A snapshot (or, without one, an orphan CT) that could not be removed.
+/// A snapshot (or, without one, an orphan CT or a store template) that could not be
+/// removed.
 #[derive(Serialize)]
 struct GcError {
     ctid: Ctid,
     snapshot: Option<String>,
     /// The host's words.
     message: String,
+}
+
+/// Removes a store template no CT links to (unlocking and stopping what a cut-short
+/// creation left first). A linked one is never tried: Proxmox refuses to remove a base
+/// volume in use.
+fn remove_store_template(host: &dyn crate::host::Host, vmid: Ctid) -> crate::host::HostResult<()> {
+    let Some(ct) = host.ct(vmid)? else {
+        return Ok(());
+    };
+    if !crate::engine::store::is_store_template(&ct) {
+        return Err(crate::host::HostError::failed(format!(
+            "VMID {vmid} is no longer one of phoenix's store templates; left alone"
+        )));
+    }
+    if ct.lock.is_some() {
+        host.unlock(vmid)?;
+    }
+    if ct.running {
+        host.stop(vmid)?;
+    }
+    host.destroy(vmid)
+}
+
+/// The store templates the kept generations' records name, with the CTs they were kept
+/// for: those generations were linked clones of them. Generations this gc removes
+/// (`going`) hold nothing.
+fn kept_links(
+    state: &StateDir,
+    ctids: &std::collections::BTreeSet<Ctid>,
+    going: &std::collections::BTreeSet<(Ctid, String)>,
+) -> std::collections::BTreeMap<Ctid, Vec<Ctid>> {
+    let mut out: std::collections::BTreeMap<Ctid, Vec<Ctid>> = std::collections::BTreeMap::new();
+    for &ctid in ctids {
+        for k in state.kept(ctid) {
+            if going.contains(&(ctid, k.snapshot.clone())) {
+                continue;
+            }
+            if let Some(store) = crate::engine::snapshot::BuildRecord::parse(&k.description).linked
+            {
+                let list = out.entry(store).or_default();
+                if !list.contains(&ctid) {
+                    list.push(ctid);
+                }
+            }
+        }
+    }
+    out
 }
 
 pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
@@ -63,9 +111,30 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
         orphans: args.orphans,
     };
     let decisions = crate::engine::gc::decide(&hashes, &inventory, &kept, &pinned, &policy);
+    let found = crate::engine::store::found(&inventory, fleet.hypervisor.store_range);
+    let going: std::collections::BTreeSet<(Ctid, String)> = decisions
+        .snapshots
+        .iter()
+        .filter(|d| d.kept_copy.is_some() && d.decision == crate::engine::gc::Decision::Delete)
+        .map(|d| (d.ctid, d.snapshot.clone()))
+        .collect();
+    let ctids: std::collections::BTreeSet<Ctid> = fleet
+        .nodes
+        .keys()
+        .chain(inventory.keys())
+        .copied()
+        .collect();
+    let stores = crate::engine::store::gc(
+        &found,
+        &hashes,
+        &inventory,
+        &kept_links(&state, &ctids, &going),
+        &pinned,
+    );
     let mut errors = Vec::new();
     let mut deleted = Vec::new();
     let mut destroyed = Vec::new();
+    let mut removed_stores: Vec<Ctid> = Vec::new();
     if !args.dry_run {
         for d in decisions
             .snapshots
@@ -106,6 +175,21 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
                 }),
             }
         }
+        for s in stores.iter().filter(|s| {
+            matches!(
+                s.decision,
+                crate::engine::store::StoreDecision::Delete { .. }
+            )
+        }) {
+            match remove_store_template(host.as_ref(), s.found.vmid) {
+                Ok(()) => removed_stores.push(s.found.vmid),
+                Err(e) => errors.push(GcError {
+                    ctid: s.found.vmid,
+                    snapshot: s.found.snapshot.clone(),
+                    message: e.to_string(),
+                }),
+            }
+        }
         for o in decisions.orphans.iter().filter(|o| o.destroy) {
             let r = (|| {
                 if o.running {
@@ -131,6 +215,8 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             "orphans": decisions.orphans,
             "deleted": deleted.iter().map(|(c, s)| json!({"ctid": c, "snapshot": s})).collect::<Vec<_>>(),
             "destroyed": destroyed,
+            "store_templates": stores,
+            "removed_store_templates": removed_stores,
             "errors": errors,
         })),
         Output::Human => {
@@ -178,6 +264,9 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
                     ),
                 }
             }
+            for s in &stores {
+                println!("{}", store_line(fleet, s, verb));
+            }
             for o in &decisions.orphans {
                 if o.destroy {
                     println!(
@@ -200,17 +289,45 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
                 .filter(|d| d.decision == crate::engine::gc::Decision::Delete)
                 .count();
             let kept = decisions.snapshots.len() - candidates;
+            let store_candidates = stores
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s.decision,
+                        crate::engine::store::StoreDecision::Delete { .. }
+                    )
+                })
+                .count();
+            let stores_said = if stores.is_empty() {
+                String::new()
+            } else if args.dry_run {
+                format!(
+                    ", {store_candidates} store template(s) would be removed, {} kept",
+                    stores.len() - store_candidates
+                )
+            } else {
+                format!(
+                    ", {} store template(s) removed, {} kept",
+                    removed_stores.len(),
+                    stores.len() - store_candidates
+                )
+            };
             if args.dry_run {
-                println!("gc (dry run): {candidates} snapshot(s) would be deleted, {kept} kept; nothing was changed");
+                println!("gc (dry run): {candidates} snapshot(s) would be deleted, {kept} kept{stores_said}; nothing was changed");
             } else {
                 println!(
-                    "gc: {} snapshot(s) deleted, {kept} kept, {} orphan CT(s) destroyed",
+                    "gc: {} snapshot(s) deleted, {kept} kept, {} orphan CT(s) destroyed{stores_said}",
                     deleted.len(),
                     destroyed.len()
                 );
             }
             for e in &errors {
+                let store = stores.iter().any(|s| s.found.vmid == e.ctid);
                 match &e.snapshot {
+                    Some(s) if store => eprintln!(
+                        "error: store template {} ({s}): cannot remove it: {}",
+                        e.ctid, e.message
+                    ),
                     Some(s) => eprintln!("error: CT {}: cannot delete {s}: {}", e.ctid, e.message),
                     None => eprintln!(
                         "error: CT {}: cannot destroy the orphan: {}",
@@ -225,4 +342,45 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
     } else {
         exit::BUILD_FAILED
     })
+}
+
+/// One store template's line: which generation it holds, and its fate.
+fn store_line(fleet: &Fleet, s: &crate::engine::store::StoreVerdict, verb: &str) -> String {
+    use crate::engine::store::{StoreDecision, StoreDrop, StoreKeep};
+    let list = |c: &[Ctid]| c.iter().map(Ctid::to_string).collect::<Vec<_>>().join(", ");
+    let of = match (s.found.ctid, &s.found.snapshot) {
+        (Some(c), Some(snap)) => format!("{snap} of CT {}", node_label(fleet, c)),
+        _ => "of no generation phoenix can read".to_string(),
+    };
+    let why = match &s.decision {
+        StoreDecision::Keep { reason } => format!(
+            "keep: {}",
+            match reason {
+                StoreKeep::Linked { ctids } => format!(
+                    "CT {} linked to it (Proxmox keeps a base volume in use)",
+                    list(ctids)
+                ),
+                StoreKeep::KeptLinked { ctids } =>
+                    format!("kept generations of CT {} were linked to it", list(ctids)),
+                StoreKeep::Wanted =>
+                    "today's config builds its generation: clones link to it".to_string(),
+                StoreKeep::Current => "its node's live CT holds its generation".to_string(),
+                StoreKeep::Pinned =>
+                    "its node is pinned at its generation (phoenix rollback)".to_string(),
+            }
+        ),
+        StoreDecision::Delete { reason } => format!(
+            "{verb}: {}",
+            match reason {
+                StoreDrop::Unneeded =>
+                    "no CT links to it and its generation is no longer wanted".to_string(),
+                StoreDrop::Untrusted { why } =>
+                    format!("not trusted ({why}), and no CT links to it"),
+                StoreDrop::Duplicate { of } => format!(
+                    "store template {of} holds the same generation, and no CT links to this one"
+                ),
+            }
+        ),
+    };
+    format!("store template {} ({of})  {why}", s.found.vmid)
 }

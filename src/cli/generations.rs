@@ -23,6 +23,12 @@ struct Generation {
     /// Not on the CT: kept apart when the CT was replaced (`phoenix rollback` restores it).
     #[serde(skip_serializing_if = "Option::is_none")]
     kept: Option<KeptAt>,
+    /// A template's generation kept as a store template: its VMID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store_template: Option<Ctid>,
+    /// The store template this generation's disk was a linked clone of (its build record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linked: Option<Ctid>,
 }
 
 /// Where a kept generation is.
@@ -131,6 +137,16 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
         return Ok(exit::OK);
     }
     let wanted = planned.hashes[&ctid].hash.snapshot().to_string();
+    let stores = crate::engine::store::found(&planned.inventory, fleet.hypervisor.store_range);
+    let store_of = |snapshot: &str| {
+        stores
+            .iter()
+            .find(|s| {
+                s.trusted() && s.ctid == Some(ctid) && s.snapshot.as_deref() == Some(snapshot)
+            })
+            .map(|s| s.vmid)
+    };
+    let linked = |description: &str| snapshot::BuildRecord::parse(description).linked;
     let current = ct.and_then(current_build).map(|s| s.name.clone());
     let rows: Vec<Generation> = ct
         .map(snapshot::generations)
@@ -146,6 +162,8 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
                 .map(|(_, m)| Recipe::of(&m)),
             in_place_over: in_place_over(fleet, ctid, &s.description),
             kept: None,
+            store_template: store_of(&s.name),
+            linked: linked(&s.description),
         })
         .collect();
     let mut rows = rows;
@@ -170,6 +188,8 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
                 size_bytes: k.copy.size_bytes,
                 kept_at: k.kept_at,
             }),
+            store_template: store_of(&k.snapshot),
+            linked: linked(&k.description),
         });
     }
     match cli.output {
@@ -204,6 +224,12 @@ pub fn generations(cli: &Cli, fleet: &Fleet, ctid: Ctid) -> Result<i32, Error> {
                         k.size_bytes
                             .map_or(String::new(), |b| format!(", {:.1} MiB", b as f64 / 1048576.0))
                     );
+                }
+                if let Some(vmid) = r.linked {
+                    summary = format!("a linked clone of store template {vmid}; {summary}");
+                }
+                if let Some(vmid) = r.store_template {
+                    summary = format!("store template {vmid}; {summary}");
                 }
                 if let Some(over) = &r.in_place_over {
                     summary = format!(

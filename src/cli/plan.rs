@@ -31,6 +31,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
             "preflight": preflight.values().flatten().collect::<Vec<_>>(),
             "initial_setup": setup.map(|p| p.display().to_string()),
             "state_problems": state_problems,
+            "store_problems": plan.store_problems,
         })),
         Output::Human => {
             if let Some(p) = setup {
@@ -82,6 +83,12 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                     println!("  {} {name}: {}", p.ctid, p.message);
                 }
             }
+            if !plan.store_problems.is_empty() {
+                println!("\nstore templates: a build would fail before touching the host:");
+                for p in &plan.store_problems {
+                    println!("  {p}");
+                }
+            }
             if !state_problems.is_empty() {
                 println!(
                     "\nstate directory: a build would fail before touching the host ({}):",
@@ -93,7 +100,7 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
             }
         }
     }
-    if !preflight.is_empty() || !state_problems.is_empty() {
+    if !preflight.is_empty() || !state_problems.is_empty() || !plan.store_problems.is_empty() {
         Ok(exit::BUILD_FAILED)
     } else if plan
         .entries

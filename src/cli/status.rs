@@ -1,5 +1,5 @@
 //! `phoenix status`: each node's built snapshot, state and age on the host, and its
-//! planned action.
+//! planned action; then phoenix's store templates, what each holds and who links to it.
 
 use super::*;
 use crate::engine::snapshot::current_build;
@@ -35,6 +35,7 @@ struct StatusJson<'a> {
     schema_version: u32,
     backend: &'a str,
     nodes: Vec<StatusRow>,
+    store_templates: Vec<crate::engine::store::Found>,
 }
 
 pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
@@ -46,6 +47,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
         ..
     } = read_plan(cli, fleet, host.as_ref())?;
     let now = now_secs();
+    let stores = crate::engine::store::found(&inventory, fleet.hypervisor.store_range);
     let rows: Vec<StatusRow> = fleet
         .graph
         .order
@@ -75,6 +77,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
             schema_version: JSON_SCHEMA_VERSION,
             backend: host.name(),
             nodes: rows,
+            store_templates: stores,
         }),
         Output::Human => {
             let color = stdout_color(cli);
@@ -98,7 +101,38 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
                     action_cell(r.action.unwrap_or(""), 0, color)
                 );
             }
+            if !stores.is_empty() {
+                println!("\nstore templates (immutable Proxmox templates of built generations; clones link to them):");
+                for s in &stores {
+                    println!("  {}", store_row(fleet, s));
+                }
+            }
         }
     }
     Ok(exit::OK)
+}
+
+/// One store template as `status` and `generations` show it.
+pub fn store_row(fleet: &Fleet, s: &crate::engine::store::Found) -> String {
+    let of = match (s.ctid, &s.snapshot) {
+        (Some(c), Some(snap)) => format!("{snap} of CT {}", node_label(fleet, c)),
+        _ => "of no generation phoenix can read".to_string(),
+    };
+    let linked = if s.linked.is_empty() {
+        "no CT links to it".to_string()
+    } else {
+        format!(
+            "linked: {}",
+            s.linked
+                .iter()
+                .map(Ctid::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let trust = s
+        .untrusted
+        .as_ref()
+        .map_or(String::new(), |w| format!("  untrusted: {w}"));
+    format!("{:>9}  {of}  {linked}{trust}", s.vmid)
 }

@@ -95,6 +95,44 @@ fn render_reasons(out: &mut String, reasons: &[why::Reason], indent: &str) {
     }
 }
 
+/// What store templates say about a built node: the one its generation is kept as, and
+/// the one its disk is a linked clone of.
+fn store_lines(
+    fleet: &Fleet,
+    planned: &crate::build::Planned,
+    ctid: Ctid,
+    snapshot: &str,
+) -> String {
+    let mut out = String::new();
+    let stores = crate::engine::store::found(&planned.inventory, fleet.hypervisor.store_range);
+    if let Some(s) = stores
+        .iter()
+        .find(|s| s.trusted() && s.ctid == Some(ctid) && s.snapshot.as_deref() == Some(snapshot))
+    {
+        let linked = s.linked.iter().map(Ctid::to_string).collect::<Vec<_>>();
+        out.push_str(&format!(
+            "  its generation is kept as store template {} (an immutable Proxmox template){}\n",
+            s.vmid,
+            if linked.is_empty() {
+                String::new()
+            } else {
+                format!("; linked clones of it: {}", linked.join(", "))
+            }
+        ));
+    }
+    if let Some(store) = planned.inventory.get(&ctid).and_then(|c| c.linked_to()) {
+        let of = stores
+            .iter()
+            .find(|s| s.vmid == store)
+            .and_then(|s| s.snapshot.clone())
+            .map_or(String::new(), |snap| format!(" ({snap})"));
+        out.push_str(&format!(
+            "  its disk is a linked clone of store template {store}{of}: no data was copied\n"
+        ));
+    }
+    out
+}
+
 fn render_why(
     fleet: &Fleet,
     planned: &crate::build::Planned,
@@ -120,16 +158,26 @@ fn render_why(
             if let Some(note) = planned.plan.entry(ctid).and_then(crate::render::plan::in_place_note) {
                 out.push_str(&format!("  {note}\n"));
             }
+            out.push_str(&store_lines(fleet, planned, ctid, snapshot));
         }
         E::Update { changes, secrets } => {
-            let what = match (changes.is_empty(), secrets.is_empty()) {
+            let runtime = changes.iter().any(|c| c.key != crate::engine::store::STORE_CHANGE);
+            let what = match (!runtime, secrets.is_empty()) {
+                (true, true) => "only its store template is missing, which the build makes",
                 (false, true) => "only runtime settings differ, applied in place",
                 (true, false) => "only secrets differ, delivered by running its setup hook again on the live CT",
                 _ => "only runtime settings and secrets differ: the settings are applied in place, and its setup hook runs again on the live CT to deliver the secrets",
             };
             out.push_str(&format!("CT {label} is built from today's inputs; {what} (update, no rebuild):\n"));
             let block = &fleet.nodes[&ctid].pointer;
-            for c in changes {
+            for c in changes.iter().filter(|c| c.key == crate::engine::store::STORE_CHANGE) {
+                out.push_str(&format!(
+                    "  its store template is missing (store_vmid_range in {}): made as {}\n",
+                    fleet.hypervisor.file.path.display(),
+                    c.new
+                ));
+            }
+            for c in changes.iter().filter(|c| c.key != crate::engine::store::STORE_CHANGE) {
                 let at = fleet.line_of(&format!("{block}/{}", runtime_field(&c.key)));
                 out.push_str(&format!("  {}: {} → {} ({at})\n", c.key, c.old.as_deref().unwrap_or("(unset)"), c.new));
             }

@@ -10,7 +10,8 @@
 //! - the generation a rollback pinned the CT at;
 //!
 //! and is a candidate otherwise. Snapshots without the `phx-` form and CTs without the
-//! `phoenix` tag are never considered.
+//! `phoenix` tag are never considered. Store templates are decided apart
+//! ([`crate::engine::store::gc`]): they are never orphans.
 
 use std::collections::BTreeMap;
 
@@ -126,7 +127,10 @@ pub fn decide(
             });
         }
     }
-    for ct in inventory.values().filter(|c| c.is_managed()) {
+    for ct in inventory
+        .values()
+        .filter(|c| c.is_managed() && !crate::engine::store::is_store_template(c))
+    {
         let wanted = hashes.get(&ct.ctid).map(|h| h.hash.snapshot().to_string());
         if wanted.is_none() {
             out.orphans.push(OrphanDecision {

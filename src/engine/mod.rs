@@ -8,5 +8,6 @@ pub mod hash;
 pub mod plan;
 pub mod secrets;
 pub mod snapshot;
+pub mod store;
 pub mod walker;
 pub mod why;

@@ -49,6 +49,9 @@ pub struct Context {
     pub unfinished: BTreeSet<Ctid>,
     /// CTs held at a generation by `phoenix rollback`.
     pub pins: BTreeMap<Ctid, Pinned>,
+    /// Store templates ([`crate::engine::store`]): `None` when off (no
+    /// `store_vmid_range`, or a host that makes none).
+    pub store: Option<crate::engine::store::Setup>,
 }
 
 /// A CT held at an earlier generation, as the plan shows it.
@@ -235,12 +238,23 @@ pub struct Entry {
     pub snapshot: String,
     #[serde(flatten)]
     pub action: Action,
+    /// How a node that is cloned in this run is cloned, when store templates are on: a
+    /// linked clone of its parent's store template, or a full clone and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone: Option<crate::engine::store::CloneFrom>,
+    /// The store template this run makes of the node's generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_template: Option<crate::engine::store::StoreMake>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Plan {
     /// Build list first (in build order), then held, blocked, unmanaged, then fresh.
     pub entries: Vec<Entry>,
+    /// What stops the store templates this plan needs (a guest in the range that is not
+    /// phoenix's, no free VMID left): a build refuses to start while there is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub store_problems: Vec<String>,
 }
 
 impl Plan {
@@ -427,9 +441,15 @@ pub fn plan(
                 hash: hashed.hash.clone(),
                 snapshot: hashed.hash.snapshot().to_string(),
                 action,
+                clone: None,
+                store_template: None,
             },
         );
     }
+    let store_problems = match &context.store {
+        Some(setup) => crate::engine::store::decide(fleet, hashes, inventory, &mut actions, setup),
+        None => Vec::new(),
+    };
     let rank = |a: &Action| match a {
         Action::Create | Action::Rebuild { .. } | Action::Update { .. } => 0,
         Action::Held { .. } => 1,
@@ -448,7 +468,10 @@ pub fn plan(
         .collect();
     let mut entries: Vec<Entry> = actions.into_values().collect();
     entries.sort_by_key(|e| (rank(&e.action), position[&e.ctid]));
-    Plan { entries }
+    Plan {
+        entries,
+        store_problems,
+    }
 }
 
 /// One node whose parent does not stop it. `unfinished`: phoenix's build record proves
@@ -627,6 +650,11 @@ fn rebuild(node: &Node, cause: Cause, built: String, consent: &Consent) -> Actio
         return rebuild(RebuildMode::Replace, ConsentBy::NotNeeded);
     }
     if cause == Cause::OwnInputs {
+        // Named on the command line, it is replaced as asked: a clean build from its
+        // parent's generation (with store templates, a linked clone: no data copied).
+        if consent.replace.contains(&node.ctid) {
+            return rebuild(RebuildMode::Replace, ConsentBy::CommandLine);
+        }
         return rebuild(RebuildMode::InPlace, ConsentBy::NotNeeded);
     }
     // A standard container whose parent changed (or may have): replacing it discards

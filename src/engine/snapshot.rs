@@ -13,6 +13,7 @@
 //! base: <the parent's 64 hex whose files the CT holds, when not `parent`'s>
 //! built: <seconds since the epoch>
 //! label: <template_snapshot_name, when the node has one>
+//! linked: <the store template's VMID, when the CT's disk is a linked clone of one>
 //! ```
 //!
 //! `base` is written by an in-place convergence after the parent changed (`"rebuild":
@@ -76,6 +77,9 @@ pub struct BuildRecord {
     pub built: Option<u64>,
     /// The node's `template_snapshot_name`.
     pub label: Option<String>,
+    /// The store template the CT's disk is a linked clone of ([`crate::engine::store`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked: Option<Ctid>,
 }
 
 impl BuildRecord {
@@ -100,6 +104,9 @@ impl BuildRecord {
         }
         if let Some(l) = &self.label {
             d.push_str(&format!("label: {l}\n"));
+        }
+        if let Some(s) = self.linked {
+            d.push_str(&format!("linked: {s}\n"));
         }
         d
     }
@@ -132,6 +139,7 @@ impl BuildRecord {
                 "base" => r.base = Some(v.to_string()),
                 "built" => r.built = v.parse().ok(),
                 "label" => r.label = Some(v.to_string()),
+                "linked" => r.linked = v.parse().ok(),
                 _ => {}
             }
         }
@@ -235,6 +243,7 @@ mod tests {
             base: Some("cd".repeat(32)),
             built: Some(1_700_000_000),
             label: Some("base-snapshot".into()),
+            linked: Some(9001),
         };
         assert_eq!(BuildRecord::parse(&r.description()), r);
         let partial = BuildRecord::parse("made by hand\nparent: -\n");

@@ -215,6 +215,51 @@ pub struct Hypervisor {
     pub rollback_on_failure: bool,
     /// `proxmox_defaults.backup_storage`: where replaced generations are kept.
     pub backup_storage: String,
+    /// `proxmox_defaults.store_vmid_range`: the VMIDs of phoenix's store templates; `None`
+    /// leaves store templates off (every clone a full clone).
+    pub store_range: Option<VmidRange>,
+}
+
+/// A range of Proxmox VMIDs, `first-last` inclusive (`9000-9099`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VmidRange {
+    pub first: Ctid,
+    pub last: Ctid,
+}
+
+impl VmidRange {
+    /// Reads `first-last`; `Err` says what is wrong with it.
+    pub fn parse(text: &str) -> Result<VmidRange, String> {
+        let (a, b) = text.split_once('-').ok_or_else(|| {
+            format!("`{text}` is not a range of VMIDs: write `first-last`, e.g. `9000-9099`")
+        })?;
+        let id = |t: &str| {
+            parse_ctid(t.trim()).ok_or_else(|| {
+                format!(
+                    "`{t}` is not a VMID (an integer from 100 to 999999999, without leading zeros)"
+                )
+            })
+        };
+        let (first, last) = (id(a)?, id(b)?);
+        if first > last {
+            return Err(format!(
+                "the range {text} is empty: its first VMID is above its last (write `{last}-{first}`)"
+            ));
+        }
+        Ok(VmidRange { first, last })
+    }
+    pub fn contains(&self, vmid: Ctid) -> bool {
+        (self.first..=self.last).contains(&vmid)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Ctid> {
+        self.first..=self.last
+    }
+}
+
+impl std::fmt::Display for VmidRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
 }
 
 /// A script phoenix hashes: a node's hook, a `lib/` file, or a built-in step script.
@@ -323,6 +368,22 @@ pub fn is_secret_field(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vmid_ranges() {
+        let r = VmidRange::parse("9000-9099").unwrap();
+        assert!(r.contains(9000) && r.contains(9099) && !r.contains(9100));
+        assert_eq!(r.to_string(), "9000-9099");
+        assert_eq!(r.iter().count(), 100);
+        assert_eq!(VmidRange::parse("9000-9000").unwrap().iter().count(), 1);
+        assert!(VmidRange::parse("9099-9000")
+            .unwrap_err()
+            .contains("is empty"));
+        assert!(VmidRange::parse("99-200")
+            .unwrap_err()
+            .contains("`99` is not a VMID"));
+        assert!(VmidRange::parse("9000").unwrap_err().contains("first-last"));
+    }
 
     #[test]
     fn ctid_follows_the_vmid_rule() {

@@ -419,6 +419,9 @@ fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
         rollback_on_failure: flag(tree, "rollback_on_failure"),
         backup_storage: text(tree.get("proxmox_defaults"), "backup_storage")
             .unwrap_or_else(|| "local".to_string()),
+        // A range that does not read is reported by the rules (`config::store-range`).
+        store_range: text(tree.get("proxmox_defaults"), "store_vmid_range")
+            .and_then(|t| VmidRange::parse(&t).ok()),
     }
 }
 

@@ -24,7 +24,66 @@ pub fn check(fleet: &Fleet) -> Vec<Problem> {
     stray_hooks(fleet, &mut out);
     runfile_matches_driver(fleet, &mut out);
     gpus_need_nvidia_settings(fleet, &mut out);
+    store_range(fleet, &mut out);
     out
+}
+
+/// `proxmox_defaults.store_vmid_range` reads as a range, and none of the fleet's CTIDs is
+/// in it: phoenix gives every VMID of the range to its store templates, so a node there
+/// would be taken for one (or collide with one).
+fn store_range(fleet: &Fleet, out: &mut Vec<Problem>) {
+    let hv = &fleet.hypervisor;
+    let pointer = "/proxmox_defaults/store_vmid_range";
+    let Some(text) = hv
+        .tree
+        .get("proxmox_defaults")
+        .and_then(|d| d.get("store_vmid_range"))
+        .and_then(|v| v.as_str())
+    else {
+        return;
+    };
+    let problem = || {
+        Problem::error(
+            "config::store-range",
+            &hv.file,
+            hv.tree.locate(pointer, false),
+            pointer,
+        )
+    };
+    let range = match crate::fleet::config::VmidRange::parse(text) {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(problem().message(e).label("store templates' VMIDs").help(
+                "give a range of VMIDs no CT or VM of the cluster uses, e.g. \"9000-9099\", or remove the key to clone in full",
+            ));
+            return;
+        }
+    };
+    let inside: Vec<Ctid> = fleet
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&c| range.contains(c))
+        .collect();
+    if !inside.is_empty() {
+        let listed: Vec<String> = inside.iter().map(|c| c.to_string()).collect();
+        let above = fleet.nodes.keys().max().copied().unwrap_or(0) + 1;
+        let first = range.first.max(above);
+        out.push(
+            problem()
+                .message(format!(
+                    "store_vmid_range {range} holds the fleet's CTID{} {} ({}): phoenix gives every VMID of the range to its store templates",
+                    if inside.len() == 1 { "" } else { "s" },
+                    listed.join(", "),
+                    fleet.lxc_path().display()
+                ))
+                .label("overlaps the fleet")
+                .help(format!(
+                    "move the range past the fleet's CTIDs (e.g. \"{first}-{}\"), or give those nodes other CTIDs",
+                    first + (range.last - range.first)
+                )),
+        );
+    }
 }
 
 /// GPU nodes install the NVIDIA userspace driver from the runfile URL at the driver

@@ -36,6 +36,10 @@ pub use facts::HostFacts;
 
 /// The tag phoenix puts on every CT it creates; it never touches a CT without it.
 pub const MANAGED_TAG: &str = "phoenix";
+/// The tag phoenix puts besides [`MANAGED_TAG`] on a store template: the immutable
+/// Proxmox template of one built template generation, which children are linked clones
+/// of ([`crate::engine::store`]).
+pub const STORE_TAG: &str = "phoenix-store";
 
 /// Every call a [`Host`] answers. Its name is what `calls.log`, the `host_calls` of a
 /// run, `PHOENIX_SIM_LATENCY` and `PHOENIX_SIM_FAULTS` use.
@@ -238,6 +242,9 @@ pub struct Settings {
     pub features: Option<BTreeMap<String, String>>,
     /// phoenix's marker: its tag on the CT.
     pub managed: Option<bool>,
+    /// phoenix's store-template marker: the [`STORE_TAG`] on the CT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_template: Option<bool>,
     pub description: Option<String>,
     /// Host-specific options phoenix does not model, passed through verbatim (`pct set
     /// --swap 0` from a hook).
@@ -273,6 +280,10 @@ impl Settings {
                 &Some(have.features.clone().unwrap_or_default()),
             ),
             managed: unmet(&self.managed, &Some(have.managed.unwrap_or(false))),
+            store_template: unmet(
+                &self.store_template,
+                &Some(have.store_template.unwrap_or(false)),
+            ),
             description: unmet(&self.description, &have.description),
             extra: self.extra.clone(),
             delete: self.delete.clone(),
@@ -379,6 +390,10 @@ pub struct CtInfo {
     pub snapshots: Vec<SnapshotInfo>,
     /// The snapshot the current state descends from (Proxmox's `parent:`).
     pub parent_snapshot: Option<String>,
+    /// The root disk's volume id (`local-zfs:basevol-9000-disk-0/subvol-950-disk-0`), on a
+    /// host that names volumes so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_volume: Option<String>,
     /// Why the CT's config could not be read, when it could not: such a CT is never
     /// touched, and is reported as unreadable rather than as somebody else's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,12 +407,36 @@ impl CtInfo {
     pub fn snapshot(&self, name: &str) -> Option<&SnapshotInfo> {
         self.snapshots.iter().find(|s| s.name == name)
     }
+    /// The template whose base volume the root disk is a linked clone of
+    /// (`basevol-9000-disk-0/subvol-950-disk-0`: 9000), if it is one.
+    pub fn linked_to(&self) -> Option<Ctid> {
+        self.root_volume.as_deref().and_then(linked_base)
+    }
     pub fn hostname(&self) -> String {
         self.settings
             .hostname
             .clone()
             .unwrap_or_else(|| format!("CT{}", self.ctid))
     }
+}
+
+/// The VMID of the base volume a volume id is a linked clone of: Proxmox names a linked
+/// clone `<base volume>/<own volume>` with the base `basevol-<vmid>-disk-<n>` (ZFS) or
+/// `base-<vmid>-disk-<n>` (LVM-thin, Ceph RBD, btrfs) [STOR parse_volname].
+pub fn linked_base(volid: &str) -> Option<Ctid> {
+    let name = volid.split_once(':').map_or(volid, |(_, n)| n);
+    let mut parts: Vec<&str> = name.split('/').collect();
+    parts.pop(); // the volume itself
+    parts.into_iter().find_map(|p| {
+        let rest = p
+            .strip_prefix("basevol-")
+            .or_else(|| p.strip_prefix("base-"))?;
+        let (vmid, disk) = rest.split_once("-disk-")?;
+        disk.trim_end_matches(".subvol")
+            .parse::<u32>()
+            .ok()
+            .and(crate::fleet::config::parse_ctid(vmid))
+    })
 }
 
 impl fmt::Display for CtInfo {
@@ -474,6 +513,13 @@ pub trait Host: Send + Sync {
                 ),
             )),
         }
+    }
+    /// Whether a template's disk on `storage` can be cloned linked (Proxmox: ZFS, LVM-thin,
+    /// Ceph RBD, btrfs). `None`: this host makes no store templates at all (plain LXC,
+    /// whose clones are btrfs snapshots already).
+    fn links_clones_on(&self, storage: &str) -> Option<bool> {
+        let _ = storage;
+        None
     }
     /// `pct template`: makes a stopped CT without snapshots a template (its volumes
     /// become read-only bases for linked clones).
@@ -685,6 +731,25 @@ mod tests {
         assert!(want.unmet_by(&have).is_empty());
         have.managed = None;
         assert_eq!(want.unmet_by(&have).managed, Some(true));
+    }
+
+    #[test]
+    fn a_linked_clone_names_its_base() {
+        assert_eq!(
+            linked_base("local-zfs:basevol-9000-disk-0/subvol-950-disk-0"),
+            Some(9000)
+        );
+        assert_eq!(
+            linked_base("thin:base-9001-disk-1/vm-951-disk-0"),
+            Some(9001)
+        );
+        assert_eq!(linked_base("local-zfs:subvol-950-disk-0"), None);
+        assert_eq!(
+            linked_base("local-zfs:basevol-9000-disk-0"),
+            None,
+            "the base itself"
+        );
+        assert_eq!(linked_base("local:950/subvol-950-disk-0.subvol"), None);
     }
 
     #[test]

@@ -1,6 +1,51 @@
 //! The one-line reason people read for each plan entry, rendered from its typed action.
 
 use crate::engine::plan::{Action, Cause, ConsentBy, Entry, LeftOut, Plan, RebuildMode};
+use crate::engine::store::{CloneFrom, FullClone, STORE_CHANGE};
+
+/// Why a clone is a full copy although store templates are on, in words.
+pub fn full_clone(reason: &FullClone) -> String {
+    match reason {
+        FullClone::NoLinkedClones { storage } => format!(
+            "storage '{storage}' makes no linked clones (Proxmox links them on ZFS, LVM-thin, Ceph RBD and btrfs)"
+        ),
+        FullClone::OtherStorage {
+            storage,
+            template_storage,
+        } => format!(
+            "its storage '{storage}' is not its template's '{template_storage}', and a linked clone stays on its template's storage"
+        ),
+        FullClone::NoStoreTemplate => {
+            "its parent has no store template of that generation, and this run makes none"
+                .to_string()
+        }
+    }
+}
+
+/// How a cloned node is cloned, and what store template a node gets, when store
+/// templates are on: the end of its plan line.
+pub fn store_note(e: &Entry) -> Option<String> {
+    let clone = e.clone.as_ref().map(|c| match c {
+        CloneFrom::Linked { store_template } => {
+            format!("a linked clone of store template {store_template} (no data copied)")
+        }
+        CloneFrom::Full { reason } => format!("a full clone: {}", full_clone(reason)),
+    });
+    let store = e.store_template.as_ref().map(|m| {
+        format!(
+            "then store template {} of {}{}",
+            m.vmid,
+            e.snapshot,
+            if m.redo {
+                " (made again: an untrusted one is there)"
+            } else {
+                ""
+            }
+        )
+    });
+    let parts: Vec<String> = clone.into_iter().chain(store).collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
 
 pub fn what_changed(cause: &Cause) -> String {
     match cause {
@@ -34,6 +79,15 @@ pub fn in_place_note(e: &Entry) -> Option<String> {
 
 /// One line for people: what happens to the node and why.
 pub fn reason(e: &Entry, plan: &Plan) -> String {
+    let line = action_reason(e, plan);
+    match store_note(e) {
+        Some(note) if line.is_empty() => note,
+        Some(note) => format!("{line}; {note}"),
+        None => line,
+    }
+}
+
+fn action_reason(e: &Entry, plan: &Plan) -> String {
     let want = &e.snapshot;
     match &e.action {
         Action::Fresh { disk_kept_gb, .. } => {
@@ -50,9 +104,16 @@ pub fn reason(e: &Entry, plan: &Plan) -> String {
         }
         Action::Update { changes, secrets } => {
             let mut parts = Vec::new();
-            if !changes.is_empty() {
-                let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+            let keys: Vec<&str> = changes
+                .iter()
+                .map(|c| c.key.as_str())
+                .filter(|k| *k != STORE_CHANGE)
+                .collect();
+            if !keys.is_empty() {
                 parts.push(format!("runtime settings changed: {}", keys.join(", ")));
+            }
+            if e.store_template.is_some() && keys.is_empty() && secrets.is_empty() {
+                parts.push(format!("up to date ({want}), but without its store template"));
             }
             if !secrets.is_empty() {
                 let names: Vec<String> = secrets

@@ -420,6 +420,7 @@ impl LxcHost {
                     passthrough: Passthrough::default(),
                     snapshots: self.snapshots(ctid),
                     parent_snapshot: None,
+                    root_volume: None,
                     unreadable: None,
                 }));
             }
@@ -436,6 +437,7 @@ impl LxcHost {
             passthrough: meta.passthrough,
             snapshots: self.snapshots(ctid),
             parent_snapshot: meta.parent_snapshot,
+            root_volume: None,
             unreadable: None,
         }))
     }
@@ -828,6 +830,7 @@ impl Host for LxcHost {
             take(&mut s.onboot, &settings.onboot);
             take(&mut s.features, &settings.features);
             take(&mut s.managed, &settings.managed);
+            take(&mut s.store_template, &settings.store_template);
             take(&mut s.description, &settings.description);
             if let Some(net) = &settings.network {
                 let mut net = net.clone();

@@ -24,8 +24,8 @@ use super::{lock, map, text};
 use crate::fleet::config::parse_ctid;
 use crate::host::facts::version_at_least;
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
-    KeptCopy, Passthrough, Settings, Verb,
+    CloneRequest, CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts,
+    HostResult, KeptCopy, Passthrough, Settings, Verb,
 };
 
 pub struct PveHost {
@@ -343,6 +343,13 @@ impl Host for PveHost {
         super::storage::check(&self.root, storage, ostemplate)
     }
 
+    fn links_clones_on(&self, storage: &str) -> Option<bool> {
+        Some(
+            super::storage::read(&self.root)
+                .is_ok_and(|s| super::storage::links_clones(&s, storage)),
+        )
+    }
+
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         let mut args = vec![
             "create".to_string(),
@@ -429,6 +436,47 @@ impl Host for PveHost {
             spec.storage.clone(),
         ])
         .map(|_| ())
+    }
+
+    /// `pct clone` with the request's options, as given (a linked clone of a template:
+    /// `--full 0` and no `--snapname` or `--storage`).
+    fn clone_with(&self, req: &CloneRequest) -> HostResult<()> {
+        let mut args = vec![
+            "clone".to_string(),
+            req.source.to_string(),
+            req.target.to_string(),
+        ];
+        let mut opt = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                args.push(format!("--{k}"));
+                args.push(v);
+            }
+        };
+        opt("snapname", req.snapname.clone());
+        opt("hostname", req.hostname.clone());
+        opt("description", req.description.clone());
+        opt(
+            "full",
+            req.full.map(|f| if f { "1" } else { "0" }.to_string()),
+        );
+        opt("storage", req.storage.clone());
+        self.pct(&args).map(|_| ())
+    }
+
+    /// `pct template <vmid>`. Its worker's failure exits 0 with the error on stderr
+    /// (pct-spec §0), so an error line there decides too (a wait for the config lock is
+    /// not one).
+    fn template(&self, ctid: Ctid) -> HostResult<()> {
+        let args = ["template".to_string(), ctid.to_string()];
+        let o = self.invoke(&args, Stdio::null())?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let complaint = stderr
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.starts_with("trying to acquire lock"));
+        if !o.status.success() || complaint {
+            return Err(pct_error(&stderr, o.status.code()));
+        }
+        Ok(())
     }
 
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {

@@ -8,6 +8,7 @@
 //! | network | `net0: name=..,bridge=..,gw=..,hwaddr=..,ip=..,type=veth` |
 //! | features | `features` (a set; empty removes the key) |
 //! | managed | `phoenix` in `tags` (other tags kept) |
+//! | store_template | `phoenix-store` in `tags` |
 //! | description | the `#` lines |
 //! | disk size | `size=` of `rootfs` |
 //! | passthrough | `lxc.cgroup2.devices.allow: c <major>:* rwm`, `lxc.mount.entry: /dev/x dev/x none bind,optional,create=file` |
@@ -16,7 +17,9 @@ use std::collections::BTreeMap;
 
 use super::conf::{ConfFile, Section};
 use super::props::{self, Features, NetConf, Tags};
-use crate::host::{CtInfo, Ctid, Network, Passthrough, Settings, SnapshotInfo, MANAGED_TAG};
+use crate::host::{
+    CtInfo, Ctid, Network, Passthrough, Settings, SnapshotInfo, MANAGED_TAG, STORE_TAG,
+};
 
 const DEVICE_ALLOW: &str = "lxc.cgroup2.devices.allow";
 const MOUNT_ENTRY: &str = "lxc.mount.entry";
@@ -164,8 +167,8 @@ pub fn setting_params(
             opts.push(("features".into(), Features::from_map(f).to_string()));
         }
     }
-    if let Some(managed) = s.managed {
-        match tags_marked(current.and_then(|m| m.get("tags")), managed) {
+    if s.managed.is_some() || s.store_template.is_some() {
+        match tags_marked(current.and_then(|m| m.get("tags")), s) {
             Some(t) => opts.push(("tags".into(), t)),
             None => delete.push("tags".into()),
         }
@@ -232,8 +235,8 @@ pub fn write_settings(section: &mut Section, s: &Settings, new_mac: &mut dyn FnM
             section.set("features", &Features::from_map(f).to_string());
         }
     }
-    if let Some(managed) = s.managed {
-        match tags_marked(section.get("tags"), managed) {
+    if s.managed.is_some() || s.store_template.is_some() {
+        match tags_marked(section.get("tags"), s) {
             Some(t) => section.set("tags", &t),
             None => {
                 section.remove("tags");
@@ -251,14 +254,16 @@ pub fn write_settings(section: &mut Section, s: &Settings, new_mac: &mut dyn FnM
     }
 }
 
-/// `tags` with phoenix's marker added or removed, other tags kept; `None` when none are
-/// left.
-pub fn tags_marked(tags: Option<&str>, managed: bool) -> Option<String> {
+/// `tags` with phoenix's markers added or removed as `s` says (`managed`, `store_template`),
+/// other tags kept; `None` when none are left.
+pub fn tags_marked(tags: Option<&str>, s: &Settings) -> Option<String> {
     let mut tags = tags.map(Tags::parse).unwrap_or_default();
-    if managed {
-        tags.insert(MANAGED_TAG);
-    } else {
-        tags.remove(MANAGED_TAG);
+    for (tag, on) in [(MANAGED_TAG, s.managed), (STORE_TAG, s.store_template)] {
+        match on {
+            Some(true) => tags.insert(tag),
+            Some(false) => tags.remove(tag),
+            None => {}
+        }
     }
     (!tags.is_empty()).then(|| tags.to_string())
 }
@@ -302,6 +307,11 @@ pub fn read_settings(section: &Section) -> Settings {
             section
                 .get("tags")
                 .is_some_and(|t| Tags::parse(t).contains(MANAGED_TAG)),
+        ),
+        store_template: Some(
+            section
+                .get("tags")
+                .is_some_and(|t| Tags::parse(t).contains(STORE_TAG)),
         ),
         description: (!description.is_empty()).then_some(description),
         extra: BTreeMap::new(),
@@ -356,6 +366,10 @@ pub fn ct_info(ctid: Ctid, conf: &ConfFile, running: bool) -> CtInfo {
         passthrough: read_passthrough(main),
         snapshots,
         parent_snapshot: main.get("parent").map(str::to_string),
+        root_volume: main
+            .get("rootfs")
+            .and_then(|r| props::MountPoint::parse(r).ok())
+            .map(|m| m.volume),
         unreadable: None,
     }
 }

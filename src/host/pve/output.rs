@@ -182,6 +182,7 @@ mod tests {
                 })
                 .collect(),
             parent_snapshot: parent.map(str::to_string),
+            root_volume: None,
             unreadable: None,
         }
     }

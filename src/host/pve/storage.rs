@@ -55,6 +55,20 @@ impl Storage {
     }
 }
 
+/// Storage types whose template volumes Proxmox clones linked, without copying: ZFS
+/// (`zfs clone` of the base's `@__base__`), LVM-thin, Ceph RBD and btrfs
+/// [pve-storage `volume_has_feature` clone/base]. A `dir` storage links only qcow2 images,
+/// which CT disks never are.
+pub const LINKED_CLONE_TYPES: &[&str] = &["zfspool", "lvmthin", "rbd", "btrfs"];
+
+/// Whether a template's CT disk on storage `id` is cloned linked (false for a storage that
+/// is not in `storage.cfg`: the preflight names that).
+pub fn links_clones(storages: &BTreeMap<String, Storage>, id: &str) -> bool {
+    storages
+        .get(id)
+        .is_some_and(|s| LINKED_CLONE_TYPES.contains(&s.kind.as_str()))
+}
+
 /// Why a CT's root disk cannot go on storage `id`, if it cannot: the storage is not in
 /// `storage.cfg`, or does not hold container disks (`rootdir`).
 pub fn check_rootdir(storages: &BTreeMap<String, Storage>, id: &str) -> Result<(), String> {
@@ -213,6 +227,18 @@ mod tests {
         assert_eq!(s["local-zfs"].properties["sparse"], "1");
         assert!(s["local-zfs"].holds("rootdir"));
         assert!(parse("\tpool x\n").is_err());
+    }
+
+    #[test]
+    fn linked_clones_where_proxmox_makes_them() {
+        let s = parse(&format!(
+            "{DEFAULT_STORAGE_CFG}\nlvmthin: thin\n\tvgname pve\n\tthinpool data\n\tcontent rootdir\n"
+        ))
+        .unwrap();
+        assert!(links_clones(&s, "local-zfs"));
+        assert!(links_clones(&s, "thin"));
+        assert!(!links_clones(&s, "local"), "dir");
+        assert!(!links_clones(&s, "tank"), "unknown");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | `run/lxc/<vmid>.running` | the CT runs |
 //! | `run/lock/lxc/pve-config-<vmid>.lock` | the config file lock (10 s, as Proxmox) |
 //! | `proc/driver/nvidia/version`, `proc/devices`, `dev/nvidia*` | host facts, read by the same code as on a real host |
-//! | `calls.log` | one JSON line per call (`verb`, `ctid`, `mutating`, `pid`) |
+//! | `calls.log` | one JSON line per call (`verb`, `ctid`, `mutating`, `pid`, and `bytes` copied for the verbs that move a volume's data) |
 //!
 //! A config written by hand or by another tool into the CT directory is that CT. It
 //! behaves like Proxmox where phoenix depends on it (`pct-spec.md`): a clone locks its
@@ -28,6 +28,15 @@
 //! create`'s pre-fork checks and rolled-back worker, `pct clone`'s options (linked clones
 //! of templates), `pct template`, and `[pve:pending]` for what a running CT cannot take
 //! at once (applied at the next start).
+//!
+//! **Data.** A volume's used size is the bytes of its files ([`used_bytes`]); commands run
+//! inside a CT are recorded, not run, except `fallocate -l <size> <file>`, which makes the
+//! file hold `<size>` bytes as far as the model counts (it keeps the size, not the bytes):
+//! the way a hook gives a CT data (a 15 GiB model). Each call records the bytes it copies
+//! in `calls.log`: a create what it extracted, a full clone its source's used size, a backup
+//! and a restore the CT's; a linked clone, a snapshot, a rollback and a template conversion
+//! nothing (ZFS shares the blocks). `<verb>_per_gib` in the latency knob makes a call's time
+//! follow its bytes.
 //!
 //! Knobs: [`knobs`] (latency, faults), and `PHOENIX_SIM_NVIDIA_VERSION=580.76.05|none`,
 //! the host kernel driver the model's `proc/` reports.
@@ -133,6 +142,105 @@ fn inside(path: &str) -> Option<PathBuf> {
     p.components()
         .all(|c| matches!(c, std::path::Component::Normal(_)))
         .then(|| p.to_path_buf())
+}
+
+/// How a file written by `fallocate -l` inside a CT begins: the model keeps the size it
+/// was given after this mark, not the bytes.
+const DATA_MARK: &str = "phoenix-sim-data ";
+
+/// The bytes a volume (or one of its snapshots) holds, as the model counts them: each
+/// file's length, or the size a `fallocate` inside the CT gave it; `.zfs` left out.
+pub fn used_bytes(dir: &Path) -> u64 {
+    fn walk(dir: &Path, top: bool) -> u64 {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut total = 0u64;
+        for e in entries.flatten() {
+            if top && e.file_name() == ".zfs" {
+                continue;
+            }
+            let Ok(meta) = fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                total = total.saturating_add(walk(&e.path(), false));
+            } else if meta.is_file() {
+                total = total.saturating_add(data_size(&e.path(), meta.len()));
+            }
+        }
+        total
+    }
+    walk(dir, true)
+}
+
+/// A file's size as the model counts it: what `fallocate` gave it, else its length.
+fn data_size(path: &Path, len: u64) -> u64 {
+    if len > 64 {
+        return len;
+    }
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.strip_prefix(DATA_MARK)?.trim().parse().ok())
+        .unwrap_or(len)
+}
+
+/// A size as util-linux reads it: `15G`, `512MiB` (powers of 1024), `2GB` (of 1000).
+fn parse_size(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let (power, base) = match unit {
+        "" => (0, 1024),
+        u => {
+            let exp = ["K", "M", "G", "T", "P"]
+                .iter()
+                .position(|p| u.starts_with(p))?
+                + 1;
+            match &u[1..] {
+                "" | "iB" => (exp, 1024u64),
+                "B" => (exp, 1000u64),
+                _ => return None,
+            }
+        }
+    };
+    n.checked_mul(base.checked_pow(power as u32)?)
+}
+
+/// `fallocate -l <size> <file>` inside a CT (`vol` its root): the file is made holding its
+/// size, which every copy of the volume then costs. `None` for any other command; `Err`
+/// is fallocate's own complaint (exit 1).
+fn fallocate(vol: &Path, argv: &[String]) -> Option<Result<(), String>> {
+    if argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)) != Some("fallocate") {
+        return None;
+    }
+    let mut length = None;
+    let mut file = None;
+    let mut args = argv[1..].iter();
+    while let Some(a) = args.next() {
+        if a == "-l" || a == "--length" {
+            length = args.next().cloned();
+        } else if let Some(v) = a.strip_prefix("--length=") {
+            length = Some(v.to_string());
+        } else if let Some(v) = a.strip_prefix("-l") {
+            length = Some(v.to_string());
+        } else if !a.starts_with('-') {
+            file = Some(a.clone());
+        }
+    }
+    let made = (|| {
+        let length = length.ok_or("fallocate: no length argument specified")?;
+        let bytes = parse_size(&length)
+            .ok_or_else(|| format!("fallocate: invalid length value specified: '{length}'"))?;
+        let file = file.ok_or("fallocate: no filename specified")?;
+        let rel = inside(&format!("/{}", file.trim_start_matches('/')))
+            .ok_or_else(|| format!("fallocate: cannot open {file}: Invalid argument"))?;
+        fs::write(vol.join(rel), format!("{DATA_MARK}{bytes}\n"))
+            .map_err(|e| format!("fallocate: cannot open {file}: {e}"))
+    })();
+    Some(made)
 }
 
 /// The OS type Proxmox detects, guessed from the template's name.
@@ -437,12 +545,44 @@ impl SimHost {
     /// Records the call, applies its latency and any injected fault. An `exitN` fault is
     /// returned.
     fn call(&self, verb: Verb, ctid: Option<Ctid>) -> HostResult<Option<i32>> {
-        self.record(verb, ctid);
+        // ZFS shares the blocks: these copy nothing.
+        let bytes = matches!(
+            verb,
+            Verb::Snapshot | Verb::Rollback | Verb::Template | Verb::Delsnapshot
+        )
+        .then_some(0);
+        self.record(verb, ctid, bytes);
         self.effects(verb, ctid)
     }
 
-    fn record(&self, verb: Verb, ctid: Option<Ctid>) {
-        let line = serde_json::json!({"verb": verb, "ctid": ctid, "mutating": verb.is_mutating(), "pid": std::process::id()});
+    /// Records a call that copies data once its bytes are known (`None`: it failed
+    /// before copying), and waits out their latency.
+    fn copied<T>(&self, verb: Verb, ctid: Option<Ctid>, r: HostResult<(T, u64)>) -> HostResult<T> {
+        match r {
+            Ok((v, bytes)) => {
+                self.record(verb, ctid, Some(bytes));
+                Ok(v)
+            }
+            Err(e) => {
+                self.record(verb, ctid, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// The latency of the bytes a call copies (`<verb>_per_gib`).
+    fn copy_latency(&self, verb: Verb, bytes: u64) {
+        let ms = self.latency.for_bytes(verb, bytes);
+        if ms > 0 {
+            sleep(Duration::from_millis(ms));
+        }
+    }
+
+    fn record(&self, verb: Verb, ctid: Option<Ctid>, bytes: Option<u64>) {
+        let mut line = serde_json::json!({"verb": verb, "ctid": ctid, "mutating": verb.is_mutating(), "pid": std::process::id()});
+        if let Some(b) = bytes {
+            line["bytes"] = b.into();
+        }
         if let Ok(mut f) = OpenOptions::new()
             .create(true)
             .append(true)
@@ -644,51 +784,18 @@ impl Host for SimHost {
         storage::check(&self.root, storage, ostemplate)
     }
 
+    fn links_clones_on(&self, storage: &str) -> Option<bool> {
+        Some(
+            self.storages()
+                .is_ok_and(|s| storage::links_clones(&s, storage)),
+        )
+    }
+
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
-        self.call(Verb::Create, Some(ctid))?;
-        self.locked(&[ctid], || {
-            // Pre-fork [A-LXC create_vm]: the VMID is free in the cluster, the storage
-            // holds CT disks.
-            self.check_vmid_unused(ctid)?;
-            let volid = self.new_volume(&self.storage(&spec.storage)?, ctid)?;
-            // The worker's failures name the CT. Proxmox writes a bare `lock: create`
-            // config first and rolls back; the model checks before it writes anything.
-            let worker = |e: HostError| {
-                HostError::new(
-                    e.kind,
-                    format!("unable to create CT {ctid} - {}", e.message),
-                )
-            };
-            let template =
-                storage::ostemplate_path(&self.storages()?, &self.root, &spec.ostemplate)
-                    .ok()
-                    .filter(|p| p.is_file());
-            if template.is_none() {
-                return Err(worker(text::no_such_file(&spec.ostemplate)));
-            }
-            let mut conf = ConfFile::new();
-            let main = conf.main_mut();
-            main.set("arch", "amd64");
-            main.set("hostname", &format!("CT{ctid}"));
-            main.set("memory", "512");
-            main.set("swap", "512");
-            main.set("ostype", ostype(&spec.ostemplate));
-            main.set(
-                "rootfs",
-                &format!(
-                    "{volid},size={}",
-                    props::format_size(spec.disk_gb * props::GIB)
-                ),
-            );
-            if spec.unprivileged {
-                main.set("unprivileged", "1");
-            }
-            map::write_settings(main, &spec.settings, &mut || new_mac(ctid));
-            let (vol, _) = self.volume(&volid)?;
-            extract_skeleton(&vol).map_err(worker)?;
-            Self::record_command(&vol, &format!("extract {}", spec.ostemplate)).map_err(worker)?;
-            self.write_conf(ctid, &conf).map_err(worker)
-        })
+        let r = self
+            .effects(Verb::Create, Some(ctid))
+            .and_then(|_| self.create_now(ctid, spec));
+        self.copied(Verb::Create, Some(ctid), r)
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
@@ -704,110 +811,13 @@ impl Host for SimHost {
     }
 
     fn clone_with(&self, req: &CloneRequest) -> HostResult<()> {
-        let (source, target) = (req.source, req.target);
-        self.record(Verb::Clone, Some(target));
-        // Pre-fork, in Proxmox's order [A-LXC clone_vm]: the storage exists; the source
-        // gets `lock: disk`; the target's VMID is free; then the checks of the request.
-        // A failure unlocks the source and leaves no target.
-        if let Some(s) = &req.storage {
-            self.storage(s)?;
-        }
-        let src = self.locked(&[source], || {
-            let mut src = self.get(source)?;
-            Self::check_lock(src.main())?;
-            src.main_mut().set("lock", "disk");
-            self.write_conf(source, &src)?;
-            Ok(src)
-        })?;
-        let unlock_source = || {
-            self.locked(&[source], || match self.read_conf(source)? {
-                Some(mut c) if c.main().get("lock") == Some("disk") => {
-                    c.main_mut().remove("lock");
-                    self.write_conf(source, &c)
-                }
-                _ => Ok(()),
-            })
-        };
-        // Proxmox writes the target config bare (`lock: create`) and fills it before
-        // forking; the model writes it once, complete, so that nothing sees it bare.
-        let plan = self.locked(&[target], || {
-            self.check_vmid_unused(target)?;
-            let plan = self.clone_plan(&src, req)?;
-            self.write_conf(target, &plan.conf)?;
-            Ok(plan)
-        });
-        let plan = match plan {
-            Ok(p) => p,
-            Err(e) => {
-                unlock_source()?;
-                return Err(e);
-            }
-        };
-        // The worker: the copy (for a linked clone too: the model has no copy-on-write);
-        // the source stays locked meanwhile.
-        let copied = self.effects(Verb::Clone, Some(target)).and_then(|_| {
-            let (vol, _) = self.volume(&plan.volid)?;
-            copy_tree(&plan.from, &vol).map_err(|e| {
-                HostError::failed(format!("clone failed: {}", io_err("copy", &plan.from, e)))
-            })
-        });
-        unlock_source()?;
-        self.locked(&[target], || {
-            if let Err(e) = &copied {
-                // Proxmox frees the new volumes and deletes the target config.
-                if let Ok((vol, _)) = self.volume(&plan.volid) {
-                    let _ = fs::remove_dir_all(vol);
-                }
-                if self.read_conf(target)?.is_some() {
-                    self.remove_conf(target)?;
-                }
-                return Err(e.clone());
-            }
-            let mut conf = self.get(target)?;
-            conf.main_mut().remove("lock");
-            self.write_conf(target, &conf)
-        })
+        let r = self.clone_now(req);
+        self.copied(Verb::Clone, Some(req.target), r)
     }
 
     fn template(&self, ctid: Ctid) -> HostResult<()> {
         self.call(Verb::Template, Some(ctid))?;
-        self.locked(&[ctid], || {
-            let mut conf = self.get(ctid)?;
-            Self::check_lock(conf.main())?;
-            if !conf.snapshot_names().is_empty() {
-                return Err(text::template_with_snapshots());
-            }
-            if Self::is_template(conf.main()) {
-                return Err(text::template_of_template());
-            }
-            if self.is_running(ctid) {
-                return Err(text::template_running());
-            }
-            // The worker [LXC template_create, ZFS create_base]: the volume becomes the
-            // base `basevol-<vmid>-disk-N`; only ZFS volumes offer it in the model.
-            let rootfs = conf.main().get("rootfs").unwrap_or_default().to_string();
-            let mut mp = MountPoint::parse(&rootfs).map_err(|e| {
-                HostError::failed(format!("unable to parse rootfs '{rootfs}': {e}"))
-            })?;
-            let (store, name) = mp.volume.split_once(':').unwrap_or(("", ""));
-            let (prefix, last) = match name.rsplit_once('/') {
-                Some((p, l)) => (format!("{p}/"), l),
-                None => (String::new(), name),
-            };
-            let zfs = self.storage(store).is_ok_and(|s| s.kind == "zfspool");
-            let base = last
-                .strip_prefix("subvol-")
-                .filter(|_| zfs)
-                .ok_or_else(|| text::template_unavailable(&mp.volume))?;
-            let based = format!("{store}:{prefix}basevol-{base}");
-            let (from, _) = self.volume(&mp.volume)?;
-            let (to, _) = self.volume(&based)?;
-            fs::rename(&from, &to).map_err(|e| io_err("rename", &from, e))?;
-            mp.volume = based;
-            conf.main_mut().set("rootfs", &mp.to_string());
-            conf.main_mut().set("template", "1");
-            self.write_conf(ctid, &conf)
-        })
+        self.template_now(ctid)
     }
 
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
@@ -948,17 +958,26 @@ impl Host for SimHost {
         if argv.is_empty() {
             return Err(HostError::new(ErrorKind::Invalid, "missing command"));
         }
-        self.locked(&[ctid], || {
+        let written = self.locked(&[ctid], || {
             let conf = self.get(ctid)?;
             if !self.is_running(ctid) {
                 return Err(text::exec_not_running(ctid));
             }
             let (vol, _) = self.rootfs(&conf)?;
-            Self::record_command(&vol, &argv.join(" "))
+            Self::record_command(&vol, &argv.join(" "))?;
+            // The one command the model carries out: data written into the CT.
+            Ok(match injected {
+                None | Some(0) => fallocate(&vol, argv),
+                Some(_) => None,
+            })
         })?;
         let code = injected.unwrap_or(0);
         if code != 0 {
             let _ = writeln!(out, "sim: `{}` exited {code} (injected)", argv.join(" "));
+        }
+        if let Some(Err(complaint)) = written {
+            let _ = writeln!(out, "{complaint}");
+            return Ok(1);
         }
         Ok(code)
     }
@@ -1125,155 +1144,20 @@ impl Host for SimHost {
     /// the config at `./etc/vzdump/pct.conf` [PVE::VZDump::LXC], in the storage's `dump/`
     /// as `vzdump-lxc-<ctid>-<YYYY_MM_DD-HH_MM_SS>.tar`, the note beside it as `.notes`.
     fn keep(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<KeptCopy> {
-        self.call(Verb::Backup, Some(ctid))?;
-        let store = self.storage(storage)?;
-        if !store.holds("backup") {
-            return Err(HostError::new(
-                ErrorKind::Invalid,
-                format!("storage '{storage}' does not support backups"),
-            ));
-        }
-        let dump = self.dump_dir(&store)?;
-        self.locked(&[ctid], || {
-            let conf = self.get(ctid)?;
-            if self.is_running(ctid) {
-                return Err(HostError::failed(format!(
-                    "sim: CT {ctid} runs; phoenix keeps a stopped CT (vzdump --mode stop)"
-                )));
-            }
-            let (vol, _) = self.rootfs(&conf)?;
-            crate::os::create_dir_all(&dump).map_err(|e| io_err("create", &dump, e))?;
-            // One archive a second, as vzdump names them; the model waits out a clash.
-            let mut t = now();
-            let archive = loop {
-                let stamp = crate::os::utc(t).replace(['-', ':'], "_").replace(' ', "-");
-                let a = dump.join(format!("vzdump-lxc-{ctid}-{stamp}.tar"));
-                if !a.exists() {
-                    break a;
-                }
-                t += 1;
-            };
-            let staging = dump.join(format!(".{ctid}.pct.conf.d"));
-            let conf_dir = staging.join("etc/vzdump");
-            crate::os::create_dir_all(&conf_dir).map_err(|e| io_err("create", &conf_dir, e))?;
-            let mut main_only = ConfFile::new();
-            *main_only.main_mut() = conf.main().clone();
-            fs::write(conf_dir.join("pct.conf"), main_only.to_text())
-                .map_err(|e| io_err("write", &conf_dir, e))?;
-            let tar = |args: &[&std::ffi::OsStr]| -> HostResult<()> {
-                let out = crate::os::host_command("tar")
-                    .args(args)
-                    .output()
-                    .map_err(|e| HostError::failed(format!("sim: cannot run tar: {e}")))?;
-                if out.status.success() {
-                    Ok(())
-                } else {
-                    Err(HostError::failed(format!(
-                        "sim: tar failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )))
-                }
-            };
-            let partial = archive.with_extension("tar.partial");
-            let made = tar(&[
-                "-cf".as_ref(),
-                partial.as_os_str(),
-                "--exclude=./.zfs".as_ref(),
-                "-C".as_ref(),
-                vol.as_os_str(),
-                ".".as_ref(),
-            ])
-            .and_then(|()| {
-                tar(&[
-                    "-rf".as_ref(),
-                    partial.as_os_str(),
-                    "-C".as_ref(),
-                    staging.as_os_str(),
-                    "./etc/vzdump/pct.conf".as_ref(),
-                ])
-            });
-            let _ = fs::remove_dir_all(&staging);
-            made?;
-            // Complete or not there at all.
-            fs::rename(&partial, &archive).map_err(|e| io_err("rename", &archive, e))?;
-            let name = archive
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let _ = fs::write(dump.join(format!("{name}.notes")), note);
-            Ok(KeptCopy {
-                location: format!("{storage}:backup/{name}"),
-                node: None,
-                size_bytes: fs::metadata(&archive).ok().map(|m| m.len()),
-            })
-        })
+        let r = self
+            .effects(Verb::Backup, Some(ctid))
+            .and_then(|_| self.keep_now(ctid, storage, note));
+        self.copied(Verb::Backup, Some(ctid), r)
     }
 
     /// `pct restore <ctid> <archive> --storage <storage> --force 1`: a new root volume
     /// from the archive, the config from its `etc/vzdump/pct.conf`; the CT of that id, if
     /// any, is replaced (it must be stopped). No snapshots come back.
     fn restore(&self, ctid: Ctid, kept: &KeptCopy, storage: &str) -> HostResult<()> {
-        self.call(Verb::Restore, Some(ctid))?;
-        let archive = self.archive_path(&kept.location)?;
-        if !archive.is_file() {
-            return Err(text::no_such_file(&kept.location));
-        }
-        let store = self.storage(storage)?;
-        self.locked(&[ctid], || {
-            let old = self.read_conf(ctid)?;
-            if old.is_some() && self.is_running(ctid) {
-                return Err(text::destroy_running(ctid));
-            }
-            let volid = self.new_volume(&store, ctid)?;
-            let (vol, _) = self.volume(&volid)?;
-            crate::os::create_dir_all(&vol).map_err(|e| io_err("create", &vol, e))?;
-            let out = crate::os::host_command("tar")
-                .arg("-xf")
-                .arg(&archive)
-                .arg("-C")
-                .arg(&vol)
-                .output()
-                .map_err(|e| HostError::failed(format!("sim: cannot run tar: {e}")))?;
-            if !out.status.success() {
-                let _ = fs::remove_dir_all(&vol);
-                return Err(HostError::failed(format!(
-                    "unable to restore CT {ctid} - tar failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            let conf_path = vol.join("etc/vzdump/pct.conf");
-            let text = fs::read_to_string(&conf_path).map_err(|_| {
-                HostError::failed(format!(
-                    "unable to restore CT {ctid} - archive has no etc/vzdump/pct.conf"
-                ))
-            })?;
-            let _ = fs::remove_file(&conf_path);
-            let mut conf = ConfFile::parse(&text)
-                .map_err(|e| HostError::failed(format!("unable to restore CT {ctid} - {e}")))?;
-            let main = conf.main_mut();
-            let size = main
-                .get("rootfs")
-                .and_then(|r| MountPoint::parse(r).ok())
-                .and_then(|mp| mp.size_bytes);
-            main.set(
-                "rootfs",
-                &match size {
-                    Some(b) => format!("{volid},size={}", props::format_size(b)),
-                    None => volid.clone(),
-                },
-            );
-            main.remove("parent");
-            main.remove("lock");
-            // The CT it replaces goes, with its volume and snapshots.
-            if let Some(old) = old {
-                if let Ok((old_vol, _)) = self.rootfs(&old) {
-                    if old_vol != vol {
-                        let _ = fs::remove_dir_all(&old_vol);
-                    }
-                }
-            }
-            self.write_conf(ctid, &conf)
-        })
+        let r = self
+            .effects(Verb::Restore, Some(ctid))
+            .and_then(|_| self.restore_now(ctid, kept, storage));
+        self.copied(Verb::Restore, Some(ctid), r)
     }
 
     /// `pvesm free <volid>`: the archive and its note go.
@@ -1348,6 +1232,323 @@ impl Host for SimHost {
 }
 
 impl SimHost {
+    /// `pct restore`'s work; the bytes it copied (the restored volume's).
+    fn restore_now(&self, ctid: Ctid, kept: &KeptCopy, storage: &str) -> HostResult<((), u64)> {
+        let archive = self.archive_path(&kept.location)?;
+        if !archive.is_file() {
+            return Err(text::no_such_file(&kept.location));
+        }
+        let store = self.storage(storage)?;
+        self.locked(&[ctid], || {
+            let old = self.read_conf(ctid)?;
+            if old.is_some() && self.is_running(ctid) {
+                return Err(text::destroy_running(ctid));
+            }
+            let volid = self.new_volume(&store, ctid)?;
+            let (vol, _) = self.volume(&volid)?;
+            crate::os::create_dir_all(&vol).map_err(|e| io_err("create", &vol, e))?;
+            let out = crate::os::host_command("tar")
+                .arg("-xf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&vol)
+                .output()
+                .map_err(|e| HostError::failed(format!("sim: cannot run tar: {e}")))?;
+            if !out.status.success() {
+                let _ = fs::remove_dir_all(&vol);
+                return Err(HostError::failed(format!(
+                    "unable to restore CT {ctid} - tar failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let conf_path = vol.join("etc/vzdump/pct.conf");
+            let text = fs::read_to_string(&conf_path).map_err(|_| {
+                HostError::failed(format!(
+                    "unable to restore CT {ctid} - archive has no etc/vzdump/pct.conf"
+                ))
+            })?;
+            let _ = fs::remove_file(&conf_path);
+            let mut conf = ConfFile::parse(&text)
+                .map_err(|e| HostError::failed(format!("unable to restore CT {ctid} - {e}")))?;
+            let main = conf.main_mut();
+            let size = main
+                .get("rootfs")
+                .and_then(|r| MountPoint::parse(r).ok())
+                .and_then(|mp| mp.size_bytes);
+            main.set(
+                "rootfs",
+                &match size {
+                    Some(b) => format!("{volid},size={}", props::format_size(b)),
+                    None => volid.clone(),
+                },
+            );
+            main.remove("parent");
+            main.remove("lock");
+            // The CT it replaces goes, with its volume and snapshots.
+            if let Some(old) = old {
+                if let Ok((old_vol, _)) = self.rootfs(&old) {
+                    if old_vol != vol {
+                        let _ = fs::remove_dir_all(&old_vol);
+                    }
+                }
+            }
+            let bytes = used_bytes(&vol);
+            self.copy_latency(Verb::Restore, bytes);
+            self.write_conf(ctid, &conf)?;
+            Ok(((), bytes))
+        })
+    }
+
+    /// `vzdump`'s work; the bytes it copied (the CT's used size).
+    fn keep_now(&self, ctid: Ctid, storage: &str, note: &str) -> HostResult<(KeptCopy, u64)> {
+        let store = self.storage(storage)?;
+        if !store.holds("backup") {
+            return Err(HostError::new(
+                ErrorKind::Invalid,
+                format!("storage '{storage}' does not support backups"),
+            ));
+        }
+        let dump = self.dump_dir(&store)?;
+        self.locked(&[ctid], || {
+            let conf = self.get(ctid)?;
+            if self.is_running(ctid) {
+                return Err(HostError::failed(format!(
+                    "sim: CT {ctid} runs; phoenix keeps a stopped CT (vzdump --mode stop)"
+                )));
+            }
+            let (vol, _) = self.rootfs(&conf)?;
+            let bytes = used_bytes(&vol);
+            self.copy_latency(Verb::Backup, bytes);
+            crate::os::create_dir_all(&dump).map_err(|e| io_err("create", &dump, e))?;
+            // One archive a second, as vzdump names them; the model waits out a clash.
+            let mut t = now();
+            let archive = loop {
+                let stamp = crate::os::utc(t).replace(['-', ':'], "_").replace(' ', "-");
+                let a = dump.join(format!("vzdump-lxc-{ctid}-{stamp}.tar"));
+                if !a.exists() {
+                    break a;
+                }
+                t += 1;
+            };
+            let staging = dump.join(format!(".{ctid}.pct.conf.d"));
+            let conf_dir = staging.join("etc/vzdump");
+            crate::os::create_dir_all(&conf_dir).map_err(|e| io_err("create", &conf_dir, e))?;
+            let mut main_only = ConfFile::new();
+            *main_only.main_mut() = conf.main().clone();
+            fs::write(conf_dir.join("pct.conf"), main_only.to_text())
+                .map_err(|e| io_err("write", &conf_dir, e))?;
+            let tar = |args: &[&std::ffi::OsStr]| -> HostResult<()> {
+                let out = crate::os::host_command("tar")
+                    .args(args)
+                    .output()
+                    .map_err(|e| HostError::failed(format!("sim: cannot run tar: {e}")))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(HostError::failed(format!(
+                        "sim: tar failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )))
+                }
+            };
+            let partial = archive.with_extension("tar.partial");
+            let made = tar(&[
+                "-cf".as_ref(),
+                partial.as_os_str(),
+                "--exclude=./.zfs".as_ref(),
+                "-C".as_ref(),
+                vol.as_os_str(),
+                ".".as_ref(),
+            ])
+            .and_then(|()| {
+                tar(&[
+                    "-rf".as_ref(),
+                    partial.as_os_str(),
+                    "-C".as_ref(),
+                    staging.as_os_str(),
+                    "./etc/vzdump/pct.conf".as_ref(),
+                ])
+            });
+            let _ = fs::remove_dir_all(&staging);
+            made?;
+            // Complete or not there at all.
+            fs::rename(&partial, &archive).map_err(|e| io_err("rename", &archive, e))?;
+            let name = archive
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = fs::write(dump.join(format!("{name}.notes")), note);
+            Ok((
+                KeptCopy {
+                    location: format!("{storage}:backup/{name}"),
+                    node: None,
+                    size_bytes: fs::metadata(&archive).ok().map(|m| m.len()),
+                },
+                bytes,
+            ))
+        })
+    }
+
+    /// `pct create`'s checks and worker; the bytes it extracted.
+    fn create_now(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<((), u64)> {
+        self.locked(&[ctid], || {
+            // Pre-fork [A-LXC create_vm]: the VMID is free in the cluster, the storage
+            // holds CT disks.
+            self.check_vmid_unused(ctid)?;
+            let volid = self.new_volume(&self.storage(&spec.storage)?, ctid)?;
+            // The worker's failures name the CT. Proxmox writes a bare `lock: create`
+            // config first and rolls back; the model checks before it writes anything.
+            let worker = |e: HostError| {
+                HostError::new(
+                    e.kind,
+                    format!("unable to create CT {ctid} - {}", e.message),
+                )
+            };
+            let template =
+                storage::ostemplate_path(&self.storages()?, &self.root, &spec.ostemplate)
+                    .ok()
+                    .filter(|p| p.is_file());
+            if template.is_none() {
+                return Err(worker(text::no_such_file(&spec.ostemplate)));
+            }
+            let mut conf = ConfFile::new();
+            let main = conf.main_mut();
+            main.set("arch", "amd64");
+            main.set("hostname", &format!("CT{ctid}"));
+            main.set("memory", "512");
+            main.set("swap", "512");
+            main.set("ostype", ostype(&spec.ostemplate));
+            main.set(
+                "rootfs",
+                &format!(
+                    "{volid},size={}",
+                    props::format_size(spec.disk_gb * props::GIB)
+                ),
+            );
+            if spec.unprivileged {
+                main.set("unprivileged", "1");
+            }
+            map::write_settings(main, &spec.settings, &mut || new_mac(ctid));
+            let (vol, _) = self.volume(&volid)?;
+            extract_skeleton(&vol).map_err(worker)?;
+            Self::record_command(&vol, &format!("extract {}", spec.ostemplate)).map_err(worker)?;
+            let bytes = used_bytes(&vol);
+            self.copy_latency(Verb::Create, bytes);
+            self.write_conf(ctid, &conf).map_err(worker)?;
+            Ok(((), bytes))
+        })
+    }
+
+    /// `pct clone`'s checks and worker; the bytes it copied.
+    fn clone_now(&self, req: &CloneRequest) -> HostResult<((), u64)> {
+        let (source, target) = (req.source, req.target);
+        // Pre-fork, in Proxmox's order [A-LXC clone_vm]: the storage exists; the source
+        // gets `lock: disk`; the target's VMID is free; then the checks of the request.
+        // A failure unlocks the source and leaves no target.
+        if let Some(s) = &req.storage {
+            self.storage(s)?;
+        }
+        let src = self.locked(&[source], || {
+            let mut src = self.get(source)?;
+            Self::check_lock(src.main())?;
+            src.main_mut().set("lock", "disk");
+            self.write_conf(source, &src)?;
+            Ok(src)
+        })?;
+        let unlock_source = || {
+            self.locked(&[source], || match self.read_conf(source)? {
+                Some(mut c) if c.main().get("lock") == Some("disk") => {
+                    c.main_mut().remove("lock");
+                    self.write_conf(source, &c)
+                }
+                _ => Ok(()),
+            })
+        };
+        // Proxmox writes the target config bare (`lock: create`) and fills it before
+        // forking; the model writes it once, complete, so that nothing sees it bare.
+        let plan = self.locked(&[target], || {
+            self.check_vmid_unused(target)?;
+            let plan = self.clone_plan(&src, req)?;
+            self.write_conf(target, &plan.conf)?;
+            Ok(plan)
+        });
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                unlock_source()?;
+                return Err(e);
+            }
+        };
+        // The worker: the copy (for a linked clone too: the model has no copy-on-write,
+        // but counts what ZFS would copy: nothing); the source stays locked meanwhile.
+        let copied = self.effects(Verb::Clone, Some(target)).and_then(|_| {
+            let (vol, _) = self.volume(&plan.volid)?;
+            let bytes = if plan.full { used_bytes(&plan.from) } else { 0 };
+            self.copy_latency(Verb::Clone, bytes);
+            copy_tree(&plan.from, &vol).map_err(|e| {
+                HostError::failed(format!("clone failed: {}", io_err("copy", &plan.from, e)))
+            })?;
+            Ok(bytes)
+        });
+        unlock_source()?;
+        self.locked(&[target], || {
+            if let Err(e) = &copied {
+                // Proxmox frees the new volumes and deletes the target config.
+                if let Ok((vol, _)) = self.volume(&plan.volid) {
+                    let _ = fs::remove_dir_all(vol);
+                }
+                if self.read_conf(target)?.is_some() {
+                    self.remove_conf(target)?;
+                }
+                return Err(e.clone());
+            }
+            let mut conf = self.get(target)?;
+            conf.main_mut().remove("lock");
+            self.write_conf(target, &conf)
+        })?;
+        copied.map(|bytes| ((), bytes))
+    }
+
+    fn template_now(&self, ctid: Ctid) -> HostResult<()> {
+        self.locked(&[ctid], || {
+            let mut conf = self.get(ctid)?;
+            Self::check_lock(conf.main())?;
+            if !conf.snapshot_names().is_empty() {
+                return Err(text::template_with_snapshots());
+            }
+            if Self::is_template(conf.main()) {
+                return Err(text::template_of_template());
+            }
+            if self.is_running(ctid) {
+                return Err(text::template_running());
+            }
+            // The worker [LXC template_create, ZFS create_base]: the volume becomes the
+            // base `basevol-<vmid>-disk-N`; only ZFS volumes offer it in the model.
+            let rootfs = conf.main().get("rootfs").unwrap_or_default().to_string();
+            let mut mp = MountPoint::parse(&rootfs).map_err(|e| {
+                HostError::failed(format!("unable to parse rootfs '{rootfs}': {e}"))
+            })?;
+            let (store, name) = mp.volume.split_once(':').unwrap_or(("", ""));
+            let (prefix, last) = match name.rsplit_once('/') {
+                Some((p, l)) => (format!("{p}/"), l),
+                None => (String::new(), name),
+            };
+            let zfs = self.storage(store).is_ok_and(|s| s.kind == "zfspool");
+            let base = last
+                .strip_prefix("subvol-")
+                .filter(|_| zfs)
+                .ok_or_else(|| text::template_unavailable(&mp.volume))?;
+            let based = format!("{store}:{prefix}basevol-{base}");
+            let (from, _) = self.volume(&mp.volume)?;
+            let (to, _) = self.volume(&based)?;
+            fs::rename(&from, &to).map_err(|e| io_err("rename", &from, e))?;
+            mp.volume = based;
+            conf.main_mut().set("rootfs", &mp.to_string());
+            conf.main_mut().set("template", "1");
+            self.write_conf(ctid, &conf)
+        })
+    }
+
     fn stop_now(&self, ctid: Ctid) -> HostResult<()> {
         self.locked(&[ctid], || {
             if !self.is_running(ctid) {
@@ -1456,7 +1657,12 @@ impl SimHost {
                 main.set(&k, &n.to_string());
             }
         }
-        Ok(ClonePlan { conf, from, volid })
+        Ok(ClonePlan {
+            conf,
+            from,
+            volid,
+            full,
+        })
     }
 
     /// Whether a CT of this node has a linked clone of this base volume.
@@ -1499,6 +1705,8 @@ struct ClonePlan {
     conf: ConfFile,
     from: PathBuf,
     volid: String,
+    /// A full copy (else a linked clone of a base volume).
+    full: bool,
 }
 
 /// Keys a running CT takes at once [LCFG vmconfig_hotplug_pending]; a new `mpN` or

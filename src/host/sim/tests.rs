@@ -200,7 +200,7 @@ fn rollback_only_to_the_newest_snapshot() {
 #[test]
 fn parallel_clones_of_one_source_collide() {
     let (_t, mut h) = host();
-    h.latency.insert(Some(Verb::Clone), 300);
+    h.latency.per_call.insert(Some(Verb::Clone), 300);
     h.create(100, &spec()).unwrap();
     h.snapshot(100, "s1", "").unwrap();
     let h = std::sync::Arc::new(h);
@@ -259,4 +259,139 @@ fn every_file_the_model_writes_is_what_proxmox_would_write() {
         let conf = ConfFile::parse(&text).unwrap();
         assert_eq!(conf.to_pve_text(), text, "{ctid}");
     }
+}
+
+/// The bytes each call of the model copies, from `calls.log`: `(verb, ctid, bytes)`.
+fn bytes_logged(h: &SimHost) -> Vec<(String, Option<u64>, Option<u64>)> {
+    fs::read_to_string(h.root().join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["verb"].as_str().unwrap().to_string(),
+                v["ctid"].as_u64(),
+                v["bytes"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_model_counts_the_bytes_each_call_copies() {
+    let (_t, h) = host();
+    let _ = fs::remove_file(h.root().join("calls.log"));
+    h.create(100, &spec()).unwrap();
+    h.start(100).unwrap();
+    let mut out = Vec::new();
+    let argv = |a: &str| a.split(' ').map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        h.exec(100, &argv("fallocate -l 15G /root/model.bin"), &mut out)
+            .unwrap(),
+        0
+    );
+    // fallocate's own complaints, as util-linux says them.
+    assert_eq!(
+        h.exec(100, &argv("fallocate /root/x"), &mut out).unwrap(),
+        1
+    );
+    assert_eq!(
+        h.exec(100, &argv("fallocate -l 2X /root/x"), &mut out)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        h.exec(100, &argv("fallocate -l 1G /nowhere/x"), &mut out)
+            .unwrap(),
+        1
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("no length argument specified"), "{text}");
+    assert!(
+        text.contains("invalid length value specified: '2X'"),
+        "{text}"
+    );
+    let vol = h.root().join("rpool/data/subvol-100-disk-0");
+    let used = used_bytes(&vol);
+    assert!(
+        (15 << 30..(15 << 30) + 4096).contains(&used),
+        "15 GiB and the skeleton's few bytes: {used}"
+    );
+    h.shutdown(100, 10).unwrap();
+    h.snapshot(100, "phx-a", "").unwrap();
+    // A full clone copies the snapshot's data; a template conversion and a linked clone
+    // of it copy nothing.
+    h.clone_ct(&clone_of(100, "phx-a", 200)).unwrap();
+    h.template(200).unwrap();
+    h.clone_with(&CloneRequest {
+        source: 200,
+        target: 300,
+        full: Some(false),
+        hostname: Some("linked".into()),
+        ..CloneRequest::default()
+    })
+    .unwrap();
+    h.rollback(100, "phx-a").unwrap();
+    let logged = bytes_logged(&h);
+    let of = |verb: &str, ctid: u64| {
+        logged
+            .iter()
+            .find(|(v, c, _)| v == verb && *c == Some(ctid))
+            .map(|(_, _, b)| *b)
+            .unwrap()
+    };
+    assert!(of("create", 100).is_some_and(|b| b < 4096), "{logged:?}");
+    assert_eq!(of("snapshot", 100), Some(0));
+    assert_eq!(of("clone", 200), Some(used));
+    assert_eq!(of("template", 200), Some(0));
+    assert_eq!(of("clone", 300), Some(0));
+    assert_eq!(of("rollback", 100), Some(0));
+    assert_eq!(of("exec", 100), None, "exec moves no volume data");
+    let conf = fs::read_to_string(h.conf_path(300)).unwrap();
+    assert!(
+        conf.contains("rootfs: local-zfs:basevol-200-disk-0/subvol-300-disk-0,size=8G"),
+        "{conf}"
+    );
+    // The clone's copy of the data counts the same: the size travels with the file.
+    assert_eq!(
+        used_bytes(&h.root().join("rpool/data/subvol-300-disk-0")),
+        used
+    );
+    // A failed clone copied nothing and says so by having no bytes.
+    assert!(h.clone_ct(&clone_of(100, "phx-none", 400)).is_err());
+    assert_eq!(bytes_logged(&h).last().unwrap().2, None);
+}
+
+#[test]
+fn a_copys_latency_follows_its_bytes() {
+    let (_t, mut h) = host();
+    h.latency = knobs::parse_latency("clone_per_gib=100").unwrap();
+    h.create(100, &spec()).unwrap();
+    h.start(100).unwrap();
+    let argv: Vec<String> = ["fallocate", "-l", "10G", "/root/data"]
+        .map(String::from)
+        .to_vec();
+    h.exec(100, &argv, &mut Vec::new()).unwrap();
+    h.shutdown(100, 10).unwrap();
+    h.snapshot(100, "phx-a", "").unwrap();
+    let t = std::time::Instant::now();
+    h.clone_ct(&clone_of(100, "phx-a", 200)).unwrap();
+    let full = t.elapsed();
+    assert!(
+        full >= Duration::from_millis(1000),
+        "10 GiB at 100 ms each: {full:?}"
+    );
+    h.template(200).unwrap();
+    let t = std::time::Instant::now();
+    h.clone_with(&CloneRequest {
+        source: 200,
+        target: 300,
+        full: Some(false),
+        ..CloneRequest::default()
+    })
+    .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "a linked clone copies nothing"
+    );
 }
