@@ -634,3 +634,25 @@ fn a_ct_made_where_an_old_volume_was_left_gets_a_volume_of_its_own() {
         "the old volume is left as it was"
     );
 }
+
+#[test]
+fn a_container_that_stops_on_its_own_before_phoenix_stops_it_is_replaced_all_the_same() {
+    let f = Fixture::example();
+    // 910's build fails after its start: the CT is left running, unfinished.
+    let hook = f.hook_path(910);
+    let good = fs::read_to_string(&hook).unwrap();
+    f.write_hook(910, "#!/bin/sh\necho broken >&2\nexit 3\n");
+    assert_eq!(build_json(&f, &[]).code, 1);
+    f.write_hook(910, &good);
+    assert_eq!(plan(&f, &[])[&910]["action"], "rebuild");
+
+    // Seen running, it stops by itself before the stop arrives (a shutdown a killed run
+    // had started, an admin's `pct shutdown`): what the destroy wanted, not a failure.
+    let r = f.sim_env(
+        &["build", "--output", "json"],
+        &[("PHOENIX_SIM_FAULTS", "stop:910=stopped*1")],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(built(&r), set(&[910]));
+    assert_eq!(actions(&f, &[])[&910], "fresh");
+}

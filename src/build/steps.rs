@@ -431,7 +431,7 @@ impl Executor<'_> {
         }
         if ct.running {
             self.call(ctid, Step::Store, log, &format!("pct stop {vmid}"), || {
-                self.host.stop(vmid)
+                self.host.ensure_stopped(vmid)
             })?;
         }
         self.call(
@@ -470,7 +470,7 @@ impl Executor<'_> {
         );
         let outcome = if fresh {
             let stopped = if ct.running {
-                self.host.stop(ctid)
+                self.host.ensure_stopped(ctid)
             } else {
                 Ok(())
             };
@@ -524,7 +524,7 @@ impl Executor<'_> {
                 Step::Destroy,
                 log,
                 &format!("pct stop {ctid}"),
-                || self.host.stop(ctid),
+                || self.host.ensure_stopped(ctid),
             )?;
         }
         self.keep_generation(ctid, ct, log)?;

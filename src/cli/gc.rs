@@ -36,7 +36,7 @@ fn remove_store_template(host: &dyn crate::host::Host, vmid: Ctid) -> crate::hos
         host.unlock(vmid)?;
     }
     if ct.running {
-        host.stop(vmid)?;
+        host.ensure_stopped(vmid)?;
     }
     host.destroy(vmid)
 }

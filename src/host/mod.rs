@@ -571,6 +571,15 @@ pub trait Host: Send + Sync {
     fn shutdown(&self, ctid: Ctid, timeout_s: u64) -> HostResult<()>;
     /// An immediate stop.
     fn stop(&self, ctid: Ctid) -> HostResult<()>;
+    /// Stops the CT where it still runs: one seen running that stopped meanwhile (a
+    /// shutdown a killed run had started, an admin, HA) is what the caller wanted, not an
+    /// error.
+    fn ensure_stopped(&self, ctid: Ctid) -> HostResult<()> {
+        match self.stop(ctid) {
+            Err(e) if e.kind == ErrorKind::NotRunning => Ok(()),
+            other => other,
+        }
+    }
     /// Runs `argv` inside the CT (no shell); its output goes to `out`. Returns the exit
     /// code.
     fn exec(&self, ctid: Ctid, argv: &[String], out: &mut dyn Write) -> HostResult<i32>;

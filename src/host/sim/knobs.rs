@@ -7,7 +7,8 @@
 //! - `PHOENIX_SIM_FAULTS=exec:950=exit3,clone:910=locked*2,start:903=fail`:
 //!   `verb:ctid=effect[*count]`; effects `fail` (a permanent error), `locked` (the
 //!   transient `CT is locked (disk)`), `exitN` (exec exits N), `sleepMS` (the call takes MS
-//!   longer); `*count` limits a fault to its first `count` calls; `ctid` may be `*`.
+//!   longer), `stopped` (the CT stops on its own just before the call: a shutdown someone
+//!   else started); `*count` limits a fault to its first `count` calls; `ctid` may be `*`.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ pub enum Effect {
     Locked,
     Exit(i32),
     Sleep(u64),
+    Stopped,
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +57,7 @@ pub fn parse_faults(text: &str) -> Result<Vec<Fault>, String> {
             let effect = match effect {
                 "fail" => Effect::Fail,
                 "locked" => Effect::Locked,
+                "stopped" => Effect::Stopped,
                 e if e.starts_with("exit") => Effect::Exit(e[4..].parse().map_err(|_| bad())?),
                 e if e.starts_with("sleep") => Effect::Sleep(e[5..].parse().map_err(|_| bad())?),
                 _ => return Err(bad()),
@@ -141,6 +144,10 @@ mod tests {
             .unwrap_err()
             .contains("not a host verb"));
         let f = parse_faults("exec:950=exit3,clone:*=locked*2").unwrap();
+        assert_eq!(
+            parse_faults("stop:910=stopped").unwrap()[0].effect,
+            Effect::Stopped
+        );
         assert_eq!(f[0].effect, Effect::Exit(3));
         assert_eq!(f[0].verb, Verb::Exec);
         assert_eq!(f[1].ctid, None);

@@ -618,6 +618,11 @@ impl SimHost {
                 Effect::Locked => return Err(text::locked("disk")),
                 Effect::Exit(n) => exit = Some(n),
                 Effect::Sleep(ms) => sleep(Duration::from_millis(ms)),
+                Effect::Stopped => {
+                    if let Some(ct) = ctid {
+                        self.locked(&[ct], || self.set_running(ct, false))?;
+                    }
+                }
             }
         }
         Ok(exit)
