@@ -130,6 +130,9 @@ pub struct Block {
     /// Keep the generation a replaced CT held (default: containers yes, templates no).
     #[serde(default)]
     pub keep_generations: Option<bool>,
+    /// The cluster node the CT lives on (placement, not content: out of the hash).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// One template or container of the fleet: a build node.
@@ -190,6 +193,15 @@ impl Node {
     pub fn name(&self) -> &str {
         &self.spec.name
     }
+    /// The node the fleet places this CT on: its block's `node`, else the hypervisor
+    /// config's `default_node`; `None` when neither says (it stays where it is, and a new
+    /// one goes where the host puts new CTs).
+    pub fn placed_on<'a>(&'a self, hypervisor: &'a Hypervisor) -> Option<&'a str> {
+        self.spec
+            .node
+            .as_deref()
+            .or(hypervisor.default_node.as_deref())
+    }
 }
 
 /// Top-level NVIDIA settings of `phoenix_lxc_configs.json`.
@@ -215,6 +227,9 @@ pub struct Hypervisor {
     pub rollback_on_failure: bool,
     /// `proxmox_defaults.backup_storage`: where replaced generations are kept.
     pub backup_storage: String,
+    /// `proxmox_defaults.default_node`: the cluster node of every CT whose block names
+    /// none.
+    pub default_node: Option<String>,
 }
 
 /// A script phoenix hashes: a node's hook, a `lib/` file, or a built-in step script.

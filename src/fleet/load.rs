@@ -419,6 +419,7 @@ fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
         rollback_on_failure: flag(tree, "rollback_on_failure"),
         backup_storage: text(tree.get("proxmox_defaults"), "backup_storage")
             .unwrap_or_else(|| "local".to_string()),
+        default_node: text(tree.get("proxmox_defaults"), "default_node"),
     }
 }
 

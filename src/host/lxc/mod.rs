@@ -421,6 +421,8 @@ impl LxcHost {
                     snapshots: self.snapshots(ctid),
                     parent_snapshot: None,
                     unreadable: None,
+                    node: None,
+                    storage: None,
                 }));
             }
             Err(e) => return Err(e),
@@ -437,6 +439,8 @@ impl LxcHost {
             snapshots: self.snapshots(ctid),
             parent_snapshot: meta.parent_snapshot,
             unreadable: None,
+            node: None,
+            storage: None,
         }))
     }
 

@@ -183,6 +183,8 @@ mod tests {
                 .collect(),
             parent_snapshot: parent.map(str::to_string),
             unreadable: None,
+            node: None,
+            storage: None,
         }
     }
 
