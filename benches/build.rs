@@ -78,6 +78,7 @@ fn build_once(fleet: &Fleet, state_dir: &Path, jobs: usize, latency: &str) -> Ru
         targets: Vec::new(),
         skip_gpu: false,
         jobs,
+        max_jobs: None,
         fail_fast: false,
         consent: Consent::default(),
         ready_timeout: Duration::from_secs(30),

@@ -147,6 +147,7 @@ fn clone(host: &LxcHost, path: &Path, snap: &str) -> (Duration, u64) {
         target: 999,
         hostname: "bench".into(),
         storage: "local".into(),
+        node: None,
     })
     .unwrap();
     let took = t.elapsed();

@@ -270,6 +270,32 @@ impl StateDir {
         let _ = fs::remove_file(self.kept_dir(ctid).join(format!("{snapshot}.json")));
     }
 
+    /// Where phoenix last had each CT in a cluster (`placed.json`): how a CT that an admin
+    /// or HA moved is told from one phoenix placed. A record that cannot be read is
+    /// none (such a CT is then not reported as moved, and nothing else changes).
+    pub fn placements(&self) -> BTreeMap<Ctid, String> {
+        read_state_file(&self.root.join("placed.json"), 16 * 1024 * 1024)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records where CTs are after a run (merged into what is recorded; `None` drops a
+    /// CT that is gone).
+    pub fn record_placements(
+        &self,
+        placed: &BTreeMap<Ctid, Option<String>>,
+    ) -> std::io::Result<()> {
+        let mut all = self.placements();
+        for (ctid, node) in placed {
+            match node {
+                Some(n) => all.insert(*ctid, n.clone()),
+                None => all.remove(ctid),
+            };
+        }
+        let bytes = serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?;
+        write_atomic(&self.root.join("placed.json"), &bytes)
+    }
+
     fn building_path(&self, ctid: Ctid) -> PathBuf {
         self.root.join("building").join(format!("{ctid}.json"))
     }

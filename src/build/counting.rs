@@ -120,6 +120,28 @@ impl Host for Counting<'_> {
     fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Vec<String> {
         self.inner.check_runtime(unprivileged, network)
     }
+    fn check_storage_on(&self, node: &str, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+        self.inner.check_storage_on(node, storage, ostemplate)
+    }
+    fn check_runtime_on(
+        &self,
+        node: &str,
+        unprivileged: bool,
+        network: Option<&Network>,
+    ) -> Vec<String> {
+        self.inner.check_runtime_on(node, unprivileged, network)
+    }
+    fn facts_on(&self, node: &str) -> HostResult<HostFacts> {
+        self.call(Verb::Facts, None, |h| h.facts_on(node))
+    }
+    fn cluster(&self) -> HostResult<Option<crate::host::ClusterView>> {
+        self.inner.cluster()
+    }
+    fn migrate(&self, ctid: Ctid, node: &str, restart: bool) -> HostResult<()> {
+        self.call(Verb::Migrate, Some(ctid), |h| {
+            h.migrate(ctid, node, restart)
+        })
+    }
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
         self.call(Verb::Create, Some(ctid), |h| h.create(ctid, spec))
     }

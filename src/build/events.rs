@@ -14,6 +14,7 @@ use crate::fleet::config::Ctid;
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Preflight,
+    Migrate,
     Destroy,
     Create,
     Clone,
@@ -35,6 +36,7 @@ impl Step {
     pub fn name(self) -> &'static str {
         match self {
             Step::Preflight => "preflight",
+            Step::Migrate => "migrate",
             Step::Destroy => "destroy",
             Step::Create => "create",
             Step::Clone => "clone",

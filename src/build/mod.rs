@@ -45,7 +45,7 @@ use crate::engine::walker::{self, Outcome};
 use crate::exit;
 use crate::fleet::config::Ctid;
 use crate::fleet::Fleet;
-use crate::host::{CtInfo, Host, HostError, HostFacts, HostResult};
+use crate::host::{CtInfo, Host, HostError, HostResult};
 use crate::state::StateDir;
 
 #[derive(Clone, Debug)]
@@ -53,7 +53,10 @@ pub struct BuildOptions {
     pub targets: Vec<Ctid>,
     /// Leave GPU nodes and what descends from them out.
     pub skip_gpu: bool,
+    /// Per cluster node.
     pub jobs: usize,
+    /// Across the cluster (`None`: `jobs` on each node, nothing more).
+    pub max_jobs: Option<usize>,
     pub fail_fast: bool,
     pub consent: Consent,
     pub ready_timeout: Duration,
@@ -69,8 +72,10 @@ pub struct Planned {
     pub hashes: BTreeMap<Ctid, Hashed>,
     pub inventory: BTreeMap<Ctid, CtInfo>,
     pub plan: Plan,
-    /// Read only when a GPU node builds.
-    pub facts: HostFacts,
+    /// The facts of the nodes GPU CTs are built on (read only when one builds).
+    pub facts: preflight::Facts,
+    /// The cluster as the host reported it (`None`: one machine).
+    pub cluster: Option<crate::host::ClusterView>,
     /// Every problem of each node the host cannot build.
     pub preflight: BTreeMap<Ctid, Vec<Problem>>,
     /// Why the state directory cannot take what the build would write, if it cannot
@@ -92,6 +97,8 @@ pub fn make_plan(
     let hashes = hash::hash_fleet_fixed(fleet, &pinned_hashes(fleet, state, &pins));
     let hashed_ms = started.elapsed().as_millis() as u64;
     let inventory = host.inventory()?;
+    // After the inventory: a node that stopped answering while it was read is down.
+    let cluster = host.cluster()?;
     tracing::info!(
         nodes = hashes.len(),
         hashed_ms,
@@ -123,6 +130,10 @@ pub fn make_plan(
             })
             .collect(),
         store: store_setup(fleet, host),
+        placement: cluster.clone().map(|cluster| plan::Placement {
+            cluster,
+            recorded: state.placements(),
+        }),
     };
     let plan = plan::plan(
         fleet,
@@ -136,12 +147,8 @@ pub fn make_plan(
     for e in &plan.entries {
         tracing::debug!(ctid = e.ctid, action = e.action.name(), "planned");
     }
-    let facts = if preflight::needs_facts(fleet, &plan.entries) {
-        host.facts()?
-    } else {
-        HostFacts::default()
-    };
-    let preflight = preflight::check(fleet, &plan.entries, host, &facts);
+    let facts = preflight::Facts::read(fleet, &plan.entries, host);
+    let preflight = preflight::check(fleet, &plan.entries, host, &facts, cluster.as_ref());
     for p in preflight.values().flatten() {
         tracing::info!(ctid = p.ctid, check = ?p.check, "preflight: {}", p.message);
     }
@@ -156,6 +163,7 @@ pub fn make_plan(
         inventory,
         plan,
         facts,
+        cluster,
         preflight,
         state_problems,
     })
@@ -334,6 +342,7 @@ pub fn run(
         plan,
         facts,
         preflight,
+        cluster,
         ..
     } = read_host(fleet, host, state, opts, emit)?;
     let building = plan.building();
@@ -380,6 +389,7 @@ pub fn run(
     }
     let (walked, failures) = walk(&exec, &building, opts);
     let outcomes = outcomes(&exec, &plan, &walked, &failures);
+    record_placements(state, &plan, &inventory, &outcomes, cluster.is_some());
     let exit_code = match cancel::requested() {
         Some(sig) => 128 + sig,
         None => exit_code(&outcomes),
@@ -433,7 +443,8 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
     };
     let cancelled: Mutex<BTreeSet<Ctid>> = Mutex::new(BTreeSet::new());
     let stop = || cancel::requested().is_some();
-    let walked = walker::walk_until(&work.tasks, opts.jobs, opts.fail_fast, &stop, |i| {
+    let pools = work.pools(opts.jobs, opts.max_jobs);
+    let walked = walker::walk_pools(&work.tasks, &pools, opts.fail_fast, &stop, |i| {
         let (ctid, part) = work.parts[i];
         if work.starts_node(i) {
             if let Ok(mut m) = node_started.lock() {
@@ -448,6 +459,7 @@ fn walk(exec: &Executor, building: &[Ctid], opts: &BuildOptions) -> Walked {
         }
         let r = match part {
             Part::Provision => exec.provision(ctid),
+            Part::Relocate => exec.relocate(ctid),
             Part::Finish => exec.finish(ctid),
         };
         match r {
@@ -573,6 +585,48 @@ fn outcomes(
         result.insert(e.ctid, outcome);
     }
     result
+}
+
+/// Records where each CT is after the run (a cluster only): where the plan put those
+/// built, where they were for the rest. Written only when it changes, so a no-op build
+/// writes nothing.
+fn record_placements(
+    state: &StateDir,
+    plan: &Plan,
+    inventory: &BTreeMap<Ctid, CtInfo>,
+    outcomes: &BTreeMap<Ctid, NodeOutcome>,
+    cluster: bool,
+) {
+    if !cluster {
+        return;
+    }
+    let before = state.placements();
+    let mut now: BTreeMap<Ctid, Option<String>> = BTreeMap::new();
+    for e in &plan.entries {
+        let node = match outcomes.get(&e.ctid) {
+            Some(NodeOutcome::Built | NodeOutcome::Fresh) => e.node.clone(),
+            _ => inventory.get(&e.ctid).and_then(|c| c.node.clone()),
+        };
+        // A CT moved outside phoenix keeps its record until something places it: that
+        // is how the move stays reported.
+        if e.moved_outside.is_some() {
+            continue;
+        }
+        if let Some(n) = node {
+            if before.get(&e.ctid) != Some(&n) {
+                now.insert(e.ctid, Some(n));
+            }
+        }
+    }
+    if now.is_empty() {
+        return;
+    }
+    if let Err(e) = state.record_placements(&now) {
+        tracing::warn!(
+            "cannot record where the CTs are in {}: {e}; a CT moved outside phoenix may go unreported",
+            state.root.display()
+        );
+    }
 }
 
 fn exit_code(outcomes: &BTreeMap<Ctid, NodeOutcome>) -> i32 {

@@ -4,7 +4,8 @@
 //!
 //! | check | nodes | what |
 //! |---|---|---|
-//! | [`Check::Storage`] | created or replaced | `storage_pool` is in `storage.cfg` and holds CT disks; a base node's OS template is on the host |
+//! | [`Check::Node`] | every node built, in a cluster | the cluster node it lives on, is built on, moves to or is cloned from answers (its API, and SSH where the host needs it) |
+//! | [`Check::Storage`] | created or replaced | `storage_pool` is in `storage.cfg`, enabled on its node (and on its source's node, for a clone made there and moved) and holds CT disks; a base node's OS template is on its node |
 //! | [`Check::Runtime`] | every node built | the host can run it: an unprivileged base CT has an id map, its network's bridge exists and leads somewhere (`lxc`) |
 //! | [`Check::NvidiaDriver`] | with a GPU | the host's kernel driver equals `nvidia_driver_version` (both named) |
 //! | [`Check::GpuDevice`] | with a GPU, on a host with a driver | every assigned GPU's `/dev/nvidiaN`, and the driver's majors in `/proc/devices` |
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::gpu;
-use crate::engine::plan::{Action, Entry, RebuildMode};
+use crate::engine::plan::{Action, CloneVia, Entry, RebuildMode};
 use crate::fleet::config::Ctid;
 use crate::fleet::Fleet;
 use crate::host::{Host, HostFacts};
@@ -28,6 +29,7 @@ use crate::host::{Host, HostFacts};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
+    Node,
     Storage,
     Runtime,
     NvidiaDriver,
@@ -43,11 +45,42 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Whether the host needs to report its facts for this plan: a GPU node builds.
-pub fn needs_facts(fleet: &Fleet, entries: &[Entry]) -> bool {
-    entries
-        .iter()
-        .any(|e| e.action.builds() && fleet.nodes[&e.ctid].has_gpu())
+/// The host facts of the nodes GPU CTs are built on, each read once (`None`: the host
+/// is one machine); a node whose facts cannot be read says why.
+#[derive(Clone, Debug, Default)]
+pub struct Facts(pub BTreeMap<Option<String>, Result<HostFacts, String>>);
+
+impl Facts {
+    /// Reads the facts of every node a GPU CT is built on (none when no GPU CT builds).
+    pub fn read(fleet: &Fleet, entries: &[Entry], host: &dyn Host) -> Facts {
+        let mut out = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.action.builds()) {
+            if !fleet.nodes[&e.ctid].has_gpu() || matches!(e.action, Action::Unreachable { .. }) {
+                continue;
+            }
+            out.entry(e.node.clone()).or_insert_with(|| {
+                match &e.node {
+                    Some(n) => host.facts_on(n),
+                    None => host.facts(),
+                }
+                .map_err(|err| match &e.node {
+                    Some(n) => format!("cannot read the host facts of node '{n}': {}", err.message),
+                    None => format!("cannot read the host facts: {}", err.message),
+                })
+            });
+        }
+        Facts(out)
+    }
+
+    /// The facts of one node (empty where they were not read).
+    pub fn of(&self, node: Option<&str>) -> Result<&HostFacts, &str> {
+        static NONE: std::sync::OnceLock<HostFacts> = std::sync::OnceLock::new();
+        match self.0.get(&node.map(str::to_string)) {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(e)) => Err(e),
+            None => Ok(NONE.get_or_init(HostFacts::default)),
+        }
+    }
 }
 
 /// Every problem of each node that builds, in the order of the table above; a node
@@ -56,13 +89,42 @@ pub fn check(
     fleet: &Fleet,
     entries: &[Entry],
     host: &dyn Host,
-    facts: &HostFacts,
+    facts: &Facts,
+    cluster: Option<&crate::host::ClusterView>,
 ) -> BTreeMap<Ctid, Vec<Problem>> {
-    let driver = driver_mismatch(fleet, facts);
+    // Messages name the node where there is more than one.
+    let several = cluster.is_some_and(|c| c.nodes.len() > 1);
     let mut out = BTreeMap::new();
     for e in entries.iter().filter(|e| e.action.builds()) {
         let node = &fleet.nodes[&e.ctid];
         let mut found: Vec<(Check, String)> = Vec::new();
+        if let Action::Unreachable { why, .. } = &e.action {
+            out.insert(
+                e.ctid,
+                vec![Problem {
+                    ctid: e.ctid,
+                    check: Check::Node,
+                    message: why.clone(),
+                }],
+            );
+            continue;
+        }
+        let on = e.node.as_deref();
+        let source_node = e.clone_via.as_ref().map(CloneVia::source_node);
+        // Every cluster node the build uses answers: its own, the one it moves from,
+        // the one its clone is made on.
+        let network = crate::engine::plan::runtime_settings(node).network;
+        let mut used: Vec<&str> = on.into_iter().collect();
+        used.extend(e.moves.as_ref().map(|m| m.from.as_str()));
+        used.extend(source_node);
+        used.dedup();
+        for n in &used {
+            found.extend(
+                host.check_runtime_on(n, unprivileged(fleet, e.ctid), network.as_ref())
+                    .into_iter()
+                    .map(|m| (Check::Node, m)),
+            );
+        }
         let provisions = matches!(
             e.action,
             Action::Create
@@ -76,12 +138,29 @@ pub fn check(
                 None => node.spec.template.as_deref(),
                 Some(_) => None,
             };
-            let storage = host.check_storage(&node.spec.storage_pool, ostemplate);
+            let storage = match on {
+                Some(n) => host.check_storage_on(n, &node.spec.storage_pool, ostemplate),
+                None => host.check_storage(&node.spec.storage_pool, ostemplate),
+            };
             found.extend(storage.into_iter().map(|m| (Check::Storage, m)));
+            // Made beside its source, then moved: the storage must be there too.
+            if let Some(CloneVia::Migrate { source_node }) = &e.clone_via {
+                found.extend(
+                    host.check_storage_on(source_node, &node.spec.storage_pool, None)
+                        .into_iter()
+                        .map(|m| {
+                            (
+                                Check::Storage,
+                                format!("{m} (CT {} is cloned there, beside its source, then moved to node '{}')", e.ctid, on.unwrap_or("?")),
+                            )
+                        }),
+                );
+            }
         }
-        let network = crate::engine::plan::runtime_settings(node).network;
-        let runtime = host.check_runtime(unprivileged(fleet, e.ctid), network.as_ref());
-        found.extend(runtime.into_iter().map(|m| (Check::Runtime, m)));
+        if used.is_empty() {
+            let runtime = host.check_runtime(unprivileged(fleet, e.ctid), network.as_ref());
+            found.extend(runtime.into_iter().map(|m| (Check::Runtime, m)));
+        }
         let needs = crate::host::Privileges {
             devices: node.has_gpu(),
             features: node.feature_set(),
@@ -93,14 +172,20 @@ pub fn check(
                 .map(|m| (Check::Privilege, m)),
         );
         if node.has_gpu() {
-            found.extend(driver.clone().map(|m| (Check::NvidiaDriver, m)));
-            // Without a driver, missing devices are its consequence, not news.
-            if facts.nvidia_driver.is_some() {
-                found.extend(
-                    gpu::passthrough(node, facts)
-                        .err()
-                        .map(|m| (Check::GpuDevice, m)),
-                );
+            match facts.of(on) {
+                Err(m) => found.push((Check::Node, m.to_string())),
+                Ok(facts) => {
+                    let driver = driver_mismatch(fleet, facts, on.filter(|_| several));
+                    found.extend(driver.map(|m| (Check::NvidiaDriver, m)));
+                    // Without a driver, missing devices are its consequence, not news.
+                    if facts.nvidia_driver.is_some() {
+                        found.extend(
+                            gpu::passthrough(node, facts)
+                                .err()
+                                .map(|m| (Check::GpuDevice, m)),
+                        );
+                    }
+                }
             }
         }
         // One cause found by two checks (a node offline) is said once.
@@ -147,18 +232,30 @@ fn unprivileged(fleet: &Fleet, mut ctid: Ctid) -> bool {
 }
 
 /// Why GPU nodes cannot be built on this host's driver, if they cannot (DESIGN §5 step 4).
-pub fn driver_mismatch(fleet: &Fleet, facts: &HostFacts) -> Option<String> {
+/// `on`: the cluster node the GPU CT is built on, named in the message.
+pub fn driver_mismatch(fleet: &Fleet, facts: &HostFacts, on: Option<&str>) -> Option<String> {
     let want = fleet.nvidia.driver_version.as_deref();
+    let (host, hosts) = match on {
+        Some(n) => (
+            format!("node '{n}'"),
+            format!("the NVIDIA kernel driver of node '{n}'"),
+        ),
+        None => (
+            "the host".to_string(),
+            "the host's NVIDIA kernel driver".to_string(),
+        ),
+    };
     match (&facts.nvidia_driver, want) {
         (_, None) => Some(format!(
             "GPU nodes need nvidia_driver_version in {}",
             fleet.lxc_path().display()
         )),
         (None, Some(w)) => Some(format!(
-            "the host has no NVIDIA kernel driver (/proc/driver/nvidia/version is missing), but GPU nodes need {w}: the GPU subtree is not built"
+            "{host} has no NVIDIA kernel driver (/proc/driver/nvidia/version is missing), but GPU nodes need {w}: the GPU subtree is not built{}",
+            if on.is_some() { "; place GPU CTs on a node with the driver (`node` in their blocks)" } else { "" }
         )),
         (Some(have), Some(w)) if have != w => Some(format!(
-            "the host's NVIDIA kernel driver is {have} (/proc/driver/nvidia/version) but nvidia_driver_version is {w}: the userspace driver must equal the kernel's, so the GPU subtree is not built. Set nvidia_driver_version (and the runfile URL) to {have}, or upgrade the host driver"
+            "{hosts} is {have} (/proc/driver/nvidia/version) but nvidia_driver_version is {w}: the userspace driver must equal the kernel's, so the GPU subtree is not built. Set nvidia_driver_version (and the runfile URL) to {have}, or upgrade the host driver"
         )),
         _ => None,
     }

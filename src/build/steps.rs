@@ -2,7 +2,9 @@
 //!
 //! A node's work is two tasks for the walker: [`Executor::provision`] (destroy for a
 //! replace, then create or clone: the clone is the part that holds the source's lock) and
-//! [`Executor::finish`] (settings, devices, start, NVIDIA, Docker, hook, snapshot). The
+//! [`Executor::finish`] (a move to its node, settings, devices, start, NVIDIA, Docker,
+//! hook, snapshot); a clone made beside its source on another node is moved to its own
+//! by a third, [`Executor::relocate`], which no longer holds the source. The
 //! `phx-<hash>` snapshot is the commit point: it is taken only after every step
 //! succeeded, and the manifest is stored before it, so a snapshot never exists without
 //! its explanation.
@@ -31,15 +33,14 @@ use super::log::NodeLog;
 use super::preflight::Problem;
 use super::{gpu, hook};
 use crate::engine::hash::Hashed;
-use crate::engine::plan::{runtime_settings, Action, Entry, RebuildMode};
+use crate::engine::plan::{runtime_settings, Action, CloneVia, Entry, Move, RebuildMode};
 use crate::engine::secrets::{self, Key, Rotated};
 use crate::engine::snapshot::BuildRecord;
 use crate::engine::store::{CloneFrom, StoreMake, StoreRecord, STORE_CHANGE};
 use crate::fleet::config::{Ctid, Node, PortainerRole, Script};
 use crate::fleet::Fleet;
 use crate::host::{
-    CloneRequest, CloneSpec, CreateSpec, CtInfo, Host, HostError, HostFacts, HostResult,
-    Passthrough, Settings,
+    CloneRequest, CloneSpec, CreateSpec, CtInfo, Host, HostError, HostResult, Passthrough, Settings,
 };
 use crate::os::now_secs;
 use crate::state::StateDir;
@@ -96,7 +97,8 @@ pub struct Executor<'a> {
     pub entries: BTreeMap<Ctid, &'a Entry>,
     pub inventory: &'a BTreeMap<Ctid, CtInfo>,
     pub host: &'a dyn Host,
-    pub facts: &'a HostFacts,
+    /// The host facts of the nodes GPU CTs are built on.
+    pub facts: &'a super::preflight::Facts,
     /// The nodes this host cannot build, found before the run ([`super::preflight`]).
     pub preflight: &'a BTreeMap<Ctid, Vec<Problem>>,
     pub state: &'a StateDir,
@@ -260,11 +262,17 @@ impl Executor<'_> {
                     disk_gb: node.spec.storage_size_gb,
                     unprivileged: node.spec.unprivileged.unwrap_or(true),
                     settings: self.managed_settings(node),
+                    node: entry.node.clone(),
                 };
+                let on = entry
+                    .node
+                    .as_deref()
+                    .map(|n| format!(" (on node {n})"))
+                    .unwrap_or_default();
                 let what = if self.host.speaks_pct() {
-                    format!("pct create {ctid} {}", spec.ostemplate)
+                    format!("pct create {ctid} {}{on}", spec.ostemplate)
                 } else {
-                    format!("create {ctid} from {}", spec.ostemplate)
+                    format!("create {ctid} from {}{on}", spec.ostemplate)
                 };
                 self.call(ctid, Step::Create, &mut log, &what, || {
                     self.host.create(ctid, &spec)
@@ -288,15 +296,30 @@ impl Executor<'_> {
                     target: ctid,
                     hostname: node.name().to_string(),
                     storage: node.spec.storage_pool.clone(),
+                    // Shared storage: made on its own node at once (`target`).
+                    node: match &entry.clone_via {
+                        Some(CloneVia::Target { .. }) => entry.node.clone(),
+                        _ => None,
+                    },
                 };
+                let target = spec
+                    .node
+                    .as_deref()
+                    .map(|n| format!(" --target {n}"))
+                    .unwrap_or_default();
                 let what = if self.host.speaks_pct() {
                     format!(
-                        "pct clone {parent} {ctid} --snapname {} --hostname {} --storage {}",
+                        "pct clone {parent} {ctid} --snapname {} --hostname {} --storage {}{target}",
                         spec.snapshot, spec.hostname, spec.storage
                     )
                 } else {
+                    let onto = spec
+                        .node
+                        .as_deref()
+                        .map(|n| format!(" straight onto node {n} (target)"))
+                        .unwrap_or_default();
                     format!(
-                        "clone {parent}@{} as {ctid} ({})",
+                        "clone {parent}@{} as {ctid} ({}){onto}",
                         spec.snapshot, spec.hostname
                     )
                 };
@@ -310,11 +333,17 @@ impl Executor<'_> {
     /// A linked clone of the parent's store template: the new CT's disk shares the
     /// template's blocks, no data is copied.
     fn link(&self, ctid: Ctid, parent: Ctid, store: Ctid, log: &mut NodeLog) -> StepResult {
+        // Shared storage: linked onto its own node at once (`target`).
+        let onto = match &self.entries[&ctid].clone_via {
+            Some(CloneVia::Target { .. }) => self.entries[&ctid].node.clone(),
+            _ => None,
+        };
         let req = CloneRequest {
             source: store,
             target: ctid,
             full: Some(false),
             hostname: Some(self.node(ctid).name().to_string()),
+            node: onto.clone(),
             ..CloneRequest::default()
         };
         log.line(&format!(
@@ -322,8 +351,9 @@ impl Executor<'_> {
             self.hashes[&parent].hash.snapshot()
         ));
         let what = format!(
-            "pct clone {store} {ctid} --hostname {} --full 0",
-            self.node(ctid).name()
+            "pct clone {store} {ctid} --hostname {} --full 0{}",
+            self.node(ctid).name(),
+            onto.map(|n| format!(" --target {n}")).unwrap_or_default()
         );
         self.call(ctid, Step::Clone, log, &what, || self.host.clone_with(&req))
     }
@@ -366,6 +396,8 @@ impl Executor<'_> {
             storage: Some(storage.clone()),
             hostname: Some(snap.to_string()),
             description: Some(record.description()),
+            // Beside the CT it is made of, on that CT's node.
+            node: None,
         };
         let what = format!(
             "pct clone {ctid} {vmid} --snapname {snap} --hostname {snap} --description … --full 1 --storage {storage}"
@@ -443,12 +475,110 @@ impl Executor<'_> {
         )
     }
 
+    /// A clone made beside its source on another node moves to its own (part of its
+    /// clone step; the source is free again meanwhile).
+    pub fn relocate(&self, ctid: Ctid) -> StepResult {
+        let entry = self.entries[&ctid];
+        let (Some(CloneVia::Migrate { source_node }), Some(to)) = (&entry.clone_via, &entry.node)
+        else {
+            return Ok(());
+        };
+        let mut log = NodeLog::open(&self.log_path(ctid));
+        log.line(&format!(
+            "# cloned on node {source_node}, beside its source; moved to node {to}"
+        ));
+        self.call(
+            ctid,
+            Step::Clone,
+            &mut log,
+            &format!("pct migrate {ctid} {to}"),
+            || self.host.migrate(ctid, to, false),
+        )
+    }
+
+    /// Moves a built CT to the node its block names (Proxmox's offline migration; a
+    /// running CT is shut down, moved and started there). Snapshots its storage cannot
+    /// move are deleted first (consent: `--drop-snapshots`), and its build snapshot is
+    /// taken again there, with the same record.
+    fn move_ct(&self, node: &Node, m: &Move, log: &mut NodeLog) -> StepResult {
+        let ctid = node.ctid;
+        self.step(ctid, Step::Migrate, log);
+        log.line(&format!(
+            "# CT {ctid} moves from node {} to node {}",
+            m.from, m.to
+        ));
+        let dropping = !m.drops_snapshots.is_empty();
+        let restart = m.restart && !dropping;
+        if dropping {
+            if m.restart {
+                self.call(
+                    ctid,
+                    Step::Migrate,
+                    log,
+                    &format!("pct shutdown {ctid}"),
+                    || self.host.shutdown(ctid, 120),
+                )?;
+            }
+            // Newest first: the live state's parent goes last.
+            for s in m.drops_snapshots.iter().rev() {
+                self.call(
+                    ctid,
+                    Step::Migrate,
+                    log,
+                    &format!("pct delsnapshot {ctid} {s}"),
+                    || self.host.delete_snapshot(ctid, s),
+                )?;
+            }
+        }
+        let what = format!(
+            "pct migrate {ctid} {}{}",
+            m.to,
+            if restart { " --restart" } else { "" }
+        );
+        self.call(ctid, Step::Migrate, log, &what, || {
+            self.host.migrate(ctid, &m.to, restart)
+        })?;
+        if dropping {
+            let built = self
+                .inventory
+                .get(&ctid)
+                .and_then(crate::engine::snapshot::current_build);
+            if let Some(b) = built {
+                self.call(
+                    ctid,
+                    Step::Migrate,
+                    log,
+                    &format!("pct snapshot {ctid} {}", b.name),
+                    || self.host.snapshot(ctid, &b.name, &b.description),
+                )?;
+            }
+            if m.restart {
+                self.call(
+                    ctid,
+                    Step::Migrate,
+                    log,
+                    &format!("pct start {ctid}"),
+                    || self.host.start(ctid),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// What happens to a node's CT after its build failed (`behavior.rollback_on_failure`):
     /// when true, a CT the run created or replaced is destroyed, and one rebuilt or updated
     /// in place is rolled back to its newest `phx-*` snapshot (and started again if it was
     /// running); when false, the CT is left for inspection. Only phoenix's own CTs are
     /// touched. Returns what was done, in words for the summary.
     pub fn after_failure(&self, ctid: Ctid) -> Option<String> {
+        // A failed move leaves the CT where it was (Proxmox undoes it); a CT that cannot
+        // be reached cannot be touched.
+        if matches!(
+            self.entries[&ctid].action,
+            Action::Migrate { .. } | Action::Unreachable { .. }
+        ) {
+            return None;
+        }
         let ct = self.host.ct(ctid).ok().flatten()?;
         if !ct.is_managed() {
             return None;
@@ -578,7 +708,23 @@ impl Executor<'_> {
         let entry = self.entries[&ctid];
         let node = self.node(ctid);
         let mut log = NodeLog::open(&self.log_path(ctid));
-        if let Action::Update { changes, secrets } = &entry.action {
+        let provisioned = matches!(
+            entry.action,
+            Action::Create
+                | Action::Rebuild {
+                    mode: RebuildMode::Replace,
+                    ..
+                }
+        );
+        if !provisioned {
+            self.preflight(node, &mut log)?;
+        }
+        if let Some(m) = &entry.moves {
+            self.move_ct(node, m, &mut log)?;
+        }
+        if let Action::Update { changes, secrets } | Action::Migrate { changes, secrets } =
+            &entry.action
+        {
             let settings = changes
                 .iter()
                 .any(|c| c.key != "running" && c.key != STORE_CHANGE);
@@ -609,20 +755,18 @@ impl Executor<'_> {
             }
             return Ok(());
         }
-        if matches!(
+        let in_place = matches!(
             entry.action,
             Action::Rebuild {
                 mode: RebuildMode::InPlace,
                 ..
             }
-        ) {
-            self.preflight(node, &mut log)?;
-            if !self.inventory.get(&ctid).is_some_and(CtInfo::is_managed) {
-                return fail(
-                    Step::Settings,
-                    format!("CT {ctid} was not created by phoenix; refusing to rebuild it"),
-                );
-            }
+        );
+        if in_place && !self.inventory.get(&ctid).is_some_and(CtInfo::is_managed) {
+            return fail(
+                Step::Settings,
+                format!("CT {ctid} was not created by phoenix; refusing to rebuild it"),
+            );
         }
         self.configure(node, &mut log)?;
         self.start_ready(node, &mut log)?;
@@ -665,7 +809,12 @@ impl Executor<'_> {
         if node.has_gpu() || current.passthrough != Passthrough::default() {
             self.step(ctid, Step::Devices, log);
             let devices = if node.has_gpu() {
-                gpu::passthrough(node, self.facts).map_err(|m| StepError::new(Step::Devices, m))?
+                let on = self.entries[&ctid].node.as_deref();
+                let facts = self
+                    .facts
+                    .of(on)
+                    .map_err(|m| StepError::new(Step::Devices, m))?;
+                gpu::passthrough(node, facts).map_err(|m| StepError::new(Step::Devices, m))?
             } else {
                 Passthrough::default()
             };

@@ -1,13 +1,18 @@
 //! A run's work as walker tasks: each node that builds is one `finish` task, preceded by a
-//! `provision` task when its CT is created, cloned or replaced. A clone's provision task
-//! holds its source's resource (`clone-source:<ctid>`), so clones of one source take turns
-//! on that step only. Costs are the host calls a task makes, each at the host's estimate
-//! for its [`Verb`]: they rank tasks, longest remaining path first.
+//! `provision` task when its CT is created, cloned or replaced, and, for a clone made
+//! beside its source on another node, a `relocate` task that moves it to its own. A
+//! clone's provision task holds its source's resource (`clone-source:<ctid>`), so clones
+//! of one source take turns on that step only, whichever nodes they land on; the move
+//! after it holds nothing. Each task runs in the pool of the cluster node its host
+//! operations go to (a clone and its move: the source's node, where Proxmox runs them;
+//! everything else: the CT's own node), so that `-j` is per node. Costs are the host
+//! calls a task makes, each at the host's estimate for its [`Verb`]: they rank tasks,
+//! longest remaining path first.
 
 use std::collections::BTreeMap;
 
-use crate::engine::plan::{Action, Entry, RebuildMode};
-use crate::engine::walker::Task;
+use crate::engine::plan::{Action, CloneVia, Entry, RebuildMode};
+use crate::engine::walker::{Pools, Task};
 use crate::fleet::config::Ctid;
 use crate::fleet::Fleet;
 use crate::host::{Host, Verb};
@@ -15,6 +20,8 @@ use crate::host::{Host, Verb};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
     Provision,
+    /// A clone made on its source's node moves to its own.
+    Relocate,
     Finish,
 }
 
@@ -22,6 +29,8 @@ pub enum Part {
 pub struct Tasks {
     pub tasks: Vec<Task>,
     pub parts: Vec<(Ctid, Part)>,
+    /// The cluster node of each pool (`None`: a host that is one machine).
+    pub pools: Vec<Option<String>>,
 }
 
 impl Tasks {
@@ -29,13 +38,20 @@ impl Tasks {
     pub fn starts_node(&self, i: usize) -> bool {
         let (ctid, part) = self.parts[i];
         part == Part::Provision
-            || !matches!(i.checked_sub(1).map(|j| self.parts[j]), Some((c, Part::Provision)) if c == ctid)
+            || (part == Part::Finish
+                && !matches!(i.checked_sub(1).map(|j| self.parts[j]), Some((c, Part::Provision | Part::Relocate)) if c == ctid))
+    }
+
+    /// `jobs` per pool (cluster node), `max_jobs` in all.
+    pub fn pools(&self, jobs: usize, max_jobs: Option<usize>) -> Pools {
+        Pools::per_pool(self.pools.len(), jobs, max_jobs)
     }
 }
 
 /// The host calls of `Executor::finish` for a node (see steps.rs), by the host's estimate.
-fn finish_cost(fleet: &Fleet, ctid: Ctid, host: &dyn Host) -> u64 {
+fn finish_cost(fleet: &Fleet, entry: &Entry, host: &dyn Host) -> u64 {
     let est = |v: Verb| host.estimate_ms(v);
+    let ctid = entry.ctid;
     let node = &fleet.nodes[&ctid];
     let mut cost = 2 * est(Verb::Config)
         + est(Verb::Set)
@@ -55,6 +71,15 @@ fn finish_cost(fleet: &Fleet, ctid: Ctid, host: &dyn Host) -> u64 {
     if !node.is_template() {
         cost += est(Verb::Start);
     }
+    match &entry.action {
+        // A move and what it applies, not a build.
+        Action::Migrate { .. } => return est(Verb::Migrate) + est(Verb::Set),
+        Action::Unreachable { .. } => return 1,
+        _ => {}
+    }
+    if entry.moves.is_some() {
+        cost += est(Verb::Migrate);
+    }
     cost
 }
 
@@ -68,10 +93,22 @@ pub fn tasks(
     let mut out = Tasks {
         tasks: Vec::new(),
         parts: Vec::new(),
+        pools: Vec::new(),
+    };
+    let pool = |node: Option<&str>, pools: &mut Vec<Option<String>>| {
+        let node = node.map(str::to_string);
+        match pools.iter().position(|p| *p == node) {
+            Some(i) => i,
+            None => {
+                pools.push(node);
+                pools.len() - 1
+            }
+        }
     };
     let mut finish_task: BTreeMap<Ctid, usize> = BTreeMap::new();
     for &ctid in building {
         let entry = entries[&ctid];
+        let own = pool(entry.node.as_deref(), &mut out.pools);
         // A parent that takes a new snapshot (or makes its store template) in this run
         // must finish first.
         let parent_dep: Vec<usize> = entry
@@ -97,12 +134,29 @@ pub fn tasks(
                 Some(p) => (Verb::Clone, Some(format!("clone-source:{p}"))),
                 None => (Verb::Create, None),
             };
+            // A clone runs on its source's node (with `target` too: Proxmox's task is
+            // the source's).
+            let source = entry.clone_via.as_ref().map(CloneVia::source_node);
+            let runs_on = match source {
+                Some(s) => pool(Some(s), &mut out.pools),
+                None => own,
+            };
             out.tasks.push(Task {
                 deps: parent_dep,
                 resource,
                 cost: host.estimate_ms(verb),
+                pool: runs_on,
             });
             out.parts.push((ctid, Part::Provision));
+            if let Some(CloneVia::Migrate { .. }) = &entry.clone_via {
+                out.tasks.push(Task {
+                    deps: vec![out.tasks.len() - 1],
+                    resource: None,
+                    cost: host.estimate_ms(Verb::Migrate),
+                    pool: runs_on,
+                });
+                out.parts.push((ctid, Part::Relocate));
+            }
             vec![out.tasks.len() - 1]
         } else {
             parent_dep
@@ -123,15 +177,19 @@ pub fn tasks(
             {
                 store
             }
-            _ => finish_cost(fleet, ctid, host) + store,
+            _ => finish_cost(fleet, entry, host) + store,
         };
         out.tasks.push(Task {
             deps: finish_deps,
             resource: None,
             cost,
+            pool: own,
         });
         out.parts.push((ctid, Part::Finish));
         finish_task.insert(ctid, out.tasks.len() - 1);
+    }
+    if out.pools.is_empty() {
+        out.pools.push(None);
     }
     out
 }

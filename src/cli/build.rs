@@ -57,10 +57,11 @@ pub fn build(
 ) -> Result<i32, Error> {
     let mut named = opts.targets.clone();
     named.extend(opts.consent.replace.iter().copied());
+    named.extend(opts.consent.drop_snapshots.iter().copied());
     named.extend(unpin.iter().copied());
     check_targets(fleet, &named)?;
     let state = open_state(cli)?;
-    let host = open_host(cli)?;
+    let host = open_placed_host(cli, fleet)?;
     let _locks = lock_host(&state, host.as_ref(), "build", wait)?;
     for &ctid in unpin {
         state

@@ -85,6 +85,14 @@ pub enum Error {
         option: &'static str,
         message: String,
     },
+
+    /// The configuration does not fit the host (a `node` the cluster does not have):
+    /// found once the host is known, before anything changes.
+    #[error("the configuration has {} error{} for this host; nothing was touched", .0.errors(), if .0.errors() == 1 { "" } else { "s" })]
+    #[diagnostic(help(
+        "fix each problem in `problems`; `phoenix validate` shows them at their lines"
+    ))]
+    InvalidConfig(Box<Problems>),
 }
 
 fn join(ctids: &[Ctid]) -> String {
@@ -139,6 +147,7 @@ impl Error {
             Error::Usage { .. } => exit::USAGE,
             Error::Rollback { consent: true, .. } => exit::HELD,
             Error::Rollback { .. } => exit::USAGE,
+            Error::InvalidConfig(_) => exit::INVALID_CONFIG,
         }
     }
 
@@ -156,6 +165,7 @@ impl Error {
             Error::Read { .. } => "read",
             Error::Usage { .. } => "usage",
             Error::Rollback { .. } => "rollback",
+            Error::InvalidConfig(_) => "invalid_config",
         }
     }
 }
@@ -229,6 +239,14 @@ pub fn report_usage(clap_message: &str) {
 
 /// Tells the user, and returns the exit code.
 pub fn report(e: &Error, json: bool, color: bool) -> i32 {
+    if let Error::InvalidConfig(problems) = e {
+        eprint!("{}", problems.render(color));
+        eprintln!("error: {e}");
+        if json {
+            report_invalid_config(problems, e.to_string());
+        }
+        return e.exit_code();
+    }
     let theme = if color {
         miette::GraphicalTheme::unicode()
     } else {

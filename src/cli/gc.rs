@@ -74,7 +74,7 @@ pub fn gc(cli: &Cli, fleet: &Fleet, args: &GcArgs) -> Result<i32, Error> {
             message,
         })?;
     let state = open_state(cli)?;
-    let host = open_host(cli)?;
+    let host = open_placed_host(cli, fleet)?;
     let _locks = lock_host(&state, host.as_ref(), "gc", args.wait)?;
     let pins = state.pins();
     let hashes = crate::engine::hash::hash_fleet_fixed(

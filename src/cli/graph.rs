@@ -13,6 +13,8 @@ pub struct NodeJson<'a> {
     pub is_template: bool,
     pub hash: &'a str,
     pub snapshot: String,
+    /// The cluster node its block (or `default_node`) places it on.
+    pub node: Option<&'a str>,
     pub manifest: &'a hash::Manifest,
 }
 
@@ -26,6 +28,7 @@ fn node_json<'a>(fleet: &'a Fleet, ctid: Ctid, h: &'a Hashed) -> NodeJson<'a> {
         is_template: node.is_template(),
         hash: h.hash.as_str(),
         snapshot: h.hash.snapshot().to_string(),
+        node: node.placed_on(&fleet.hypervisor),
         manifest: &h.manifest,
     }
 }
@@ -54,7 +57,15 @@ pub fn graph(cli: &Cli, fleet: &Fleet, format: Option<GraphFormat>) -> Result<i3
         } else {
             "container"
         };
-        format!("{c} {}\\n{kind} {}", n.name(), &hashes[&c].hash.snapshot())
+        let on = n
+            .placed_on(&fleet.hypervisor)
+            .map(|node| format!("\\non {node}"))
+            .unwrap_or_default();
+        format!(
+            "{c} {}\\n{kind} {}{on}",
+            n.name(),
+            &hashes[&c].hash.snapshot()
+        )
     };
     let mut out = String::new();
     match format {

@@ -127,9 +127,14 @@ pub enum Command {
     Build {
         /// Only these nodes and whatever of their ancestors is not fresh.
         targets: Vec<Ctid>,
-        /// Nodes built at the same time.
+        /// Nodes built at the same time on each cluster node (host operations of one node
+        /// never wait on another's).
         #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
+        /// Nodes built at the same time across the whole cluster [default: no limit beyond
+        /// -j per node].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
+        max_jobs: Option<u16>,
         /// Start nothing new after the first failure.
         #[arg(long)]
         fail_fast: bool,
@@ -238,6 +243,10 @@ pub struct ConsentArgs {
     /// Consent to replace every standard container whose parent changed.
     #[arg(long)]
     pub replace_all: bool,
+    /// Consent to delete this CT's snapshots so that it can move to the node its block
+    /// names (its storage cannot move them).
+    #[arg(long = "drop-snapshots", value_name = "CTID")]
+    pub drop_snapshots: Vec<Ctid>,
 }
 
 impl ConsentArgs {
@@ -245,6 +254,7 @@ impl ConsentArgs {
         crate::engine::plan::Consent {
             replace: self.replace.iter().copied().collect(),
             replace_all: self.replace_all,
+            drop_snapshots: self.drop_snapshots.iter().copied().collect(),
         }
     }
 }
@@ -347,6 +357,7 @@ pub fn run(mut cli: Cli) -> i32 {
         Command::Build {
             targets,
             jobs,
+            max_jobs,
             fail_fast,
             wait,
             ready_timeout,
@@ -362,6 +373,7 @@ pub fn run(mut cli: Cli) -> i32 {
                 targets: targets.clone(),
                 skip_gpu: cli.skip_gpu,
                 jobs: usize::from(*jobs),
+                max_jobs: max_jobs.map(usize::from),
                 fail_fast: *fail_fast,
                 consent: consent.consent(),
                 ready_timeout: std::time::Duration::from_secs(*ready_timeout),
@@ -583,6 +595,31 @@ pub(crate) fn open_host(cli: &Cli) -> Result<Box<dyn Host>, Error> {
     }
 }
 
+/// Opens the host and checks that the fleet's placement fits it: every `node` (and
+/// `default_node`) names a node of its cluster. Before anything is read or changed.
+pub(crate) fn open_placed_host(cli: &Cli, fleet: &Fleet) -> Result<Box<dyn Host>, Error> {
+    let host = open_host(cli)?;
+    let placed = fleet.nodes.values().any(|n| n.spec.node.is_some())
+        || fleet.hypervisor.default_node.is_some();
+    if !placed {
+        return Ok(host);
+    }
+    let cluster = host.cluster().map_err(Error::ReadHost)?;
+    let names: Option<Vec<&str>> = cluster.as_ref().map(|c| c.names());
+    let problems = crate::fleet::rules::placement(
+        fleet,
+        names.as_deref(),
+        &format!("the {} backend", host.name()),
+    );
+    if problems.is_empty() {
+        Ok(host)
+    } else {
+        let mut all = crate::fleet::diag::Problems(problems);
+        all.sort();
+        Err(Error::InvalidConfig(Box::new(all)))
+    }
+}
+
 /// Opens (making it if needed) the state directory.
 pub(crate) fn open_state(cli: &Cli) -> Result<StateDir, Error> {
     StateDir::open(&cli.state_dir).map_err(Error::StateDir)
@@ -670,7 +707,7 @@ pub(crate) fn read_for_history(
     cli: &Cli,
     fleet: &Fleet,
 ) -> Result<(Box<dyn Host>, crate::build::Planned, StateDir), Error> {
-    let host = open_host(cli)?;
+    let host = open_placed_host(cli, fleet)?;
     let planned = read_plan(cli, fleet, host.as_ref())?;
     let state = StateDir {
         root: cli.state_dir.clone(),

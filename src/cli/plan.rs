@@ -6,14 +6,17 @@ use crate::engine::plan::{Action, Consent};
 pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Result<i32, Error> {
     let mut named = targets.to_vec();
     named.extend(consent.replace.iter().copied());
+    named.extend(consent.drop_snapshots.iter().copied());
     check_targets(fleet, &named)?;
-    let host = open_host(cli)?;
+    let host = open_placed_host(cli, fleet)?;
     let state = StateDir {
         root: cli.state_dir.clone(),
     };
     let planned =
         crate::build::make_plan(fleet, host.as_ref(), &state, consent, targets, cli.skip_gpu)
             .map_err(Error::ReadHost)?;
+    // A cluster of several nodes shows where each CT is.
+    let nodes = planned.cluster.as_ref().is_some_and(|c| c.nodes.len() > 1);
     let (plan, preflight, state_problems) =
         (planned.plan, planned.preflight, planned.state_problems);
     // The host set-up runs when the build has work.
@@ -38,7 +41,14 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                 println!("before the build: {} runs on the host", p.display());
             }
             let color = stdout_color(cli);
-            println!("{:<16} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
+            if nodes {
+                println!(
+                    "{:<16} {:>9}  {:<24} {:<12} REASON",
+                    "ACTION", "CTID", "NAME", "NODE"
+                );
+            } else {
+                println!("{:<16} {:>9}  {:<24} REASON", "ACTION", "CTID", "NAME");
+            }
             for e in &plan.entries {
                 let action = match &e.action {
                     Action::Rebuild { mode, .. } => format!(
@@ -50,8 +60,13 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                     ),
                     a => a.name().to_string(),
                 };
+                let node = if nodes {
+                    format!("{:<12} ", e.node.as_deref().unwrap_or("-"))
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{} {:>9}  {:<24} {}",
+                    "{} {:>9}  {:<24} {node}{}",
                     action_cell(&action, 16, color),
                     e.ctid,
                     e.name,
@@ -63,6 +78,8 @@ pub fn plan(cli: &Cli, fleet: &Fleet, targets: &[Ctid], consent: &Consent) -> Re
                 "create",
                 "rebuild",
                 "update",
+                "migrate",
+                "unreachable",
                 "held",
                 "blocked",
                 "unmanaged",

@@ -27,6 +27,8 @@ pub struct StatusRow {
     pub age_s: Option<u64>,
     /// The snapshot today's config builds.
     pub snapshot: String,
+    /// The cluster node the CT is on.
+    pub node: Option<String>,
     pub action: Option<&'static str>,
 }
 
@@ -39,13 +41,15 @@ struct StatusJson<'a> {
 }
 
 pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
-    let host = open_host(cli)?;
+    let host = open_placed_host(cli, fleet)?;
     let crate::build::Planned {
         hashes,
         inventory,
         plan,
+        cluster,
         ..
     } = read_plan(cli, fleet, host.as_ref())?;
+    let nodes = cluster.as_ref().is_some_and(|c| c.nodes.len() > 1);
     let now = now_secs();
     let stores = crate::engine::store::found(&inventory, fleet.hypervisor.store_range);
     let rows: Vec<StatusRow> = fleet
@@ -68,6 +72,7 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
                 built_at: built.map(|b| crate::os::rfc3339(b.snaptime)),
                 age_s: built.map(|b| now.saturating_sub(b.snaptime)),
                 snapshot: hashes[&ctid].hash.snapshot().to_string(),
+                node: ct.and_then(|c| c.node.clone()),
                 action: plan.entry(ctid).map(|e| e.action.name()),
             }
         })
@@ -81,9 +86,21 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
         }),
         Output::Human => {
             let color = stdout_color(cli);
+            let node_col = |n: Option<&str>| {
+                if nodes {
+                    format!("{:<12} ", n.unwrap_or("-"))
+                } else {
+                    String::new()
+                }
+            };
             println!(
-                "{:>9}  {:<24} {:<8} {:<37} {:>8}  PLAN",
-                "CTID", "NAME", "STATE", "BUILT", "AGE"
+                "{:>9}  {:<24} {:<8} {}{:<37} {:>8}  PLAN",
+                "CTID",
+                "NAME",
+                "STATE",
+                node_col(Some("NODE")),
+                "BUILT",
+                "AGE"
             );
             for r in &rows {
                 let state = match r.state {
@@ -92,10 +109,11 @@ pub fn status(cli: &Cli, fleet: &Fleet) -> Result<i32, Error> {
                     CtState::Missing => "missing",
                 };
                 println!(
-                    "{:>9}  {:<24} {:<8} {:<37} {:>8}  {}",
+                    "{:>9}  {:<24} {:<8} {}{:<37} {:>8}  {}",
                     r.ctid,
                     r.name,
                     state,
+                    node_col(r.node.as_deref()),
                     r.built_snapshot.as_deref().unwrap_or("-"),
                     r.age_s.map_or("-".to_string(), crate::os::age),
                     action_cell(r.action.unwrap_or(""), 0, color)

@@ -160,6 +160,27 @@ fn render_why(
             }
             out.push_str(&store_lines(fleet, planned, ctid, snapshot));
         }
+        E::Migrate { snapshot, moves, changes } => {
+            out.push_str(&format!(
+                "CT {label} is built from today's inputs ({snapshot}) and would be migrated, not rebuilt (migrate):\n  {}\n",
+                crate::render::plan::move_words(moves)
+            ));
+            let block = &fleet.nodes[&ctid].pointer;
+            let at = match (&fleet.nodes[&ctid].spec.node, &fleet.hypervisor.default_node) {
+                (Some(_), _) => fleet.line_of(&format!("{block}/node")),
+                (None, Some(_)) => format!("{} (proxmox_defaults.default_node)", fleet.hypervisor.file.path.display()),
+                (None, None) => "the config".to_string(),
+            };
+            out.push_str(&format!(
+                "  placement is not content: `node` ({at}) is not in its hash, so {snapshot} stays its build and its files go with it\n"
+            ));
+            for c in changes {
+                out.push_str(&format!("  then {}: {} → {}\n", c.key, c.old.as_deref().unwrap_or("(unset)"), c.new));
+            }
+        }
+        E::Unreachable { node, why } => out.push_str(&format!(
+            "CT {label} lives on node {node}, which does not answer: it cannot be read or built until it does ({why}).\n"
+        )),
         E::Update { changes, secrets } => {
             let runtime = changes.iter().any(|c| c.key != crate::engine::store::STORE_CHANGE);
             let what = match (!runtime, secrets.is_empty()) {

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | build fields of the block: `template` (base nodes only; clones ignore it), `storage_pool`, `unprivileged`, `features`, `gpu_assignment`, `portainer_role`, `vllm_*`, `is_template`, any unknown field — a field written with its default value (`"gpu_assignment": "none"`, `"portainer_role": "none"`, `"features": ""`, `"is_template": false`, `"unprivileged": true`, `null`) counts as absent, and `features` as a set | yes | they change what is inside the container |
 //! | runtime fields: `memory_mb`, `cores`, `name`, `network_config`, `mac_address`, `storage_size_gb`, `onboot`, and the labels `static_ip`, `template_snapshot_name`, `rebuild`, `keep_generations` | **no** | applied with `pct set` / `pct resize` as an in-place update; a change is an *update*, never a rebuild |
+//! | placement: `node` (and the hypervisor config's `default_node`) | **no** | the same CT on another node is the same build: a changed node is a migration, never a rebuild |
 //! | the CTID | yes | hooks receive it as their argument |
 //! | content of the node's hook `phoenix_hypervisor_setup_<CTID>.sh` and of every file under the hooks `lib/` | yes | scripts are code |
 //! | content of the built-in step scripts that apply (NVIDIA for GPU nodes, Docker for `nesting=1`) | yes | ditto |
@@ -48,6 +49,8 @@ pub const RUNTIME_FIELDS: &[&str] = &[
     "template_snapshot_name",
     "rebuild",
     "keep_generations",
+    // Placement is not content: a CT on another node is the same CT, migrated.
+    "node",
     // The edge is hashed as the parent's CTID and hash, in `parent`.
     "clone_from_template_ctid",
 ];

@@ -14,6 +14,16 @@
 //! | `unmanaged` | a CT with this CTID exists but phoenix did not create it (or its config cannot be read): never touched |
 //! | `skipped` | left out of this run (`--skip-gpu`), with its descendants |
 //! | `pinned` | rolled back to an earlier generation and held there (`phoenix rollback`) until `unpin`; its descendants are planned against that generation |
+//! | `migrate` | fresh by hash, but on another node than its block (or `default_node`) places it: moved there, never rebuilt (runtime settings that differ are applied after) |
+//! | `unreachable` | its CT lives on a cluster node that is offline or does not answer: it fails, its descendants are blocked, the rest of the cluster builds |
+//!
+//! Placement (a cluster): each entry carries the `node` its CT is on after the run. A CT
+//! whose block places it elsewhere moves there first (`moves`); a CT an admin or HA moved
+//! while nothing places it stays where it is and is reported (`moved_outside`). A clone
+//! whose source is on another node is made there and moved, or made on its own node at
+//! once when its storage is shared (`clone_via`). A move that would lose snapshots (a local
+//! storage other than ZFS or btrfs cannot carry them) is held like any destructive
+//! action, until `--drop-snapshots <CTID>`.
 //!
 //! A CT without a build snapshot is *unfinished* only with proof that phoenix's own build
 //! of it never reached its snapshot: the build record in the state directory, written
@@ -30,13 +40,65 @@ use crate::engine::secrets::Rotated;
 use crate::engine::snapshot::{current_build, BuildRecord};
 use crate::fleet::config::{Ctid, Node, RebuildPolicy};
 use crate::fleet::Fleet;
-use crate::host::{CtInfo, Network, Settings};
+use crate::host::{ClusterView, CtInfo, Network, Settings};
 
-/// Consent to replace standard containers whose parent changed.
+/// Consent to replace standard containers whose parent changed, and to drop the
+/// snapshots of CTs that cannot move with them.
 #[derive(Clone, Debug, Default)]
 pub struct Consent {
     pub replace: BTreeSet<Ctid>,
     pub replace_all: bool,
+    /// `--drop-snapshots`: these CTs may lose the snapshots their storage cannot move.
+    pub drop_snapshots: BTreeSet<Ctid>,
+}
+
+/// The cluster the fleet is placed on, as the host reports it, and where phoenix last
+/// had each CT (its state directory's record).
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub cluster: ClusterView,
+    pub recorded: BTreeMap<Ctid, String>,
+}
+
+/// Why a CT moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveCause {
+    /// Its block (or `default_node`) places it on another node than it is on.
+    Placed,
+    /// phoenix left it on the node its block names, and an admin or HA moved it.
+    MovedOutside,
+}
+
+/// A migration the run makes before the CT's other work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+    pub cause: MoveCause,
+    /// It runs: shut down, moved, started there (Proxmox's restart migration).
+    pub restart: bool,
+    /// Snapshots deleted first because its storage cannot move them (with consent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drops_snapshots: Vec<String>,
+}
+
+/// How a clone whose source is on another node reaches its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum CloneVia {
+    /// Made on its node at once (Proxmox's `target`): its storage is shared.
+    Target { source_node: String },
+    /// Made on the source's node, then migrated to its own (local storage).
+    Migrate { source_node: String },
+}
+
+impl CloneVia {
+    pub fn source_node(&self) -> &str {
+        match self {
+            CloneVia::Target { source_node } | CloneVia::Migrate { source_node } => source_node,
+        }
+    }
 }
 
 /// What the run leaves out, and the facts the plan needs beside the host's inventory.
@@ -52,6 +114,8 @@ pub struct Context {
     /// Store templates ([`crate::engine::store`]): `None` when off (no
     /// `store_vmid_range`, or a host that makes none).
     pub store: Option<crate::engine::store::Setup>,
+    /// The cluster, where the host is one (`None`: one machine, nothing is placed).
+    pub placement: Option<Placement>,
 }
 
 /// A CT held at an earlier generation, as the plan shows it.
@@ -104,6 +168,13 @@ pub enum Cause {
     NoBuildSnapshot { missing: String },
     /// The previous build's parent is not recorded; phoenix cannot tell what changed.
     Unknown,
+    /// Moving it to the node its block names deletes snapshots its storage cannot move
+    /// (Proxmox: `non-migratable snapshot exists`).
+    SnapshotsLost {
+        to: String,
+        storage: String,
+        lost: Vec<String>,
+    },
 }
 
 /// Who agreed to a rebuild that discards or converges a standard container.
@@ -176,6 +247,20 @@ pub enum Action {
     },
     /// Rolled back and held at a generation; nothing is done to it until `unpin`.
     Pinned(Pinned),
+    /// Fresh by hash but placed on another node: migrated (the entry's `moves`), then the
+    /// runtime settings and secrets that differ are applied.
+    Migrate {
+        changes: Vec<Change>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secrets: Vec<Rotated>,
+    },
+    /// Its CT lives on a node that is offline or does not answer: it cannot be read or
+    /// changed. It fails (with the node named) and its descendants are blocked.
+    Unreachable {
+        #[serde(rename = "unreachable_node")]
+        node: String,
+        why: String,
+    },
     /// Left out of this run; nothing is done to it.
     Skipped {
         #[serde(rename = "left_out")]
@@ -206,13 +291,19 @@ impl Action {
             Action::Unmanaged { .. } => "unmanaged",
             Action::Skipped { .. } => "skipped",
             Action::Pinned(_) => "pinned",
+            Action::Migrate { .. } => "migrate",
+            Action::Unreachable { .. } => "unreachable",
         }
     }
-    /// The node gets work in this run.
+    /// The node gets work in this run (an unreachable one fails in it).
     pub fn builds(&self) -> bool {
         matches!(
             self,
-            Action::Update { .. } | Action::Create | Action::Rebuild { .. }
+            Action::Update { .. }
+                | Action::Create
+                | Action::Rebuild { .. }
+                | Action::Migrate { .. }
+                | Action::Unreachable { .. }
         )
     }
     /// The node's snapshot is (re)taken in this run, so its descendants' clone source moves.
@@ -223,7 +314,10 @@ impl Action {
     fn stops_descendants(&self) -> bool {
         matches!(
             self,
-            Action::Held { .. } | Action::Blocked { .. } | Action::Unmanaged { .. }
+            Action::Held { .. }
+                | Action::Blocked { .. }
+                | Action::Unmanaged { .. }
+                | Action::Unreachable { .. }
         )
     }
 }
@@ -236,6 +330,19 @@ pub struct Entry {
     pub parent: Option<Ctid>,
     pub hash: NodeHash,
     pub snapshot: String,
+    /// The cluster node the CT is on once the run is done (`null` where the host is one
+    /// machine).
+    pub node: Option<String>,
+    /// A move to another node made before the CT's other work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves: Option<Move>,
+    /// With nothing placing it, the CT was found on another node than phoenix left it on
+    /// (an admin or HA moved it): left where it is. The node phoenix left it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_outside: Option<String>,
+    /// A clone whose source is on another node: how it gets to its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_via: Option<CloneVia>,
     #[serde(flatten)]
     pub action: Action,
     /// How a node that is cloned in this run is cloned, when store templates are on: a
@@ -406,6 +513,19 @@ pub fn plan(
         let node = &fleet.nodes[&ctid];
         let hashed = &hashes[&ctid];
         let parent = fleet.graph.parent_of(ctid);
+        let ct = inventory.get(&ctid);
+        // A CT on a node that does not answer cannot be read: whatever its state, it
+        // fails in this run.
+        let down = context.placement.as_ref().and_then(|p| {
+            let on = p.cluster.node(ct?.node.as_deref()?)?;
+            (!on.online).then(|| Action::Unreachable {
+                node: on.name.clone(),
+                why: on
+                    .down
+                    .clone()
+                    .unwrap_or_else(|| format!("node '{}' does not answer", on.name)),
+            })
+        });
         let action = match parent.and_then(|p| actions.get(&p)) {
             Some(Entry {
                 action: Action::Skipped { why, by },
@@ -422,15 +542,17 @@ pub fn plan(
                     _ => p.ctid,
                 },
             },
+            _ if down.is_some() => down.unwrap_or(Action::Create),
             _ => decide(
                 node,
                 hashed,
-                inventory.get(&ctid),
+                ct,
                 rotations.get(&ctid).map_or(&[], Vec::as_slice),
                 consent,
                 context.unfinished.contains(&ctid),
             ),
         };
+        let placed = place(fleet, node, ct, action, context, consent, &actions);
         actions.insert(
             ctid,
             Entry {
@@ -440,7 +562,11 @@ pub fn plan(
                 parent,
                 hash: hashed.hash.clone(),
                 snapshot: hashed.hash.snapshot().to_string(),
-                action,
+                node: placed.node,
+                moves: placed.moves,
+                moved_outside: placed.moved_outside,
+                clone_via: placed.clone_via,
+                action: placed.action,
                 clone: None,
                 store_template: None,
             },
@@ -451,7 +577,11 @@ pub fn plan(
         None => Vec::new(),
     };
     let rank = |a: &Action| match a {
-        Action::Create | Action::Rebuild { .. } | Action::Update { .. } => 0,
+        Action::Create
+        | Action::Rebuild { .. }
+        | Action::Update { .. }
+        | Action::Migrate { .. }
+        | Action::Unreachable { .. } => 0,
         Action::Held { .. } => 1,
         Action::Blocked { .. } => 2,
         Action::Unmanaged { .. } => 3,
@@ -472,6 +602,148 @@ pub fn plan(
         entries,
         store_problems,
     }
+}
+
+/// An action with where its CT ends up.
+struct Placed {
+    node: Option<String>,
+    moves: Option<Move>,
+    moved_outside: Option<String>,
+    clone_via: Option<CloneVia>,
+    action: Action,
+}
+
+/// Where a node's CT is after the run, and the moves that takes (module doc). Nodes
+/// earlier in the graph's order (its parent among them) are in `earlier`.
+fn place(
+    fleet: &Fleet,
+    node: &Node,
+    ct: Option<&CtInfo>,
+    action: Action,
+    context: &Context,
+    consent: &Consent,
+    earlier: &BTreeMap<Ctid, Entry>,
+) -> Placed {
+    let current = ct.and_then(|c| c.node.clone());
+    let mut out = Placed {
+        node: current.clone(),
+        moves: None,
+        moved_outside: None,
+        clone_via: None,
+        action,
+    };
+    let Some(p) = &context.placement else {
+        return out;
+    };
+    let desired = node.placed_on(&fleet.hypervisor).map(str::to_string);
+    let recorded = p.recorded.get(&node.ctid);
+    let provisions = matches!(
+        out.action,
+        Action::Create
+            | Action::Rebuild {
+                mode: RebuildMode::Replace,
+                ..
+            }
+    );
+    if provisions || ct.is_none() {
+        // Made in this run (or would be): where it is placed, else where it is, else
+        // where new CTs go.
+        out.node = desired.or(current).or_else(|| Some(p.cluster.home.clone()));
+        if provisions {
+            out.clone_via = clone_via(node, out.node.as_deref(), p, earlier);
+        }
+        return out;
+    }
+    let moving = matches!(
+        out.action,
+        Action::Fresh { .. }
+            | Action::Update { .. }
+            | Action::Rebuild {
+                mode: RebuildMode::InPlace,
+                ..
+            }
+    );
+    match (desired, &current) {
+        (Some(to), Some(from)) if moving && to != *from => {
+            let ct = ct.expect("a CT with a node exists");
+            let lost = lost_snapshots(ct, from, p);
+            let storage = ct.storage.clone().unwrap_or_default();
+            if !lost.is_empty() && !consent.drop_snapshots.contains(&node.ctid) {
+                out.action = Action::Held {
+                    cause: Cause::SnapshotsLost { to, storage, lost },
+                    built: current_build(ct).map(|b| b.name.clone()),
+                };
+                return out;
+            }
+            out.moves = Some(Move {
+                from: from.clone(),
+                to: to.clone(),
+                cause: if recorded == Some(&to) {
+                    MoveCause::MovedOutside
+                } else {
+                    MoveCause::Placed
+                },
+                restart: ct.running,
+                drops_snapshots: lost,
+            });
+            out.node = Some(to);
+            out.action = match out.action {
+                Action::Fresh { .. } => Action::Migrate {
+                    changes: Vec::new(),
+                    secrets: Vec::new(),
+                },
+                Action::Update { changes, secrets } => Action::Migrate { changes, secrets },
+                other => other,
+            };
+        }
+        (None, Some(at)) => {
+            out.moved_outside = recorded.filter(|r| *r != at).cloned();
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The snapshots a CT loses when it moves off `from`: all of them, where its storage
+/// there cannot carry snapshots to another node.
+fn lost_snapshots(ct: &CtInfo, from: &str, p: &Placement) -> Vec<String> {
+    let keeps = ct
+        .storage
+        .as_deref()
+        .and_then(|s| p.cluster.node(from)?.storage(s))
+        .is_none_or(|s| s.migrates_snapshots());
+    if keeps {
+        Vec::new()
+    } else {
+        ct.snapshots.iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+/// A clone made on `on` whose source sits on another node: made there at once when its
+/// storage is shared between them (`target`), else made beside its source and moved.
+fn clone_via(
+    node: &Node,
+    on: Option<&str>,
+    p: &Placement,
+    earlier: &BTreeMap<Ctid, Entry>,
+) -> Option<CloneVia> {
+    let source_node = earlier.get(&node.parent?)?.node.clone()?;
+    let on = on?;
+    if source_node == on {
+        return None;
+    }
+    let storage = &node.spec.storage_pool;
+    let shared = |n: &str| {
+        p.cluster
+            .node(n)
+            .and_then(|n| n.storage(storage))
+            .is_some_and(|s| s.shared)
+    };
+    Some(if shared(on) && shared(&source_node) {
+        CloneVia::Target { source_node }
+    } else {
+        CloneVia::Migrate { source_node }
+    })
 }
 
 /// One node whose parent does not stop it. `unfinished`: phoenix's build record proves

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::hash::Hashed;
-use crate::engine::plan::{Action, Change, Entry, RebuildMode};
+use crate::engine::plan::{Action, Change, CloneVia, Entry, RebuildMode};
 use crate::engine::snapshot::{current_build, BuildRecord, SnapshotName};
 use crate::fleet::config::{Ctid, VmidRange};
 use crate::fleet::Fleet;
@@ -226,6 +226,10 @@ pub enum FullClone {
     /// The parent has no store template of the generation cloned, and this run makes none
     /// (the parent is pinned, held or not built).
     NoStoreTemplate,
+    /// The CT goes to another node than its parent's, and its storage is not shared
+    /// between them: it is made beside its parent and migrated, and a linked clone cannot
+    /// leave its template's node.
+    OtherNode { node: String, source_node: String },
 }
 
 /// The store template a run makes of a node's generation.
@@ -371,9 +375,21 @@ pub fn decide(
             .get(&(parent, hashes[&parent].hash.to_string()))
             .or_else(|| making.get(&parent))
             .copied();
+        let crosses = entries
+            .get(&ctid)
+            .and_then(|e| match (&e.clone_via, &e.node) {
+                (Some(CloneVia::Migrate { source_node }), Some(node)) => {
+                    Some((node.clone(), source_node.clone()))
+                }
+                _ => None,
+            });
         let from = if setup.links.get(&storage) != Some(&true) {
             CloneFrom::Full {
                 reason: FullClone::NoLinkedClones { storage },
+            }
+        } else if let Some((node, source_node)) = crosses {
+            CloneFrom::Full {
+                reason: FullClone::OtherNode { node, source_node },
             }
         } else if storage != template_storage {
             CloneFrom::Full {

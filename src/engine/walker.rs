@@ -1,7 +1,10 @@
 //! A small scheduler for a dependency graph of tasks: it knows nothing about hosts.
 //!
-//! A task becomes ready when every task it depends on succeeded. `workers` threads run
-//! ready tasks, highest priority first: the longest remaining path of estimated cost, so
+//! A task becomes ready when every task it depends on succeeded. Each task belongs to a
+//! pool (a cluster node), and each pool runs at most its own number of tasks at once; a
+//! total caps them all. A pool never waits on another's queue: a free slot of one pool
+//! takes that pool's best ready task whatever the others hold. Ready tasks run highest
+//! priority first: the longest remaining path of estimated cost, so
 //! the critical chain never waits behind short branches. A task may name a resource:
 //! tasks sharing one take turns (clones of one source), while everything else runs in
 //! parallel. Since those tasks form a chain of their own, the remaining path counts them
@@ -13,13 +16,41 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Task {
     pub deps: Vec<usize>,
     /// Tasks with the same resource never run at the same time.
     pub resource: Option<String>,
     /// Estimated cost (any unit); drives the priority.
     pub cost: u64,
+    /// The pool it runs in (an index into [`Pools::sizes`]).
+    pub pool: usize,
+}
+
+/// How many tasks run at once: per pool, and in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pools {
+    pub sizes: Vec<usize>,
+    pub total: usize,
+}
+
+impl Pools {
+    /// One pool of `workers`.
+    pub fn single(workers: usize) -> Pools {
+        Pools {
+            sizes: vec![workers.max(1)],
+            total: workers.max(1),
+        }
+    }
+    /// `n` pools of `per_pool` each, `total` at most in all (`None`: no cap beyond them).
+    pub fn per_pool(n: usize, per_pool: usize, total: Option<usize>) -> Pools {
+        let n = n.max(1);
+        let per_pool = per_pool.max(1);
+        Pools {
+            sizes: vec![per_pool; n],
+            total: total.unwrap_or(n * per_pool).clamp(1, n * per_pool),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +122,8 @@ struct State {
     waiting_on: Vec<usize>,
     ready: BTreeSet<(std::cmp::Reverse<u64>, usize)>,
     busy: BTreeSet<String>,
+    /// Tasks running in each pool.
+    in_pool: Vec<usize>,
     /// Cost of the tasks not yet started, per resource.
     backlog: std::collections::BTreeMap<String, u64>,
     running: usize,
@@ -106,7 +139,7 @@ where
 }
 
 /// [`walk`], starting nothing new once `stop()` holds (a cancelled run): tasks already
-/// running finish, the rest are [`Outcome::Cancelled`].
+/// running finish, the rest are [`Outcome::Cancelled`]. Every task counts as one pool.
 pub fn walk_until<F>(
     tasks: &[Task],
     workers: usize,
@@ -117,6 +150,32 @@ pub fn walk_until<F>(
 where
     F: Fn(usize) -> bool + Sync,
 {
+    let one: Vec<Task> = tasks
+        .iter()
+        .map(|t| Task {
+            pool: 0,
+            ..t.clone()
+        })
+        .collect();
+    walk_pools(&one, &Pools::single(workers), fail_fast, stop, run)
+}
+
+/// [`walk_until`] with each task in its pool ([`Pools`]).
+pub fn walk_pools<F>(
+    tasks: &[Task],
+    pools: &Pools,
+    fail_fast: bool,
+    stop: &(dyn Fn() -> bool + Sync),
+    run: F,
+) -> Vec<Outcome>
+where
+    F: Fn(usize) -> bool + Sync,
+{
+    let size = |pool: usize| pools.sizes.get(pool).copied().unwrap_or(1).max(1);
+    let workers = pools
+        .total
+        .min(pools.sizes.iter().map(|s| (*s).max(1)).sum())
+        .max(1);
     let prio = priorities(tasks);
     let mut dependents = vec![Vec::new(); tasks.len()];
     for (i, t) in tasks.iter().enumerate() {
@@ -134,6 +193,13 @@ where
         waiting_on,
         ready,
         busy: BTreeSet::new(),
+        in_pool: vec![
+            0;
+            pools
+                .sizes
+                .len()
+                .max(1 + tasks.iter().map(|t| t.pool).max().unwrap_or(0))
+        ],
         backlog: tasks.iter().fold(Default::default(), |mut m, t| {
             if let Some(r) = &t.resource {
                 *m.entry(r.clone()).or_insert(0) += t.cost;
@@ -183,6 +249,7 @@ where
                                     .resource
                                     .as_ref()
                                     .is_none_or(|r| !st.busy.contains(r))
+                                    && st.in_pool[tasks[*i].pool] < size(tasks[*i].pool)
                             })
                             .fold(
                                 None,
@@ -210,6 +277,7 @@ where
                     return;
                 };
                 st.running += 1;
+                st.in_pool[tasks[i].pool] += 1;
                 if let Some(r) = &tasks[i].resource {
                     st.busy.insert(r.clone());
                     if let Some(b) = st.backlog.get_mut(r) {
@@ -224,6 +292,7 @@ where
 
                 let mut st = state.lock().expect("walker state");
                 st.running -= 1;
+                st.in_pool[tasks[i].pool] -= 1;
                 if let Some(r) = &tasks[i].resource {
                     st.busy.remove(r);
                 }
@@ -267,6 +336,7 @@ mod stop_tests {
                 deps: if i == 0 { vec![] } else { vec![i - 1] },
                 cost: 1,
                 resource: None,
+                pool: 0,
             })
             .collect();
         let stopped = AtomicBool::new(false);
@@ -299,6 +369,7 @@ mod tests {
             deps: deps.to_vec(),
             resource: None,
             cost,
+            pool: 0,
         }
     }
 
@@ -375,6 +446,7 @@ mod tests {
                 deps: vec![0],
                 resource: Some("clone:0".into()),
                 cost: 10,
+                pool: 0,
             });
         }
         let p = priorities(&tasks);
@@ -396,6 +468,7 @@ mod tests {
                 deps: vec![],
                 resource: (i < 4).then(|| "clone:100".to_string()),
                 cost: 1,
+                pool: 0,
             })
             .collect();
         let inside = AtomicUsize::new(0);
@@ -412,5 +485,83 @@ mod tests {
         });
         assert_eq!(max.load(Ordering::SeqCst), 1);
         assert!(start.elapsed() >= Duration::from_millis(80));
+    }
+
+    #[test]
+    fn each_pool_runs_its_own_tasks_and_never_waits_on_anothers_queue() {
+        // Pool 0 has four long tasks and one slot; pool 1 one short task. The short task
+        // runs at once, not behind pool 0's queue, though it ranks last.
+        let mut tasks: Vec<Task> = (0..4)
+            .map(|_| Task {
+                cost: 100,
+                pool: 0,
+                ..Task::default()
+            })
+            .collect();
+        tasks.push(Task {
+            cost: 1,
+            pool: 1,
+            ..Task::default()
+        });
+        let in_pool0 = AtomicUsize::new(0);
+        let max0 = AtomicUsize::new(0);
+        let order = Mutex::new(Vec::new());
+        walk_pools(
+            &tasks,
+            &Pools::per_pool(2, 1, None),
+            false,
+            &|| false,
+            |i| {
+                if i < 4 {
+                    let n = in_pool0.fetch_add(1, Ordering::SeqCst) + 1;
+                    max0.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    in_pool0.fetch_sub(1, Ordering::SeqCst);
+                }
+                order.lock().unwrap().push(i);
+                true
+            },
+        );
+        assert_eq!(max0.load(Ordering::SeqCst), 1, "one slot in pool 0");
+        assert_eq!(order.into_inner().unwrap()[0], 4, "pool 1 did not wait");
+    }
+
+    #[test]
+    fn the_total_caps_every_pool_together_and_priority_decides_among_them() {
+        let tasks: Vec<Task> = (0..6)
+            .map(|i| Task {
+                cost: 10 + i as u64,
+                pool: i % 3,
+                ..Task::default()
+            })
+            .collect();
+        let inside = AtomicUsize::new(0);
+        let max = AtomicUsize::new(0);
+        let order = Mutex::new(Vec::new());
+        walk_pools(
+            &tasks,
+            &Pools::per_pool(3, 2, Some(2)),
+            false,
+            &|| false,
+            |i| {
+                let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(10));
+                inside.fetch_sub(1, Ordering::SeqCst);
+                order.lock().unwrap().push(i);
+                true
+            },
+        );
+        assert_eq!(max.load(Ordering::SeqCst), 2, "two at a time in all");
+        let order = order.into_inner().unwrap();
+        assert!(
+            order[..2].contains(&5) && order[..2].contains(&4),
+            "the longest first: {order:?}"
+        );
+        assert_eq!(
+            Pools::per_pool(3, 2, Some(100)).total,
+            6,
+            "a cap above the pools is theirs"
+        );
     }
 }

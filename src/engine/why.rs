@@ -343,6 +343,16 @@ pub enum Explanation {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         secrets: Vec<Rotated>,
     },
+    /// Built from today's inputs, on another node than its block places it: moved there,
+    /// never rebuilt (placement is not content, so its build snapshot stays its build).
+    Migrate {
+        snapshot: String,
+        #[serde(rename = "move")]
+        moves: crate::engine::plan::Move,
+        changes: Vec<Change>,
+    },
+    /// Its CT lives on a cluster node that does not answer.
+    Unreachable { node: String, why: String },
     /// No CT with this id exists: it will be created.
     NeverBuilt,
     /// A CT with this id exists, but phoenix did not create it.
@@ -414,6 +424,12 @@ impl Context<'_> {
         let Some(ct) = ct else {
             return Explanation::NeverBuilt;
         };
+        if let Some(Action::Unreachable { node, why }) = entry.map(|e| &e.action) {
+            return Explanation::Unreachable {
+                node: node.clone(),
+                why: why.clone(),
+            };
+        }
         if let Some(why) = &ct.unreadable {
             return Explanation::Unreadable { why: why.clone() };
         }
@@ -455,6 +471,15 @@ impl Context<'_> {
                 return Explanation::Update {
                     changes: changes.clone(),
                     secrets: secrets.clone(),
+                }
+            }
+            Some(Action::Migrate { changes, .. }) => {
+                if let Some(m) = entry.and_then(|e| e.moves.clone()) {
+                    return Explanation::Migrate {
+                        snapshot: built.name.clone(),
+                        moves: m,
+                        changes: changes.clone(),
+                    };
                 }
             }
             _ => {}

@@ -130,6 +130,9 @@ pub struct Block {
     /// Keep the generation a replaced CT held (default: containers yes, templates no).
     #[serde(default)]
     pub keep_generations: Option<bool>,
+    /// The cluster node the CT lives on (placement, not content: out of the hash).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// One template or container of the fleet: a build node.
@@ -190,6 +193,15 @@ impl Node {
     pub fn name(&self) -> &str {
         &self.spec.name
     }
+    /// The node the fleet places this CT on: its block's `node`, else the hypervisor
+    /// config's `default_node`; `None` when neither says (it stays where it is, and a new
+    /// one goes where the host puts new CTs).
+    pub fn placed_on<'a>(&'a self, hypervisor: &'a Hypervisor) -> Option<&'a str> {
+        self.spec
+            .node
+            .as_deref()
+            .or(hypervisor.default_node.as_deref())
+    }
 }
 
 /// Top-level NVIDIA settings of `phoenix_lxc_configs.json`.
@@ -218,6 +230,9 @@ pub struct Hypervisor {
     /// `proxmox_defaults.store_vmid_range`: the VMIDs of phoenix's store templates; `None`
     /// leaves store templates off (every clone a full clone).
     pub store_range: Option<VmidRange>,
+    /// `proxmox_defaults.default_node`: the cluster node of every CT whose block names
+    /// none.
+    pub default_node: Option<String>,
 }
 
 /// A range of Proxmox VMIDs, `first-last` inclusive (`9000-9099`).

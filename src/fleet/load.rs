@@ -422,6 +422,7 @@ fn read_hypervisor(file: &Arc<SourceFile>, tree: &json::Value) -> Hypervisor {
         // A range that does not read is reported by the rules (`config::store-range`).
         store_range: text(tree.get("proxmox_defaults"), "store_vmid_range")
             .and_then(|t| VmidRange::parse(&t).ok()),
+        default_node: text(tree.get("proxmox_defaults"), "default_node"),
     }
 }
 

@@ -193,6 +193,76 @@ fn disk_does_not_shrink(fleet: &Fleet, node: &Node, out: &mut Vec<Problem>) {
     }
 }
 
+/// Every `node` of a block, and the hypervisor config's `default_node`, names a node of
+/// the cluster the host is: `nodes`, the cluster's nodes as the host lists them (`None`:
+/// a host that is one machine, where nothing can be placed; `host` names it). The host
+/// is known only to the command line, so this runs there, before anything changes.
+pub fn placement(fleet: &Fleet, nodes: Option<&[&str]>, host: &str) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let listed = |nodes: &[&str]| nodes.join(", ");
+    let wrong = |name: &str| match nodes {
+        Some(n) => !n.contains(&name),
+        None => true,
+    };
+    for node in fleet.nodes.values() {
+        let Some(name) = node.spec.node.as_deref().filter(|n| wrong(n)) else {
+            continue;
+        };
+        let p = at(fleet, node, "node", "config::unknown-node");
+        out.push(match nodes {
+            Some(known) => p
+                .message(format!(
+                    "CT {} is placed on node '{name}', which is not a node of the cluster (it has: {})",
+                    node.ctid,
+                    listed(known)
+                ))
+                .label("not a node of this cluster")
+                .help(format!(
+                    "set \"node\" to one of {}, or leave it out (the CT then stays where it is, and a new one goes where new CTs go)",
+                    listed(known)
+                )),
+            None => p
+                .message(format!(
+                    "CT {} is placed on node '{name}', but {host} is one machine: placing CTs on nodes needs a Proxmox cluster reached over its API",
+                    node.ctid
+                ))
+                .label("no nodes to place on")
+                .help("leave \"node\" out, or run with --backend pve --pve-url https://<node>:8006"),
+        });
+    }
+    if let Some(name) = fleet
+        .hypervisor
+        .default_node
+        .as_deref()
+        .filter(|n| wrong(n))
+    {
+        let hv = &fleet.hypervisor;
+        let pointer = "/proxmox_defaults/default_node";
+        let p = Problem::error(
+            "config::unknown-node",
+            &hv.file,
+            hv.tree.locate(pointer, false),
+            pointer,
+        );
+        out.push(match nodes {
+            Some(known) => p
+                .message(format!(
+                    "default_node '{name}' is not a node of the cluster (it has: {})",
+                    listed(known)
+                ))
+                .label("not a node of this cluster")
+                .help(format!("set it to one of {}, or leave it out", listed(known))),
+            None => p
+                .message(format!(
+                    "default_node '{name}' names a node, but {host} is one machine"
+                ))
+                .label("no nodes to place on")
+                .help("leave default_node out, or run with --backend pve --pve-url https://<node>:8006"),
+        });
+    }
+    out
+}
+
 /// Nodes asking for more cores than the host has `cpus`: Proxmox takes it (`cores` is a
 /// limit), but the CT never gets more than the host's CPUs, so the number says something
 /// untrue. Warnings; the host is known only to the command line (`cli`), not to the

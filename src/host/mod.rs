@@ -73,10 +73,12 @@ pub enum Verb {
     Restore,
     /// Removes what [`Verb::Backup`] kept (`pvesm free`).
     Forget,
+    /// Moves a CT to another node of its cluster (`pct migrate`).
+    Migrate,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 23] = [
+    pub const ALL: [Verb; 24] = [
         Verb::Inventory,
         Verb::Config,
         Verb::Facts,
@@ -100,6 +102,7 @@ impl Verb {
         Verb::Backup,
         Verb::Restore,
         Verb::Forget,
+        Verb::Migrate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -127,6 +130,7 @@ impl Verb {
             Verb::Backup => "backup",
             Verb::Restore => "restore",
             Verb::Forget => "forget",
+            Verb::Migrate => "migrate",
         }
     }
 
@@ -308,6 +312,9 @@ pub struct CreateSpec {
     pub disk_gb: u64,
     pub unprivileged: bool,
     pub settings: Settings,
+    /// The cluster node to create it on (`None`: where the host puts new CTs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A full clone of a CT at one of its snapshots.
@@ -318,6 +325,10 @@ pub struct CloneSpec {
     pub target: Ctid,
     pub hostname: String,
     pub storage: String,
+    /// Make the clone on this other node of the cluster at once (Proxmox's `target`,
+    /// which needs `storage` to be shared); `None`: on the source's node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `pct clone` with its own options (pct-spec §1 clone, §3): what is not given is
@@ -332,6 +343,8 @@ pub struct CloneRequest {
     pub storage: Option<String>,
     pub hostname: Option<String>,
     pub description: Option<String>,
+    /// `--target`: the node the clone is made on (the source's node when `None`).
+    pub node: Option<String>,
 }
 
 /// A generation kept beyond its CT's life, as the host holds it: a backup archive on
@@ -360,6 +373,68 @@ pub struct Privileges {
     /// The container features set (`nesting` → `1`).
     pub features: BTreeMap<String, String>,
     pub unprivileged: bool,
+}
+
+/// A storage as one cluster node has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    pub id: String,
+    /// Its plugin type (`zfspool`, `dir`, `lvmthin`, `rbd`, ...).
+    pub kind: String,
+    /// The same storage on every node that has it (Proxmox's `shared`): a volume on it
+    /// is seen by all of them, so nothing is copied to move a CT.
+    pub shared: bool,
+    /// Its content types (`rootdir`, `images`, `vztmpl`, `backup`, ...).
+    pub content: Vec<String>,
+}
+
+impl StorageInfo {
+    pub fn holds(&self, content: &str) -> bool {
+        self.content.iter().any(|c| c == content)
+    }
+    /// Whether a CT's snapshots on this storage go with it to another node: on shared
+    /// storage nothing moves, and of local storages only ZFS and btrfs send snapshots
+    /// along [pve-container Migrate.pm phase1: `non-migratable snapshot exists`].
+    pub fn migrates_snapshots(&self) -> bool {
+        self.shared || matches!(self.kind.as_str(), "zfspool" | "btrfs")
+    }
+}
+
+/// One node of a cluster, as the host sees it now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// It answers: the cluster says it is online, and phoenix's requests reach it.
+    pub online: bool,
+    /// Why it cannot be used, in the host's words, when it cannot (offline, unreachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
+    /// The storages enabled on this node.
+    pub storages: Vec<StorageInfo>,
+}
+
+impl NodeStatus {
+    pub fn storage(&self, id: &str) -> Option<&StorageInfo> {
+        self.storages.iter().find(|s| s.id == id)
+    }
+}
+
+/// The cluster a host belongs to: its nodes, and where new CTs go unless placed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub nodes: Vec<NodeStatus>,
+    /// The node new CTs go to when nothing places them (the API endpoint's node, or
+    /// `--pve-node`).
+    pub home: String,
+}
+
+impl ClusterView {
+    pub fn node(&self, name: &str) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn names(&self) -> Vec<&str> {
+        self.nodes.iter().map(|n| n.name.as_str()).collect()
+    }
 }
 
 /// One snapshot of a CT.
@@ -398,6 +473,12 @@ pub struct CtInfo {
     /// touched, and is reported as unreadable rather than as somebody else's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// The cluster node the CT lives on, where the host is a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The storage of its root disk (`local-zfs`), where the host has storages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 impl CtInfo {
@@ -471,17 +552,57 @@ pub trait Host: Send + Sync {
     }
     /// The host facts steps rely on (NVIDIA driver, device majors).
     fn facts(&self) -> HostResult<HostFacts>;
+    /// The facts of one node of the cluster ([`Host::facts`] on a host that is one node).
+    fn facts_on(&self, node: &str) -> HostResult<HostFacts> {
+        let _ = node;
+        self.facts()
+    }
+    /// The cluster this host is a node of, as it is now: the nodes, whether each
+    /// answers, their storages, and where new CTs go. `None`: a host that is one machine
+    /// and places nothing (`lxc`, Proxmox through the local `pct`).
+    fn cluster(&self) -> HostResult<Option<ClusterView>> {
+        Ok(None)
+    }
+    /// Moves a stopped CT to another node of the cluster, its volumes and (where the
+    /// storage can) its snapshots with it; `restart`: a running CT is shut down, moved
+    /// and started there (Proxmox's restart migration).
+    fn migrate(&self, ctid: Ctid, node: &str, restart: bool) -> HostResult<()> {
+        let _ = (ctid, node, restart);
+        Err(HostError::new(
+            ErrorKind::Invalid,
+            format!(
+                "the {} host is one machine: it has no nodes to migrate CTs to",
+                self.name()
+            ),
+        ))
+    }
     /// Every reason a CT cannot get its root disk on `storage`, or be created from
     /// `ostemplate` (the storage is unknown or holds no CT disks, the OS template is not
     /// on the host); none when it can. A read, made before any change (the build's
     /// preflight).
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String>;
+    /// [`Host::check_storage`] on one node of the cluster.
+    fn check_storage_on(&self, node: &str, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+        let _ = node;
+        self.check_storage(storage, ostemplate)
+    }
     /// Every reason a CT with these needs cannot run here (an unprivileged CT without an
     /// id map, a network whose bridge the host lacks or that leads nowhere); none when it
     /// can. A read, like [`Host::check_storage`].
     fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Vec<String> {
         let _ = (unprivileged, network);
         Vec::new()
+    }
+    /// [`Host::check_runtime`] on one node of the cluster: it must answer (its API, and
+    /// SSH where the host needs it).
+    fn check_runtime_on(
+        &self,
+        node: &str,
+        unprivileged: bool,
+        network: Option<&Network>,
+    ) -> Vec<String> {
+        let _ = node;
+        self.check_runtime(unprivileged, network)
     }
     /// Why phoenix may not make a CT with these needs here, if it may not: a Proxmox API
     /// token cannot write device entries. A read, like [`Host::check_storage`].
@@ -503,6 +624,7 @@ pub trait Host: Send + Sync {
                     target: req.target,
                     hostname: hostname.clone(),
                     storage: storage.clone(),
+                    node: req.node.clone(),
                 })
             }
             _ => Err(HostError::new(
@@ -674,7 +796,10 @@ impl Backend {
     /// `PHOENIX_LXC_*`).
     pub fn open(self, state_dir: &Path) -> Result<Box<dyn Host>, String> {
         match self {
-            Backend::Sim => Ok(Box::new(sim::SimHost::for_state_dir(state_dir)?)),
+            Backend::Sim => match sim::cluster::SimCluster::for_state_dir(state_dir)? {
+                Some(cluster) => Ok(Box::new(cluster)),
+                None => Ok(Box::new(sim::SimHost::for_state_dir(state_dir)?)),
+            },
             // A hook's `pct` under a build over the API: the build's options, from the
             // environment it was given.
             Backend::Pve if std::env::var_os("PHOENIX_PVE_URL").is_some_and(|u| !u.is_empty()) => {

@@ -316,6 +316,11 @@ fn syntax(cmd: &str) -> Syntax {
             ],
         ),
         "template" => s("pct template <vmid>", Some(1), &[]),
+        "migrate" => s(
+            "pct migrate <vmid> <target> [OPTIONS]",
+            Some(2),
+            &["restart", "timeout", "online", "target-storage", "bwlimit"],
+        ),
         "enter" => s("pct enter <vmid> [OPTIONS]", Some(1), &["keep-env"]),
         _ => s("pct <COMMAND> [ARGS] [OPTIONS]", None, &[]),
     }
@@ -497,6 +502,7 @@ fn create_spec(a: &Args, ostemplate: &str) -> Result<CreateSpec, String> {
         disk_gb,
         unprivileged,
         settings: settings_of(&rest)?,
+        node: None,
     })
 }
 
@@ -521,6 +527,7 @@ fn clone_request(a: &Args) -> Result<CloneRequest, String> {
         storage: opt("storage"),
         hostname: opt("hostname"),
         description: opt("description"),
+        node: opt("target"),
     })
 }
 
@@ -706,6 +713,15 @@ pub fn run(host: &dyn Host, argv: &[String], out: &mut dyn Write) -> Result<i32,
             host.restore(id, &kept, storage).map_err(fail)?;
         }
         "unlock" => host.unlock(vmid(&a, usage)?).map_err(fail)?,
+        "migrate" => {
+            let id = vmid(&a, usage)?;
+            let target = nth(&a, 1, usage)?;
+            if flag(&a, "online", usage)? == Some(true) {
+                return Err("lxc live migration is currently not implemented".into());
+            }
+            let restart = flag(&a, "restart", usage)?.unwrap_or(false);
+            host.migrate(id, target, restart).map_err(fail)?;
+        }
         // A shell in the CT where the host can give one (over the API: SSH to its node).
         "enter" => return host.enter(vmid(&a, usage)?).map_err(fail),
         "template" => match host.template(vmid(&a, usage)?) {

@@ -1,6 +1,8 @@
 //! The one-line reason people read for each plan entry, rendered from its typed action.
 
-use crate::engine::plan::{Action, Cause, ConsentBy, Entry, LeftOut, Plan, RebuildMode};
+use crate::engine::plan::{
+    Action, Cause, CloneVia, ConsentBy, Entry, LeftOut, Move, MoveCause, Plan, RebuildMode,
+};
 use crate::engine::store::{CloneFrom, FullClone, STORE_CHANGE};
 
 /// Why a clone is a full copy although store templates are on, in words.
@@ -14,6 +16,9 @@ pub fn full_clone(reason: &FullClone) -> String {
             template_storage,
         } => format!(
             "its storage '{storage}' is not its template's '{template_storage}', and a linked clone stays on its template's storage"
+        ),
+        FullClone::OtherNode { node, source_node } => format!(
+            "it goes to node {node}, and its storage is not shared with {source_node}, where its parent's store template is: made there and migrated, which a linked clone cannot be"
         ),
         FullClone::NoStoreTemplate => {
             "its parent has no store template of that generation, and this run makes none"
@@ -59,6 +64,55 @@ pub fn what_changed(cause: &Cause) -> String {
             format!("no build snapshot phoenix can find: {missing}")
         }
         Cause::Unknown => "the previous build's parent is unknown".to_string(),
+        Cause::SnapshotsLost { to, storage, lost } => format!(
+            "moving it to node {to} deletes its snapshots {} (storage '{storage}' moves none to another node: only ZFS and btrfs send snapshots along, and shared storage moves nothing)",
+            lost.join(", ")
+        ),
+    }
+}
+
+/// A move, in words.
+pub fn move_words(m: &Move) -> String {
+    let why = match m.cause {
+        MoveCause::Placed => format!("its block places it on node {}, it is on {}", m.to, m.from),
+        MoveCause::MovedOutside => format!(
+            "it was moved to node {} outside phoenix (an admin or HA), and its block places it on {}",
+            m.from, m.to
+        ),
+    };
+    let mut line = format!("{why}: migrated {} → {}", m.from, m.to);
+    if m.restart {
+        line.push_str(" (running: shut down, moved, started there)");
+    }
+    if !m.drops_snapshots.is_empty() {
+        line.push_str(&format!(
+            "; its snapshots {} are deleted first (--drop-snapshots) and its build snapshot is taken again there",
+            m.drops_snapshots.join(", ")
+        ));
+    }
+    line
+}
+
+/// What placement adds to an entry's reason: a move it makes first, a move outside
+/// phoenix left as it is, how a clone reaches its node.
+pub fn placement_note(e: &Entry) -> Option<String> {
+    if let (Some(m), false) = (&e.moves, matches!(e.action, Action::Migrate { .. })) {
+        return Some(format!("first {}", move_words(m)));
+    }
+    if let (Some(from), Some(at)) = (&e.moved_outside, &e.node) {
+        return Some(format!(
+            "on node {at}, where it was moved outside phoenix (phoenix left it on {from}); nothing places it, so it stays"
+        ));
+    }
+    let parent = e.parent.map(|p| p.to_string()).unwrap_or_default();
+    match (&e.clone_via, &e.node) {
+        (Some(CloneVia::Migrate { source_node }), Some(on)) => Some(format!(
+            "cloned on node {source_node} beside {parent}, then migrated to {on} (its storage is local)"
+        )),
+        (Some(CloneVia::Target { source_node }), Some(on)) => Some(format!(
+            "cloned from {parent} on node {source_node} straight onto {on} (shared storage)"
+        )),
+        _ => None,
     }
 }
 
@@ -80,10 +134,14 @@ pub fn in_place_note(e: &Entry) -> Option<String> {
 /// One line for people: what happens to the node and why.
 pub fn reason(e: &Entry, plan: &Plan) -> String {
     let line = action_reason(e, plan);
-    match store_note(e) {
-        Some(note) if line.is_empty() => note,
-        Some(note) => format!("{line}; {note}"),
-        None => line,
+    let notes: Vec<String> = [store_note(e), placement_note(e)]
+        .into_iter()
+        .flatten()
+        .collect();
+    match (line.is_empty(), notes.is_empty()) {
+        (_, true) => line,
+        (true, false) => notes.join("; "),
+        (false, false) => format!("{line}; {}", notes.join("; ")),
     }
 }
 
@@ -177,6 +235,30 @@ fn action_reason(e: &Entry, plan: &Plan) -> String {
                 ),
             }
         }
+        Action::Migrate { changes, secrets } => {
+            let mut line = match &e.moves {
+                Some(m) => format!("{} (a move, not a rebuild: {want} stays its build)", move_words(m)),
+                None => "migrated".to_string(),
+            };
+            if !changes.is_empty() {
+                let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+                line.push_str(&format!("; then runtime settings: {}", keys.join(", ")));
+            }
+            if !secrets.is_empty() {
+                let names: Vec<&str> = secrets.iter().map(|s| s.field.as_str()).collect();
+                line.push_str(&format!("; then secrets to deliver: {}", names.join(", ")));
+            }
+            line
+        }
+        Action::Unreachable { why, .. } => format!("unreachable: {why}"),
+        Action::Held {
+            cause: cause @ Cause::SnapshotsLost { .. },
+            ..
+        } => format!(
+            "held: {}; run with --drop-snapshots {} to delete them and move it (its build snapshot is taken again there), or keep its block's node as it was",
+            what_changed(cause),
+            e.ctid
+        ),
         Action::Held {
             cause: cause @ Cause::NoBuildSnapshot { .. },
             ..

@@ -291,6 +291,7 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
         "create",
         "rebuild",
         "update",
+        "migrate",
         "fresh",
         "cancelled",
         "skipped",
@@ -306,6 +307,8 @@ pub fn summary(events: &[Event], plan: &Plan) -> String {
                     "rebuilt"
                 } else if *a == "update" {
                     "updated"
+                } else if *a == "migrate" {
+                    "migrated"
                 } else {
                     a
                 }

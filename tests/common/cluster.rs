@@ -81,13 +81,20 @@ fn keygen(path: &Path) {
 
 /// `sshd` on a loopback port, its remote `pct` the emulator on `root` for node `node`.
 pub struct Sshd {
-    child: Child,
+    /// `None` for a second handle on a node's sshd (the cluster's `sshd`).
+    child: Option<Child>,
     pub dir: PathBuf,
     pub port: u16,
 }
 
 impl Sshd {
     pub fn start(dir: &Path, root: &Path, bin: &Path, node: &str) -> Sshd {
+        Sshd::start_at(dir, root, root, bin, node)
+    }
+
+    /// `files`: the node's own files (its `/`: host facts, OS templates), `root` the
+    /// cluster's tree its `pct` acts on.
+    pub fn start_at(dir: &Path, root: &Path, files: &Path, bin: &Path, node: &str) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -103,9 +110,10 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
              StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel ERROR\nMaxSessions 100\nMaxStartups 100\n\
-             SetEnv PATH={path} PVE_EMULATOR_ROOT={r} PHOENIX_PVE_ROOT={r} PVE_EMULATOR_NODE={node}\n",
+             SetEnv PATH={path} PVE_EMULATOR_ROOT={r} PHOENIX_PVE_ROOT={f} PVE_EMULATOR_NODE={node}\n",
             d = dir.display(),
             r = root.display(),
+            f = files.display(),
         );
         fs::write(dir.join("sshd_config"), config).unwrap();
         let child = Command::new(sshd)
@@ -118,7 +126,7 @@ impl Sshd {
             .expect("start sshd");
         wait_for_port(port, "sshd");
         Sshd {
-            child,
+            child: Some(child),
             dir: dir.to_path_buf(),
             port,
         }
@@ -132,8 +140,10 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -178,7 +188,8 @@ impl Drop for Emulator {
     }
 }
 
-/// One node `pve` served by the API emulator, with SSH.
+/// A Proxmox cluster served by the API emulator, with SSH to each node: one node `pve`
+/// ([`Cluster::start`]), or several sharing one `etc/pve` ([`Cluster::start_nodes`]).
 pub struct Cluster {
     pub dir: PathBuf,
     /// The cluster's file tree.
@@ -186,9 +197,75 @@ pub struct Cluster {
     /// The node's `bin`: its `pct` is the `pct-emulator`.
     pub bin: PathBuf,
     pub emulator: Emulator,
+    /// The first node's sshd.
     pub sshd: Sshd,
+    /// Every node's sshd, by node (the first one is `sshd`'s twin: its port).
+    pub node_sshd: Vec<(String, Sshd)>,
     /// `PHOENIX_SSH`: ssh with this cluster's port, key and known_hosts.
     pub ssh: PathBuf,
+    /// The nodes, the first the one the URL reaches; empty for the single-node tree.
+    pub nodes: Vec<String>,
+}
+
+/// The storages of [`Cluster::start_nodes`]: each node's `local` and `local-zfs`, and
+/// `ceph`, an RBD pool every node shares.
+pub const CLUSTER_STORAGE_CFG: &str = "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n\nzfspool: local-zfs\n\tpool rpool/data\n\tsparse\n\tcontent images,rootdir\n\nrbd: ceph\n\tpool vm-pool\n\tcontent images,rootdir\n\tkrbd 1\n";
+
+fn copy_gpu_facts(files: &Path) {
+    let host = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host");
+    fs::create_dir_all(files.join("proc/driver/nvidia")).unwrap();
+    fs::copy(
+        host.join("proc-driver-nvidia-version.txt"),
+        files.join("proc/driver/nvidia/version"),
+    )
+    .unwrap();
+    fs::copy(host.join("proc-devices.txt"), files.join("proc/devices")).unwrap();
+    fs::create_dir_all(files.join("dev")).unwrap();
+    for n in [
+        "nvidia0",
+        "nvidia1",
+        "nvidia-uvm",
+        "nvidia-uvm-tools",
+        "nvidiactl",
+    ] {
+        fs::write(files.join("dev").join(n), "").unwrap();
+    }
+}
+
+/// A user's SSH set-up for these nodes: a key they accept, their host keys in
+/// known_hosts, and `PHOENIX_SSH`, a wrapper giving `ssh` that configuration.
+fn user_ssh(dir: &Path, nodes: &[&Sshd], port_in_config: Option<u16>) -> PathBuf {
+    let user = dir.join("user");
+    fs::create_dir_all(&user).unwrap();
+    if !user.join("id_ed25519").exists() {
+        keygen(&user.join("id_ed25519"));
+    }
+    let mut known = String::new();
+    for s in nodes {
+        fs::copy(user.join("id_ed25519.pub"), s.dir.join("authorized_keys")).unwrap();
+        known.push_str(&format!("[127.0.0.1]:{} {}\n", s.port, s.host_key()));
+    }
+    fs::write(user.join("known_hosts"), known).unwrap();
+    let port = port_in_config
+        .map(|p| format!("  Port {p}\n"))
+        .unwrap_or_default();
+    fs::write(
+        user.join("config"),
+        format!(
+            "Host *\n{port}  IdentityFile {u}/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile {u}/known_hosts\n  GlobalKnownHostsFile /dev/null\n",
+            u = user.display()
+        ),
+    )
+    .unwrap();
+    let ssh = user.join("ssh");
+    fs::write(
+        &ssh,
+        format!("#!/bin/sh\nexec ssh -F {}/config \"$@\"\n", user.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    ssh
 }
 
 impl Cluster {
@@ -200,66 +277,119 @@ impl Cluster {
         fs::create_dir_all(root.join("etc/pve/nodes/pve/lxc")).unwrap();
         fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(exe("pct-emulator"), bin.join("pct")).unwrap();
-        let host = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host");
-        fs::create_dir_all(root.join("proc/driver/nvidia")).unwrap();
-        fs::copy(
-            host.join("proc-driver-nvidia-version.txt"),
-            root.join("proc/driver/nvidia/version"),
-        )
-        .unwrap();
-        fs::copy(host.join("proc-devices.txt"), root.join("proc/devices")).unwrap();
-        fs::create_dir_all(root.join("dev")).unwrap();
-        for n in [
-            "nvidia0",
-            "nvidia1",
-            "nvidiactl",
-            "nvidia-uvm",
-            "nvidia-uvm-tools",
-        ] {
-            fs::write(root.join("dev").join(n), "").unwrap();
-        }
+        copy_gpu_facts(&root);
         write_auth(&root, PRIVILEGES);
         let emulator = Emulator::start(&root, env);
         let sshd = Sshd::start(&dir.join("sshd"), &root, &bin, "pve");
-        // The user's side: a key the node accepts and the node's key in known_hosts.
-        let user = dir.join("user");
-        fs::create_dir_all(&user).unwrap();
-        keygen(&user.join("id_ed25519"));
-        fs::copy(
-            user.join("id_ed25519.pub"),
-            sshd.dir.join("authorized_keys"),
-        )
-        .unwrap();
-        fs::write(
-            user.join("known_hosts"),
-            format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_key()),
-        )
-        .unwrap();
-        fs::write(
-            user.join("config"),
-            format!(
-                "Host *\n  Port {}\n  IdentityFile {u}/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile {u}/known_hosts\n  GlobalKnownHostsFile /dev/null\n",
-                sshd.port,
-                u = user.display()
-            ),
-        )
-        .unwrap();
-        let ssh = user.join("ssh");
-        fs::write(
-            &ssh,
-            format!("#!/bin/sh\nexec ssh -F {}/config \"$@\"\n", user.display()),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+        let ssh = user_ssh(dir, &[&sshd], Some(sshd.port));
         Cluster {
             dir: dir.to_path_buf(),
             root,
             bin,
             emulator,
             sshd,
+            node_sshd: Vec::new(),
             ssh,
+            nodes: Vec::new(),
         }
+    }
+
+    /// A cluster of `nodes` sharing one `etc/pve` (`.members`), each with its own
+    /// `local` and `local-zfs` and an sshd of its own, and `ceph` shared
+    /// ([`CLUSTER_STORAGE_CFG`]); the first node is the one the URL reaches. `gpu`: the
+    /// nodes with NVIDIA GPUs and driver (the others have none).
+    pub fn start_nodes(dir: &Path, nodes: &[&str], gpu: &[&str], env: &[(&str, &str)]) -> Cluster {
+        let root = dir.join("pve");
+        let bin = dir.join("node-bin");
+        fs::create_dir_all(root.join("etc/pve")).unwrap();
+        fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(exe("pct-emulator"), bin.join("pct")).unwrap();
+        phoenix::host::sim::cluster::Members::new("emulated", nodes, "127.0.0.1")
+            .write(&root)
+            .unwrap();
+        fs::write(root.join("etc/pve/storage.cfg"), CLUSTER_STORAGE_CFG).unwrap();
+        for n in nodes {
+            let files = root.join("local").join(n);
+            fs::create_dir_all(root.join("etc/pve/nodes").join(n).join("lxc")).unwrap();
+            if gpu.contains(n) {
+                copy_gpu_facts(&files);
+            } else {
+                fs::create_dir_all(files.join("proc")).unwrap();
+                fs::write(
+                    files.join("proc/devices"),
+                    "Character devices:\n  1 mem\n  4 tty\n\nBlock devices:\n  8 sd\n",
+                )
+                .unwrap();
+            }
+        }
+        write_auth(&root, PRIVILEGES);
+        let emulator = Emulator::start(&root, env);
+        let mut node_sshd = Vec::new();
+        for n in nodes {
+            let files = root.join("local").join(n);
+            let s = Sshd::start_at(&dir.join(format!("sshd-{n}")), &root, &files, &bin, n);
+            node_sshd.push((n.to_string(), s));
+        }
+        let refs: Vec<&Sshd> = node_sshd.iter().map(|(_, s)| s).collect();
+        let ssh = user_ssh(dir, &refs, None);
+        // `sshd` is the first node's: same port, its own process stays in `node_sshd`.
+        let first = Sshd {
+            child: None,
+            dir: node_sshd[0].1.dir.clone(),
+            port: node_sshd[0].1.port,
+        };
+        Cluster {
+            dir: dir.to_path_buf(),
+            root,
+            bin,
+            emulator,
+            sshd: first,
+            node_sshd,
+            ssh,
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    /// `--pve-ssh-host` for every node of a cluster: each sshd's port.
+    pub fn ssh_hosts(&self) -> String {
+        self.node_sshd
+            .iter()
+            .map(|(n, s)| format!("{n}=127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Stops a node's sshd: SSH to it then fails.
+    pub fn stop_sshd(&mut self, node: &str) {
+        let i = self.node_sshd.iter().position(|(n, _)| n == node).unwrap();
+        let (_, s) = &mut self.node_sshd[i];
+        if let Some(c) = &mut s.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A node's own files (`local/<node>`).
+    pub fn files(&self, node: &str) -> PathBuf {
+        self.root.join("local").join(node)
+    }
+
+    /// The node whose directory holds a CT's config, if any.
+    pub fn node_of(&self, ctid: u32) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| {
+                self.root
+                    .join(format!("etc/pve/nodes/{n}/lxc/{ctid}.conf"))
+                    .exists()
+            })
+            .cloned()
+    }
+
+    /// Marks a node offline or online in `.members` (the emulator reads it at every
+    /// request).
+    pub fn set_online(&self, node: &str, online: bool) {
+        phoenix::host::sim::cluster::Members::set_online(&self.root, node, online).unwrap();
     }
 
     /// Starts the API emulator again with other knobs (the tree stays).
@@ -280,6 +410,7 @@ impl Cluster {
             ("PHOENIX_PVE_USER".into(), "root@pam".into()),
             ("PHOENIX_PVE_PASSWORD".into(), ROOT_PASSWORD.into()),
             ("PHOENIX_SSH".into(), self.ssh.display().to_string()),
+            ("PHOENIX_PVE_SSH_HOSTS".into(), self.ssh_hosts()),
             ("PHOENIX_RETRY_DELAY_MS".into(), "5".into()),
             (
                 "PHOENIX_LOG_FILE".into(),
@@ -309,7 +440,9 @@ impl Cluster {
     }
 
     pub fn conf(&self, ctid: u32) -> PathBuf {
-        self.root.join(format!("etc/pve/nodes/pve/lxc/{ctid}.conf"))
+        let node = self.node_of(ctid).unwrap_or_else(|| "pve".into());
+        self.root
+            .join(format!("etc/pve/nodes/{node}/lxc/{ctid}.conf"))
     }
 
     /// Commands run in a CT (the model records them in its root filesystem).
@@ -328,12 +461,17 @@ impl Cluster {
             .and_then(|v| v.split_once(':'))
             .map(|(_, name)| name.rsplit('/').next().unwrap().to_string())
             .unwrap();
-        let pool = if conf.contains("rootfs: local-zfs:") {
-            "rpool/data"
+        let (base, pool) = if conf.contains("rootfs: local-zfs:") {
+            match self.node_of(ctid) {
+                Some(n) if !self.nodes.is_empty() => (self.files(&n), "rpool/data"),
+                _ => (self.root.clone(), "rpool/data"),
+            }
+        } else if conf.contains("rootfs: ceph:") {
+            (self.root.clone(), "ceph/vm-pool")
         } else {
-            "quickOS/lxc-disks"
+            (self.root.clone(), "quickOS/lxc-disks")
         };
-        fs::read_to_string(self.root.join(pool).join(disk).join(path)).ok()
+        fs::read_to_string(base.join(pool).join(disk).join(path)).ok()
     }
 
     /// The CT's snapshots, as its config's sections name them.

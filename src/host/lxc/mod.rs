@@ -422,6 +422,8 @@ impl LxcHost {
                     parent_snapshot: None,
                     root_volume: None,
                     unreadable: None,
+                    node: None,
+                    storage: None,
                 }));
             }
             Err(e) => return Err(e),
@@ -439,6 +441,8 @@ impl LxcHost {
             parent_snapshot: meta.parent_snapshot,
             root_volume: None,
             unreadable: None,
+            node: None,
+            storage: None,
         }))
     }
 

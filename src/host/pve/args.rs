@@ -118,6 +118,7 @@ pub fn bad_param(param: &str, msg: &str, usage: &str) -> String {
 /// The `pct` commands the front-end answers, for unique-prefix expansion [CLIH
 /// resolve_cmd].
 pub const COMMANDS: &[&str] = &[
+    "migrate",
     "status",
     "list",
     "config",

@@ -331,6 +331,16 @@ pub fn unreadable_ct(ctid: Ctid, why: &str) -> CtInfo {
     ct
 }
 
+/// A CT on a cluster node that does not answer: nothing of it can be read (the plan calls
+/// it unreachable, not somebody else's).
+pub fn unreachable_ct(ctid: Ctid, node: &str, why: &str) -> CtInfo {
+    let mut ct = ct_info(ctid, &ConfFile::new(), false);
+    ct.settings.managed = Some(false);
+    ct.unreadable = Some(crate::os::excerpt(why, 200));
+    ct.node = Some(node.to_string());
+    ct
+}
+
 /// Root disk size in GiB (rounded up) from `rootfs`.
 pub fn disk_gb(section: &Section) -> Option<u64> {
     let mp = props::MountPoint::parse(section.get("rootfs")?).ok()?;
@@ -371,6 +381,11 @@ pub fn ct_info(ctid: Ctid, conf: &ConfFile, running: bool) -> CtInfo {
             .and_then(|r| props::MountPoint::parse(r).ok())
             .map(|m| m.volume),
         unreadable: None,
+        node: None,
+        storage: main
+            .get("rootfs")
+            .and_then(|r| props::MountPoint::parse(r).ok())
+            .and_then(|m| m.volume.split_once(':').map(|(s, _)| s.to_string())),
     }
 }
 

@@ -184,6 +184,8 @@ mod tests {
             parent_snapshot: parent.map(str::to_string),
             root_volume: None,
             unreadable: None,
+            node: None,
+            storage: None,
         }
     }
 

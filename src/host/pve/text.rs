@@ -247,6 +247,67 @@ pub fn unknown_storage(storage: &str) -> HostError {
     )
 }
 
+/// A node name the cluster does not have [CLU check_node_exists].
+pub fn no_such_node(node: &str) -> HostError {
+    err(ErrorKind::Invalid, format!("no such cluster node '{node}'"))
+}
+
+/// A storage that `storage.cfg` restricts to other nodes (`nodes`), or disables
+/// [STOR storage_check_enabled].
+pub fn storage_unavailable(storage: &str, node: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("storage '{storage}' is not available on node '{node}'"),
+    )
+}
+
+/// `pct migrate` of a running CT without `--restart` [A-LXC migrate_vm].
+pub fn migrate_running() -> HostError {
+    err(
+        ErrorKind::Running,
+        "can't migrate running container without --online or --restart".into(),
+    )
+}
+
+/// `pct migrate` to the node the CT is on [A-LXC migrate_vm].
+pub fn migrate_local() -> HostError {
+    err(
+        ErrorKind::Invalid,
+        "400 Parameter verification failed.\ntarget: target is local node.".into(),
+    )
+}
+
+/// A migration that cannot move one of the CT's volumes: Proxmox logs each reason and
+/// ends the task with this [LXC Migrate.pm phase1].
+pub fn migrate_aborted(reasons: &[String]) -> HostError {
+    err(
+        ErrorKind::Failed,
+        format!(
+            "{}can't migrate CT - check log",
+            reasons
+                .iter()
+                .map(|r| format!("can't migrate local volume {r}; "))
+                .collect::<String>()
+        ),
+    )
+}
+
+/// `pct clone --target` into a storage that is not shared [A-LXC clone_vm].
+pub fn clone_target_not_shared(storage: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("can't clone to non-shared storage '{storage}'"),
+    )
+}
+
+/// `pct clone --target` of a CT whose disk would stay on local storage [A-LXC clone_vm].
+pub fn clone_target_local(node: &str) -> HostError {
+    err(
+        ErrorKind::Invalid,
+        format!("can't clone CT to node '{node}' (CT uses local storage)"),
+    )
+}
+
 pub fn shrink() -> HostError {
     err(ErrorKind::Invalid, "unable to shrink disk size".into())
 }
@@ -264,7 +325,11 @@ pub fn classify(message: &str) -> ErrorKind {
         ErrorKind::Exists
     } else if has("not running") || has("from a running") || has("to a running") {
         ErrorKind::NotRunning
-    } else if has("already running") || has("container is running") || has("CT is running") {
+    } else if has("already running")
+        || has("container is running")
+        || has("CT is running")
+        || has("migrate running container")
+    {
         ErrorKind::Running
     } else if has("400 ")
         || has("reserved name")
@@ -274,6 +339,10 @@ pub fn classify(message: &str) -> ErrorKind {
         || has("Linked clone feature")
         || has("to a template")
         || has("CT contains snapshots")
+        || has("no such cluster node")
+        || has("is not available on node")
+        || has("non-shared storage")
+        || has("(CT uses local storage)")
     {
         ErrorKind::Invalid
     } else {
@@ -293,6 +362,12 @@ mod tests {
             locked("disk"),
             lock_timeout("/run/lock/lxc/pve-config-100.lock"),
             already_exists(100, "pve"),
+            no_such_node("pve9"),
+            storage_unavailable("local-zfs", "pve2"),
+            migrate_running(),
+            migrate_local(),
+            clone_target_not_shared("local-zfs"),
+            clone_target_local("pve2"),
             already_running(100),
             not_running(100),
             exec_not_running(100),

@@ -41,6 +41,7 @@
 //! Knobs: [`knobs`] (latency, faults), and `PHOENIX_SIM_NVIDIA_VERSION=580.76.05|none`,
 //! the host kernel driver the model's `proc/` reports.
 
+pub mod cluster;
 pub mod knobs;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,9 @@ const COMMANDS_LOG: &str = "var/log/sim-commands.log";
 pub struct SimHost {
     root: PathBuf,
     node: String,
+    /// Where this node keeps its own files: the root, or `local/<node>` in a cluster
+    /// ([`cluster`]).
+    local: PathBuf,
     latency: Latency,
     faults: Vec<Fault>,
     /// Environment for the `pct` front-end to open this same host.
@@ -304,6 +308,7 @@ impl SimHost {
         let host = SimHost {
             root: root.to_path_buf(),
             node: node.to_string(),
+            local: cluster::local_root(root, node),
             latency,
             faults,
             env: Vec::new(),
@@ -333,6 +338,14 @@ impl SimHost {
             crate::os::write_atomic(&cfg, storage::DEFAULT_STORAGE_CFG.as_bytes())?;
             // A new node has downloaded Proxmox's standard system templates.
             let cache = self.root.join("var/lib/vz/template/cache");
+            crate::os::create_dir_all(&cache)?;
+            for t in STANDARD_TEMPLATES {
+                fs::write(cache.join(t), b"")?;
+            }
+        }
+        // A node that joins a cluster has its own `local`, with the standard templates.
+        let cache = self.local.join("var/lib/vz/template/cache");
+        if self.local != self.root && !cache.exists() {
             crate::os::create_dir_all(&cache)?;
             for t in STANDARD_TEMPLATES {
                 fs::write(cache.join(t), b"")?;
@@ -426,15 +439,33 @@ impl SimHost {
     }
 
     fn storage(&self, id: &str) -> HostResult<Storage> {
-        self.storages()?
+        let s = self
+            .storages()?
             .remove(id)
-            .ok_or_else(|| text::unknown_storage(id))
+            .ok_or_else(|| text::unknown_storage(id))?;
+        if !cluster::enabled_on(&s, &self.node) && self.local != self.root {
+            return Err(text::storage_unavailable(id, &self.node));
+        }
+        Ok(s)
+    }
+
+    /// Where a storage's files are: the tree's root for a shared one, this node's own
+    /// files otherwise.
+    fn files_of(&self, s: &Storage) -> &Path {
+        if cluster::is_shared(s) {
+            &self.root
+        } else {
+            &self.local
+        }
     }
 
     /// Where a `dir` storage keeps backups: `<path>/dump`.
     fn dump_dir(&self, store: &Storage) -> HostResult<PathBuf> {
         match (store.kind.as_str(), store.properties.get("path")) {
-            ("dir", Some(path)) => Ok(self.root.join(path.trim_start_matches('/')).join("dump")),
+            ("dir", Some(path)) => Ok(self
+                .files_of(store)
+                .join(path.trim_start_matches('/'))
+                .join("dump")),
             _ => Err(HostError::failed(format!(
                 "sim: storage '{}' is of type '{}'; the model keeps backups on dir storages",
                 store.id, store.kind
@@ -464,6 +495,7 @@ impl SimHost {
         }
         let name = |i: u32| match storage.kind.as_str() {
             "zfspool" => Ok(format!("{}:subvol-{ctid}-disk-{i}", storage.id)),
+            "rbd" | "lvmthin" => Ok(format!("{}:vm-{ctid}-disk-{i}", storage.id)),
             "dir" => Ok(format!(
                 "{}:{ctid}/subvol-{ctid}-disk-{i}.subvol",
                 storage.id
@@ -494,17 +526,28 @@ impl SimHost {
             .ok_or_else(|| HostError::failed(format!("unable to parse volume ID '{volid}'")))?;
         let s = self.storage(store)?;
         let prop = |k: &str| s.properties.get(k).cloned().unwrap_or_default();
+        let files = self.files_of(&s);
         match s.kind.as_str() {
             // A linked clone `basevol-100-disk-0/subvol-101-disk-0` is the dataset
             // `<pool>/subvol-101-disk-0` [ZFS parse_volname].
             "zfspool" => Ok((
-                self.root
+                files
                     .join(prop("pool"))
                     .join(name.rsplit('/').next().unwrap_or(name)),
                 true,
             )),
+            // Ceph's images and LVM's thin volumes, kept as directories by the model.
+            "rbd" => Ok((files.join("ceph").join(prop("pool")).join(name), true)),
+            "lvmthin" => Ok((
+                files
+                    .join("dev")
+                    .join(prop("vgname"))
+                    .join(prop("thinpool"))
+                    .join(name),
+                true,
+            )),
             "dir" => Ok((
-                self.root
+                files
                     .join(prop("path").trim_start_matches('/'))
                     .join("images")
                     .join(name),
@@ -648,9 +691,11 @@ impl SimHost {
     /// One CT as its config file and running state say, without counting a call or
     /// waiting out a latency: the model's read API for tests and tools.
     pub fn observe(&self, ctid: Ctid) -> HostResult<Option<CtInfo>> {
-        Ok(self
-            .read_conf(ctid)?
-            .map(|conf| map::ct_info(ctid, &conf, self.is_running(ctid))))
+        Ok(self.read_conf(ctid)?.map(|conf| {
+            let mut ct = map::ct_info(ctid, &conf, self.is_running(ctid));
+            ct.node = Some(self.node.clone());
+            ct
+        }))
     }
 
     /// Every CT, as [`SimHost::observe`] reads it.
@@ -711,15 +756,15 @@ impl SimHost {
             Ok(v) if !v.is_empty() => Some(v),
             // Files written by hand stay as they are. `proc/devices` is written last, so
             // that a run killed while writing them leaves nothing that counts as written.
-            _ if self.root.join("proc/devices").exists() => return Ok(()),
+            _ if self.local.join("proc/devices").exists() => return Ok(()),
             _ => Some(DEFAULT_NVIDIA_VERSION.to_string()),
         };
         let write = |rel: &str, text: &str| {
-            let p = self.root.join(rel);
+            let p = self.local.join(rel);
             crate::os::write_atomic(&p, text.as_bytes()).map_err(|e| io_err("write", &p, e))
         };
         let remove = |rel: &str| {
-            let p = self.root.join(rel);
+            let p = self.local.join(rel);
             let _ = fs::remove_file(p);
         };
         let nodes = [
@@ -782,11 +827,42 @@ impl Host for SimHost {
     fn facts(&self) -> HostResult<HostFacts> {
         self.call(Verb::Facts, None)?;
         self.write_facts()?;
-        HostFacts::read(&self.root).map_err(HostError::failed)
+        HostFacts::read(&self.local).map_err(HostError::failed)
+    }
+
+    fn facts_on(&self, node: &str) -> HostResult<HostFacts> {
+        self.on_node(node)?.facts()
+    }
+
+    fn cluster(&self) -> HostResult<Option<crate::host::ClusterView>> {
+        self.cluster_view().map(Some)
+    }
+
+    fn migrate(&self, ctid: Ctid, node: &str, restart: bool) -> HostResult<()> {
+        self.migrate_ct(ctid, node, restart)
+    }
+
+    fn check_storage_on(&self, node: &str, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+        match self.on_node(node) {
+            Ok(h) => h.check_storage(storage, ostemplate),
+            Err(e) => vec![e.message],
+        }
+    }
+
+    fn check_runtime_on(
+        &self,
+        node: &str,
+        _unprivileged: bool,
+        _network: Option<&crate::host::Network>,
+    ) -> Vec<String> {
+        self.node_down(node).into_iter().collect()
     }
 
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
-        storage::check(&self.root, storage, ostemplate)
+        if self.local == self.root {
+            return storage::check(&self.root, storage, ostemplate);
+        }
+        self.check_storage_here(storage, ostemplate)
     }
 
     fn links_clones_on(&self, storage: &str) -> Option<bool> {
@@ -812,6 +888,7 @@ impl Host for SimHost {
             storage: Some(spec.storage.clone()),
             hostname: Some(spec.hostname.clone()),
             description: None,
+            node: spec.node.clone(),
         })
     }
 
@@ -1410,7 +1487,7 @@ impl SimHost {
                 )
             };
             let template =
-                storage::ostemplate_path(&self.storages()?, &self.root, &spec.ostemplate)
+                storage::ostemplate_path(&self.storages()?, &self.local, &spec.ostemplate)
                     .ok()
                     .filter(|p| p.is_file());
             if template.is_none() {
@@ -1471,8 +1548,17 @@ impl SimHost {
         };
         // Proxmox writes the target config bare (`lock: create`) and fills it before
         // forking; the model writes it once, complete, so that nothing sees it bare.
+        // `--target`: made here, then its config moves to that node [A-LXC clone_vm].
+        let elsewhere = req.node.as_deref().filter(|n| *n != self.node);
         let plan = self.locked(&[target], || {
             self.check_vmid_unused(target)?;
+            if let Some(node) = elsewhere {
+                let section = match &req.snapname {
+                    Some(s) => src.snapshot(s).unwrap_or(src.main()),
+                    None => src.main(),
+                };
+                self.check_clone_target(node, req.storage.as_deref(), &cluster::volumes(section))?;
+            }
             let plan = self.clone_plan(&src, req)?;
             self.write_conf(target, &plan.conf)?;
             Ok(plan)
@@ -1509,7 +1595,11 @@ impl SimHost {
             }
             let mut conf = self.get(target)?;
             conf.main_mut().remove("lock");
-            self.write_conf(target, &conf)
+            self.write_conf(target, &conf)?;
+            match elsewhere {
+                Some(node) => self.move_conf(target, node),
+                None => Ok(()),
+            }
         })?;
         copied.map(|bytes| ((), bytes))
     }

@@ -21,6 +21,7 @@ fn spec() -> CreateSpec {
             managed: Some(true),
             ..Settings::default()
         },
+        node: None,
     }
 }
 
@@ -31,6 +32,7 @@ fn clone_of(source: Ctid, snapshot: &str, target: Ctid) -> CloneSpec {
         target,
         hostname: format!("ct{target}"),
         storage: "local-zfs".into(),
+        node: None,
     }
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use phoenix::host::pve::conf::ConfFile;
 use phoenix::host::pve::props::Features;
 use phoenix::host::pve::storage;
+use phoenix::host::sim::cluster::{self as model, Members};
 use phoenix::host::sim::{knobs, SimHost};
 use serde_json::{json, Value};
 
@@ -43,6 +44,8 @@ pub struct Cluster {
     offline: BTreeSet<String>,
     ip: String,
     latency: Duration,
+    /// Extra milliseconds for every request to a node (`PVE_API_EMULATOR_SLOW`).
+    slow: BTreeMap<String, u64>,
     task_latency: knobs::Latency,
     faults: Vec<knobs::Fault>,
     answer: Answer,
@@ -89,12 +92,29 @@ fn internal(e: impl std::fmt::Display) -> Response {
 
 impl Cluster {
     pub fn from_env(root: &Path) -> Result<Cluster, String> {
-        let local = var("PVE_EMULATOR_NODE").unwrap_or_else(|| "pve".into());
+        // A tree with `etc/pve/.members` is a cluster of its members; otherwise the
+        // nodes come from the environment.
+        let members = Members::read(root);
+        let local = var("PVE_EMULATOR_NODE")
+            .or_else(|| members.as_ref().map(|m| m.nodename.clone()))
+            .unwrap_or_else(|| "pve".into());
         let mut nodes = vec![local];
-        for n in list("PVE_API_EMULATOR_NODES") {
+        let others = match &members {
+            Some(m) => m.nodelist.keys().cloned().collect(),
+            None => list("PVE_API_EMULATOR_NODES"),
+        };
+        for n in others {
             if !nodes.contains(&n) {
                 nodes.push(n);
             }
+        }
+        let mut slow = BTreeMap::new();
+        for entry in list("PVE_API_EMULATOR_SLOW") {
+            let (n, ms) = entry
+                .split_once('=')
+                .and_then(|(n, ms)| Some((n.to_string(), ms.parse::<u64>().ok()?)))
+                .ok_or_else(|| format!("PVE_API_EMULATOR_SLOW: `{entry}` is not NODE=MS"))?;
+            slow.insert(n, ms);
         }
         let ms = |name: &str| -> Result<u64, String> {
             var(name)
@@ -133,6 +153,7 @@ impl Cluster {
             offline: list("PVE_API_EMULATOR_OFFLINE").into_iter().collect(),
             ip: var("PVE_API_EMULATOR_NODE_IP").unwrap_or_else(|| "127.0.0.1".into()),
             latency: Duration::from_millis(ms("PVE_API_EMULATOR_LATENCY_MS")?),
+            slow,
             task_latency,
             faults,
             answer,
@@ -144,11 +165,23 @@ impl Cluster {
         // host facts of a node with NVIDIA GPUs unless the tree has its own.
         for n in &cluster.nodes {
             let host = cluster.host(n)?;
-            if !root.join("proc").exists() {
+            if !model::local_root(root, n).join("proc").exists() {
                 phoenix::host::Host::facts(&host).map_err(|e| e.message)?;
             }
         }
         Ok(cluster)
+    }
+
+    /// Whether a node is offline now: in the environment's list, or (a cluster) in
+    /// `.members`, which a test may rewrite while the emulator runs.
+    fn is_offline(&self, node: &str) -> bool {
+        self.offline.contains(node)
+            || Members::read(&self.root).is_some_and(|m| m.has(node) && !m.online(node))
+    }
+
+    /// Whether the cluster has quorum (`.members`; a tree that is one node always has).
+    fn quorate(&self) -> bool {
+        Members::read(&self.root).is_none_or(|m| m.quorate())
     }
 
     fn host(&self, node: &str) -> Result<SimHost, String> {
@@ -207,6 +240,11 @@ impl Cluster {
             Ok(w) => w,
             Err(r) => return r,
         };
+        // Without quorum pmxcfs is read-only: every write is refused
+        // [PVE::Cluster::check_cfs_quorum].
+        if req.method != "GET" && !self.quorate() {
+            return Response::error(500, "cluster not ready - no quorum?");
+        }
         self.route(req, &p, &who).unwrap_or_else(|r| r)
     }
 
@@ -226,7 +264,7 @@ impl Cluster {
             ("GET", ["nodes"]) => Ok(Response::data(Value::Array(
                 self.nodes
                     .iter()
-                    .map(|n| json!({"node": n, "status": if self.offline.contains(n) {"offline"} else {"online"}}))
+                    .map(|n| json!({"node": n, "status": if self.is_offline(n) {"offline"} else {"online"}}))
                     .collect(),
             ))),
             (_, ["nodes", node, rest @ ..]) => {
@@ -236,8 +274,11 @@ impl Cluster {
                         &format!("hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"),
                     ));
                 }
-                if self.offline.contains(*node) {
+                if self.is_offline(node) {
                     return Err(Response::error(595, "Connection refused"));
+                }
+                if let Some(ms) = self.slow.get(*node) {
+                    std::thread::sleep(Duration::from_millis(*ms));
                 }
                 self.node_route(req, node, rest, who)
             }
@@ -266,6 +307,7 @@ impl Cluster {
                 )?;
                 let vmid = param("vmid").and_then(|v| v.parse().ok());
                 Ok(Response::data(self.content(
+                    node,
                     s,
                     param("content"),
                     vmid,
@@ -414,6 +456,7 @@ impl Cluster {
                 ))
             }
             ("POST", ["clone"]) => self.clone(req, node, vmid, &conf, who),
+            ("POST", ["migrate"]) => self.migrate(req, node, vmid, who),
             ("DELETE", []) => {
                 who.check(&vms, "VM.Allocate")?;
                 if let Some(l) = conf.main().get("lock") {
@@ -593,21 +636,67 @@ impl Cluster {
             return Err(Response::error(500, &format!("CT is locked ({l})")));
         }
         self.vmid_free(newid)?;
-        if let Some(target) = req.params.get("target").filter(|t| t.as_str() != node) {
-            // The model's storages are local to each node.
-            return Err(Response::error(
-                500,
-                &format!("can't clone CT to node '{target}' (CT uses local storage)"),
-            ));
-        }
         let mut argv = vec!["clone".to_string(), vmid.to_string(), newid.to_string()];
-        for k in ["snapname", "full", "storage", "hostname", "description"] {
+        for k in [
+            "snapname",
+            "full",
+            "storage",
+            "hostname",
+            "description",
+            "target",
+        ] {
             if let Some(v) = req.params.get(k) {
                 argv.push(format!("--{k}"));
                 argv.push(v.clone());
             }
         }
         Ok(self.task(node, "vzclone", &vmid.to_string(), who, argv))
+    }
+
+    /// `POST …/migrate` [A-LXC migrate_vm]: `VM.Migrate`; the target is another node of
+    /// the cluster; a running CT needs `restart` (or `online`, which LXC does not
+    /// have); then a task `vzmigrate` runs `pct migrate` on the model.
+    fn migrate(
+        &self,
+        req: &Request,
+        node: &str,
+        vmid: u32,
+        who: &Who,
+    ) -> Result<Response, Response> {
+        who.check(&format!("/vms/{vmid}"), "VM.Migrate")?;
+        let target = req.params.get("target").cloned().ok_or_else(|| {
+            Response::params(&[("target", "property is missing and it is not optional")])
+        })?;
+        if target == node {
+            return Err(Response::params(&[("target", "target is local node.")]));
+        }
+        if !self.nodes.contains(&target) {
+            return Err(Response::error(
+                500,
+                &format!("no such cluster node '{target}'"),
+            ));
+        }
+        let flag = |k: &str| req.params.get(k).is_some_and(|v| v == "1");
+        if self.running(vmid) && !flag("online") && !flag("restart") {
+            return Err(Response::error(
+                500,
+                "can't migrate running container without --online or --restart",
+            ));
+        }
+        if req.params.contains_key("target-storage") {
+            return Err(Response::error(
+                501,
+                "target-storage is not emulated: the model migrates to the storage of the same name",
+            ));
+        }
+        let mut argv = vec!["migrate".to_string(), vmid.to_string(), target];
+        for k in ["restart", "online", "timeout"] {
+            if let Some(v) = req.params.get(k) {
+                argv.push(format!("--{k}"));
+                argv.push(v.clone());
+            }
+        }
+        Ok(self.task(node, "vzmigrate", &vmid.to_string(), who, argv))
     }
 
     /// `PUT …/config`: synchronous, under the config lock, refused when locked, when the
@@ -699,14 +788,14 @@ impl Cluster {
 
     fn cluster_status(&self) -> Value {
         let mut out = vec![json!({
-            "type": "cluster", "id": "cluster", "name": "emulated", "quorate": 1,
+            "type": "cluster", "id": "cluster", "name": "emulated", "quorate": u8::from(self.quorate()),
             "nodes": self.nodes.len(), "version": 1,
         })];
         for (i, n) in self.nodes.iter().enumerate() {
             out.push(json!({
                 "type": "node", "id": format!("node/{n}"), "name": n, "nodeid": i + 1,
                 "ip": self.ip, "local": u8::from(i == 0),
-                "online": u8::from(!self.offline.contains(n)), "level": "",
+                "online": u8::from(!self.is_offline(n)), "level": "",
             }));
         }
         Value::Array(out)
@@ -716,7 +805,7 @@ impl Cluster {
         let mut out = Vec::new();
         let want = |k: &str| kind.is_none_or(|w| w == k);
         for node in &self.nodes {
-            let offline = self.offline.contains(node);
+            let offline = self.is_offline(node);
             if want("vm") {
                 for (dir, ty) in [("lxc", "lxc"), ("qemu-server", "qemu")] {
                     let d = self.root.join(format!("etc/pve/nodes/{node}/{dir}"));
@@ -783,21 +872,35 @@ impl Cluster {
         Ok(Value::Array(out))
     }
 
+    /// Where a storage's files are on a node: the cluster's tree for a shared one, the
+    /// node's own files otherwise ([`model::local_root`]).
+    fn files(&self, node: &str, s: &storage::Storage) -> PathBuf {
+        if model::is_shared(s) {
+            self.root.clone()
+        } else {
+            model::local_root(&self.root, node)
+        }
+    }
+
     fn storage_cfg(&self) -> Result<BTreeMap<String, storage::Storage>, Response> {
         let text =
             std::fs::read_to_string(self.root.join("etc/pve/storage.cfg")).map_err(internal)?;
         storage::parse(&text).map_err(internal)
     }
 
-    fn storages(&self, _node: &str) -> Result<Value, Response> {
+    /// The storages enabled on a node (in a cluster, `storage.cfg`'s `nodes` limits
+    /// them) [pve-storage API2/Storage/Status.pm index].
+    fn storages(&self, node: &str) -> Result<Value, Response> {
+        let cluster = Members::read(&self.root).is_some();
         Ok(Value::Array(
             self.storage_cfg()?
                 .values()
+                .filter(|s| !cluster || model::enabled_on(s, node))
                 .map(|s| {
                     json!({
                         "storage": s.id, "type": s.kind, "content": s.content().join(","),
                         "active": 1, "enabled": 1,
-                        "shared": u8::from(s.properties.contains_key("shared")),
+                        "shared": u8::from(model::is_shared(s)),
                     })
                 })
                 .collect(),
@@ -809,6 +912,7 @@ impl Cluster {
     /// check_volume_access].
     fn content(
         &self,
+        node: &str,
         id: &str,
         content: Option<&str>,
         vmid: Option<u32>,
@@ -821,7 +925,9 @@ impl Cluster {
         let Some(dir) = s.dir() else {
             return Ok(Value::Array(Vec::new()));
         };
-        let dir = self.root.join(dir.strip_prefix("/").unwrap_or(&dir));
+        let dir = self
+            .files(node, s)
+            .join(dir.strip_prefix("/").unwrap_or(&dir));
         let files = |sub: &str| -> Vec<(String, std::fs::Metadata)> {
             let mut files: Vec<(String, std::fs::Metadata)> = std::fs::read_dir(dir.join(sub))
                 .map(|e| {
@@ -1148,7 +1254,9 @@ impl Cluster {
                 .map_or(name.to_string(), |f| format!("dump/{f}"));
             (
                 format!("{}/{rel}", d.display()),
-                self.root.join(d.strip_prefix("/").unwrap_or(&d)).join(rel),
+                self.files(node, store)
+                    .join(d.strip_prefix("/").unwrap_or(&d))
+                    .join(rel),
             )
         });
         let id = owner.map_or(storage.to_string(), |o| format!("{o}@{storage}"));

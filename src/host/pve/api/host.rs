@@ -2,10 +2,12 @@
 //!
 //! | Host call | how |
 //! |---|---|
-//! | inventory | `GET /cluster/resources?type=vm`; for each of phoenix's CTs (tag `phoenix`) its config and snapshot list, read concurrently: 2 requests per CT |
+//! | inventory | `GET /cluster/resources` (the guests, and every node's storages for [`Host::cluster`]); for each of phoenix's CTs (tag `phoenix`) its config and snapshot list, read concurrently: 2 requests per CT |
+//! | cluster | `/cluster/status` (at open: the nodes, online or not) and the storages `/cluster/resources` listed |
+//! | migrate | `POST …/<vmid>/migrate` (`target`, `restart` for a running CT), a task on the CT's node |
 //! | ct, config_file | the same two reads for one CT |
-//! | create | `POST /nodes/<node>/lxc` on the chosen node, a task |
-//! | clone | `POST …/<source>/clone` (`newid`, `snapname`, `full`, `hostname`, `storage`) on the source's node, a task |
+//! | create | `POST /nodes/<node>/lxc` on the CT's node (placed, else the one new CTs go to), a task |
+//! | clone | `POST …/<source>/clone` (`newid`, `snapname`, `full`, `hostname`, `storage`, and `target` to make it on another node at once: shared storage only) on the source's node, a task |
 //! | set, set_devices | `PUT …/config` with the `digest` of phoenix's read: a config changed since is refused by Proxmox, never overwritten |
 //! | resize | `PUT …/resize`, a task |
 //! | start, shutdown, stop | `POST …/status/<verb>`, a task |
@@ -15,7 +17,7 @@
 //! | restore | `POST /nodes/<node>/lxc` (`vmid`, `ostemplate` = the archive, `restore=1`, `force=1`, `storage`) on the node that holds the archive, a task |
 //! | forget | `DELETE /nodes/<node>/storage/<storage>/content/<volume>`, a task (or `null`) |
 //! | exec, push, pull, unlock, enter | `pct` on the CT's node over SSH |
-//! | facts | `/proc/driver/nvidia/version`, `/proc/devices`, `/dev/nvidia*`, the pve-container version, over SSH from the node new CTs go to |
+//! | facts | `/proc/driver/nvidia/version`, `/proc/devices`, `/dev/nvidia*`, the pve-container version, over SSH from each node a GPU CT is built on |
 //!
 //! A task's log lines go to the node's log ([`Host::take_log`]); its failure is the error,
 //! in Proxmox's words, classified as `pct`'s are (a lock collision is retried). Foreign
@@ -40,8 +42,9 @@ use crate::host::pve::conf::ConfFile;
 use crate::host::pve::props::Tags;
 use crate::host::pve::{map, text, vzdump};
 use crate::host::{
-    CloneSpec, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts, HostResult,
-    KeptCopy, Network, Passthrough, Privileges, Settings, Verb, MANAGED_TAG,
+    CloneSpec, ClusterView, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts,
+    HostResult, KeptCopy, Network, NodeStatus, Passthrough, Privileges, Settings, StorageInfo,
+    Verb, MANAGED_TAG,
 };
 
 /// A cluster node as `/cluster/status` reports it.
@@ -114,6 +117,14 @@ pub struct ApiHost {
     storages: Mutex<BTreeMap<String, Vec<Value>>>,
     templates: Mutex<BTreeMap<(String, String), Vec<String>>>,
     ssh_ok: Mutex<BTreeMap<String, Result<(), String>>>,
+    /// Nodes found not to answer during this run (`/cluster/status` said online, but
+    /// requests to them fail): why.
+    down: Mutex<BTreeMap<String, String>>,
+    /// The storages `/cluster/resources` listed, read once.
+    cluster_storages: Mutex<Option<Vec<Value>>>,
+    /// The guests of a `/cluster/resources` read for [`Host::cluster`] before any
+    /// inventory: the next inventory takes them instead of asking again.
+    prefetched: Mutex<Option<Vec<Value>>>,
     log: Mutex<BTreeMap<Ctid, Vec<String>>>,
     pct_dir: OnceLock<Option<PathBuf>>,
     pass_stdin: bool,
@@ -240,6 +251,9 @@ impl ApiHost {
             storages: Mutex::new(BTreeMap::new()),
             templates: Mutex::new(BTreeMap::new()),
             ssh_ok: Mutex::new(BTreeMap::new()),
+            down: Mutex::new(BTreeMap::new()),
+            cluster_storages: Mutex::new(None),
+            prefetched: Mutex::new(None),
             log: Mutex::new(BTreeMap::new()),
             pct_dir: OnceLock::new(),
             pass_stdin: !owner,
@@ -272,9 +286,24 @@ impl ApiHost {
         }))
     }
 
+    /// The cluster's guests from `/cluster/resources`, read whole: its storages come in
+    /// the same answer and are kept for [`Host::cluster`] (one request for both).
     fn resources(&self) -> HostResult<Vec<Value>> {
-        match self.api.get("/cluster/resources", &[("type", "vm")]) {
-            Ok(Value::Array(a)) => Ok(a),
+        match self.api.get("/cluster/resources", &[]) {
+            Ok(Value::Array(a)) => {
+                let (storages, rest): (Vec<Value>, Vec<Value>) = a
+                    .into_iter()
+                    .partition(|r| r.get("type").and_then(Value::as_str) == Some("storage"));
+                if let Ok(mut s) = self.cluster_storages.lock() {
+                    *s = Some(storages);
+                }
+                Ok(rest
+                    .into_iter()
+                    .filter(|r| {
+                        matches!(r.get("type").and_then(Value::as_str), Some("lxc" | "qemu"))
+                    })
+                    .collect())
+            }
             Ok(other) => Err(HostError::failed(format!(
                 "GET /cluster/resources gave {}, not a list",
                 crate::os::excerpt(&other.to_string(), 60)
@@ -288,6 +317,7 @@ impl ApiHost {
         let path = self.ct_path(node, ctid);
         let config = match self.api.get(&format!("{path}/config"), &[]) {
             Ok(v) => v,
+            Err(e) if unanswered(&e) => return Err(self.mark_down(node, &e)),
             Err(e) => {
                 let e = e.into_host();
                 return if e.kind == ErrorKind::NotFound {
@@ -360,10 +390,15 @@ impl ApiHost {
         path: &str,
         params: &[(&str, &str)],
     ) -> HostResult<()> {
-        let data = self
-            .api
-            .request(method, path, params)
-            .map_err(ApiError::into_host)?;
+        let data = self.api.request(method, path, params).map_err(|e| {
+            match path
+                .strip_prefix("/nodes/")
+                .and_then(|p| p.split('/').next())
+            {
+                Some(node) if unanswered(&e) => self.mark_down(node, &e),
+                _ => e.into_host(),
+            }
+        })?;
         self.wait(Some(ctid), &data).map(|_| ()).map_err(|(e, _)| e)
     }
 
@@ -461,12 +496,63 @@ impl ApiHost {
     }
 
     fn check_online(&self, node: &str) -> Result<(), String> {
-        if self.nodes.get(node).is_some_and(|n| !n.online) {
-            return Err(format!(
-                "node '{node}', where new CTs go, is offline (GET /cluster/status): bring it back, or choose another with --pve-node"
+        match self.down_reason(node) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Why a node cannot be used, if it cannot: not a node of the cluster, offline as
+    /// `/cluster/status` says, or not answering requests in this run.
+    fn down_reason(&self, node: &str) -> Option<String> {
+        let Some(info) = self.nodes.get(node) else {
+            return Some(format!(
+                "'{node}' is not a node of this cluster (it has: {})",
+                self.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        };
+        if !info.online {
+            let what = if node == self.node {
+                format!("node '{node}', where new CTs go,")
+            } else {
+                format!("node '{node}'")
+            };
+            return Some(format!(
+                "{what} is offline (GET /cluster/status): the CTs that live there or would be built there cannot be touched; bring it back, or place them on another node (`node` in their blocks, `default_node`, --pve-node)"
             ));
         }
-        Ok(())
+        self.down.lock().ok().and_then(|d| d.get(node).cloned())
+    }
+
+    /// Records that a node does not answer (HTTP 595/596 from the endpoint's proxy) and
+    /// says so.
+    fn mark_down(&self, node: &str, e: &ApiError) -> HostError {
+        let why = format!(
+            "node '{node}' does not answer ({}): the CTs that live there or would be built there cannot be touched; bring it back and run again",
+            e.message()
+        );
+        if let Ok(mut d) = self.down.lock() {
+            d.entry(node.to_string()).or_insert_with(|| why.clone());
+        }
+        HostError::failed(why)
+    }
+
+    /// Every storage of every node, from `/cluster/resources` (read once; the guests of
+    /// that read are kept for the next inventory).
+    fn all_storages(&self) -> HostResult<Vec<Value>> {
+        if let Some(s) = self.cluster_storages.lock().ok().and_then(|s| s.clone()) {
+            return Ok(s);
+        }
+        let guests = self.resources()?;
+        if let Ok(mut p) = self.prefetched.lock() {
+            *p = Some(guests);
+        }
+        Ok(self
+            .cluster_storages
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_default())
     }
 
     /// Whether SSH to the node works (once per run): a build needs it for every CT.
@@ -639,8 +725,12 @@ impl ApiHost {
 impl ApiHost {
     /// Why a CT cannot get its root disk on `storage` of the API node, or be created from
     /// `ostemplate`, if it cannot.
-    fn storage_problem(&self, storage: &str, ostemplate: Option<&str>) -> Result<(), String> {
-        let node = &self.node;
+    fn storage_problem(
+        &self,
+        node: &str,
+        storage: &str,
+        ostemplate: Option<&str>,
+    ) -> Result<(), String> {
         self.check_online(node)?;
         let list = self.node_storages(node)?;
         let find = |id: &str| {
@@ -709,18 +799,8 @@ impl ApiHost {
     /// from the facts of the node new CTs go to, and a CT may live elsewhere (moved by an
     /// admin or HA). Its node's facts are read over SSH (once).
     fn check_gpu_node(&self, node: &str, devices: &Passthrough) -> HostResult<()> {
+        // The driver itself is checked by the preflight, against each CT's own node.
         let here = self.node_facts(node)?;
-        if node != self.node {
-            let base = self.node_facts(&self.node)?;
-            if here.nvidia_driver != base.nvidia_driver {
-                return Err(HostError::failed(format!(
-                    "node '{node}' has NVIDIA driver {}, but the fleet's GPU nodes are built for node '{}''s {}: the userspace driver must equal the kernel's. Move the CT back, or give both nodes the same driver",
-                    here.nvidia_driver.as_deref().unwrap_or("none"),
-                    self.node,
-                    base.nvidia_driver.as_deref().unwrap_or("none")
-                )));
-            }
-        }
         let missing: Vec<&str> = devices
             .nodes
             .iter()
@@ -756,6 +836,12 @@ fn backup_failed(ctid: Ctid, storage: &str, mut e: HostError, lines: &[String]) 
         );
     }
     e
+}
+
+/// The endpoint's proxy could not reach the node a request was for (pveproxy's 595
+/// `Connection refused` / `No route to host`, 596 `Connection timed out`).
+fn unanswered(e: &ApiError) -> bool {
+    matches!(e.status(), Some(595 | 596))
 }
 
 /// A guest phoenix does not read in detail: somebody else's.
@@ -829,7 +915,11 @@ impl Host for ApiHost {
     }
 
     fn inventory(&self) -> HostResult<BTreeMap<Ctid, CtInfo>> {
-        let list = self.resources()?;
+        let prefetched = self.prefetched.lock().ok().and_then(|mut p| p.take());
+        let list = match prefetched {
+            Some(l) => l,
+            None => self.resources()?,
+        };
         let mut out = BTreeMap::new();
         let mut ours: Vec<(Ctid, String)> = Vec::new();
         for r in &list {
@@ -852,10 +942,10 @@ impl Host for ApiHost {
                 if online {
                     ours.push((vmid, node));
                 } else {
-                    out.insert(
-                        vmid,
-                        map::unreadable_ct(vmid, &format!("its node '{node}' is offline")),
-                    );
+                    let why = self
+                        .down_reason(&node)
+                        .unwrap_or_else(|| format!("its node '{node}' is offline"));
+                    out.insert(vmid, map::unreachable_ct(vmid, &node, &why));
                 }
             } else {
                 out.insert(vmid, foreign(vmid, r));
@@ -871,7 +961,20 @@ impl Host for ApiHost {
                     let Some((ctid, node)) = ours.get(i) else {
                         break;
                     };
-                    let r = self.read(node, *ctid).map(|o| o.map(|(ct, _)| ct));
+                    let r = self.read(node, *ctid).map(|o| {
+                        o.map(|(mut ct, _)| {
+                            ct.node = Some(node.clone());
+                            ct
+                        })
+                    });
+                    let r = match r {
+                        // Its node stopped answering: this CT cannot be read, the others can.
+                        Err(_) if self.down_reason(node).is_some() => {
+                            let why = self.down_reason(node).unwrap_or_default();
+                            Ok(Some(map::unreachable_ct(*ctid, node, &why)))
+                        }
+                        other => other,
+                    };
                     if let Ok(mut v) = results.lock() {
                         v.push((*ctid, r));
                     }
@@ -900,11 +1003,15 @@ impl Host for ApiHost {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        let at = |n: &str, ct: CtInfo| CtInfo {
+            node: Some(n.to_string()),
+            ..ct
+        };
         match self.read(&node, ctid)? {
-            Some((ct, _)) => Ok(Some(ct)),
+            Some((ct, _)) => Ok(Some(at(&node, ct))),
             // Moved (migration, HA) since phoenix last saw it?
             None => match self.locate(ctid)? {
-                Some(n) if n != node => Ok(self.read(&n, ctid)?.map(|(ct, _)| ct)),
+                Some(n) if n != node => Ok(self.read(&n, ctid)?.map(|(ct, _)| at(&n, ct))),
                 _ => {
                     if let Ok(mut k) = self.known.lock() {
                         k.remove(&ctid);
@@ -938,20 +1045,103 @@ impl Host for ApiHost {
         self.node_facts(&self.node)
     }
 
+    fn facts_on(&self, node: &str) -> HostResult<HostFacts> {
+        self.node_facts(node)
+    }
+
+    /// `/cluster/status` (read at open: the nodes and whether each is online) with what
+    /// this run found since (a node that stopped answering), and each node's storages from
+    /// `/cluster/resources?type=storage`.
+    fn cluster(&self) -> HostResult<Option<ClusterView>> {
+        let storages = self.all_storages()?;
+        let nodes = self
+            .nodes
+            .keys()
+            .map(|name| {
+                let down = self.down_reason(name);
+                NodeStatus {
+                    online: down.is_none(),
+                    down,
+                    storages: storages
+                        .iter()
+                        .filter(|s| s.get("node").and_then(Value::as_str) == Some(name))
+                        .filter_map(|s| {
+                            let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("");
+                            Some(StorageInfo {
+                                id: s.get("storage").and_then(Value::as_str)?.to_string(),
+                                kind: text("plugintype").to_string(),
+                                shared: s.get("shared").and_then(Value::as_u64) == Some(1),
+                                content: text("content")
+                                    .split(',')
+                                    .map(str::trim)
+                                    .filter(|c| !c.is_empty())
+                                    .map(str::to_string)
+                                    .collect(),
+                            })
+                        })
+                        .collect(),
+                    name: name.clone(),
+                }
+            })
+            .collect();
+        Ok(Some(ClusterView {
+            nodes,
+            home: self.node.clone(),
+        }))
+    }
+
     fn check_storage(&self, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
-        self.storage_problem(storage, ostemplate)
+        self.check_storage_on(&self.node, storage, ostemplate)
+    }
+
+    fn check_storage_on(&self, node: &str, storage: &str, ostemplate: Option<&str>) -> Vec<String> {
+        self.storage_problem(node, storage, ostemplate)
             .err()
             .into_iter()
             .collect()
     }
 
-    fn check_runtime(&self, _unprivileged: bool, _network: Option<&Network>) -> Vec<String> {
-        let node = &self.node;
+    fn check_runtime(&self, unprivileged: bool, network: Option<&Network>) -> Vec<String> {
+        self.check_runtime_on(&self.node, unprivileged, network)
+    }
+
+    /// The node answers: online, and SSH reaches it (every build needs exec there).
+    fn check_runtime_on(
+        &self,
+        node: &str,
+        _unprivileged: bool,
+        _network: Option<&Network>,
+    ) -> Vec<String> {
         self.check_online(node)
             .and_then(|()| self.check_ssh(node))
             .err()
             .into_iter()
             .collect()
+    }
+
+    /// `POST …/<vmid>/migrate` (`target`, `restart` for a running CT), a task
+    /// (`vzmigrate`) on the CT's node.
+    fn migrate(&self, ctid: Ctid, node: &str, restart: bool) -> HostResult<()> {
+        let from = self.node_of(ctid)?;
+        let path = format!("{}/migrate", self.ct_path(&from, ctid));
+        let mut p = vec![("target", node)];
+        if restart {
+            p.push(("restart", "1"));
+        }
+        let r = self.task(ctid, Method::Post, &path, &p);
+        match &r {
+            Ok(()) => self.wrote(ctid, node),
+            Err(_) => self.wrote(ctid, &from),
+        }
+        r.map_err(|mut e| {
+            if e.message.contains("VM.Migrate") {
+                e.message = format!(
+                    "{}: moving CTs between nodes needs VM.Migrate (add it to phoenix's role: `pveum role modify PhoenixBuilder --append 1 --privs VM.Migrate`)",
+                    e.message
+                );
+            }
+            e
+        })
     }
 
     fn check_privileges(&self, needs: &Privileges) -> Result<(), String> {
@@ -986,7 +1176,7 @@ impl Host for ApiHost {
     }
 
     fn create(&self, ctid: Ctid, spec: &CreateSpec) -> HostResult<()> {
-        let node = self.node.clone();
+        let node = spec.node.clone().unwrap_or_else(|| self.node.clone());
         let (settings, delete) = map::setting_params(&spec.settings, None);
         let vmid = ctid.to_string();
         let rootfs = format!("{}:{}", spec.storage, spec.disk_gb);
@@ -1135,16 +1325,24 @@ impl Host for ApiHost {
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
         let node = self.node_of(spec.source)?;
         let newid = spec.target.to_string();
-        let p: Vec<(&str, &str)> = vec![
+        let mut p: Vec<(&str, &str)> = vec![
             ("newid", &newid),
             ("snapname", &spec.snapshot),
             ("hostname", &spec.hostname),
             ("full", "1"),
             ("storage", &spec.storage),
         ];
+        // Made on another node at once (`target`): Proxmox allows it into shared storage.
+        let lands = match spec.node.as_deref().filter(|n| *n != node) {
+            Some(target) => {
+                p.push(("target", target));
+                target.to_string()
+            }
+            None => node.clone(),
+        };
         let path = format!("{}/clone", self.ct_path(&node, spec.source));
         let r = self.task(spec.target, Method::Post, &path, &p);
-        self.wrote(spec.target, &node);
+        self.wrote(spec.target, &lands);
         r
     }
 

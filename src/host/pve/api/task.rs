@@ -70,6 +70,18 @@ pub fn wait(
             }
             Ok(_) => {}
             Err(ApiError::Status { status: 400, .. }) if started.elapsed() < INVISIBLE_FOR => {}
+            // The endpoint's proxy cannot reach the task's node: it went down meanwhile.
+            Err(e @ ApiError::Status { status: 595 | 596, .. }) => {
+                return Err((
+                    HostError::failed(format!(
+                        "node '{}' stopped answering while its task {} ran ({}): what the task did is unknown until the node is back; run the build again then",
+                        upid.node,
+                        upid.raw,
+                        e.message()
+                    )),
+                    Vec::new(),
+                ))
+            }
             Err(e) => return Err((e.into_host(), Vec::new())),
         }
         if started.elapsed() > timeout {
