@@ -580,3 +580,85 @@ fn a_lock_a_killed_clone_left_on_a_store_template_is_removed_not_taken_for_a_cut
         "local-zfs:basevol-9003-disk-0/subvol-950-disk-0"
     );
 }
+
+#[test]
+fn a_clone_that_crosses_nodes_without_shared_storage_is_a_full_clone_and_the_plan_says_why() {
+    // A simulated cluster of two nodes, each with its own `local-zfs`; the templates on
+    // pve1, Portainer placed on pve2.
+    let f = fleet();
+    f.edit_lxc(|v| {
+        let configs = v["lxc_configs"].as_object_mut().unwrap();
+        configs.retain(|k, _| ["900", "902", "910"].contains(&k.as_str()));
+    });
+    f.edit_block(910, |b| {
+        b.insert("node".into(), "pve2".into());
+    });
+    let nodes = [("PHOENIX_SIM_NODES", "pve1,pve2")];
+    let r = f.sim_env(&["plan", "--output", "json"], &nodes);
+    ok(&r);
+    let plan = r.json();
+    let e = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ctid"] == 910)
+        .unwrap()
+        .clone();
+    assert_eq!(e["node"], "pve2", "{e:#}");
+    assert_eq!(e["clone_via"]["via"], "migrate", "{e:#}");
+    assert_eq!(e["clone"]["kind"], "full", "{e:#}");
+    assert_eq!(e["clone"]["because"], "other_node", "{e:#}");
+    assert_eq!(e["clone"]["source_node"], "pve1", "{e:#}");
+    let human = f.sim(&["plan"]).stdout;
+    assert!(
+        human.contains(
+            "a full clone: it goes to node pve2, and its storage is not shared with pve1"
+        ),
+        "{human}"
+    );
+    ok(&f.sim(&["build"]));
+    let after = common::plan(&f, &[]);
+    assert_eq!(after[&910]["action"], "fresh", "{:#}", after[&910]);
+    assert_eq!(after[&910]["node"], "pve2");
+    // 902's generation still has its store template, on 902's node.
+    assert_eq!(store_of(&f, 902).len(), 1, "{:#?}", stores(&f));
+}
+
+#[test]
+fn a_clone_that_crosses_nodes_on_shared_storage_links_to_the_store_template_with_target() {
+    let f = fleet();
+    f.edit_lxc(|v| {
+        let configs = v["lxc_configs"].as_object_mut().unwrap();
+        configs.retain(|k, _| ["900", "902", "910"].contains(&k.as_str()));
+    });
+    let nodes = [("PHOENIX_SIM_NODES", "pve1,pve2")];
+    ok(&f.sim_env(&["plan"], &nodes));
+    // Ceph, shared by both nodes: 902 and its clone 910 keep their disks there.
+    let cfg = f.state_dir.join("sim/etc/pve/storage.cfg");
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(
+        &cfg,
+        format!("{text}\nrbd: ceph\n\tpool vm-pool\n\tcontent images,rootdir\n\tkrbd 1\n"),
+    )
+    .unwrap();
+    for ctid in [902, 910] {
+        f.edit_block(ctid, |b| {
+            b.insert("storage_pool".into(), "ceph".into());
+        });
+    }
+    f.edit_block(910, |b| {
+        b.insert("node".into(), "pve2".into());
+    });
+    let plan = common::plan(&f, &[]);
+    assert_eq!(plan[&910]["clone_via"]["via"], "target", "{:#}", plan[&910]);
+    assert_eq!(plan[&910]["clone"]["kind"], "linked", "{:#}", plan[&910]);
+    ok(&f.sim(&["build"]));
+    let log = f.sim(&["log", "910"]).stdout;
+    assert!(log.contains("--full 0 --target pve2"), "{log}");
+    let after = common::plan(&f, &[]);
+    assert_eq!(after[&910]["action"], "fresh", "{:#}", after[&910]);
+    assert_eq!(after[&910]["node"], "pve2");
+    let store = store_of(&f, 902);
+    assert_eq!(store.len(), 1, "{store:#?}");
+    assert_eq!(store[0]["linked"], serde_json::json!([910]), "{store:#?}");
+}

@@ -641,6 +641,10 @@ impl crate::host::Host for SimCluster {
     fn template(&self, ctid: Ctid) -> HostResult<()> {
         self.on(ctid)?.template(ctid)
     }
+    fn links_clones_on(&self, storage: &str) -> Option<bool> {
+        // `storage.cfg` is the cluster's: what a storage is, it is on every node.
+        self.home.links_clones_on(storage)
+    }
     fn keeps_copies(&self) -> bool {
         true
     }

@@ -536,8 +536,16 @@ impl SimHost {
                     .join(name.rsplit('/').next().unwrap_or(name)),
                 true,
             )),
-            // Ceph's images and LVM's thin volumes, kept as directories by the model.
-            "rbd" => Ok((files.join("ceph").join(prop("pool")).join(name), true)),
+            // Ceph's images and LVM's thin volumes, kept as directories by the model. A
+            // linked clone `base-100-disk-0/vm-101-disk-0` is the image `vm-101-disk-0`
+            // [RBD parse_volname].
+            "rbd" => Ok((
+                files
+                    .join("ceph")
+                    .join(prop("pool"))
+                    .join(name.rsplit('/').next().unwrap_or(name)),
+                true,
+            )),
             "lvmthin" => Ok((
                 files
                     .join("dev")
@@ -1617,8 +1625,9 @@ impl SimHost {
             if self.is_running(ctid) {
                 return Err(text::template_running());
             }
-            // The worker [LXC template_create, ZFS create_base]: the volume becomes the
-            // base `basevol-<vmid>-disk-N`; only ZFS volumes offer it in the model.
+            // The worker [LXC template_create, ZFS/RBD create_base]: the volume becomes
+            // the base `basevol-<vmid>-disk-N` on ZFS, `base-<vmid>-disk-N` on RBD; the
+            // model's other storages do not offer it.
             let rootfs = conf.main().get("rootfs").unwrap_or_default().to_string();
             let mut mp = MountPoint::parse(&rootfs).map_err(|e| {
                 HostError::failed(format!("unable to parse rootfs '{rootfs}': {e}"))
@@ -1628,12 +1637,15 @@ impl SimHost {
                 Some((p, l)) => (format!("{p}/"), l),
                 None => (String::new(), name),
             };
-            let zfs = self.storage(store).is_ok_and(|s| s.kind == "zfspool");
-            let base = last
-                .strip_prefix("subvol-")
-                .filter(|_| zfs)
-                .ok_or_else(|| text::template_unavailable(&mp.volume))?;
-            let based = format!("{store}:{prefix}basevol-{base}");
+            // RBD renames the image `vm-*` to `base-*` and protects it [RBD create_base].
+            let kind = self.storage(store).map(|s| s.kind).unwrap_or_default();
+            let based = match kind.as_str() {
+                "zfspool" => last.strip_prefix("subvol-").map(|b| format!("basevol-{b}")),
+                "rbd" => last.strip_prefix("vm-").map(|b| format!("base-{b}")),
+                _ => None,
+            }
+            .ok_or_else(|| text::template_unavailable(&mp.volume))?;
+            let based = format!("{store}:{prefix}{based}");
             let (from, _) = self.volume(&mp.volume)?;
             let (to, _) = self.volume(&based)?;
             fs::rename(&from, &to).map_err(|e| io_err("rename", &from, e))?;
@@ -1706,9 +1718,15 @@ impl SimHost {
             self.new_volume(&storage, req.target)?
         } else {
             // ZFS offers `clone` for base volumes, not from a snapshot [ZFS
-            // volume_has_feature].
-            let zfs = self.storage(store).is_ok_and(|s| s.kind == "zfspool");
-            if !zfs || !last.starts_with("basevol-") || req.snapname.is_some() {
+            // volume_has_feature]; RBD for its base images `base-*` [RBD
+            // volume_has_feature] (phoenix links from a template, never a snapshot).
+            let kind = self.storage(store).map(|s| s.kind).unwrap_or_default();
+            let base = match kind.as_str() {
+                "zfspool" => last.starts_with("basevol-"),
+                "rbd" => last.starts_with("base-"),
+                _ => false,
+            };
+            if !base || req.snapname.is_some() {
                 return Err(text::clone_linked_unavailable(&mp.volume));
             }
             let linked = self.new_volume(&self.storage(store)?, req.target)?;
