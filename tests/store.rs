@@ -582,7 +582,7 @@ fn a_lock_a_killed_clone_left_on_a_store_template_is_removed_not_taken_for_a_cut
 }
 
 #[test]
-fn a_clone_that_crosses_nodes_without_shared_storage_is_a_full_clone_and_the_plan_says_why() {
+fn a_generation_gets_a_store_template_on_each_node_its_children_live_on_and_they_link_locally() {
     // A simulated cluster of two nodes, each with its own `local-zfs`; the templates on
     // pve1, Portainer placed on pve2.
     let f = fleet();
@@ -593,35 +593,87 @@ fn a_clone_that_crosses_nodes_without_shared_storage_is_a_full_clone_and_the_pla
     f.edit_block(910, |b| {
         b.insert("node".into(), "pve2".into());
     });
+    // A Portainer agent beside the templates, on pve1.
+    f.edit_lxc(|v| {
+        let mut agent = v["lxc_configs"]["910"].clone();
+        agent["name"] = "PortainerAgent".into();
+        agent["mac_address"] = "52:54:00:67:89:9a".into();
+        agent["network_config"]["ip"] = "10.0.0.98/24".into();
+        agent["portainer_role"] = "agent".into();
+        agent.as_object_mut().unwrap().remove("node");
+        v["lxc_configs"]["911"] = agent;
+    });
     let nodes = [("PHOENIX_SIM_NODES", "pve1,pve2")];
     let r = f.sim_env(&["plan", "--output", "json"], &nodes);
     ok(&r);
     let plan = r.json();
-    let e = plan["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["ctid"] == 910)
-        .unwrap()
-        .clone();
-    assert_eq!(e["node"], "pve2", "{e:#}");
-    assert_eq!(e["clone_via"]["via"], "migrate", "{e:#}");
-    assert_eq!(e["clone"]["kind"], "full", "{e:#}");
-    assert_eq!(e["clone"]["because"], "other_node", "{e:#}");
-    assert_eq!(e["clone"]["source_node"], "pve1", "{e:#}");
+    let entry = |ctid: u32| {
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["ctid"] == ctid)
+            .unwrap()
+            .clone()
+    };
+    // 902's children are on pve1 and pve2: a store template on each.
+    let e902 = entry(902);
+    assert_eq!(e902["node"], "pve1", "{e902:#}");
+    let home = e902["store_template"]["vmid"].as_u64().unwrap();
+    let e911 = entry(911);
+    assert_eq!(e911["node"], "pve1", "{e911:#}");
+    assert_eq!(e911["clone"]["store_template"], home, "{e911:#}");
+    let remote = e902["remote_store_templates"].as_array().unwrap();
+    assert_eq!(remote.len(), 1, "{e902:#}");
+    assert_eq!(remote[0]["node"], "pve2");
+    let vmid = remote[0]["vmid"].as_u64().unwrap();
+    // 910 links to it on its own node: no clone beside 902, no move.
+    let e910 = entry(910);
+    assert_eq!(e910["node"], "pve2", "{e910:#}");
+    assert!(e910.get("clone_via").is_none(), "{e910:#}");
+    assert_eq!(e910["clone"]["kind"], "linked", "{e910:#}");
+    assert_eq!(e910["clone"]["store_template"], vmid, "{e910:#}");
     let human = f.sim(&["plan"]).stdout;
     assert!(
-        human.contains(
-            "a full clone: it goes to node pve2, and its storage is not shared with pve1"
-        ),
+        human.contains(&format!(
+            "then store templates {home}, {vmid} on node pve2 (made here, migrated there) of phx-"
+        )),
         "{human}"
     );
+
     ok(&f.sim(&["build"]));
+    let log = f.sim(&["log", "902"]).stdout;
+    assert!(
+        log.contains(&format!("pct migrate {vmid} pve2"))
+            && log.contains(&format!("pct template {vmid}")),
+        "{log}"
+    );
+    let store = store_of(&f, 902);
+    assert_eq!(store.len(), 2, "{store:#?}");
+    let on = |node: &str| store.iter().find(|s| s["node"] == node).unwrap().clone();
+    assert_eq!(on("pve1")["vmid"], home);
+    assert_eq!(on("pve1")["linked"], serde_json::json!([911]), "{store:#?}");
+    assert_eq!(on("pve2")["vmid"], vmid);
+    assert_eq!(on("pve2")["linked"], serde_json::json!([910]), "{store:#?}");
+    let conf = fs::read_to_string(f.state_dir.join("sim/etc/pve/nodes/pve2/lxc/910.conf")).unwrap();
+    assert!(
+        conf.contains(&format!(
+            "rootfs: local-zfs:basevol-{vmid}-disk-0/subvol-910-disk-0,"
+        )),
+        "{conf}"
+    );
+    // Nothing was copied for 910 itself.
+    assert_eq!(clone_bytes(&f).get(&910), Some(&0));
     let after = common::plan(&f, &[]);
     assert_eq!(after[&910]["action"], "fresh", "{:#}", after[&910]);
-    assert_eq!(after[&910]["node"], "pve2");
-    // 902's generation still has its store template, on 902's node.
-    assert_eq!(store_of(&f, 902).len(), 1, "{:#?}", stores(&f));
+    assert_eq!(after[&902]["action"], "fresh", "{:#}", after[&902]);
+    // gc keeps it: 910 links to it.
+    // gc keeps both (CTs link to each; neither is the other's duplicate).
+    let gc = f.sim(&["gc", "--dry-run", "--output", "json"]).json();
+    for kept in gc["store_templates"].as_array().unwrap() {
+        assert_eq!(kept["decision"], "keep", "{gc:#}");
+        assert_eq!(kept["reason"], "linked", "{gc:#}");
+    }
 }
 
 #[test]

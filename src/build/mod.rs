@@ -129,7 +129,7 @@ pub fn make_plan(
                 )
             })
             .collect(),
-        store: store_setup(fleet, host),
+        store: store_setup(fleet, host, cluster.as_ref()),
         placement: cluster.clone().map(|cluster| plan::Placement {
             cluster,
             recorded: state.placements(),
@@ -172,7 +172,11 @@ pub fn make_plan(
 /// Store templates' setup: the range, and which of the fleet's storages link clones on
 /// this host (read from its storage configuration, no `pct`). `None` when the range is
 /// not set or the host makes no store templates.
-fn store_setup(fleet: &Fleet, host: &dyn Host) -> Option<crate::engine::store::Setup> {
+fn store_setup(
+    fleet: &Fleet,
+    host: &dyn Host,
+    cluster: Option<&crate::host::ClusterView>,
+) -> Option<crate::engine::store::Setup> {
     let range = fleet.hypervisor.store_range?;
     let storages: BTreeSet<&str> = fleet
         .nodes
@@ -190,7 +194,22 @@ fn store_setup(fleet: &Fleet, host: &dyn Host) -> Option<crate::engine::store::S
         };
         links.insert(s.to_string(), l);
     }
-    Some(crate::engine::store::Setup { range, links })
+    // Shared storages: one store template serves every node (clones link with `target`).
+    let shared = cluster
+        .map(|c| {
+            c.nodes
+                .iter()
+                .flat_map(|n| &n.storages)
+                .filter(|s| s.shared)
+                .map(|s| s.id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(crate::engine::store::Setup {
+        range,
+        links,
+        shared,
+    })
 }
 
 /// The hashes of the generations pinned nodes are held at (their build records' hashes,

@@ -358,6 +358,19 @@ impl Executor<'_> {
         self.call(ctid, Step::Clone, log, &what, || self.host.clone_with(&req))
     }
 
+    /// The store templates the plan makes of a node's generation: on its own node, and on
+    /// each other node that children on local storage are placed on.
+    fn make_store_templates(&self, node: &Node, entry: &Entry, log: &mut NodeLog) -> StepResult {
+        for make in entry
+            .store_template
+            .iter()
+            .chain(&entry.remote_store_templates)
+        {
+            self.make_store_template(node, make, log)?;
+        }
+        Ok(())
+    }
+
     /// The store template of a node's generation (`store_vmid_range`): a full clone of its
     /// build snapshot at the VMID the plan chose, made a Proxmox template, then tagged
     /// `phoenix-store` and described with its record marked complete. That mark is written
@@ -367,7 +380,13 @@ impl Executor<'_> {
         let (ctid, vmid) = (node.ctid, make.vmid);
         self.step(ctid, Step::Store, log);
         let snap = self.hashes[&ctid].hash.snapshot();
-        log.line(&format!("  store template {vmid} of {snap}"));
+        log.line(&format!(
+            "  store template {vmid} of {snap}{}",
+            make.node
+                .as_deref()
+                .map(|n| format!(" for node {n}"))
+                .unwrap_or_default()
+        ));
         if make.redo {
             self.clear_untrusted(ctid, vmid, log)?;
         }
@@ -403,6 +422,17 @@ impl Executor<'_> {
             "pct clone {ctid} {vmid} --snapname {snap} --hostname {snap} --description … --full 1 --storage {storage}"
         );
         self.call(ctid, Step::Store, log, &what, || self.host.clone_with(&req))?;
+        if let Some(to) = &make.node {
+            // For another node: moved there while it is a plain CT without snapshots,
+            // which any storage migrates.
+            self.call(
+                ctid,
+                Step::Store,
+                log,
+                &format!("pct migrate {vmid} {to}"),
+                || self.host.migrate(vmid, to, false),
+            )?;
+        }
         self.call(
             ctid,
             Step::Store,
@@ -750,9 +780,7 @@ impl Executor<'_> {
             if !secrets.is_empty() {
                 self.deliver_secrets(node, secrets, &mut log)?;
             }
-            if let Some(make) = &entry.store_template {
-                self.make_store_template(node, make, &mut log)?;
-            }
+            self.make_store_templates(node, entry, &mut log)?;
             return Ok(());
         }
         let in_place = matches!(
@@ -772,9 +800,7 @@ impl Executor<'_> {
         self.start_ready(node, &mut log)?;
         self.node_steps(node, &mut log)?;
         self.commit(node, &mut log)?;
-        if let Some(make) = &entry.store_template {
-            self.make_store_template(node, make, &mut log)?;
-        }
+        self.make_store_templates(node, entry, &mut log)?;
         log.line("# built");
         Ok(())
     }

@@ -114,9 +114,11 @@ pub fn tasks(
         let parent_dep: Vec<usize> = entry
             .parent
             .filter(|p| {
-                entries
-                    .get(p)
-                    .is_some_and(|e| e.action.snapshots() || e.store_template.is_some())
+                entries.get(p).is_some_and(|e| {
+                    e.action.snapshots()
+                        || e.store_template.is_some()
+                        || !e.remote_store_templates.is_empty()
+                })
             })
             .and_then(|p| finish_task.get(&p).copied())
             .into_iter()
@@ -161,13 +163,21 @@ pub fn tasks(
         } else {
             parent_dep
         };
-        let store = if entry.store_template.is_some() {
-            host.estimate_ms(Verb::Clone)
-                + host.estimate_ms(Verb::Template)
-                + host.estimate_ms(Verb::Set)
-        } else {
-            0
-        };
+        let store: u64 = entry
+            .store_template
+            .iter()
+            .chain(&entry.remote_store_templates)
+            .map(|m| {
+                host.estimate_ms(Verb::Clone)
+                    + host.estimate_ms(Verb::Template)
+                    + host.estimate_ms(Verb::Set)
+                    + if m.node.is_some() {
+                        host.estimate_ms(Verb::Migrate)
+                    } else {
+                        0
+                    }
+            })
+            .sum();
         let cost = match entry.action {
             // Only the store template is missing.
             Action::Update { ref changes, .. }

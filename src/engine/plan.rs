@@ -352,6 +352,10 @@ pub struct Entry {
     /// The store template this run makes of the node's generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_template: Option<crate::engine::store::StoreMake>,
+    /// The store templates this run makes of the node's generation on other cluster nodes,
+    /// for the children placed there on local storage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_store_templates: Vec<crate::engine::store::StoreMake>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -569,6 +573,7 @@ pub fn plan(
                 action: placed.action,
                 clone: None,
                 store_template: None,
+                remote_store_templates: Vec::new(),
             },
         );
     }

@@ -9,13 +9,19 @@
 //! | store template | a CT phoenix made (`phoenix` tag) whose description is a [`StoreRecord`]: the template node's build record of that generation |
 //! | trusted | in `store_vmid_range`, a Proxmox template (`template: 1`), no lock, tagged `phoenix-store`, its record says `store: complete` (written last): children link only to such a one |
 //! | untrusted | any other store template: what a creation cut short leaves (a clone still locked, not yet a template, not yet marked); redone when its generation is needed, removed by `gc` |
-//! | wanted | a template node whose generation this run leaves built, on a storage that links clones, with a child on the same storage: it gets one store template of that generation |
+//! | wanted | a template node whose generation this run leaves built, on a storage that links clones, with a child on the same storage: it gets a store template of that generation on each node that needs one |
 //!
 //! A child that is cloned (created or replaced) is a linked clone of its parent's store
 //! template when there is one (or the run makes it) on the child's own storage; else a
 //! full clone of the parent's snapshot, as without store templates, with the reason
 //! ([`FullClone`]). Nothing here is used without `store_vmid_range`, nor on a host that
 //! makes no store templates ([`crate::host::Host::links_clones_on`]).
+//!
+//! On a cluster a linked clone stays on its template's node unless its storage is shared
+//! (then it is linked with `target`). A generation gets a store template on its own node
+//! for children there (or on shared storage), and one on each other node that a child on
+//! local storage is placed on, made beside the template node and migrated there before
+//! it becomes a Proxmox template: children on every node link locally.
 //!
 //! `gc` keeps a store template while a CT links to it (Proxmox refuses to remove a base
 //! volume in use; phoenix never tries), while a kept generation's record names it, and
@@ -110,6 +116,9 @@ pub struct Found {
     /// That generation: `phx-…`, and its full hash.
     pub snapshot: Option<String>,
     pub hash: Option<String>,
+    /// The cluster node it is on (`None` on a host that is one machine).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub node: Option<String>,
     /// When it was made (RFC 3339 in JSON).
     #[serde(
         with = "crate::os::rfc3339_secs_opt",
@@ -164,6 +173,7 @@ pub fn found(inventory: &BTreeMap<Ctid, CtInfo>, range: Option<VmidRange>) -> Ve
                     .and_then(hash_ok)
                     .map(|h| SnapshotName::for_hash(h).to_string()),
                 hash,
+                node: ct.node.clone(),
                 made_at: record.made,
                 untrusted,
                 linked: inventory
@@ -180,12 +190,15 @@ fn hash_ok(h: &str) -> Option<&str> {
     (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())).then_some(h)
 }
 
-/// The trusted store template of each generation `(node, hash)`: the lowest VMID.
-fn trusted_by_generation(found: &[Found]) -> BTreeMap<(Ctid, String), Ctid> {
+/// A generation `(template node, hash)` on a cluster node.
+type Where = (Ctid, String, Option<String>);
+
+/// The trusted store template of each generation on each cluster node: the lowest VMID.
+fn trusted_by_generation(found: &[Found]) -> BTreeMap<Where, Ctid> {
     let mut out = BTreeMap::new();
     for f in found.iter().filter(|f| f.trusted()) {
         if let (Some(c), Some(h)) = (f.ctid, &f.hash) {
-            out.entry((c, h.clone())).or_insert(f.vmid);
+            out.entry((c, h.clone(), f.node.clone())).or_insert(f.vmid);
         }
     }
     out
@@ -197,6 +210,9 @@ fn trusted_by_generation(found: &[Found]) -> BTreeMap<(Ctid, String), Ctid> {
 pub struct Setup {
     pub range: VmidRange,
     pub links: BTreeMap<String, bool>,
+    /// The storages shared by the cluster's nodes: one store template on them serves
+    /// every node.
+    pub shared: BTreeSet<String>,
 }
 
 /// Where a cloned node's disk comes from, when store templates are on.
@@ -226,10 +242,6 @@ pub enum FullClone {
     /// The parent has no store template of the generation cloned, and this run makes none
     /// (the parent is pinned, held or not built).
     NoStoreTemplate,
-    /// The CT goes to another node than its parent's, and its storage is not shared
-    /// between them: it is made beside its parent and migrated, and a linked clone cannot
-    /// leave its template's node.
-    OtherNode { node: String, source_node: String },
 }
 
 /// The store template a run makes of a node's generation.
@@ -240,6 +252,10 @@ pub struct StoreMake {
     /// first (its making was cut short).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redo: bool,
+    /// Made for another cluster node than the template node's own: cloned beside it,
+    /// migrated there, made a Proxmox template there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The key of the plan's change for a store template to make.
@@ -257,6 +273,33 @@ pub fn wanted_for(fleet: &Fleet, setup: &Setup, ctid: Ctid) -> bool {
             .children_of(ctid)
             .iter()
             .any(|c| fleet.nodes[c].spec.storage_pool == *storage)
+}
+
+/// The cluster nodes a template node's generation needs a store template on: its own (as
+/// the plan places it) for children there or on shared storage, and the node of each
+/// child placed elsewhere on local storage. On a host that is one machine, one.
+fn wanted_on(
+    fleet: &Fleet,
+    setup: &Setup,
+    entries: &BTreeMap<Ctid, Entry>,
+    ctid: Ctid,
+) -> BTreeSet<Option<String>> {
+    let storage = &fleet.nodes[&ctid].spec.storage_pool;
+    let home = entries.get(&ctid).and_then(|e| e.node.clone());
+    fleet
+        .graph
+        .children_of(ctid)
+        .iter()
+        .filter(|c| fleet.nodes[c].spec.storage_pool == *storage)
+        .map(|c| {
+            let at = entries.get(c).and_then(|e| e.node.clone());
+            if at.is_some() && at != home && !setup.shared.contains(storage) {
+                at
+            } else {
+                home.clone()
+            }
+        })
+        .collect()
 }
 
 /// Decides the store templates of a plan: which generations get one in this run (and at
@@ -294,16 +337,16 @@ pub fn decide(
     let trusted = trusted_by_generation(&found);
     // An untrusted one a CT still links to cannot be destroyed (Proxmox refuses): the
     // generation gets a new VMID instead, and gc removes the old one once unlinked.
-    let untrusted: BTreeMap<(Ctid, String), Ctid> = found
+    let untrusted: BTreeMap<Where, Ctid> = found
         .iter()
         .filter(|f| !f.trusted() && f.linked.is_empty())
-        .filter_map(|f| Some(((f.ctid?, f.hash.clone()?), f.vmid)))
+        .filter_map(|f| Some(((f.ctid?, f.hash.clone()?, f.node.clone()), f.vmid)))
         .collect();
     let mut taken: BTreeSet<Ctid> = inventory.keys().copied().collect();
     taken.extend(fleet.nodes.keys().copied());
-    let mut making: BTreeMap<Ctid, Ctid> = BTreeMap::new();
+    let mut making: BTreeMap<(Ctid, Option<String>), Ctid> = BTreeMap::new();
     for &ctid in &fleet.graph.order {
-        let Some(entry) = entries.get_mut(&ctid) else {
+        let Some(entry) = entries.get(&ctid) else {
             continue;
         };
         if !wanted_for(fleet, setup, ctid) {
@@ -313,30 +356,55 @@ pub fn decide(
             entry.action,
             Action::Create | Action::Rebuild { .. } | Action::Fresh { .. } | Action::Update { .. }
         );
-        let hash = hashes[&ctid].hash.to_string();
-        if !leaves_built || trusted.contains_key(&(ctid, hash.clone())) {
+        if !leaves_built {
             continue;
         }
-        let make = match untrusted.get(&(ctid, hash.clone())) {
-            Some(&vmid) => StoreMake { vmid, redo: true },
-            None => match range.iter().find(|v| !taken.contains(v)) {
-                Some(vmid) => {
-                    taken.insert(vmid);
-                    StoreMake { vmid, redo: false }
-                }
-                None => {
-                    let ours = found.len();
-                    let others = inventory.keys().filter(|c| range.contains(**c)).count() - ours;
-                    problems.push(format!(
-                        "no free VMID left in store_vmid_range {range} for the store template of CT {ctid} {} ({}): {ours} hold store templates (`phoenix gc` removes those no CT links to), {others} other guests; widen the range ({where_set})",
-                        entry.name,
-                        entry.snapshot
-                    ));
-                    continue;
-                }
-            },
+        let hash = hashes[&ctid].hash.to_string();
+        let home = entry.node.clone();
+        let mut makes = Vec::new();
+        for at in wanted_on(fleet, setup, entries, ctid) {
+            let here = (ctid, hash.clone(), at.clone());
+            if trusted.contains_key(&here) {
+                continue;
+            }
+            let node = at.clone().filter(|_| at != home);
+            let make = match untrusted.get(&here) {
+                Some(&vmid) => StoreMake {
+                    vmid,
+                    redo: true,
+                    node,
+                },
+                None => match range.iter().find(|v| !taken.contains(v)) {
+                    Some(vmid) => {
+                        taken.insert(vmid);
+                        StoreMake {
+                            vmid,
+                            redo: false,
+                            node,
+                        }
+                    }
+                    None => {
+                        let ours = found.len();
+                        let others =
+                            inventory.keys().filter(|c| range.contains(**c)).count() - ours;
+                        problems.push(format!(
+                            "no free VMID left in store_vmid_range {range} for the store template of CT {ctid} {} ({}): {ours} hold store templates (`phoenix gc` removes those no CT links to), {others} other guests; widen the range ({where_set})",
+                            entry.name,
+                            entry.snapshot
+                        ));
+                        continue;
+                    }
+                },
+            };
+            making.insert((ctid, at), make.vmid);
+            makes.push(make);
+        }
+        if makes.is_empty() {
+            continue;
+        }
+        let Some(entry) = entries.get_mut(&ctid) else {
+            continue;
         };
-        making.insert(ctid, make.vmid);
         if let Action::Fresh { .. } = entry.action {
             entry.action = Action::Update {
                 changes: Vec::new(),
@@ -344,13 +412,24 @@ pub fn decide(
             };
         }
         if let Action::Update { changes, .. } = &mut entry.action {
-            changes.push(Change {
-                key: STORE_CHANGE.to_string(),
-                old: None,
-                new: format!("{} ({})", make.vmid, entry.snapshot),
-            });
+            for m in &makes {
+                changes.push(Change {
+                    key: STORE_CHANGE.to_string(),
+                    old: None,
+                    new: match &m.node {
+                        Some(n) => format!("{} ({}) on node {n}", m.vmid, entry.snapshot),
+                        None => format!("{} ({})", m.vmid, entry.snapshot),
+                    },
+                });
+            }
         }
-        entry.store_template = Some(make);
+        for m in makes {
+            if m.node.is_some() {
+                entry.remote_store_templates.push(m);
+            } else {
+                entry.store_template = Some(m);
+            }
+        }
     }
     let cloned: Vec<Ctid> = entries
         .values()
@@ -371,25 +450,23 @@ pub fn decide(
         let parent = fleet.nodes[&ctid].parent.unwrap_or(0);
         let storage = fleet.nodes[&ctid].spec.storage_pool.clone();
         let template_storage = fleet.nodes[&parent].spec.storage_pool.clone();
-        let store = trusted
-            .get(&(parent, hashes[&parent].hash.to_string()))
-            .or_else(|| making.get(&parent))
-            .copied();
+        // A clone that would be made beside its parent and moved links, instead, to the
+        // store template on its own node.
         let crosses = entries
             .get(&ctid)
-            .and_then(|e| match (&e.clone_via, &e.node) {
-                (Some(CloneVia::Migrate { source_node }), Some(node)) => {
-                    Some((node.clone(), source_node.clone()))
-                }
-                _ => None,
-            });
+            .is_some_and(|e| matches!(e.clone_via, Some(CloneVia::Migrate { .. })));
+        let at = if crosses {
+            entries.get(&ctid).and_then(|e| e.node.clone())
+        } else {
+            entries.get(&parent).and_then(|e| e.node.clone())
+        };
+        let store = trusted
+            .get(&(parent, hashes[&parent].hash.to_string(), at.clone()))
+            .or_else(|| making.get(&(parent, at)))
+            .copied();
         let from = if setup.links.get(&storage) != Some(&true) {
             CloneFrom::Full {
                 reason: FullClone::NoLinkedClones { storage },
-            }
-        } else if let Some((node, source_node)) = crosses {
-            CloneFrom::Full {
-                reason: FullClone::OtherNode { node, source_node },
             }
         } else if storage != template_storage {
             CloneFrom::Full {
@@ -409,6 +486,9 @@ pub fn decide(
             }
         };
         if let Some(e) = entries.get_mut(&ctid) {
+            if crosses && matches!(from, CloneFrom::Linked { .. }) {
+                e.clone_via = None;
+            }
             e.clone = Some(from);
         }
     }
@@ -478,7 +558,10 @@ pub fn gc(
     found
         .iter()
         .map(|f| {
-            let generation = f.ctid.zip(f.hash.clone());
+            let generation = f
+                .ctid
+                .zip(f.hash.clone())
+                .map(|(c, h)| (c, h, f.node.clone()));
             let is =
                 |want: Option<String>| want.is_some() && want.as_deref() == f.snapshot.as_deref();
             let decision = if !f.linked.is_empty() {

@@ -17,9 +17,6 @@ pub fn full_clone(reason: &FullClone) -> String {
         } => format!(
             "its storage '{storage}' is not its template's '{template_storage}', and a linked clone stays on its template's storage"
         ),
-        FullClone::OtherNode { node, source_node } => format!(
-            "it goes to node {node}, and its storage is not shared with {source_node}, where its parent's store template is: made there and migrated, which a linked clone cannot be"
-        ),
         FullClone::NoStoreTemplate => {
             "its parent has no store template of that generation, and this run makes none"
                 .to_string()
@@ -36,12 +33,33 @@ pub fn store_note(e: &Entry) -> Option<String> {
         }
         CloneFrom::Full { reason } => format!("a full clone: {}", full_clone(reason)),
     });
-    let store = e.store_template.as_ref().map(|m| {
+    let makes: Vec<String> = e
+        .store_template
+        .iter()
+        .chain(&e.remote_store_templates)
+        .map(|m| {
+            format!(
+                "{}{}",
+                m.vmid,
+                m.node
+                    .as_deref()
+                    .map(|n| format!(" on node {n} (made here, migrated there)"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let redo = e
+        .store_template
+        .iter()
+        .chain(&e.remote_store_templates)
+        .any(|m| m.redo);
+    let store = (!makes.is_empty()).then(|| {
         format!(
-            "then store template {} of {}{}",
-            m.vmid,
+            "then store template{} {} of {}{}",
+            if makes.len() > 1 { "s" } else { "" },
+            makes.join(", "),
             e.snapshot,
-            if m.redo {
+            if redo {
                 " (made again: an untrusted one is there)"
             } else {
                 ""
@@ -170,7 +188,8 @@ fn action_reason(e: &Entry, plan: &Plan) -> String {
             if !keys.is_empty() {
                 parts.push(format!("runtime settings changed: {}", keys.join(", ")));
             }
-            if e.store_template.is_some() && keys.is_empty() && secrets.is_empty() {
+            let making = e.store_template.is_some() || !e.remote_store_templates.is_empty();
+            if making && keys.is_empty() && secrets.is_empty() {
                 parts.push(format!("up to date ({want}), but without its store template"));
             }
             if !secrets.is_empty() {
