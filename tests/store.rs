@@ -21,6 +21,30 @@ fn with_range(range: &str) -> Fixture {
     f
 }
 
+/// The member of a JSON array whose `key` is `value`.
+fn item(list: &Value, key: &str, value: impl Into<Value>) -> Value {
+    let value = value.into();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v[key] == value)
+        .unwrap_or_else(|| panic!("no {key} {value} in {list:#}"))
+        .clone()
+}
+
+/// The store-template fleet less its GPU branch (900 → 902 → 910) on a simulated
+/// cluster of pve1 and pve2 (`PHOENIX_SIM_NODES`, on the first run).
+fn small_on_two_nodes() -> Fixture {
+    let f = fleet();
+    f.edit_lxc(|v| {
+        let configs = v["lxc_configs"].as_object_mut().unwrap();
+        configs.retain(|k, _| ["900", "902", "910"].contains(&k.as_str()));
+    });
+    f
+}
+
+const TWO_NODES: [(&str, &str); 1] = [("PHOENIX_SIM_NODES", "pve1,pve2")];
+
 fn ok(r: &Run) {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
@@ -218,15 +242,7 @@ fn gc_keeps_a_store_template_a_held_container_still_links_to() {
         "local-zfs:basevol-9001-disk-0/subvol-910-disk-0"
     );
     let dry = f.sim(&["gc", "--dry-run", "--output", "json"]).json();
-    let verdict = |vmid: u64| {
-        dry["store_templates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["vmid"] == vmid)
-            .unwrap()
-            .clone()
-    };
+    let verdict = |vmid: u64| item(&dry["store_templates"], "vmid", vmid);
     let old = verdict(9001);
     assert_eq!(old["decision"], "keep");
     assert_eq!(old["reason"], "linked");
@@ -585,11 +601,7 @@ fn a_lock_a_killed_clone_left_on_a_store_template_is_removed_not_taken_for_a_cut
 fn a_generation_gets_a_store_template_on_each_node_its_children_live_on_and_they_link_locally() {
     // A simulated cluster of two nodes, each with its own `local-zfs`; the templates on
     // pve1, Portainer placed on pve2.
-    let f = fleet();
-    f.edit_lxc(|v| {
-        let configs = v["lxc_configs"].as_object_mut().unwrap();
-        configs.retain(|k, _| ["900", "902", "910"].contains(&k.as_str()));
-    });
+    let f = small_on_two_nodes();
     f.edit_block(910, |b| {
         b.insert("node".into(), "pve2".into());
     });
@@ -603,19 +615,10 @@ fn a_generation_gets_a_store_template_on_each_node_its_children_live_on_and_they
         agent.as_object_mut().unwrap().remove("node");
         v["lxc_configs"]["911"] = agent;
     });
-    let nodes = [("PHOENIX_SIM_NODES", "pve1,pve2")];
-    let r = f.sim_env(&["plan", "--output", "json"], &nodes);
+    let r = f.sim_env(&["plan", "--output", "json"], &TWO_NODES);
     ok(&r);
     let plan = r.json();
-    let entry = |ctid: u32| {
-        plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["ctid"] == ctid)
-            .unwrap()
-            .clone()
-    };
+    let entry = |ctid: u32| item(&plan["nodes"], "ctid", ctid);
     // 902's children are on pve1 and pve2: a store template on each.
     let e902 = entry(902);
     assert_eq!(e902["node"], "pve1", "{e902:#}");
@@ -650,7 +653,8 @@ fn a_generation_gets_a_store_template_on_each_node_its_children_live_on_and_they
     );
     let store = store_of(&f, 902);
     assert_eq!(store.len(), 2, "{store:#?}");
-    let on = |node: &str| store.iter().find(|s| s["node"] == node).unwrap().clone();
+    let store = Value::from(store);
+    let on = |node: &str| item(&store, "node", node);
     assert_eq!(on("pve1")["vmid"], home);
     assert_eq!(on("pve1")["linked"], serde_json::json!([911]), "{store:#?}");
     assert_eq!(on("pve2")["vmid"], vmid);
@@ -678,13 +682,8 @@ fn a_generation_gets_a_store_template_on_each_node_its_children_live_on_and_they
 
 #[test]
 fn a_clone_that_crosses_nodes_on_shared_storage_links_to_the_store_template_with_target() {
-    let f = fleet();
-    f.edit_lxc(|v| {
-        let configs = v["lxc_configs"].as_object_mut().unwrap();
-        configs.retain(|k, _| ["900", "902", "910"].contains(&k.as_str()));
-    });
-    let nodes = [("PHOENIX_SIM_NODES", "pve1,pve2")];
-    ok(&f.sim_env(&["plan"], &nodes));
+    let f = small_on_two_nodes();
+    ok(&f.sim_env(&["plan"], &TWO_NODES));
     // Ceph, shared by both nodes: 902 and its clone 910 keep their disks there.
     let cfg = f.state_dir.join("sim/etc/pve/storage.cfg");
     let text = fs::read_to_string(&cfg).unwrap();
