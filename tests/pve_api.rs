@@ -1459,3 +1459,418 @@ fn a_rollback_to_a_copy_kept_on_another_node_says_to_migrate_the_ct_back() {
         "the CT on pve2 was not replaced"
     );
 }
+
+/// The example fleet with store templates in 9000-9099.
+fn store_fleet() -> Fixture {
+    let f = Fixture::example();
+    f.edit_hv(|hv| hv["proxmox_defaults"]["store_vmid_range"] = "9000-9099".into());
+    f
+}
+
+/// The volume a CT's root disk is, from its config (`rootfs: <volume>,size=…`).
+fn rootfs(c: &Cluster, ctid: u32) -> String {
+    let conf = fs::read_to_string(c.conf(ctid)).unwrap();
+    conf.lines()
+        .find_map(|l| l.strip_prefix("rootfs: "))
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .to_string()
+}
+
+/// What each request that changed something on a node asked for (`api-params.log`):
+/// `method`, `path` (under `/api2/json`), `params`, `status`.
+fn changes(c: &Cluster) -> Vec<serde_json::Value> {
+    fs::read_to_string(c.root.join("api-params.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The one request that changed `path`, with `newid` when given.
+fn change(c: &Cluster, path: &str, newid: Option<&str>) -> serde_json::Value {
+    let found: Vec<serde_json::Value> = changes(c)
+        .into_iter()
+        .filter(|r| r["path"] == path && newid.is_none_or(|n| r["params"]["newid"] == n))
+        .collect();
+    assert_eq!(found.len(), 1, "{path} {newid:?}: {found:#?}");
+    found[0].clone()
+}
+
+/// The bytes each clone of the model copied, by target CTID (the last clone of each),
+/// from its `calls.log`.
+fn clone_bytes(c: &Cluster) -> std::collections::BTreeMap<u64, u64> {
+    fs::read_to_string(c.root.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|c| c["verb"] == "clone" && c["bytes"].is_u64())
+        .map(|c| (c["ctid"].as_u64().unwrap(), c["bytes"].as_u64().unwrap()))
+        .collect()
+}
+
+fn append_to_hook(f: &Fixture, ctid: u32, line: &str) {
+    let hook = fs::read_to_string(f.hook_path(ctid)).unwrap();
+    f.write_hook(ctid, &format!("{hook}{line}\n"));
+}
+
+#[test]
+fn store_templates_are_made_over_the_api_and_children_are_linked_clones_of_them() {
+    // Each conversion takes a while in its task, as on a node.
+    let a = Api::with(
+        store_fleet(),
+        &[("PVE_API_EMULATOR_TASK_LATENCY", "template=200")],
+    );
+    let r = a.phoenix(&["build", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        common::built(&r),
+        common::set(&[900, 901, 902, 903, 910, 920, 950])
+    );
+    assert!(
+        !r.stderr.contains("makes no store templates"),
+        "{}",
+        r.stderr
+    );
+    // Each template generation kept once: a Proxmox template, unlocked, tagged, its record
+    // complete, as the inventory over the API reads it back (`status`).
+    for vmid in [9000, 9001, 9002, 9003] {
+        let conf = fs::read_to_string(a.c.conf(vmid)).unwrap();
+        assert!(conf.contains("template: 1\n"), "{vmid}: {conf}");
+        assert!(
+            conf.contains("tags: phoenix;phoenix-store\n"),
+            "{vmid}: {conf}"
+        );
+        assert!(conf.contains("#store%3A complete\n"), "{vmid}: {conf}");
+        assert!(!conf.contains("\nlock:"), "{vmid}: {conf}");
+    }
+    let status = a.phoenix(&["status", "--output", "json"]).json();
+    let stores = status["store_templates"].as_array().unwrap();
+    assert_eq!(
+        stores
+            .iter()
+            .map(|s| (s["vmid"].as_u64().unwrap(), s["ctid"].as_u64().unwrap()))
+            .collect::<Vec<_>>(),
+        [(9000, 900), (9001, 902), (9002, 903), (9003, 920)]
+    );
+    assert!(
+        stores.iter().all(|s| s.get("untrusted").is_none()),
+        "{stores:#?}"
+    );
+    // The children's disks are linked clones of their parents' store templates.
+    assert_eq!(
+        rootfs(&a.c, 910),
+        "local-zfs:basevol-9001-disk-0/subvol-910-disk-0"
+    );
+    assert_eq!(
+        rootfs(&a.c, 950),
+        "local-zfs:basevol-9003-disk-0/subvol-950-disk-0"
+    );
+    // The requests: the full clone of the snapshot with its record, `POST …/template`
+    // (answered `null`; its task found in the node's task list), the mark; then each child
+    // a clone of the store template with full=0 and no storage.
+    let reqs = a.c.requests();
+    for vmid in [9000, 9001, 9002, 9003] {
+        let post = format!("POST /api2/json/nodes/pve/lxc/{vmid}/template 200");
+        assert!(reqs.contains(&post), "{post}: {reqs:#?}");
+    }
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("GET /api2/json/nodes/pve/tasks?")
+                && r.contains("typefilter=vztemplate")),
+        "{reqs:#?}"
+    );
+    assert!(
+        reqs.iter().any(
+            |r| r.starts_with("GET /api2/json/nodes/pve/tasks/UPID%3Apve%3A")
+                && r.contains("%3Avztemplate%3A9003%3A")
+                && r.contains("/status ")
+        ),
+        "the conversion's task, waited for: {reqs:#?}"
+    );
+    let made = change(&a.c, "/nodes/pve/lxc/920/clone", Some("9003"));
+    assert_eq!(made["params"]["full"], "1", "{made}");
+    assert_eq!(made["params"]["storage"], "local-zfs", "{made}");
+    let snap = made["params"]["snapname"].as_str().unwrap();
+    assert!(snap.starts_with("phx-"), "{made}");
+    assert_eq!(made["params"]["hostname"], snap, "{made}");
+    assert!(
+        made["params"]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("phoenix 0.1.0 store template of CT 920 ("),
+        "{made}"
+    );
+    let marked = change(&a.c, "/nodes/pve/lxc/9003/config", None);
+    assert_eq!(marked["method"], "PUT");
+    assert_eq!(
+        marked["params"]["tags"], "phoenix;phoenix-store",
+        "{marked}"
+    );
+    assert!(
+        marked["params"]["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("store: complete\n"),
+        "{marked}"
+    );
+    let linked = change(&a.c, "/nodes/pve/lxc/9003/clone", Some("950"));
+    assert_eq!(linked["params"]["full"], "0", "{linked}");
+    assert!(linked["params"].get("storage").is_none(), "{linked}");
+    assert!(linked["params"].get("snapname").is_none(), "{linked}");
+    // Linked clones copy nothing; each store template is the one full copy.
+    let bytes = clone_bytes(&a.c);
+    for child in [901, 902, 903, 910, 920, 950] {
+        assert_eq!(bytes[&child], 0, "{child}: {bytes:?}");
+    }
+    for store in [9000, 9001, 9002, 9003] {
+        assert!(bytes[&store] > 0, "{store}: {bytes:?}");
+    }
+    // A second build is a no-op that only reads: 2 requests per CT, store templates
+    // included, plus a constant.
+    let before = a.c.requests().len();
+    let r = a.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("7 fresh"), "{}", r.stdout);
+    let again = a.requests_since(before);
+    assert!(
+        again.iter().all(|r| is_read(r)),
+        "a no-op build only reads: {again:#?}"
+    );
+    assert!(
+        again.len() <= 2 * 11 + 3,
+        "{} requests: {again:#?}",
+        again.len()
+    );
+}
+
+#[test]
+fn a_leaf_replaced_over_the_api_is_a_linked_clone_and_copies_nothing() {
+    let a = Api::with(store_fleet(), &[]);
+    // 920's generation holds 15 GiB: a full clone of it would copy them.
+    a.f.write_hook(
+        920,
+        "#!/bin/bash\nset -e\npct exec \"$1\" -- fallocate -l 15G /root/model.safetensors\n",
+    );
+    let r = a.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(clone_bytes(&a.c)[&9003] >= 15 << 30);
+    // The leaf's own hook changed: rebuilt clean when named.
+    append_to_hook(&a.f, 950, "echo more");
+    let before = a.c.requests().len();
+    let calls_before = fs::read_to_string(a.c.root.join("calls.log"))
+        .unwrap()
+        .lines()
+        .count();
+    let r = a.phoenix(&["build", "--replace", "950", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(common::built(&r), common::set(&[950]));
+    let copied: u64 = fs::read_to_string(a.c.root.join("calls.log"))
+        .unwrap()
+        .lines()
+        .skip(calls_before)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|c| c["verb"] == "clone")
+        .map(|c| c["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(copied, 0, "a linked clone copies nothing");
+    assert_eq!(
+        rootfs(&a.c, 950),
+        "local-zfs:basevol-9003-disk-0/subvol-950-disk-0"
+    );
+    assert_eq!(
+        changed(&a.requests_since(before)),
+        ["950", "clone of 9003"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        "only 950 changes (destroyed, then a clone of store template 9003)"
+    );
+    let linked: Vec<serde_json::Value> = changes(&a.c)
+        .into_iter()
+        .filter(|r| r["path"] == "/nodes/pve/lxc/9003/clone")
+        .collect();
+    assert_eq!(linked.len(), 2, "{linked:#?}");
+    assert!(
+        linked.iter().all(|r| r["params"]["full"] == "0"),
+        "{linked:#?}"
+    );
+}
+
+#[test]
+fn gc_over_the_api_keeps_the_store_template_a_container_links_to() {
+    let a = Api::with(store_fleet(), &[]);
+    assert_eq!(a.phoenix(&["build"]).code, 0);
+    append_to_hook(&a.f, 902, "echo more");
+    // 910 is held (its parent changed): it stays a linked clone of 902's old generation.
+    let r = a.phoenix(&["build"]);
+    assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        rootfs(&a.c, 910),
+        "local-zfs:basevol-9001-disk-0/subvol-910-disk-0"
+    );
+    let dry = a.phoenix(&["gc", "--dry-run", "--output", "json"]).json();
+    let verdict = |vmid: u64| {
+        dry["store_templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["vmid"] == vmid)
+            .unwrap()
+            .clone()
+    };
+    let old = verdict(9001);
+    assert_eq!(
+        (&old["decision"], &old["reason"]),
+        (&"keep".into(), &"linked".into()),
+        "{old}"
+    );
+    assert_eq!(old["ctids"], serde_json::json!([910]));
+    let gone = verdict(9002);
+    assert_eq!(gone["decision"], "delete", "{gone}");
+    let before = a.c.requests().len();
+    let r = a.phoenix(&["gc"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let deletes: Vec<String> = a
+        .requests_since(before)
+        .into_iter()
+        .filter(|r| r.starts_with("DELETE "))
+        .collect();
+    assert!(
+        deletes
+            .iter()
+            .any(|r| r.starts_with("DELETE /api2/json/nodes/pve/lxc/9002?") && r.ends_with(" 200")),
+        "{deletes:#?}"
+    );
+    assert!(
+        !deletes
+            .iter()
+            .any(|r| r.starts_with("DELETE /api2/json/nodes/pve/lxc/9001")),
+        "never tried on a store template a CT links to: {deletes:#?}"
+    );
+    assert!(a.c.conf(9001).exists() && !a.c.conf(9002).exists());
+}
+
+/// phoenix's `pct` (a hook's), run as an admin would against the cluster, with root's
+/// token in a file.
+fn api_pct(a: &Api, args: &[&str]) -> Run {
+    let dir = a.f.tmp.path().join("admin");
+    fs::create_dir_all(&dir).unwrap();
+    let pct = dir.join("pct");
+    if !pct.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_phoenix"), &pct).unwrap();
+        fs::write(
+            dir.join("token"),
+            format!("{}={}\n", cluster::TOKEN_ID, cluster::TOKEN_SECRET),
+        )
+        .unwrap();
+    }
+    let out = std::process::Command::new(&pct)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PHOENIX_BACKEND", "pve")
+        .env("PHOENIX_PVE_URL", &a.c.emulator.url)
+        .env("PHOENIX_PVE_FINGERPRINT", &a.c.emulator.fingerprint)
+        .env("PHOENIX_PVE_TOKEN_FILE", dir.join("token"))
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_template_conversion_that_fails_fails_the_store_step_with_proxmoxs_words_and_is_made_again() {
+    // The conversion's task fails (once): the request itself was answered `null`.
+    let a = Api::with(
+        store_fleet(),
+        &[("PVE_EMULATOR_FAULTS", "template:9000=fail*1")],
+    );
+    let r = a.phoenix(&["build", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let finished = common::finished(&r);
+    assert_eq!(finished[&900].1, "failed");
+    assert_eq!(finished[&901].1, "blocked", "nothing links to it");
+    let failure = common::events(&r)
+        .into_iter()
+        .find(|e| e["event"] == "node_finished" && e["ctid"] == 900)
+        .unwrap();
+    assert_eq!(failure["failed_step"], "store");
+    assert!(
+        failure["error"]
+            .as_str()
+            .unwrap()
+            .contains("simulated failure (template:9000=fail*1)"),
+        "the task's exit status: {failure}"
+    );
+    let reqs = a.c.requests();
+    assert!(
+        reqs.contains(&"POST /api2/json/nodes/pve/lxc/9000/template 200".to_string()),
+        "{reqs:#?}"
+    );
+    // What is left is an untrusted store template, made again by the next build.
+    let status = a.phoenix(&["status", "--output", "json"]).json();
+    assert_eq!(
+        status["store_templates"][0]["untrusted"],
+        "it is not a Proxmox template: its making was cut short",
+        "{status:#}"
+    );
+    let before = changes(&a.c).len();
+    let r = a.phoenix(&["build"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let on_9000: Vec<String> = changes(&a.c)[before..]
+        .iter()
+        .filter(|r| {
+            let path = r["path"].as_str().unwrap();
+            (path.starts_with("/nodes/pve/lxc/9000") && !path.ends_with("/clone"))
+                || r["params"]["newid"] == "9000"
+        })
+        .map(|r| format!("{} {} {}", r["method"], r["path"], r["status"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        on_9000,
+        [
+            "DELETE /nodes/pve/lxc/9000 200",
+            "POST /nodes/pve/lxc/900/clone 200",
+            "POST /nodes/pve/lxc/9000/template 200",
+            "PUT /nodes/pve/lxc/9000/config 200",
+        ],
+        "destroyed, cloned again, converted, marked"
+    );
+    // Then 900's children, waiting until now, are linked clones of it.
+    for child in ["901", "902"] {
+        let linked = change(&a.c, "/nodes/pve/lxc/9000/clone", Some(child));
+        assert_eq!(linked["params"]["full"], "0", "{linked}");
+    }
+    assert_eq!(
+        rootfs(&a.c, 901),
+        "local-zfs:basevol-9000-disk-0/subvol-901-disk-0"
+    );
+    // Proxmox refuses before its task what cannot become a template: the request's own
+    // answer, in its words (900 holds its build snapshots).
+    let r = api_pct(&a, &["template", "900"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("unable to create template, because CT contains snapshots"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        a.c.requests()
+            .contains(&"POST /api2/json/nodes/pve/lxc/900/template 500".to_string()),
+        "{:#?}",
+        a.c.requests()
+    );
+    let r = api_pct(&a, &["template", "9000"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("you can't convert a template to a template"),
+        "{}",
+        r.stderr
+    );
+}

@@ -555,7 +555,7 @@ fn a_backend_without_store_templates_says_the_range_changes_nothing() {
         ],
     );
     assert!(
-        r.stderr.contains("store_vmid_range is set, but the lxc backend makes no store templates (on lxc, clones are btrfs snapshots already; over the REST API they are not done yet: run phoenix on the node, with its pct): every clone is made as without it"),
+        r.stderr.contains("store_vmid_range is set, but the lxc backend makes no store templates (on lxc, clones are btrfs snapshots already): every clone is made as without it"),
         "{}",
         r.stderr
     );

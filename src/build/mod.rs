@@ -187,7 +187,7 @@ fn store_setup(
     for s in storages {
         let Some(l) = host.links_clones_on(s) else {
             tracing::warn!(
-                "store_vmid_range is set, but the {} backend makes no store templates (on lxc, clones are btrfs snapshots already; over the REST API they are not done yet: run phoenix on the node, with its pct): every clone is made as without it",
+                "store_vmid_range is set, but the {} backend makes no store templates (on lxc, clones are btrfs snapshots already): every clone is made as without it",
                 host.name()
             );
             return None;

@@ -65,7 +65,7 @@ pub enum Verb {
     Rollback,
     Destroy,
     Unlock,
-    /// `pct template`: the emulator's, phoenix never converts a CT.
+    /// `pct template`: makes a CT a template (the last conversion of a store template).
     Template,
     /// Keeps a CT's state beyond its life (`vzdump` on Proxmox).
     Backup,

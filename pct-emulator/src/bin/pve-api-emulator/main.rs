@@ -28,7 +28,9 @@
 //! revokes a token by rewriting it): `{"users": {"root@pam": {"password": "..."}},
 //! "tokens": {"root@pam!phoenix": {"secret": "...", "privileges": ["VM.Audit", ...]}}}`
 //! (no `privileges`: all of them; only `root@pam` itself passes root's checks). Every
-//! request is appended to `<root>/api-requests.log` as `METHOD PATH STATUS`.
+//! request is appended to `<root>/api-requests.log` as `METHOD PATH STATUS`, and every
+//! request that changes something on a node to `<root>/api-params.log` with its
+//! parameters, one JSON line each (`method`, `path`, `params`, `status`).
 
 mod auth;
 mod http;

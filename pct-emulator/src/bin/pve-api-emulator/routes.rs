@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use phoenix::host::pve::conf::ConfFile;
 use phoenix::host::pve::props::Features;
-use phoenix::host::pve::storage;
+use phoenix::host::pve::{storage, text};
 use phoenix::host::sim::cluster::{self as model, Members};
 use phoenix::host::sim::{knobs, SimHost};
 use serde_json::{json, Value};
@@ -193,14 +193,33 @@ impl Cluster {
         )
     }
 
+    /// Appends the request to `api-requests.log` (`METHOD TARGET STATUS`) and, when it
+    /// changes something on a node, with its parameters to `api-params.log` (one JSON
+    /// line: `method`, `path`, `params`, `status`), so a test can tell what a request
+    /// asked for (a clone's `full`). A login's parameters, its password, are never
+    /// written.
     pub fn log_request(&self, req: &Request, status: u16) {
-        let line = format!("{} {} {status}\n", req.method, req.target);
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.join("api-requests.log"))
-        {
-            let _ = f.write_all(line.as_bytes());
+        let append = |file: &str, line: String| {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.root.join(file))
+            {
+                let _ = f.write_all(line.as_bytes());
+            }
+        };
+        append(
+            "api-requests.log",
+            format!("{} {} {status}\n", req.method, req.target),
+        );
+        if req.method != "GET" && req.path.first().is_some_and(|p| p == "nodes") {
+            let line = json!({
+                "method": req.method,
+                "path": format!("/{}", req.path.join("/")),
+                "params": req.params,
+                "status": status,
+            });
+            append("api-params.log", format!("{line}\n"));
         }
     }
 
@@ -320,6 +339,14 @@ impl Cluster {
                 self.free_volume(req, node, s, &volume.join("/"), who)
             }
             ("POST", ["vzdump"]) => self.vzdump(req, node, who),
+            ("GET", ["tasks"]) => Ok(Response::data(self.tasks.list(
+                node,
+                param("vmid"),
+                param("typefilter"),
+                param("source").unwrap_or("archive"),
+                &who.id,
+                who.has("Sys.Audit"),
+            ))),
             ("GET", ["tasks", upid, "status"]) => self
                 .tasks
                 .status(node, upid)
@@ -456,6 +483,7 @@ impl Cluster {
                 ))
             }
             ("POST", ["clone"]) => self.clone(req, node, vmid, &conf, who),
+            ("POST", ["template"]) => self.template(node, vmid, &conf, who),
             ("POST", ["migrate"]) => self.migrate(req, node, vmid, who),
             ("DELETE", []) => {
                 who.check(&vms, "VM.Allocate")?;
@@ -503,8 +531,7 @@ impl Cluster {
         })
     }
 
-    /// Starts `work` as a task on the node: it writes its log lines, and its error ends
-    /// the task (a failed task's log holds only that, as the model's `pct` gives no more).
+    /// Starts `work` as a task on the node and answers its UPID ([`Cluster::start`]).
     fn task_with(
         &self,
         node: &str,
@@ -513,8 +540,22 @@ impl Cluster {
         who: &Who,
         work: impl FnOnce(&mut Vec<String>) -> Result<(), String> + Send + 'static,
     ) -> Response {
+        Response::data(Value::String(self.start(node, kind, id, who, work)))
+    }
+
+    /// Starts `work` as a task on the node: it writes its log lines, and its error ends
+    /// the task (a failed task's log holds only that, as the model's `pct` gives no more).
+    /// Returns its UPID.
+    fn start(
+        &self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        who: &Who,
+        work: impl FnOnce(&mut Vec<String>) -> Result<(), String> + Send + 'static,
+    ) -> String {
         let warn = self.warn.contains(kind);
-        let upid = self.tasks.start(node, kind, id, &who.id, move || {
+        self.tasks.start(node, kind, id, &who.id, move || {
             let mut lines = Vec::new();
             match work(&mut lines) {
                 Ok(()) => {
@@ -526,8 +567,7 @@ impl Cluster {
                 }
                 Err(e) => (Vec::new(), Err(e)),
             }
-        });
-        Response::data(Value::String(upid))
+        })
     }
 
     fn running(&self, vmid: u32) -> bool {
@@ -651,6 +691,40 @@ impl Cluster {
             }
         }
         Ok(self.task(node, "vzclone", &vmid.to_string(), who, argv))
+    }
+
+    /// `POST …/template` [A-LXC template]: `VM.Allocate`; under the CT's config lock the
+    /// CT must be unlocked, without snapshots, not a template and not running — each
+    /// refusal answers the request — then a worker `vztemplate` converts it (the model's
+    /// [`Host::template`](phoenix::host::Host::template): its volumes become bases) and
+    /// the request answers `null`, not the worker's UPID: the conversion's own failure is
+    /// only in the node's task list and that task's status.
+    fn template(
+        &self,
+        node: &str,
+        vmid: u32,
+        conf: &ConfFile,
+        who: &Who,
+    ) -> Result<Response, Response> {
+        who.check(&format!("/vms/{vmid}"), "VM.Allocate")?;
+        let refused = |e: phoenix::host::HostError| Response::error(500, &e.message);
+        if let Some(l) = conf.main().get("lock") {
+            return Err(Response::error(500, &format!("CT is locked ({l})")));
+        }
+        if !conf.snapshot_names().is_empty() {
+            return Err(refused(text::template_with_snapshots()));
+        }
+        if conf.main().get("template").is_some_and(|t| t.trim() == "1") {
+            return Err(refused(text::template_of_template()));
+        }
+        if self.running(vmid) {
+            return Err(refused(text::template_running()));
+        }
+        let host = self.host(node).map_err(internal)?;
+        self.start(node, "vztemplate", &vmid.to_string(), who, move |_| {
+            phoenix::host::Host::template(&host, vmid).map_err(|e| e.message)
+        });
+        Ok(Response::data(Value::Null))
     }
 
     /// `POST …/migrate` [A-LXC migrate_vm]: `VM.Migrate`; the target is another node of

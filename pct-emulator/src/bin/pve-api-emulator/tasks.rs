@@ -1,7 +1,9 @@
 //! Tasks: a slow action answers its UPID at once and runs in a worker thread on the
 //! node's model, which takes the CT's config lock as Proxmox's worker does; its output and
 //! `TASK OK` / `TASK ERROR: <text>` make its log, and its exit status is what
-//! `…/tasks/<upid>/status` reports once it has stopped [RENV fork_worker, UPID].
+//! `…/tasks/<upid>/status` reports once it has stopped [RENV fork_worker, UPID]. The
+//! node's task list (`GET /nodes/<node>/tasks`) shows them too, which is where the one
+//! task whose request answers no UPID (`vztemplate`) is found.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,6 +21,7 @@ struct Task {
     kind: String,
     id: String,
     exit: Option<String>,
+    endtime: Option<u64>,
     log: Vec<String>,
 }
 
@@ -66,6 +69,7 @@ impl Tasks {
             kind: kind.to_string(),
             id: id.to_string(),
             exit: None,
+            endtime: None,
             log: Vec::new(),
         };
         if let Ok(mut all) = self.all.lock() {
@@ -99,6 +103,11 @@ impl Tasks {
                 if let Some(t) = all.get_mut(&key) {
                     t.log = log;
                     t.exit = Some(exit);
+                    t.endtime = Some(
+                        SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs()),
+                    );
                 }
             }
         });
@@ -139,6 +148,54 @@ impl Tasks {
             v["exitstatus"] = Value::String(e.clone());
         }
         Some(v)
+    }
+
+    /// `GET /nodes/<node>/tasks` [pve-manager Tasks.pm node_tasks]: the node's tasks the
+    /// caller may see (`user`'s own, a user's tokens' too; every one for an `auditor`,
+    /// who has `Sys.Audit` on the node), of one guest (`vmid`) and type (`typefilter`),
+    /// newest first; `source` `archive` (Proxmox's default) lists the finished ones,
+    /// `active` the running ones (status `RUNNING`), `all` both.
+    pub fn list(
+        &self,
+        node: &str,
+        vmid: Option<&str>,
+        typefilter: Option<&str>,
+        source: &str,
+        user: &str,
+        auditor: bool,
+    ) -> Value {
+        let Ok(all) = self.all.lock() else {
+            return Value::Array(Vec::new());
+        };
+        let mut tasks: Vec<(&String, &Task)> = all
+            .iter()
+            .filter(|(_, t)| t.node == node && t.started.elapsed() >= self.invisible)
+            .filter(|(_, t)| auditor || t.user == user || t.user.starts_with(&format!("{user}!")))
+            .filter(|(_, t)| typefilter.is_none_or(|k| t.kind == k))
+            .filter(|(_, t)| vmid.is_none_or(|v| t.id == v))
+            .filter(|(_, t)| match source {
+                "active" => t.exit.is_none(),
+                "all" => true,
+                _ => t.exit.is_some(),
+            })
+            .collect();
+        tasks.sort_by_key(|(_, t)| std::cmp::Reverse(t.started));
+        Value::Array(
+            tasks
+                .into_iter()
+                .map(|(upid, t)| {
+                    let mut v = json!({
+                        "upid": upid, "node": t.node, "pid": std::process::id(),
+                        "starttime": t.starttime, "type": t.kind, "id": t.id, "user": t.user,
+                        "status": t.exit.as_deref().unwrap_or("RUNNING"),
+                    });
+                    if let Some(end) = t.endtime {
+                        v["endtime"] = json!(end);
+                    }
+                    v
+                })
+                .collect(),
+        )
     }
 
     /// `GET …/tasks/<upid>/log`: `[{n, t}]`.

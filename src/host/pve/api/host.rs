@@ -7,7 +7,9 @@
 //! | migrate | `POST …/<vmid>/migrate` (`target`, `restart` for a running CT), a task on the CT's node |
 //! | ct, config_file | the same two reads for one CT |
 //! | create | `POST /nodes/<node>/lxc` on the CT's node (placed, else the one new CTs go to), a task |
-//! | clone | `POST …/<source>/clone` (`newid`, `snapname`, `full`, `hostname`, `storage`, and `target` to make it on another node at once: shared storage only) on the source's node, a task |
+//! | clone | `POST …/<source>/clone` (`newid`, `snapname`, `full`, `hostname`, `description`, `storage`, and `target` to make it on another node at once: shared storage only) on the source's node, a task; a linked clone of a store template is `full=0` without `storage` |
+//! | template | `POST …/<vmid>/template`, which answers `null` while Proxmox converts the CT in a task (`vztemplate`): that task, found in the node's task list, is waited for, then the config until it shows `template: 1` and no lock |
+//! | links_clones_on | the storage's `plugintype` from `/cluster/resources` (`storage.cfg` is the cluster's) |
 //! | set, set_devices | `PUT …/config` with the `digest` of phoenix's read: a config changed since is refused by Proxmox, never overwritten |
 //! | resize | `PUT …/resize`, a task |
 //! | start, shutdown, stop | `POST …/status/<verb>`, a task |
@@ -29,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -40,11 +43,12 @@ use super::{task, ApiOptions, Credential};
 use crate::host::facts::{self, version_at_least};
 use crate::host::pve::conf::ConfFile;
 use crate::host::pve::props::Tags;
+use crate::host::pve::storage::LINKED_CLONE_TYPES;
 use crate::host::pve::{map, text, vzdump};
 use crate::host::{
-    CloneSpec, ClusterView, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError, HostFacts,
-    HostResult, KeptCopy, Network, NodeStatus, Passthrough, Privileges, Settings, StorageInfo,
-    Verb, MANAGED_TAG,
+    CloneRequest, CloneSpec, ClusterView, CreateSpec, CtInfo, Ctid, ErrorKind, Host, HostError,
+    HostFacts, HostResult, KeptCopy, Network, NodeStatus, Passthrough, Privileges, Settings,
+    StorageInfo, Verb, MANAGED_TAG,
 };
 
 /// A cluster node as `/cluster/status` reports it.
@@ -390,7 +394,13 @@ impl ApiHost {
         path: &str,
         params: &[(&str, &str)],
     ) -> HostResult<()> {
-        let data = self.api.request(method, path, params).map_err(|e| {
+        let data = self.send(method, path, params)?;
+        self.wait(Some(ctid), &data).map(|_| ()).map_err(|(e, _)| e)
+    }
+
+    /// One request to a node's path; a node that does not answer is marked down.
+    fn send(&self, method: Method, path: &str, params: &[(&str, &str)]) -> HostResult<Value> {
+        self.api.request(method, path, params).map_err(|e| {
             match path
                 .strip_prefix("/nodes/")
                 .and_then(|p| p.split('/').next())
@@ -398,8 +408,36 @@ impl ApiHost {
                 Some(node) if unanswered(&e) => self.mark_down(node, &e),
                 _ => e.into_host(),
             }
-        })?;
-        self.wait(Some(ctid), &data).map(|_| ()).map_err(|(e, _)| e)
+        })
+    }
+
+    /// The UPIDs of a CT's `vztemplate` tasks on its node, running or done (`GET
+    /// /nodes/<node>/tasks`, `source=all`: the default lists finished tasks only)
+    /// [pve-manager Tasks.pm node_tasks]. Everyone sees their own tasks.
+    fn template_tasks(&self, node: &str, ctid: Ctid) -> Result<Vec<String>, ApiError> {
+        let vmid = ctid.to_string();
+        let list = self.api.get(
+            &format!("/nodes/{}/tasks", segment(node)),
+            &[
+                ("vmid", &vmid),
+                ("typefilter", "vztemplate"),
+                ("source", "all"),
+            ],
+        )?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("upid").and_then(Value::as_str).map(str::to_string))
+            .collect())
+    }
+
+    /// Whether the CT is a template now, and free: `template: 1` and no lock.
+    fn is_template_now(&self, node: &str, ctid: Ctid) -> HostResult<bool> {
+        let (ct, _) = self
+            .read(node, ctid)?
+            .ok_or_else(|| text::config_missing(node, ctid))?;
+        Ok(ct.template && ct.lock.is_none())
     }
 
     /// Waits for the task a request answered (none when it answered `null`: done before
@@ -1323,27 +1361,123 @@ impl Host for ApiHost {
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
-        let node = self.node_of(spec.source)?;
-        let newid = spec.target.to_string();
-        let mut p: Vec<(&str, &str)> = vec![
-            ("newid", &newid),
-            ("snapname", &spec.snapshot),
-            ("hostname", &spec.hostname),
-            ("full", "1"),
-            ("storage", &spec.storage),
+        self.clone_with(&CloneRequest {
+            source: spec.source,
+            target: spec.target,
+            snapname: Some(spec.snapshot.clone()),
+            full: Some(true),
+            storage: Some(spec.storage.clone()),
+            hostname: Some(spec.hostname.clone()),
+            description: None,
+            node: spec.node.clone(),
+        })
+    }
+
+    /// `POST …/<source>/clone` with the request's options, as given, on the source's
+    /// node: a task. phoenix's linked clone of a store template is `full=0` with no
+    /// `storage` (Proxmox refuses one: `parameter 'storage' not allowed for linked
+    /// clones`) nor `snapname` (a template has no snapshots).
+    fn clone_with(&self, req: &CloneRequest) -> HostResult<()> {
+        let node = self.node_of(req.source)?;
+        let newid = req.target.to_string();
+        let mut p: Vec<(&str, &str)> = vec![("newid", &newid)];
+        let options = [
+            ("snapname", req.snapname.as_deref()),
+            ("hostname", req.hostname.as_deref()),
+            ("description", req.description.as_deref()),
+            ("full", req.full.map(|f| if f { "1" } else { "0" })),
+            ("storage", req.storage.as_deref()),
         ];
+        p.extend(options.into_iter().filter_map(|(k, v)| Some((k, v?))));
         // Made on another node at once (`target`): Proxmox allows it into shared storage.
-        let lands = match spec.node.as_deref().filter(|n| *n != node) {
+        let lands = match req.node.as_deref().filter(|n| *n != node) {
             Some(target) => {
                 p.push(("target", target));
                 target.to_string()
             }
             None => node.clone(),
         };
-        let path = format!("{}/clone", self.ct_path(&node, spec.source));
-        let r = self.task(spec.target, Method::Post, &path, &p);
-        self.wrote(spec.target, &lands);
+        let path = format!("{}/clone", self.ct_path(&node, req.source));
+        let r = self.task(req.target, Method::Post, &path, &p);
+        self.wrote(req.target, &lands);
         r
+    }
+
+    /// Whether a storage links clones: its type, as `/cluster/resources` lists it
+    /// (`plugintype`; `storage.cfg` is the cluster's, so one node's entry says it). A
+    /// storage the cluster does not have does not (the preflight names it), nor does one
+    /// when the list cannot be read (the inventory then fails on the same read).
+    fn links_clones_on(&self, storage: &str) -> Option<bool> {
+        let list = match self.all_storages() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(%e, "the storages cannot be read: every clone is full");
+                return Some(false);
+            }
+        };
+        let kind = list
+            .iter()
+            .find(|s| s.get("storage").and_then(Value::as_str) == Some(storage))
+            .and_then(|s| s.get("plugintype").and_then(Value::as_str));
+        Some(kind.is_some_and(|k| LINKED_CLONE_TYPES.contains(&k)))
+    }
+
+    /// `POST …/<vmid>/template`. Proxmox checks the CT under its config lock (not
+    /// locked, no snapshots, not a template, not running: a refusal answers the request
+    /// in its words), forks the conversion as a task `vztemplate`, and answers `null`,
+    /// not that task's UPID [A-LXC template]; the conversion writes `template: 1` when
+    /// done, and its failure (`Template feature is not available for '<volume>'`) is only
+    /// in the task. So phoenix lists the CT's `vztemplate` tasks before the request,
+    /// finds the new one in the node's task list after it and waits for it, and reads
+    /// the config until it shows `template: 1` and no lock — within
+    /// `PHOENIX_PVE_TASK_TIMEOUT`. Where the task list cannot be read, the config alone
+    /// says when it is done.
+    fn template(&self, ctid: Ctid) -> HostResult<()> {
+        let node = self.node_of(ctid)?;
+        let before = match self.template_tasks(&node, ctid) {
+            Ok(upids) => Some(upids),
+            Err(e) => {
+                tracing::debug!(%e, "the task list of node '{node}' cannot be read: the config alone says when CT {ctid} is a template");
+                None
+            }
+        };
+        let path = format!("{}/template", self.ct_path(&node, ctid));
+        let data = self.send(Method::Post, &path, &[]);
+        self.wrote(ctid, &node);
+        // Should a Proxmox answer the conversion's UPID, that is the task to wait for.
+        let mut answered = task::started(&data?)?.map(|u| u.raw);
+        let deadline = Instant::now() + self.opts.task_timeout;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            if self.is_template_now(&node, ctid)? {
+                return Ok(());
+            }
+            let started = answered.take().or_else(|| {
+                let before = before.as_ref()?;
+                self.template_tasks(&node, ctid)
+                    .ok()?
+                    .into_iter()
+                    .find(|u| !before.contains(u))
+            });
+            if let Some(upid) = started {
+                self.wait(Some(ctid), &Value::String(upid.clone()))
+                    .map_err(|(e, _)| e)?;
+                if self.is_template_now(&node, ctid)? {
+                    return Ok(());
+                }
+                return Err(HostError::failed(format!(
+                    "task {upid} ended OK, yet CT {ctid} on node '{node}' is no template (its config lacks `template: 1`, or holds a lock): look at the CT in the web UI"
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(HostError::failed(format!(
+                    "CT {ctid} on node '{node}' is not a template {} s after `POST {path}` (PHOENIX_PVE_TASK_TIMEOUT), and no vztemplate task of it was found: follow it under Tasks in the web UI",
+                    self.opts.task_timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
     }
 
     fn set(&self, ctid: Ctid, settings: &Settings) -> HostResult<()> {
