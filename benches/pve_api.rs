@@ -18,8 +18,6 @@
 mod cluster;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -27,46 +25,6 @@ use common::*;
 const NODES: usize = 50;
 const REQUEST_MS: u64 = 50;
 const PCT_MS: u64 = 600;
-
-/// Both emulators next to the `phoenix` under test (cargo builds only `phoenix` for a
-/// bench).
-fn build_emulators() {
-    let phoenix = PathBuf::from(env!("CARGO_BIN_EXE_phoenix"));
-    let release = phoenix.components().any(|c| c.as_os_str() == "release");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--quiet", "-p", "pct-emulator"]);
-    if release {
-        cargo.arg("--release");
-    }
-    assert!(
-        cargo.status().expect("run cargo").success(),
-        "cannot build the emulators"
-    );
-}
-
-fn phoenix(dir: &Path, args: &[&str], env: &[(String, String)]) -> (i32, Duration, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
-    cmd.args(args)
-        .env("PHOENIX_CONFIG_DIR", dir.join("etc"))
-        .env("PHOENIX_HOOKS_DIR", dir.join("hooks"))
-        .env("PHOENIX_STATE_DIR", dir.join("state"))
-        .env("PHOENIX_LOG_FILE", dir.join("phoenix.log"))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let out = cmd.output().expect("run phoenix");
-    let wall = started.elapsed();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), wall, text)
-}
 
 fn main() {
     build_emulators();

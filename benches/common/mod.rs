@@ -1,12 +1,14 @@
 //! What the build benchmarks share: the generated fleet, the models of what each node
-//! costs, and the makespan's lower bound. Each bench includes it as `mod common`.
+//! costs, the makespan's lower bound, and running the real `phoenix` against the
+//! emulators. Each bench includes it as `mod common`.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use phoenix::build::events::Step;
 use phoenix::fleet::config::{self, Ctid, Paths};
@@ -113,14 +115,21 @@ pub const FANS: [(Ctid, usize); 7] = [
 
 /// The two config documents of a fleet of `n` nodes (n ≥ 18).
 pub fn fleet_json(n: usize) -> (Value, Value) {
-    let tpls = templates();
+    fleet_json_of(&templates(), &FANS, n)
+}
+
+/// The two config documents of a fleet of `n` nodes: `tpls`, and the rest standard
+/// containers cloned from the templates of `fans`, each fan's size in proportion to its
+/// weight (at least one).
+pub fn fleet_json_of(tpls: &[Tpl], fans: &[(Ctid, usize)], n: usize) -> (Value, Value) {
     assert!(
-        n >= tpls.len() + FANS.len(),
-        "a fleet needs at least 18 nodes"
+        n >= tpls.len() + fans.len(),
+        "a fleet of this shape needs at least {} nodes",
+        tpls.len() + fans.len()
     );
     let leaves = n - tpls.len();
-    let total: usize = FANS.iter().map(|f| f.1).sum();
-    let mut sizes: Vec<usize> = FANS.iter().map(|f| (f.1 * leaves / total).max(1)).collect();
+    let total: usize = fans.iter().map(|f| f.1).sum();
+    let mut sizes: Vec<usize> = fans.iter().map(|f| (f.1 * leaves / total).max(1)).collect();
     let mut i = 0;
     while sizes.iter().sum::<usize>() < leaves {
         let k = i % sizes.len();
@@ -186,7 +195,7 @@ pub fn fleet_json(n: usize) -> (Value, Value) {
         }
         blocks.insert(ctid.to_string(), b);
     };
-    for t in &tpls {
+    for t in tpls {
         block(
             t.ctid,
             t.name.to_string(),
@@ -199,7 +208,7 @@ pub fn fleet_json(n: usize) -> (Value, Value) {
         );
     }
     let mut ctid: Ctid = 1000;
-    for ((source, _), size) in FANS.iter().zip(&sizes) {
+    for ((source, _), size) in fans.iter().zip(&sizes) {
         let t = tpls.iter().find(|t| t.ctid == *source).expect("fan source");
         for k in 0..*size {
             // Every third container grows its disk (a `pct resize`).
@@ -246,23 +255,29 @@ pub fn fleet_json(n: usize) -> (Value, Value) {
     (lxc, hv)
 }
 
-/// Writes the fleet under `dir` (config dir and an empty hooks dir) and loads it.
+/// Writes the fleet of `n` nodes under `dir` (config dir and an empty hooks dir) and
+/// loads it.
 pub fn write_fleet(dir: &Path, n: usize) -> Fleet {
+    let fleet = write_fleet_json(dir, &fleet_json(n));
+    assert_eq!(fleet.nodes.len(), n);
+    fleet
+}
+
+/// Writes a fleet's two config documents under `dir` (config dir and an empty hooks dir)
+/// and loads it.
+pub fn write_fleet_json(dir: &Path, (lxc, hv): &(Value, Value)) -> Fleet {
     let config_dir = dir.join("etc");
     let hooks_dir = dir.join("hooks");
     fs::create_dir_all(&config_dir).expect("config dir");
     fs::create_dir_all(&hooks_dir).expect("hooks dir");
-    let (lxc, hv) = fleet_json(n);
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("json");
-    fs::write(config_dir.join(config::LXC_FILE), pretty(&lxc)).expect("write lxc");
-    fs::write(config_dir.join(config::HYPERVISOR_FILE), pretty(&hv)).expect("write hv");
-    let fleet = phoenix::fleet::load(&Paths {
+    fs::write(config_dir.join(config::LXC_FILE), pretty(lxc)).expect("write lxc");
+    fs::write(config_dir.join(config::HYPERVISOR_FILE), pretty(hv)).expect("write hv");
+    phoenix::fleet::load(&Paths {
         config_dir,
         hooks_dir,
     })
-    .unwrap_or_else(|p| panic!("the generated fleet is invalid:\n{p:?}"));
-    assert_eq!(fleet.nodes.len(), n);
-    fleet
+    .unwrap_or_else(|p| panic!("the generated fleet is invalid:\n{p:?}"))
 }
 
 /// A point of a run's timeline: when an event was emitted, for which node, what it was.
@@ -458,6 +473,74 @@ pub fn bound(fleet: &Fleet, m: &Model) -> Bound {
         work,
         source,
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real phoenix, and the emulators it runs against
+
+/// Both emulators next to the `phoenix` under test (cargo builds only `phoenix` for a
+/// bench).
+pub fn build_emulators() {
+    let phoenix = PathBuf::from(env!("CARGO_BIN_EXE_phoenix"));
+    let release = phoenix.components().any(|c| c.as_os_str() == "release");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--quiet", "-p", "pct-emulator"]);
+    // What `cargo bench` sets for the bench it runs (its package's name, manifest …):
+    // ring's build script reruns when they change, so a cargo that saw them would rebuild
+    // ring and all above it here, and the next `cargo bench` all of that again.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            cargo.env_remove(&key);
+        }
+    }
+    if release {
+        cargo.arg("--release");
+    }
+    assert!(
+        cargo.status().expect("run cargo").success(),
+        "cannot build the emulators"
+    );
+}
+
+/// `phoenix <args>` on the fleet under `dir` (as [`write_fleet`] lays it out), with `env`,
+/// its stdout and stderr piped.
+pub fn phoenix_command(dir: &Path, args: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenix"));
+    cmd.args(args)
+        .env("PHOENIX_CONFIG_DIR", dir.join("etc"))
+        .env("PHOENIX_HOOKS_DIR", dir.join("hooks"))
+        .env("PHOENIX_STATE_DIR", dir.join("state"))
+        .env("PHOENIX_LOG_FILE", dir.join("phoenix.log"))
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// [`phoenix_command`] run: its exit code, wall time and output (stdout, then stderr).
+pub fn phoenix(dir: &Path, args: &[&str], env: &[(String, String)]) -> (i32, Duration, String) {
+    let mut cmd = phoenix_command(dir, args, env);
+    let started = Instant::now();
+    let out = cmd.output().expect("run phoenix");
+    let wall = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), wall, text)
 }
 
 /// Seconds, from microseconds.

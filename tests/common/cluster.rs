@@ -89,12 +89,20 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(dir: &Path, root: &Path, bin: &Path, node: &str) -> Sshd {
-        Sshd::start_at(dir, root, root, bin, node)
+        Sshd::start_at(dir, root, root, bin, node, &[])
     }
 
     /// `files`: the node's own files (its `/`: host facts, OS templates), `root` the
-    /// cluster's tree its `pct` acts on.
-    pub fn start_at(dir: &Path, root: &Path, files: &Path, bin: &Path, node: &str) -> Sshd {
+    /// cluster's tree its `pct` acts on; `pct_env`: more of the remote environment (the
+    /// `pct-emulator`'s knobs, `PVE_EMULATOR_TASK_LATENCY` …).
+    pub fn start_at(
+        dir: &Path,
+        root: &Path,
+        files: &Path,
+        bin: &Path,
+        node: &str,
+        pct_env: &[(&str, &str)],
+    ) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -106,11 +114,12 @@ impl Sshd {
         keygen(&dir.join("host_key"));
         let port = free_port();
         let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+        let more: String = pct_env.iter().map(|(k, v)| format!(" {k}={v}")).collect();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
              StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel ERROR\nMaxSessions 100\nMaxStartups 100\n\
-             SetEnv PATH={path} PVE_EMULATOR_ROOT={r} PHOENIX_PVE_ROOT={f} PVE_EMULATOR_NODE={node}\n",
+             SetEnv PATH={path} PVE_EMULATOR_ROOT={r} PHOENIX_PVE_ROOT={f} PVE_EMULATOR_NODE={node}{more}\n",
             d = dir.display(),
             r = root.display(),
             f = files.display(),
@@ -299,6 +308,18 @@ impl Cluster {
     /// ([`CLUSTER_STORAGE_CFG`]); the first node is the one the URL reaches. `gpu`: the
     /// nodes with NVIDIA GPUs and driver (the others have none).
     pub fn start_nodes(dir: &Path, nodes: &[&str], gpu: &[&str], env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_nodes_with(dir, nodes, gpu, env, &[])
+    }
+
+    /// [`Cluster::start_nodes`], with `pct_env` in the environment of every node's `pct`
+    /// over SSH (the API emulator's knobs do not reach it).
+    pub fn start_nodes_with(
+        dir: &Path,
+        nodes: &[&str],
+        gpu: &[&str],
+        env: &[(&str, &str)],
+        pct_env: &[(&str, &str)],
+    ) -> Cluster {
         let root = dir.join("pve");
         let bin = dir.join("node-bin");
         fs::create_dir_all(root.join("etc/pve")).unwrap();
@@ -327,7 +348,14 @@ impl Cluster {
         let mut node_sshd = Vec::new();
         for n in nodes {
             let files = root.join("local").join(n);
-            let s = Sshd::start_at(&dir.join(format!("sshd-{n}")), &root, &files, &bin, n);
+            let s = Sshd::start_at(
+                &dir.join(format!("sshd-{n}")),
+                &root,
+                &files,
+                &bin,
+                n,
+                pct_env,
+            );
             node_sshd.push((n.to_string(), s));
         }
         let refs: Vec<&Sshd> = node_sshd.iter().map(|(_, s)| s).collect();
