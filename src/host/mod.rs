@@ -347,6 +347,22 @@ pub struct CloneRequest {
     pub node: Option<String>,
 }
 
+impl CloneSpec {
+    /// The same clone as a request: a full clone of the snapshot onto `storage`.
+    pub fn request(&self) -> CloneRequest {
+        CloneRequest {
+            source: self.source,
+            target: self.target,
+            snapname: Some(self.snapshot.clone()),
+            full: Some(true),
+            storage: Some(self.storage.clone()),
+            hostname: Some(self.hostname.clone()),
+            description: None,
+            node: self.node.clone(),
+        }
+    }
+}
+
 /// A generation kept beyond its CT's life, as the host holds it: a backup archive on
 /// Proxmox (`vzdump`), a snapshot subvolume on `lxc`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -888,16 +888,7 @@ impl Host for SimHost {
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
-        self.clone_with(&CloneRequest {
-            source: spec.source,
-            target: spec.target,
-            snapname: Some(spec.snapshot.clone()),
-            full: Some(true),
-            storage: Some(spec.storage.clone()),
-            hostname: Some(spec.hostname.clone()),
-            description: None,
-            node: spec.node.clone(),
-        })
+        self.clone_with(&spec.request())
     }
 
     fn clone_with(&self, req: &CloneRequest) -> HostResult<()> {

@@ -1361,16 +1361,7 @@ impl Host for ApiHost {
     }
 
     fn clone_ct(&self, spec: &CloneSpec) -> HostResult<()> {
-        self.clone_with(&CloneRequest {
-            source: spec.source,
-            target: spec.target,
-            snapname: Some(spec.snapshot.clone()),
-            full: Some(true),
-            storage: Some(spec.storage.clone()),
-            hostname: Some(spec.hostname.clone()),
-            description: None,
-            node: spec.node.clone(),
-        })
+        self.clone_with(&spec.request())
     }
 
     /// `POST …/<source>/clone` with the request's options, as given, on the source's
